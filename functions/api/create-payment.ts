@@ -1,1 +1,21 @@
-export const handler = async (): Promise<unknown> => ({ statusCode: 501, body: '{}' });
+import { parseCreatePaymentRequest } from '../core/create-request';
+import { paymentView } from '../core/payment-view';
+import type { PaymentsService } from '../core/payments-service';
+import { container } from '../shared/container';
+import { apiHandler, json, parseJsonObject, type ApiRequest } from '../shared/http';
+
+/** POST /api/payments/process */
+export function createPaymentRoute(deps: { payments: PaymentsService; maxAmount: number }) {
+  return async (req: ApiRequest) => {
+    const body = parseJsonObject(req.body);
+    const request = parseCreatePaymentRequest(body, req.headers['idempotency-key'], { maxAmount: deps.maxAmount });
+    const { payment, replayed } = await deps.payments.create(req.tenantId, request);
+    // A replay answers with the same status code and shape as the first response.
+    return json(201, paymentView(payment), replayed ? { 'Idempotent-Replayed': 'true' } : undefined);
+  };
+}
+
+export const handler = apiHandler((req) => {
+  const { payments, config } = container();
+  return createPaymentRoute({ payments, maxAmount: config.maxAmount })(req);
+});

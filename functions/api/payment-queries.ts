@@ -1,1 +1,61 @@
-export const handler = async (): Promise<unknown> => ({ statusCode: 501, body: '{}' });
+import { parseCreatePaymentRequest, validateIdempotencyKey } from '../core/create-request';
+import { AppError, ValidationError } from '../core/errors';
+import { paymentView, statusView } from '../core/payment-view';
+import type { PaymentsService } from '../core/payments-service';
+import { container } from '../shared/container';
+import { apiHandler, json, parseJsonObject, type ApiRequest, type ApiResponse } from '../shared/http';
+
+function keyFrom(raw: unknown): string {
+  const key = validateIdempotencyKey(raw);
+  if (typeof key !== 'string') throw new ValidationError([key]);
+  return key;
+}
+
+/** GET payment, GET status, GET key record, POST validate-key. */
+export function paymentQueriesRoute(deps: { payments: PaymentsService; maxAmount: number }) {
+  return async (req: ApiRequest): Promise<ApiResponse> => {
+    const route = `${req.method} ${req.resource}`;
+    switch (route) {
+      case 'GET /api/payments/{paymentID}':
+        return json(200, paymentView(await deps.payments.get(req.tenantId, req.pathParameters.paymentID ?? '')));
+      case 'GET /api/payments/{paymentID}/status':
+        return json(200, statusView(await deps.payments.get(req.tenantId, req.pathParameters.paymentID ?? '')));
+      case 'GET /api/payments/key/{idempotencyKey}': {
+        const { record, payment } = await deps.payments.keyRecord(req.tenantId, keyFrom(req.pathParameters.idempotencyKey));
+        return json(200, {
+          key: record.idempotencyKey,
+          paymentID: record.paymentId,
+          status: payment.status,
+          createdAt: record.createdAt,
+          expiresAt: new Date(record.expiresAt * 1000).toISOString(),
+          requestHash: record.requestHash,
+        });
+      }
+      case 'POST /api/payments/validate-key': {
+        const body = parseJsonObject(req.body);
+        const key = keyFrom(body.idempotencyKey ?? req.headers['idempotency-key']);
+        // With the payment fields present, the request is compared with the one that holds the key.
+        const hasRequest = ['amount', 'currency', 'paymentMethod'].some((f) => body[f] !== undefined);
+        const request = hasRequest
+          ? parseCreatePaymentRequest({ ...body, idempotencyKey: key }, undefined, { maxAmount: deps.maxAmount })
+          : undefined;
+        const state = await deps.payments.keyState(req.tenantId, key, request);
+        if (state.state === 'available') return json(200, { idempotencyKey: key, valid: true, status: 'available' });
+        return json(200, {
+          idempotencyKey: key,
+          valid: state.matches !== false,
+          status: state.matches === null ? 'in_use' : state.matches ? 'in_use_matching' : 'in_use_mismatch',
+          paymentID: state.record.paymentId,
+          expiresAt: new Date(state.record.expiresAt * 1000).toISOString(),
+        });
+      }
+      default:
+        throw new AppError('ROUTE_NOT_FOUND', `No route for ${route}`, 404);
+    }
+  };
+}
+
+export const handler = apiHandler((req) => {
+  const { payments, config } = container();
+  return paymentQueriesRoute({ payments, maxAmount: config.maxAmount })(req);
+});

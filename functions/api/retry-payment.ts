@@ -1,1 +1,16 @@
-export const handler = async (): Promise<unknown> => ({ statusCode: 501, body: '{}' });
+import { paymentView } from '../core/payment-view';
+import type { PaymentsService } from '../core/payments-service';
+import { container } from '../shared/container';
+import { apiHandler, json, parseJsonObject, type ApiRequest } from '../shared/http';
+
+/** POST /api/payments/{paymentID}/retry — optional body { reason }. */
+export function retryPaymentRoute(deps: { payments: PaymentsService }) {
+  return async (req: ApiRequest) => {
+    const body = req.body?.trim() ? parseJsonObject(req.body) : {};
+    const reason = typeof body.reason === 'string' ? body.reason.slice(0, 500) : undefined;
+    const payment = await deps.payments.retryNow(req.tenantId, req.pathParameters.paymentID ?? '', reason);
+    return json(202, paymentView(payment));
+  };
+}
+
+export const handler = apiHandler((req) => retryPaymentRoute(container())(req));

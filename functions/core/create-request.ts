@@ -1,0 +1,166 @@
+/**
+ * Validation of the create-payment request (seed shape: idempotencyKey, amount, currency,
+ * paymentMethod {type, token}, metadata). Every problem is reported with its own stable code.
+ */
+import { AppError, ValidationError, type FieldError } from './errors';
+import { canonicalJson, sha256Hex } from './fingerprint';
+import { currencyExponent, toMinorUnits } from './money';
+import type { PaymentMethod } from './payment';
+
+export const MAX_KEY_LENGTH = 255;
+export const SUPPORTED_PAYMENT_METHODS = ['card', 'wallet'] as const;
+export const METADATA_LIMITS = { maxKeys: 50, maxKeyLength: 40, maxValueLength: 500 } as const;
+const TOKEN_PATTERN = /^[A-Za-z0-9_\-:.]{1,255}$/;
+// Printable ASCII without spaces: keys travel in headers and URL paths.
+const KEY_PATTERN = /^[\x21-\x7e]+$/;
+
+export interface CreatePaymentRequest {
+  readonly idempotencyKey: string;
+  readonly amountMinor: number;
+  readonly currency: string;
+  readonly paymentMethod: PaymentMethod;
+  readonly metadata: Record<string, string>;
+}
+
+/** SHA-256 of the canonical JSON of the fields that define the payment. */
+export function requestFingerprint(r: Omit<CreatePaymentRequest, 'idempotencyKey'>): string {
+  return sha256Hex(
+    canonicalJson({
+      amountMinor: r.amountMinor,
+      currency: r.currency,
+      paymentMethod: { type: r.paymentMethod.type, token: r.paymentMethod.token },
+      metadata: r.metadata,
+    }),
+  );
+}
+
+export function validateIdempotencyKey(raw: unknown, field = 'idempotencyKey'): FieldError | string {
+  if (raw === undefined || raw === null) {
+    return { field, code: 'MISSING_IDEMPOTENCY_KEY', message: 'idempotencyKey is required (body field or Idempotency-Key header)' };
+  }
+  if (typeof raw !== 'string' || raw.trim() === '') {
+    return { field, code: 'INVALID_IDEMPOTENCY_KEY', message: 'idempotencyKey must be a non-empty string' };
+  }
+  if (raw.length > MAX_KEY_LENGTH) {
+    return { field, code: 'INVALID_IDEMPOTENCY_KEY', message: `idempotencyKey must be at most ${MAX_KEY_LENGTH} characters` };
+  }
+  if (!KEY_PATTERN.test(raw)) {
+    return { field, code: 'INVALID_IDEMPOTENCY_KEY', message: 'idempotencyKey must be printable ASCII without spaces' };
+  }
+  return raw;
+}
+
+/** The key may come in the body or the Idempotency-Key header (IETF draft); both and different is an error. */
+export function resolveIdempotencyKey(bodyKey: unknown, headerKey: string | undefined): FieldError | string {
+  if (headerKey !== undefined && bodyKey !== undefined && bodyKey !== headerKey) {
+    return {
+      field: 'idempotencyKey',
+      code: 'IDEMPOTENCY_KEY_CONFLICT',
+      message: 'The Idempotency-Key header and the body idempotencyKey differ',
+    };
+  }
+  return validateIdempotencyKey(bodyKey ?? headerKey);
+}
+
+function validateMetadata(raw: unknown, errors: FieldError[]): Record<string, string> {
+  if (raw === undefined || raw === null) return {};
+  if (typeof raw !== 'object' || Array.isArray(raw)) {
+    errors.push({ field: 'metadata', code: 'INVALID_METADATA', message: 'metadata must be an object of string values' });
+    return {};
+  }
+  const entries = Object.entries(raw as Record<string, unknown>);
+  if (entries.length > METADATA_LIMITS.maxKeys) {
+    errors.push({ field: 'metadata', code: 'INVALID_METADATA', message: `metadata may have at most ${METADATA_LIMITS.maxKeys} keys` });
+    return {};
+  }
+  const out: Record<string, string> = {};
+  for (const [k, v] of entries) {
+    if (k.length === 0 || k.length > METADATA_LIMITS.maxKeyLength) {
+      errors.push({ field: `metadata.${k.slice(0, 40)}`, code: 'INVALID_METADATA', message: `metadata keys must be 1-${METADATA_LIMITS.maxKeyLength} characters` });
+      continue;
+    }
+    if (typeof v !== 'string' && typeof v !== 'number' && typeof v !== 'boolean') {
+      errors.push({ field: `metadata.${k}`, code: 'INVALID_METADATA', message: 'metadata values must be strings, numbers or booleans' });
+      continue;
+    }
+    const text = String(v);
+    if (text.length > METADATA_LIMITS.maxValueLength) {
+      errors.push({ field: `metadata.${k}`, code: 'INVALID_METADATA', message: `metadata values must be at most ${METADATA_LIMITS.maxValueLength} characters` });
+      continue;
+    }
+    out[k] = text;
+  }
+  return out;
+}
+
+const AMOUNT_MESSAGES = {
+  INVALID_AMOUNT: 'amount must be a positive, finite decimal number',
+  AMOUNT_PRECISION_EXCEEDED: 'amount has more decimal places than the currency allows',
+  AMOUNT_TOO_LARGE: 'amount is over the maximum allowed',
+} as const;
+
+export function parseCreatePaymentRequest(
+  body: Record<string, unknown>,
+  headerKey: string | undefined,
+  limits: { maxAmount: number },
+): CreatePaymentRequest {
+  const errors: FieldError[] = [];
+  const key = resolveIdempotencyKey(body.idempotencyKey, headerKey);
+  if (typeof key !== 'string') {
+    if (key.code === 'IDEMPOTENCY_KEY_CONFLICT') throw new ValidationError([key]);
+    errors.push(key);
+  }
+
+  let currency = '';
+  let exponent: number | undefined;
+  if (body.currency === undefined || body.currency === null) {
+    errors.push({ field: 'currency', code: 'MISSING_FIELD', message: 'currency is required' });
+  } else if (typeof body.currency !== 'string' || (exponent = currencyExponent(body.currency.toUpperCase())) === undefined) {
+    errors.push({ field: 'currency', code: 'UNSUPPORTED_CURRENCY', message: 'currency must be an ISO 4217 code in circulation' });
+  } else {
+    currency = body.currency.toUpperCase();
+  }
+
+  let amountMinor = 0;
+  if (body.amount === undefined || body.amount === null) {
+    errors.push({ field: 'amount', code: 'MISSING_FIELD', message: 'amount is required' });
+  } else {
+    // Without a known currency, check the amount against the finest precision in use.
+    const result = toMinorUnits(body.amount, exponent ?? 4, limits.maxAmount);
+    if (!result.ok) {
+      errors.push({ field: 'amount', code: result.problem, message: AMOUNT_MESSAGES[result.problem], ...(result.problem === 'AMOUNT_TOO_LARGE' ? { max: limits.maxAmount } : {}) } as FieldError);
+    } else {
+      amountMinor = result.minor;
+    }
+  }
+
+  let paymentMethod: PaymentMethod = { type: '', token: '' };
+  const pm = body.paymentMethod;
+  if (pm === undefined || pm === null) {
+    errors.push({ field: 'paymentMethod', code: 'MISSING_FIELD', message: 'paymentMethod is required' });
+  } else if (typeof pm !== 'object' || Array.isArray(pm)) {
+    errors.push({ field: 'paymentMethod', code: 'INVALID_PAYMENT_METHOD', message: 'paymentMethod must be an object with type and token' });
+  } else {
+    const { type, token } = pm as Record<string, unknown>;
+    if (type === undefined || type === null) {
+      errors.push({ field: 'paymentMethod.type', code: 'MISSING_FIELD', message: 'paymentMethod.type is required' });
+    } else if (typeof type !== 'string' || !(SUPPORTED_PAYMENT_METHODS as readonly string[]).includes(type)) {
+      errors.push({
+        field: 'paymentMethod.type',
+        code: 'UNSUPPORTED_PAYMENT_METHOD',
+        message: `paymentMethod.type must be one of ${SUPPORTED_PAYMENT_METHODS.join(', ')}`,
+      });
+    }
+    if (token === undefined || token === null) {
+      errors.push({ field: 'paymentMethod.token', code: 'MISSING_FIELD', message: 'paymentMethod.token is required' });
+    } else if (typeof token !== 'string' || !TOKEN_PATTERN.test(token)) {
+      errors.push({ field: 'paymentMethod.token', code: 'INVALID_PAYMENT_METHOD', message: 'paymentMethod.token must be 1-255 characters of letters, digits and _-:.' });
+    }
+    if (typeof type === 'string' && typeof token === 'string') paymentMethod = { type, token };
+  }
+
+  const metadata = validateMetadata(body.metadata, errors);
+  if (errors.length) throw new ValidationError(errors);
+  if (typeof key !== 'string') throw new AppError('INTERNAL_ERROR', 'unreachable', 500);
+  return { idempotencyKey: key, amountMinor, currency, paymentMethod, metadata };
+}

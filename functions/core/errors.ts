@@ -1,0 +1,72 @@
+/**
+ * Typed errors with stable codes. The HTTP layer maps them to `{ error: {...} }` responses in one place;
+ * anything that is not an AppError becomes a 500 INTERNAL_ERROR with no internal detail.
+ */
+export interface FieldError {
+  readonly field: string;
+  readonly code: string;
+  readonly message: string;
+}
+
+export class AppError extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+    readonly httpStatus: number,
+    readonly retryable = false,
+    readonly details?: unknown,
+  ) {
+    super(message);
+    this.name = 'AppError';
+  }
+}
+
+/** One or more invalid fields; the first field's code is the error code. */
+export class ValidationError extends AppError {
+  constructor(readonly fieldErrors: FieldError[], httpStatus = 400) {
+    super(fieldErrors[0]!.code, fieldErrors.map((e) => e.message).join('; '), httpStatus, false, fieldErrors);
+  }
+}
+
+export class NotFoundError extends AppError {
+  constructor(what: string) {
+    super(`${what.toUpperCase()}_NOT_FOUND`, `${what[0]!.toUpperCase()}${what.slice(1)} not found`, 404);
+  }
+}
+
+export class IdempotencyKeyMismatchError extends AppError {
+  constructor(paymentId: string) {
+    super(
+      'IDEMPOTENCY_KEY_MISMATCH',
+      'This idempotency key was already used with a different request; use a new key for a new payment',
+      422,
+      false,
+      { paymentID: paymentId },
+    );
+  }
+}
+
+export class InvalidStateTransitionError extends AppError {
+  constructor(from: string, to: string, reason?: string) {
+    super(
+      'INVALID_STATE_TRANSITION',
+      reason ?? `A payment in status ${from} cannot move to ${to}`,
+      409,
+      false,
+      { from, to },
+    );
+  }
+}
+
+/** The payment changed under us (another writer won the conditional update). */
+export class ConcurrentUpdateError extends AppError {
+  constructor(readonly current: unknown) {
+    super('CONCURRENT_UPDATE', 'The payment was changed by another request; retry', 409, true);
+  }
+}
+
+export class ServiceUnavailableError extends AppError {
+  constructor(message = 'The service is busy; retry with the same idempotency key') {
+    super('SERVICE_UNAVAILABLE', message, 503, true);
+  }
+}

@@ -1,0 +1,43 @@
+/**
+ * The payment state machine: the only place that says which status may follow which.
+ * Every change is applied as a conditional update on (version, source status), see payment-repository.
+ */
+import { InvalidStateTransitionError } from './errors';
+import { isTerminal, type Payment, type PaymentStatus } from './payment';
+
+const ALLOWED: Readonly<Record<PaymentStatus, readonly PaymentStatus[]>> = {
+  pending: ['processing', 'expired'],
+  processing: ['success', 'retrying', 'failed'],
+  retrying: ['processing', 'failed', 'expired'],
+  success: [],
+  failed: [],
+  expired: [],
+};
+
+/**
+ * failed → retrying is not a normal transition: an operator may re-open a failed payment whose last
+ * error was retryable (e.g. the provider was down past maxRetries). It is audited with the operator.
+ */
+export function canReopen(p: Pick<Payment, 'status' | 'lastError'>): boolean {
+  return p.status === 'failed' && p.lastError?.retryable === true;
+}
+
+export function isAllowed(from: PaymentStatus, to: PaymentStatus): boolean {
+  return ALLOWED[from].includes(to);
+}
+
+export interface TransitionOptions {
+  /** An operator action may re-open a failed payment with a retryable last error. */
+  readonly operator?: boolean;
+}
+
+export function assertTransition(p: Pick<Payment, 'status' | 'lastError'>, to: PaymentStatus, opts: TransitionOptions = {}): void {
+  if (isAllowed(p.status, to)) return;
+  if (opts.operator && to === 'retrying' && canReopen(p)) return;
+  const reason = isTerminal(p.status)
+    ? `Payment is ${p.status}, a final status${p.status === 'failed' ? ' (its last error is not retryable)' : ''}`
+    : undefined;
+  throw new InvalidStateTransitionError(p.status, to, reason);
+}
+
+export const allowedTargets = (from: PaymentStatus): readonly PaymentStatus[] => ALLOWED[from];
