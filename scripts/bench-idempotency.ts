@@ -1,0 +1,212 @@
+/**
+ * Idempotency path benchmark, one run, one emulator, three contenders:
+ *   ours        PaymentsService.create: one TransactWriteItems (key + payment), then SendMessage
+ *   powertools  makeIdempotent around an equivalent create (PutItem payment + SendMessage)
+ *   bare put    a single conditional PutItem of the payment (the floor for any durable create)
+ * Prints p50/p99 latency of creates and replays, throughput under concurrency, and DynamoDB calls
+ * per operation. Absolute numbers on a shared machine are noisy; compare the ratios.
+ *
+ *   npm run bench -- [--n 300] [--concurrency 16] [--throughput-n 1000]
+ */
+import { randomUUID } from 'node:crypto';
+import { CreateTableCommand, DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { DynamoDBDocumentClient, PutCommand } from '@aws-sdk/lib-dynamodb';
+import { SendMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
+import { IdempotencyConfig, makeIdempotent } from '@aws-lambda-powertools/idempotency';
+import { DynamoDBPersistenceLayer } from '@aws-lambda-powertools/idempotency/dynamodb';
+import { PaymentRepository } from '../functions/adapters/dynamo/payment-repository';
+import { SqsPaymentQueue } from '../functions/adapters/sqs/payment-queue';
+import type { CreatePaymentRequest } from '../functions/core/create-request';
+import { PaymentsService } from '../functions/core/payments-service';
+import { startDynamoDbLocal, startSqsEmulator } from '../lib/local/emulators';
+import { createLocalResources, functionEnvironment, loadSynthesizedStack } from '../lib/local/template';
+
+const arg = (name: string, fallback: number) => {
+  const i = process.argv.indexOf(`--${name}`);
+  return i > 0 ? Number(process.argv[i + 1]) : fallback;
+};
+const N = arg('n', 300);
+const CONCURRENCY = arg('concurrency', 16);
+const THROUGHPUT_N = arg('throughput-n', 1000);
+const credentials = { accessKeyId: 'local', secretAccessKey: 'local' };
+const region = 'us-east-1';
+
+function counted(endpoint: string) {
+  const client = new DynamoDBClient({ endpoint, region, credentials });
+  const calls = { n: 0 };
+  client.middlewareStack.add(
+    (next) => async (args) => {
+      calls.n++;
+      return next(args);
+    },
+    { step: 'initialize', name: 'countCalls' },
+  );
+  return { client, doc: DynamoDBDocumentClient.from(client, { marshallOptions: { removeUndefinedValues: true } }), calls };
+}
+
+const pct = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+
+interface Contender {
+  name: string;
+  calls: { n: number };
+  create(key: string): Promise<unknown>;
+}
+
+function requestFor(key: string): CreatePaymentRequest {
+  return { idempotencyKey: key, amountMinor: 2550, currency: 'USD', paymentMethod: { type: 'card', token: 'tok_success' }, metadata: { orderId: key } };
+}
+
+async function timeEach(c: Contender, keys: string[]) {
+  const before = c.calls.n;
+  const times: number[] = [];
+  for (const key of keys) {
+    const t0 = performance.now();
+    await c.create(key);
+    times.push(performance.now() - t0);
+  }
+  times.sort((a, b) => a - b);
+  return { p50: pct(times, 50), p99: pct(times, 99), callsPerOp: (c.calls.n - before) / keys.length };
+}
+
+async function throughput(c: Contender, keys: string[]) {
+  let next = 0;
+  const t0 = performance.now();
+  await Promise.all(
+    Array.from({ length: CONCURRENCY }, async () => {
+      while (next < keys.length) await c.create(keys[next++]!);
+    }),
+  );
+  return keys.length / ((performance.now() - t0) / 1000);
+}
+
+async function main() {
+  const [ddb, sqsEmu] = await Promise.all([startDynamoDbLocal(), startSqsEmulator()]);
+  try {
+    const admin = new DynamoDBClient({ endpoint: ddb.endpoint, region, credentials });
+    const sqs = new SQSClient({ endpoint: sqsEmu.endpoint, region, credentials, useQueueUrlAsEndpoint: false });
+    const { template } = loadSynthesizedStack();
+    const local = await createLocalResources(template, { dynamodb: admin, sqs });
+    const fnId = Object.keys(template.Resources).find((k) => k.startsWith('CreatePaymentFunction') && template.Resources[k]!.Type === 'AWS::Lambda::Function')!;
+    const env = functionEnvironment(template, fnId, local);
+    for (const name of ['bench-powertools-idempotency', 'bench-powertools-payments', 'bench-bare-payments']) {
+      await admin.send(
+        new CreateTableCommand({
+          TableName: name,
+          BillingMode: 'PAY_PER_REQUEST',
+          KeySchema: [{ AttributeName: 'id', KeyType: 'HASH' }],
+          AttributeDefinitions: [{ AttributeName: 'id', AttributeType: 'S' }],
+        }),
+      );
+    }
+
+    const oursDb = counted(ddb.endpoint);
+    const service = new PaymentsService({
+      store: new PaymentRepository(oursDb.doc, { payments: env.PAYMENTS_TABLE!, idempotency: env.IDEMPOTENCY_TABLE!, openPaymentsIndex: env.OPEN_PAYMENTS_INDEX! }),
+      queue: new SqsPaymentQueue(sqs, env.PAYMENTS_QUEUE_URL!),
+      idempotencyTtlSeconds: 86_400,
+      maxRetries: 3,
+      stuckAfterSeconds: 120,
+    });
+    const ours: Contender = { name: 'ours (transaction)', calls: oursDb.calls, create: (key) => service.create('bench', requestFor(key)) };
+
+    const ptDb = counted(ddb.endpoint);
+    const ptConfig = new IdempotencyConfig({ eventKeyJmesPath: '[tenantId, idempotencyKey]', payloadValidationJmesPath: 'request', expiresAfterSeconds: 86_400 });
+    const ptCreate = makeIdempotent(
+      async (req: { tenantId: string; idempotencyKey: string; request: CreatePaymentRequest }) => {
+        const payment = { id: randomUUID(), tenantId: req.tenantId, ...req.request, status: 'pending', version: 1, createdAt: new Date().toISOString() };
+        await ptDb.doc.send(new PutCommand({ TableName: 'bench-powertools-payments', Item: payment, ConditionExpression: 'attribute_not_exists(id)' }));
+        await sqs.send(new SendMessageCommand({ QueueUrl: env.PAYMENTS_QUEUE_URL!, MessageBody: JSON.stringify({ paymentId: payment.id }) }));
+        return payment;
+      },
+      {
+        persistenceStore: new DynamoDBPersistenceLayer({ tableName: 'bench-powertools-idempotency', awsSdkV3Client: ptDb.client }),
+        config: ptConfig,
+      },
+    );
+    // Outside Lambda, Powertools needs a context to size its in-progress lease.
+    ptConfig.registerLambdaContext({ getRemainingTimeInMillis: () => 30_000 } as never);
+    const powertools: Contender = {
+      name: 'powertools makeIdempotent',
+      calls: ptDb.calls,
+      create: (key) => ptCreate({ tenantId: 'bench', idempotencyKey: key, request: requestFor(key) }),
+    };
+
+    const bareDb = counted(ddb.endpoint);
+    const bare: Contender = {
+      name: 'bare conditional PutItem',
+      calls: bareDb.calls,
+      create: (key) =>
+        bareDb.doc
+          .send(new PutCommand({ TableName: 'bench-bare-payments', Item: { id: key, ...requestFor(key) }, ConditionExpression: 'attribute_not_exists(id)' }))
+          .catch((e: Error) => {
+            if (e.name !== 'ConditionalCheckFailedException') throw e;
+          }),
+    };
+
+    const contenders = [ours, powertools, bare];
+    // Warm up JITs, connections and the emulator.
+    for (const c of contenders) await timeEach(c, Array.from({ length: 50 }, () => `warm-${randomUUID()}`));
+
+    const results = new Map<string, Record<string, number>>();
+    const keys = new Map(contenders.map((c) => [c.name, Array.from({ length: N }, () => `k-${randomUUID()}`)]));
+    // Alternate contenders in slices so machine noise hits all of them alike.
+    const slices = 5;
+    const acc = new Map(contenders.map((c) => [c.name, { create: [] as number[], replay: [] as number[], createCalls: 0, replayCalls: 0 }]));
+    for (let s = 0; s < slices; s++) {
+      for (const c of contenders) {
+        const slice = keys.get(c.name)!.slice((s * N) / slices, ((s + 1) * N) / slices);
+        const a = acc.get(c.name)!;
+        let before = c.calls.n;
+        for (const k of slice) {
+          const t0 = performance.now();
+          await c.create(k);
+          a.create.push(performance.now() - t0);
+        }
+        a.createCalls += c.calls.n - before;
+        before = c.calls.n;
+        for (const k of slice) {
+          const t0 = performance.now();
+          await c.create(k);
+          a.replay.push(performance.now() - t0);
+        }
+        a.replayCalls += c.calls.n - before;
+      }
+    }
+    for (const c of contenders) {
+      const a = acc.get(c.name)!;
+      a.create.sort((x, y) => x - y);
+      a.replay.sort((x, y) => x - y);
+      const tput = await throughput(c, Array.from({ length: THROUGHPUT_N }, () => `t-${randomUUID()}`));
+      results.set(c.name, {
+        createP50: pct(a.create, 50),
+        createP99: pct(a.create, 99),
+        replayP50: pct(a.replay, 50),
+        replayP99: pct(a.replay, 99),
+        createsPerSec: tput,
+        callsPerCreate: a.createCalls / N,
+        callsPerReplay: a.replayCalls / N,
+      });
+    }
+
+    const f = (n: number) => n.toFixed(2).padStart(9);
+    console.log(`\nIdempotency path on DynamoDB Local + fauxqs (n=${N} sequential, ${THROUGHPUT_N} at concurrency ${CONCURRENCY})\n`);
+    console.log(`${'contender'.padEnd(28)}${'create p50'.padStart(11)}${'p99'.padStart(9)}${'replay p50'.padStart(11)}${'p99'.padStart(9)}${'creates/s'.padStart(11)}${'DDB/create'.padStart(11)}${'DDB/replay'.padStart(11)}`);
+    for (const [name, r] of results) {
+      console.log(
+        `${name.padEnd(28)}${f(r.createP50!)}ms${f(r.createP99!).slice(2)}ms${f(r.replayP50!)}ms${f(r.replayP99!).slice(2)}ms${r.createsPerSec!.toFixed(0).padStart(11)}${r.callsPerCreate!.toFixed(2).padStart(11)}${r.callsPerReplay!.toFixed(2).padStart(11)}`,
+      );
+    }
+    const o = results.get(ours.name)!;
+    const p = results.get(powertools.name)!;
+    console.log(
+      `\nours / powertools: create p50 ${(o.createP50! / p.createP50!).toFixed(2)}x, replay p50 ${(o.replayP50! / p.replayP50!).toFixed(2)}x, ` +
+        `throughput ${(o.createsPerSec! / p.createsPerSec!).toFixed(2)}x, DynamoDB calls per create ${o.callsPerCreate} vs ${p.callsPerCreate}`,
+    );
+    admin.destroy();
+    sqs.destroy();
+  } finally {
+    await Promise.all([ddb.stop(), sqsEmu.stop()]);
+  }
+}
+
+await main();
