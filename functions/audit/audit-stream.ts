@@ -1,1 +1,144 @@
-export const handler = async (): Promise<unknown> => ({ statusCode: 501, body: '{}' });
+/**
+ * Payments table stream → AuditLog. One entry per payment version, hash-chained to the previous one.
+ *
+ * Ordering: records are handled one at a time in batch order. An entry links to the stored hash of
+ * version - 1 (read from this batch's cache of hashes just written, else from the table). If that
+ * entry is not there yet (its record failed, or comes later in the batch) the record fails, is
+ * reported in batchItemFailures and is retried by Lambda from that point, so entries are only ever
+ * appended in version order. Redelivery is harmless: appends are conditional and an identical stored
+ * entry counts as success (see AuditRepository for the conflict policy).
+ *
+ * REMOVE events write nothing (payments are never deleted; one showing up is logged as a warning).
+ * A MODIFY whose version did not change is not a new version and writes nothing.
+ */
+import { BatchProcessor, EventType, processPartialResponse } from '@aws-lambda-powertools/batch';
+import type { AttributeValue } from '@aws-sdk/client-dynamodb';
+import { unmarshall } from '@aws-sdk/util-dynamodb';
+import type { Context, DynamoDBBatchResponse, DynamoDBRecord, DynamoDBStreamEvent } from 'aws-lambda';
+import { documentClient } from '../adapters/aws-clients';
+import { AuditRepository, type AuditWriter } from '../adapters/dynamo/audit-repository';
+import { entryFromImages, GENESIS_HASH } from '../core/audit';
+import type { Payment } from '../core/payment';
+import { loadConfig } from '../shared/env';
+import { logger as defaultLogger } from '../shared/logger';
+
+export interface AuditStreamDeps {
+  readonly repository: AuditWriter;
+  readonly logger?: Pick<typeof defaultLogger, 'debug' | 'info' | 'warn' | 'error'>;
+}
+
+/** The previous version's entry is not in the audit log yet; the record is retried later. */
+export class PreviousVersionMissingError extends Error {
+  constructor(paymentId: string, version: number) {
+    super(`audit entry ${paymentId} v${version - 1} is missing; v${version} must wait for it`);
+    this.name = 'PreviousVersionMissingError';
+  }
+}
+
+/** A stream image that is not a payment item. Fails the record (retries, then the on-failure queue). */
+export class MalformedImageError extends Error {
+  constructor(reason: string) {
+    super(`stream image is not a payment: ${reason}`);
+    this.name = 'MalformedImageError';
+  }
+}
+
+const image = (raw: Record<string, unknown> | undefined): Payment | undefined =>
+  raw ? (unmarshall(raw as Record<string, AttributeValue>) as Payment) : undefined;
+
+function checkPayment(p: Payment): void {
+  if (typeof p.id !== 'string' || p.id === '') throw new MalformedImageError('no id');
+  if (typeof p.tenantId !== 'string' || p.tenantId === '') throw new MalformedImageError(`no tenantId (${p.id})`);
+  if (!Number.isSafeInteger(p.version) || p.version < 1) throw new MalformedImageError(`bad version (${p.id})`);
+  if (typeof p.status !== 'string') throw new MalformedImageError(`no status (${p.id})`);
+  if (typeof p.updatedAt !== 'string') throw new MalformedImageError(`no updatedAt (${p.id})`);
+}
+
+export function createAuditStreamHandler(deps: AuditStreamDeps) {
+  const log = deps.logger ?? defaultLogger;
+  const repo = deps.repository;
+
+  return async (event: DynamoDBStreamEvent, context?: Context): Promise<DynamoDBBatchResponse> => {
+    // Hashes written (or found) in this invocation, by `${paymentId}#${version}`.
+    const written = new Map<string, string>();
+    const cacheKey = (id: string, version: number) => `${id}#${version}`;
+
+    const handleRecord = async (record: DynamoDBRecord): Promise<void> => {
+      const seq = record.dynamodb?.SequenceNumber;
+      if (record.eventName === 'REMOVE') {
+        log.warn('payment removed from the Payments table; nothing audited', {
+          sequenceNumber: seq,
+          paymentId: record.dynamodb?.Keys?.id?.S,
+        });
+        return;
+      }
+      const next = image(record.dynamodb?.NewImage);
+      if (!next) {
+        log.error('stream record without NewImage; the stream must be NEW_AND_OLD_IMAGES', { sequenceNumber: seq, eventName: record.eventName });
+        return;
+      }
+      checkPayment(next);
+      const prev = image(record.dynamodb?.OldImage);
+      if (prev && prev.version === next.version) {
+        log.debug('no new payment version; nothing audited', { paymentId: next.id, version: next.version });
+        return;
+      }
+      let prevHash = GENESIS_HASH;
+      if (next.version > 1) {
+        prevHash =
+          written.get(cacheKey(next.id, next.version - 1)) ?? (await repo.get(next.id, next.version - 1))?.hash ?? '';
+        if (!prevHash) {
+          log.warn('previous audit entry missing; record will be retried', {
+            paymentId: next.id,
+            version: next.version,
+            sequenceNumber: seq,
+          });
+          throw new PreviousVersionMissingError(next.id, next.version);
+        }
+      }
+      const entry = entryFromImages(next, prev, prevHash);
+      const result = await repo.append(entry);
+      // After a conflict the stored entry stands, so the next version links to its hash.
+      written.set(cacheKey(entry.paymentId, entry.version), result.status === 'conflict' ? result.existing.hash : entry.hash);
+      if (result.status === 'conflict') {
+        log.error('audit entry for this version already stored with different content; kept the stored one', {
+          code: 'AUDIT_ENTRY_CONFLICT',
+          paymentId: entry.paymentId,
+          version: entry.version,
+          sequenceNumber: seq,
+        });
+      }
+    };
+
+    const wrapped = async (record: DynamoDBRecord): Promise<void> => {
+      try {
+        await handleRecord(record);
+      } catch (err) {
+        if (!(err instanceof PreviousVersionMissingError)) {
+          log.error('audit record failed', { sequenceNumber: record.dynamodb?.SequenceNumber, error: err as Error });
+        }
+        throw err;
+      }
+    };
+
+    const processor = new BatchProcessor(EventType.DynamoDBStreams);
+    return processPartialResponse(event, wrapped, processor, {
+      context,
+      processInParallel: false,
+      // Report every failed record rather than throwing: Lambda retries from the first one either way.
+      throwOnFullBatchFailure: false,
+    });
+  };
+}
+
+let production: ReturnType<typeof createAuditStreamHandler> | undefined;
+
+export const handler = (event: DynamoDBStreamEvent, context: Context): Promise<DynamoDBBatchResponse> => {
+  if (!production) {
+    const config = loadConfig();
+    production = createAuditStreamHandler({
+      repository: new AuditRepository(documentClient(), { audit: config.auditTable, byTenantIndex: config.auditByTenantIndex }),
+    });
+  }
+  return production(event, context);
+};

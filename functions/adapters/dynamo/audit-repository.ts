@@ -1,0 +1,255 @@
+/**
+ * The AuditLog table (pk paymentId, sk version) and its audit-by-tenant index (tenantId, tenantSort).
+ *
+ * Append policy: an entry is written once, with `attribute_not_exists(paymentId)` on its
+ * (paymentId, version) key, and is never overwritten or deleted by this code.
+ * - No entry yet → written.
+ * - The same entry already there (stream redelivery, retried batch) → 'duplicate', a success.
+ * - A DIFFERENT entry already there → 'conflict': the stored entry is kept (append-only; it is the one
+ *   the next version already links to or will link to), the clash is logged at error level with both
+ *   hashes (message "audit entry conflict", code AUDIT_ENTRY_CONFLICT, for a metric filter/alarm), and
+ *   the caller gets the stored entry back. It is not an error for the caller: retrying cannot resolve
+ *   it and failing would hold every later record of the shard. Causes are tampering with the stored
+ *   entry or its predecessor, or entry building that changed between two deliveries; verification of
+ *   the chain then tells which.
+ *
+ * Listing pages are opaque cursors: base64url of the JSON of the last returned item's key. Each page
+ * reads one item more than it returns, so a cursor is given only when another item exists.
+ */
+import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
+import { GetCommand, PutCommand, QueryCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { unmarshall } from '@aws-sdk/util-dynamodb';
+import { verifyChain, type AuditEntry, type ChainVerification } from '../../core/audit';
+import { AppError } from '../../core/errors';
+import { canonicalJson } from '../../core/fingerprint';
+import { logger } from '../../shared/logger';
+
+export type SortOrder = 'asc' | 'desc';
+
+export interface AuditPage {
+  readonly entries: AuditEntry[];
+  readonly nextCursor: string | null;
+}
+
+export interface PaymentListOptions {
+  readonly limit?: number;
+  readonly cursor?: string;
+  readonly order?: SortOrder;
+}
+
+export interface TenantListOptions extends PaymentListOptions {
+  /** ISO 8601 instant, inclusive. */
+  readonly from?: string;
+  /** ISO 8601 instant, inclusive. */
+  readonly to?: string;
+}
+
+export type AppendResult =
+  | { readonly status: 'written' }
+  | { readonly status: 'duplicate' }
+  | { readonly status: 'conflict'; readonly existing: AuditEntry };
+
+/** What the stream handler needs. */
+export interface AuditWriter {
+  append(entry: AuditEntry): Promise<AppendResult>;
+  get(paymentId: string, version: number): Promise<AuditEntry | undefined>;
+}
+
+/** What the API and the verifier need. */
+export interface AuditReader {
+  get(paymentId: string, version: number): Promise<AuditEntry | undefined>;
+  listForPayment(paymentId: string, opts?: PaymentListOptions): Promise<AuditPage>;
+  listForTenant(tenantId: string, opts?: TenantListOptions): Promise<AuditPage>;
+}
+
+export interface AuditTables {
+  readonly audit: string;
+  readonly byTenantIndex: string;
+}
+
+export const DEFAULT_PAGE_SIZE = 100;
+export const MAX_PAGE_SIZE = 1000;
+const MAX_CURSOR_CHARS = 2048;
+
+export class InvalidCursorError extends AppError {
+  constructor(message = 'The cursor is not valid for this query') {
+    super('INVALID_CURSOR', message, 400);
+  }
+}
+
+type Key = Record<string, string | number>;
+
+export function encodeCursor(key: Key): string {
+  return Buffer.from(JSON.stringify(key), 'utf8').toString('base64url');
+}
+
+/**
+ * Decodes a cursor and checks it is a key of the expected shape: exactly the listed attributes with
+ * the listed types, and the partition values fixed by the query (so a cursor cannot reach another
+ * payment or tenant).
+ */
+export function decodeCursor(
+  cursor: string,
+  shape: Record<string, 'string' | 'number'>,
+  fixed: Record<string, string>,
+): Key {
+  if (cursor.length === 0 || cursor.length > MAX_CURSOR_CHARS || !/^[A-Za-z0-9_-]+$/.test(cursor)) {
+    throw new InvalidCursorError();
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
+  } catch {
+    throw new InvalidCursorError();
+  }
+  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) throw new InvalidCursorError();
+  const obj = parsed as Record<string, unknown>;
+  const keys = Object.keys(obj);
+  if (keys.length !== Object.keys(shape).length) throw new InvalidCursorError();
+  for (const [name, type] of Object.entries(shape)) {
+    const v = obj[name];
+    if (type === 'number' ? !(Number.isSafeInteger(v) && (v as number) >= 1) : typeof v !== 'string' || v.length === 0) {
+      throw new InvalidCursorError();
+    }
+  }
+  for (const [name, value] of Object.entries(fixed)) if (obj[name] !== value) throw new InvalidCursorError();
+  return obj as Key;
+}
+
+function pageSize(limit: number | undefined): number {
+  const n = limit ?? DEFAULT_PAGE_SIZE;
+  if (!Number.isInteger(n) || n < 1 || n > MAX_PAGE_SIZE) {
+    throw new AppError('INVALID_QUERY_PARAMETER', `limit must be an integer from 1 to ${MAX_PAGE_SIZE}`, 400);
+  }
+  return n;
+}
+
+export class AuditRepository implements AuditReader, AuditWriter {
+  constructor(
+    private readonly doc: DynamoDBDocumentClient,
+    private readonly tables: AuditTables,
+  ) {}
+
+  async append(entry: AuditEntry): Promise<AppendResult> {
+    try {
+      await this.doc.send(
+        new PutCommand({
+          TableName: this.tables.audit,
+          Item: entry,
+          ConditionExpression: 'attribute_not_exists(paymentId)',
+          ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
+        }),
+      );
+      return { status: 'written' };
+    } catch (err) {
+      if (!(err instanceof ConditionalCheckFailedException)) throw err;
+      const existing = err.Item ? (unmarshall(err.Item) as AuditEntry) : await this.get(entry.paymentId, entry.version);
+      if (!existing) throw err; // the condition failed, so an item exists; never expected
+      if (canonicalJson(existing) === canonicalJson(entry)) return { status: 'duplicate' };
+      logger.error('audit entry conflict', {
+        code: 'AUDIT_ENTRY_CONFLICT',
+        paymentId: entry.paymentId,
+        version: entry.version,
+        storedHash: existing.hash,
+        newHash: entry.hash,
+        storedPrevHash: existing.prevHash,
+        newPrevHash: entry.prevHash,
+      });
+      return { status: 'conflict', existing };
+    }
+  }
+
+  async get(paymentId: string, version: number): Promise<AuditEntry | undefined> {
+    const { Item } = await this.doc.send(
+      new GetCommand({ TableName: this.tables.audit, Key: { paymentId, version }, ConsistentRead: true }),
+    );
+    return Item as AuditEntry | undefined;
+  }
+
+  async listForPayment(paymentId: string, opts: PaymentListOptions = {}): Promise<AuditPage> {
+    const limit = pageSize(opts.limit);
+    const start = opts.cursor ? decodeCursor(opts.cursor, { paymentId: 'string', version: 'number' }, { paymentId }) : undefined;
+    const res = await this.doc.send(
+      new QueryCommand({
+        TableName: this.tables.audit,
+        KeyConditionExpression: 'paymentId = :p',
+        ExpressionAttributeValues: { ':p': paymentId },
+        ScanIndexForward: (opts.order ?? 'asc') === 'asc',
+        ExclusiveStartKey: start,
+        Limit: limit + 1,
+        ConsistentRead: true,
+      }),
+    );
+    return this.page((res.Items ?? []) as AuditEntry[], limit, (e) => ({ paymentId: e.paymentId, version: e.version }));
+  }
+
+  async listForTenant(tenantId: string, opts: TenantListOptions = {}): Promise<AuditPage> {
+    const limit = pageSize(opts.limit);
+    const start = opts.cursor
+      ? decodeCursor(
+          opts.cursor,
+          { paymentId: 'string', version: 'number', tenantId: 'string', tenantSort: 'string' },
+          { tenantId },
+        )
+      : undefined;
+    // A cursor from another range would make DynamoDB reject the query; reject it here as a 400.
+    const sortKey = start?.tenantSort as string | undefined;
+    if (sortKey !== undefined && ((opts.from !== undefined && sortKey < opts.from) || (opts.to !== undefined && sortKey > `${opts.to}$`))) {
+      throw new InvalidCursorError();
+    }
+    const values: Record<string, string> = { ':t': tenantId };
+    let range = '';
+    // tenantSort starts with the ISO timestamp; '$' sorts after '#', so `${to}$` includes `to` itself.
+    if (opts.from !== undefined && opts.to !== undefined) {
+      range = ' AND tenantSort BETWEEN :from AND :to';
+      values[':from'] = opts.from;
+      values[':to'] = `${opts.to}$`;
+    } else if (opts.from !== undefined) {
+      range = ' AND tenantSort >= :from';
+      values[':from'] = opts.from;
+    } else if (opts.to !== undefined) {
+      range = ' AND tenantSort <= :to';
+      values[':to'] = `${opts.to}$`;
+    }
+    const res = await this.doc.send(
+      new QueryCommand({
+        TableName: this.tables.audit,
+        IndexName: this.tables.byTenantIndex,
+        KeyConditionExpression: `tenantId = :t${range}`,
+        ExpressionAttributeValues: values,
+        ScanIndexForward: (opts.order ?? 'desc') === 'asc',
+        ExclusiveStartKey: start,
+        Limit: limit + 1,
+      }),
+    );
+    return this.page((res.Items ?? []) as AuditEntry[], limit, (e) => ({
+      paymentId: e.paymentId,
+      version: e.version,
+      tenantId: e.tenantId,
+      tenantSort: e.tenantSort,
+    }));
+  }
+
+  private page(items: AuditEntry[], limit: number, keyOf: (e: AuditEntry) => Key): AuditPage {
+    const entries = items.slice(0, limit);
+    const more = items.length > limit;
+    return { entries, nextCursor: more ? encodeCursor(keyOf(entries[entries.length - 1]!)) : null };
+  }
+}
+
+/** Every entry of a payment, in version order. */
+export async function allEntriesForPayment(repo: Pick<AuditReader, 'listForPayment'>, paymentId: string): Promise<AuditEntry[]> {
+  const out: AuditEntry[] = [];
+  let cursor: string | undefined;
+  do {
+    const page = await repo.listForPayment(paymentId, { limit: MAX_PAGE_SIZE, cursor, order: 'asc' });
+    out.push(...page.entries);
+    cursor = page.nextCursor ?? undefined;
+  } while (cursor);
+  return out;
+}
+
+/** Reads a payment's whole audit chain and verifies it (see verifyChain). */
+export async function verifyPaymentAudit(repo: Pick<AuditReader, 'listForPayment'>, paymentId: string): Promise<ChainVerification> {
+  return verifyChain(await allEntriesForPayment(repo, paymentId));
+}
