@@ -1,1 +1,140 @@
-export const handler = async (): Promise<unknown> => ({ statusCode: 501, body: '{}' });
+/**
+ * SQS worker: one payment attempt per message, with partial batch responses (the event source has
+ * ReportBatchItemFailures), so one bad record does not redeliver the whole batch.
+ *
+ * A record is reported as failed, and so redelivered after the visibility timeout and moved to the DLQ
+ * after maxReceiveCount receives, when:
+ *   - its body is not a payment message (not JSON, no paymentId): a poison message, logged as such;
+ *   - processing threw: DynamoDB or SQS unavailable, the provider could not say whether an earlier
+ *     attempt charged (OutcomeUnresolvedError), or the injected crash-after-charge fault.
+ * Everything the processor decided (settled, dropped as duplicate/stale, rescheduled, deferred) is a
+ * success: the message has done its job.
+ */
+import { BatchProcessor, EventType, processPartialResponse } from '@aws-lambda-powertools/batch';
+import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
+import { documentClient, sqsClient } from '../adapters/aws-clients';
+import { PaymentRepository } from '../adapters/dynamo/payment-repository';
+import { createHttpProvider } from '../adapters/provider/http-provider';
+import { SqsPaymentQueue } from '../adapters/sqs/payment-queue';
+import { CircuitBreakerRegistry, type BreakerSnapshot } from '../core/circuit-breaker';
+import { PaymentProcessor, sharedLogger, type ProcessorLogger, type ProcessResult, type WorkerMessage } from '../core/payment-processor';
+import { loadConfig } from '../shared/env';
+
+export interface MessageProcessor {
+  process(message: WorkerMessage): Promise<ProcessResult>;
+}
+
+export interface WorkerDeps {
+  readonly processor: MessageProcessor;
+  readonly logger?: ProcessorLogger;
+}
+
+export type WorkerHandler = (event: SQSEvent, context?: Context) => Promise<SQSBatchResponse>;
+
+/** A body that can never be processed: retried until maxReceiveCount, then kept in the DLQ. */
+export class PoisonMessageError extends Error {
+  override readonly name = 'PoisonMessageError';
+}
+
+/** Parses and checks a message body; throws PoisonMessageError when it is not a payment message. */
+export function parseWorkerMessage(body: string): WorkerMessage {
+  let v: unknown;
+  try {
+    v = JSON.parse(body);
+  } catch {
+    throw new PoisonMessageError('message body is not JSON');
+  }
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new PoisonMessageError('message body is not a JSON object');
+  const o = v as Record<string, unknown>;
+  if (typeof o.paymentId !== 'string' || o.paymentId.trim() === '' || o.paymentId.length > 256) {
+    throw new PoisonMessageError('message has no valid paymentId');
+  }
+  if (o.notBefore !== undefined && (typeof o.notBefore !== 'number' || !Number.isFinite(o.notBefore))) {
+    throw new PoisonMessageError('message notBefore is not a number');
+  }
+  if (o.forAttempt !== undefined && (typeof o.forAttempt !== 'number' || !Number.isInteger(o.forAttempt) || o.forAttempt < 1)) {
+    throw new PoisonMessageError('message forAttempt is not a positive integer');
+  }
+  return {
+    paymentId: o.paymentId,
+    reason: typeof o.reason === 'string' ? o.reason : 'unknown',
+    ...(o.notBefore !== undefined ? { notBefore: o.notBefore as number } : {}),
+    ...(o.forAttempt !== undefined ? { forAttempt: o.forAttempt as number } : {}),
+  };
+}
+
+export function createWorkerHandler(deps: WorkerDeps): WorkerHandler {
+  const log = deps.logger ?? sharedLogger;
+
+  const recordHandler = async (record: SQSRecord): Promise<ProcessResult> => {
+    const receiveCount = Number(record.attributes?.ApproximateReceiveCount ?? '1');
+    let message: WorkerMessage;
+    try {
+      message = parseWorkerMessage(record.body);
+    } catch (err) {
+      log.error('poison message; it goes to the DLQ after maxReceiveCount receives', {
+        messageId: record.messageId,
+        receiveCount,
+        error: (err as Error).message,
+        bodyPreview: record.body.slice(0, 200),
+      });
+      throw err;
+    }
+    try {
+      const result = await deps.processor.process(message);
+      log.debug('message processed', { messageId: record.messageId, paymentId: message.paymentId, result });
+      return result;
+    } catch (err) {
+      log.warn('message failed; it will be redelivered', {
+        messageId: record.messageId,
+        paymentId: message.paymentId,
+        receiveCount,
+        error: err instanceof Error ? `${err.name}: ${err.message}` : String(err),
+      });
+      throw err;
+    }
+  };
+
+  return async (event, context) => {
+    // A processor per invocation: its state is per batch, and tests may run invocations concurrently.
+    const processor = new BatchProcessor(EventType.SQS);
+    const response = await processPartialResponse(event, recordHandler, processor, {
+      ...(context ? { context } : {}),
+      // Report every failed record instead of throwing, so the response shape is the same for all batches.
+      throwOnFullBatchFailure: false,
+    });
+    return response as SQSBatchResponse;
+  };
+}
+
+/** One breaker per provider for the life of the function instance. */
+const breakers = new CircuitBreakerRegistry({ consecutiveFailures: 5, failureRateThreshold: 0.5, windowSize: 20, minimumCalls: 10, openMs: 30_000 });
+
+/** State of this instance's provider breakers (state changes are also logged), for metrics and health. */
+export const breakerSnapshots = (): BreakerSnapshot[] => breakers.snapshots();
+
+let production: WorkerHandler | undefined;
+
+function productionHandler(): WorkerHandler {
+  if (production) return production;
+  const config = loadConfig();
+  const repository = new PaymentRepository(documentClient(), {
+    payments: config.paymentsTable,
+    idempotency: config.idempotencyTable,
+    openPaymentsIndex: config.openPaymentsIndex,
+  });
+  const processor = new PaymentProcessor({
+    repository,
+    provider: createHttpProvider({ baseUrl: config.providerUrl, timeoutMs: config.providerTimeoutMs }),
+    queue: new SqsPaymentQueue(sqsClient(), config.queueUrl),
+    breaker: breakers.get(config.providerUrl),
+    config,
+    // Fault injection for recovery drills; never set in a deployed stage.
+    faults: { crashAfterCharge: process.env.FAULT_CRASH_AFTER_CHARGE === '1' },
+  });
+  production = createWorkerHandler({ processor });
+  return production;
+}
+
+/** The Lambda entry point, wired with the production adapters on first use. */
+export const handler = (event: SQSEvent, context?: Context): Promise<SQSBatchResponse> => productionHandler()(event, context);
