@@ -19,6 +19,7 @@ export interface PaymentsStackProps extends StackProps {
 /** Names shared by the stack and the code that reads the indexes. */
 export const OPEN_PAYMENTS_INDEX = 'open-payments';
 export const AUDIT_BY_TENANT_INDEX = 'audit-by-tenant';
+export const SETTLED_INDEX = 'settled-by-hour';
 
 const WORKER_TIMEOUT = Duration.seconds(30);
 
@@ -65,6 +66,16 @@ export class PaymentsStack extends Stack {
       partitionKey: { name: 'openShard', type: dynamodb.AttributeType.STRING },
       sortKey: { name: 'dueAt', type: dynamodb.AttributeType.NUMBER },
       projectionType: dynamodb.ProjectionType.ALL,
+    });
+
+    // Sparse: only successful payments, bucketed by (hour, shard), so provider reconciliation reads the
+    // successes of a window without scanning the table.
+    payments.addGlobalSecondaryIndex({
+      indexName: SETTLED_INDEX,
+      partitionKey: { name: 'settledBucket', type: dynamodb.AttributeType.STRING },
+      sortKey: { name: 'settledAt', type: dynamodb.AttributeType.NUMBER },
+      projectionType: dynamodb.ProjectionType.INCLUDE,
+      nonKeyAttributes: ['status', 'providerChargeId', 'amountMinor', 'currency'],
     });
 
     const idempotencyKeys = new dynamodb.Table(this, 'IdempotencyKeysTable', {

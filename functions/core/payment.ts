@@ -59,6 +59,9 @@ export interface Payment {
   readonly openShard?: string;
   readonly dueAt?: number;
   readonly providerChargeId?: string;
+  /** Present only on successful payments: sparse index for provider reconciliation by hour. */
+  readonly settledBucket?: string;
+  readonly settledAt?: number;
   /** Why this version exists (audited). */
   readonly lastChange: ChangeInfo;
 }

@@ -59,6 +59,17 @@ export interface PaymentProvider {
    * Rejects with `ProviderLookupError` when the provider cannot be asked right now.
    */
   lookup(idempotencyKey: string): Promise<LookupResult>;
+  /** Successful charges made in [from, to), for reconciliation against our payments. */
+  listCharges?(from: Date, to: Date): Promise<SettledCharge[]>;
+}
+
+export interface SettledCharge {
+  readonly idempotencyKey: string;
+  readonly paymentId: string;
+  readonly chargeId: string;
+  readonly amountMinor: number;
+  readonly currency: string;
+  readonly at: string;
 }
 
 /** The provider could not say whether a charge exists (unreachable, timed out, error response). */

@@ -18,7 +18,7 @@ import { createHttpProvider } from '../adapters/provider/http-provider';
 import { SqsPaymentQueue } from '../adapters/sqs/payment-queue';
 import { CircuitBreakerRegistry, type BreakerSnapshot } from '../core/circuit-breaker';
 import { PaymentProcessor, sharedLogger, type ProcessorLogger, type ProcessResult, type WorkerMessage } from '../core/payment-processor';
-import { loadConfig } from '../shared/env';
+import { loadConfig, type PaymentsConfig } from '../shared/env';
 
 export interface MessageProcessor {
   process(message: WorkerMessage): Promise<ProcessResult>;
@@ -115,15 +115,14 @@ export const breakerSnapshots = (): BreakerSnapshot[] => breakers.snapshots();
 
 let production: WorkerHandler | undefined;
 
-function productionHandler(): WorkerHandler {
-  if (production) return production;
-  const config = loadConfig();
+/** The processor wired with the production adapters; the reconciler resolves lapsed leases with it too. */
+export function createProductionProcessor(config: PaymentsConfig = loadConfig()): PaymentProcessor {
   const repository = new PaymentRepository(documentClient(), {
     payments: config.paymentsTable,
     idempotency: config.idempotencyTable,
     openPaymentsIndex: config.openPaymentsIndex,
   });
-  const processor = new PaymentProcessor({
+  return new PaymentProcessor({
     repository,
     provider: createHttpProvider({ baseUrl: config.providerUrl, timeoutMs: config.providerTimeoutMs }),
     queue: new SqsPaymentQueue(sqsClient(), config.queueUrl),
@@ -132,7 +131,10 @@ function productionHandler(): WorkerHandler {
     // Fault injection for recovery drills; never set in a deployed stage.
     faults: { crashAfterCharge: process.env.FAULT_CRASH_AFTER_CHARGE === '1' },
   });
-  production = createWorkerHandler({ processor });
+}
+
+function productionHandler(): WorkerHandler {
+  production ??= createWorkerHandler({ processor: createProductionProcessor() });
   return production;
 }
 

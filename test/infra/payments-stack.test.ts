@@ -32,7 +32,7 @@ describe('PaymentsStack', () => {
       StreamSpecification: { StreamViewType: 'NEW_AND_OLD_IMAGES' },
       PointInTimeRecoverySpecification: { PointInTimeRecoveryEnabled: true },
       BillingMode: 'PAY_PER_REQUEST',
-      GlobalSecondaryIndexes: [
+      GlobalSecondaryIndexes: Match.arrayWith([
         {
           IndexName: 'open-payments',
           KeySchema: [
@@ -41,7 +41,8 @@ describe('PaymentsStack', () => {
           ],
           Projection: { ProjectionType: 'ALL' },
         },
-      ],
+        Match.objectLike({ IndexName: 'settled-by-hour' }),
+      ]),
     });
   });
 

@@ -17,6 +17,8 @@ import { ConcurrentUpdateError, ServiceUnavailableError } from '../../core/error
 import { isOpen, type ChangeInfo, type Payment, type PaymentStatus } from '../../core/payment';
 import { assertTransition } from '../../core/state-machine';
 
+export const SETTLED_INDEX = 'settled-by-hour';
+
 /** Open payments are spread over this many index partitions so no single partition gets hot. */
 export const OPEN_SHARDS = 16;
 
@@ -35,6 +37,11 @@ export interface IdempotencyRecord {
   readonly createdAt: string;
   /** Epoch seconds; DynamoDB TTL attribute. Past it the key acts as absent even before TTL deletes it. */
   readonly expiresAt: number;
+}
+
+/** Successful payments carry a sparse (hour, shard) bucket so provider reconciliation can list a window. */
+export function settledBucketFor(paymentId: string, at: Date): string {
+  return `${at.toISOString().slice(0, 13)}#${openShardFor(paymentId).slice(5)}`;
 }
 
 export const keyPk = (tenantId: string, key: string): string => `${tenantId}#${key}`;
@@ -169,6 +176,11 @@ export class PaymentRepository {
     } else {
       removes.push('openShard', 'dueAt', 'leaseUntil');
     }
+    if (req.to === 'success') {
+      values[':bucket'] = settledBucketFor(current.id, req.now);
+      values[':settledAt'] = req.now.getTime();
+      sets.push('settledBucket = :bucket', 'settledAt = :settledAt');
+    }
     try {
       const { Attributes } = await this.doc.send(
         new UpdateCommand({
@@ -189,6 +201,54 @@ export class PaymentRepository {
       }
       throw err;
     }
+  }
+
+  /**
+   * A new version without a status change (the reconciler re-queued the payment): still conditional on
+   * version and status, still audited, and it moves the payment's due time.
+   */
+  async touch(current: Payment, req: { change: ChangeInfo; now: Date; dueAt: number }): Promise<Payment> {
+    try {
+      const { Attributes } = await this.doc.send(
+        new UpdateCommand({
+          TableName: this.tables.payments,
+          Key: { id: current.id },
+          UpdateExpression: 'SET #version = :next, updatedAt = :now, lastChange = :change, dueAt = :due',
+          ConditionExpression: '#version = :v AND #status = :s AND attribute_exists(openShard)',
+          ExpressionAttributeNames: { '#version': 'version', '#status': 'status' },
+          ExpressionAttributeValues: {
+            ':v': current.version,
+            ':next': current.version + 1,
+            ':s': current.status,
+            ':now': req.now.toISOString(),
+            ':change': req.change,
+            ':due': req.dueAt,
+          },
+          ReturnValues: 'ALL_NEW',
+          ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
+        }),
+      );
+      return Attributes as Payment;
+    } catch (err) {
+      if (err instanceof ConditionalCheckFailedException) {
+        throw new ConcurrentUpdateError(err.Item ? unmarshall(err.Item) : undefined);
+      }
+      throw err;
+    }
+  }
+
+  /** Successful payments settled in one (hour, shard) bucket. */
+  async settledIn(bucket: string, startKey?: Record<string, unknown>) {
+    const res = await this.doc.send(
+      new QueryCommand({
+        TableName: this.tables.payments,
+        IndexName: SETTLED_INDEX,
+        KeyConditionExpression: 'settledBucket = :b',
+        ExpressionAttributeValues: { ':b': bucket },
+        ExclusiveStartKey: startKey,
+      }),
+    );
+    return { items: (res.Items ?? []) as Array<Pick<Payment, 'id' | 'status' | 'providerChargeId' | 'amountMinor' | 'currency'>>, next: res.LastEvaluatedKey };
   }
 
   /** One page of open payments in one index shard whose due time has passed. */

@@ -21,6 +21,7 @@ import {
   type LookupResult,
   type PaymentProvider,
   type RecordedChargeResult,
+  type SettledCharge,
 } from '../../core/provider';
 
 export interface HttpProviderOptions {
@@ -122,6 +123,24 @@ export function createHttpProvider(opts: HttpProviderOptions): PaymentProvider {
         `lookup failed with status ${status}${errorMessage(body) ? `: ${errorMessage(body)}` : ''}`,
         parseRetryAfter(headers.get('retry-after')),
       );
+    },
+
+    async listCharges(from: Date, to: Date): Promise<SettledCharge[]> {
+      const { status, body } = await call('/v1/ledger', { method: 'GET', headers: { accept: 'application/json' } });
+      if (status !== 200 || !body || typeof body !== 'object' || !Array.isArray((body as { entries?: unknown }).entries)) {
+        throw new ProviderLookupError('INVALID_RESPONSE', `charge listing failed with status ${status}`);
+      }
+      const entries = (body as { entries: Array<Record<string, unknown>> }).entries;
+      return entries
+        .filter((e) => e.status === 'succeeded' && typeof e.at === 'string' && Date.parse(e.at) >= from.getTime() && Date.parse(e.at) < to.getTime())
+        .map((e) => ({
+          idempotencyKey: String(e.idempotencyKey),
+          paymentId: String(e.paymentId),
+          chargeId: String(e.chargeId),
+          amountMinor: Number(e.amountMinor),
+          currency: String(e.currency),
+          at: String(e.at),
+        }));
     },
   };
 }

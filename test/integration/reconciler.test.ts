@@ -1,0 +1,206 @@
+import { randomUUID } from 'node:crypto';
+import { DeleteMessageBatchCommand, ReceiveMessageCommand } from '@aws-sdk/client-sqs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openShards } from '../../functions/adapters/dynamo/open-payments';
+import { PaymentRepository } from '../../functions/adapters/dynamo/payment-repository';
+import { RecoveryRunsRepository } from '../../functions/adapters/dynamo/recovery-runs';
+import { createHttpProvider } from '../../functions/adapters/provider/http-provider';
+import { SqsPaymentQueue } from '../../functions/adapters/sqs/payment-queue';
+import { recoveryRoute } from '../../functions/api/recovery-api';
+import { CircuitBreaker } from '../../functions/core/circuit-breaker';
+import type { Payment } from '../../functions/core/payment';
+import { PaymentProcessor } from '../../functions/core/payment-processor';
+import { PaymentsService } from '../../functions/core/payments-service';
+import { Reconciler } from '../../functions/core/reconciler';
+import { createReconcilerHandler } from '../../functions/recovery/reconciler';
+import { apiHandler } from '../../functions/shared/http';
+import { startProviderSimulator } from '../../lib/local/provider-simulator';
+import { startBackends, type Backends } from '../helpers/backends';
+
+let b: Backends;
+let sim: Awaited<ReturnType<typeof startProviderSimulator>>;
+let repo: PaymentRepository;
+let queue: SqsPaymentQueue;
+let queueUrl: string;
+let recoveryTable: string;
+const HOUR = 3_600_000;
+
+const silent = { debug() {}, info() {}, warn() {}, error() {} };
+
+function processorAt(clock: () => Date, crashAfterCharge = false) {
+  return new PaymentProcessor({
+    repository: repo,
+    provider: createHttpProvider({ baseUrl: sim.url, timeoutMs: 2000 }),
+    queue,
+    breaker: new CircuitBreaker('test', { consecutiveFailures: 1000, failureRateThreshold: 0 }),
+    config: { retryBaseSeconds: 0.05, retryCapSeconds: 1, leaseSeconds: 60, providerTimeoutMs: 2000 },
+    clock,
+    logger: silent,
+    faults: { crashAfterCharge },
+  });
+}
+
+function reconcilerAt(now: Date) {
+  return new Reconciler({
+    store: repo,
+    queue,
+    processor: processorAt(() => now),
+    provider: createHttpProvider({ baseUrl: sim.url, timeoutMs: 2000 }),
+    shards: openShards(),
+    config: { stuckAfterSeconds: 120, openDeadlineSeconds: 86_400, settleGraceMs: 1000, providerWindowMinutes: 60 },
+    clock: () => now,
+  });
+}
+
+async function createAt(at: Date, token = 'tok_success'): Promise<Payment> {
+  const svc = new PaymentsService({ store: repo, queue, clock: () => at, idempotencyTtlSeconds: 86_400, maxRetries: 3, stuckAfterSeconds: 120 });
+  const { payment } = await svc.create('tenant-r', {
+    idempotencyKey: `rk-${randomUUID()}`,
+    amountMinor: 1000,
+    currency: 'USD',
+    paymentMethod: { type: 'card', token },
+    metadata: {},
+  });
+  return payment;
+}
+
+async function drain(): Promise<string[]> {
+  const ids: string[] = [];
+  for (;;) {
+    const { Messages } = await b.sqs.send(new ReceiveMessageCommand({ QueueUrl: queueUrl, MaxNumberOfMessages: 10 }));
+    if (!Messages?.length) return ids;
+    ids.push(...Messages.map((m) => JSON.parse(m.Body!).paymentId));
+    await b.sqs.send(new DeleteMessageBatchCommand({ QueueUrl: queueUrl, Entries: Messages.map((m, i) => ({ Id: String(i), ReceiptHandle: m.ReceiptHandle! })) }));
+  }
+}
+
+beforeAll(async () => {
+  [b, sim] = await Promise.all([startBackends(), startProviderSimulator({ port: 0, timeoutMs: 300 })]);
+  const env = b.envOf('ReconcilerFunction');
+  repo = new PaymentRepository(b.doc, { payments: env.PAYMENTS_TABLE!, idempotency: env.IDEMPOTENCY_TABLE!, openPaymentsIndex: env.OPEN_PAYMENTS_INDEX! });
+  queueUrl = env.PAYMENTS_QUEUE_URL!;
+  queue = new SqsPaymentQueue(b.sqs, queueUrl);
+  recoveryTable = env.RECOVERY_TABLE!;
+});
+
+afterAll(async () => {
+  await b?.stop();
+  await sim?.stop();
+});
+
+describe('reconciler', () => {
+  it('re-queues a pending payment whose message was lost, as an audited new version', async () => {
+    const now = new Date();
+    const p = await createAt(new Date(now.getTime() - 10 * 60_000));
+    await drain(); // the creation message is "lost"
+    const result = await reconcilerAt(now).run();
+    expect(result.counts.requeued_pending).toBeGreaterThanOrEqual(1);
+    const after = (await repo.get(p.id))!;
+    expect(after).toMatchObject({ status: 'pending', version: 2, lastChange: { action: 'requeued', actor: 'reconciler' } });
+    expect(after.dueAt).toBeGreaterThan(now.getTime());
+    expect(await drain()).toContain(p.id);
+    // Not due any more: a second run leaves it alone.
+    const again = await reconcilerAt(now).run();
+    expect(again.counts.requeued_pending ?? 0).toBe(0);
+  });
+
+  it('finishes a payment whose worker crashed after charging: lookup, success, one charge', async () => {
+    const then = new Date(Date.now() - 5 * 60_000);
+    const p = await createAt(then);
+    await drain();
+    await expect(processorAt(() => then, true).process({ paymentId: p.id, reason: 'created' })).rejects.toThrow(/injected crash/);
+    expect((await repo.get(p.id))!.status).toBe('processing');
+    expect(sim.ledger(p.id)).toHaveLength(1);
+    const result = await reconcilerAt(new Date()).run();
+    expect(result.counts.lease_resolved_success).toBeGreaterThanOrEqual(1);
+    expect((await repo.get(p.id))!).toMatchObject({ status: 'success' });
+    expect(sim.ledger(p.id).filter((e) => e.status === 'succeeded')).toHaveLength(1);
+    await drain();
+  });
+
+  it('schedules a retry for an abandoned attempt that never reached the provider', async () => {
+    const then = new Date(Date.now() - 5 * 60_000);
+    const p = await createAt(then);
+    await drain();
+    // Claimed, then the worker died before calling the provider.
+    await repo.transition(p, { to: 'processing', now: then, change: { action: 'attempt_started', actor: 'worker' }, set: { attempt: 1, leaseUntil: then.getTime() + 60_000 }, dueAt: then.getTime() + 60_000 });
+    const result = await reconcilerAt(new Date()).run();
+    expect(result.counts.lease_resolved_retrying).toBeGreaterThanOrEqual(1);
+    const after = (await repo.get(p.id))!;
+    expect(after).toMatchObject({ status: 'retrying', retryCount: 1 });
+    expect(sim.ledger(p.id)).toHaveLength(0);
+    await drain();
+  });
+
+  it('expires payments open past their deadline', async () => {
+    const p = await createAt(new Date(Date.now() - 25 * HOUR));
+    await drain();
+    const result = await reconcilerAt(new Date()).run();
+    expect(result.counts.expired).toBeGreaterThanOrEqual(1);
+    expect((await repo.get(p.id))!).toMatchObject({ status: 'expired', lastError: { code: 'PAYMENT_EXPIRED', retryable: false } });
+    expect((await repo.get(p.id))!.openShard).toBeUndefined();
+  });
+
+  it('never double-applies when racing a worker on the same payments', async () => {
+    const now = new Date();
+    const ps = await Promise.all(Array.from({ length: 20 }, () => createAt(new Date(now.getTime() - 10 * 60_000))));
+    await drain();
+    const worker = processorAt(() => now);
+    await Promise.all([reconcilerAt(now).run(), ...ps.map((p) => worker.process({ paymentId: p.id, reason: 'created' }))]);
+    // Let the worker finish whatever the reconciler re-queued.
+    for (const id of await drain()) await worker.process({ paymentId: id, reason: 'requeue' });
+    for (const p of ps) {
+      expect((await repo.get(p.id))!.status).toBe('success');
+      expect(sim.ledger(p.id).filter((e) => e.status === 'succeeded')).toHaveLength(1);
+    }
+  });
+
+  it('reports a provider charge whose payment is not a success', async () => {
+    const then = new Date(Date.now() - 10 * 60_000);
+    const p = await createAt(then);
+    await drain();
+    // Charged at the provider, but our record ended failed (e.g. an operator error).
+    await createHttpProvider({ baseUrl: sim.url, timeoutMs: 2000 }).charge({ idempotencyKey: `${p.id}:1`, paymentId: p.id, amountMinor: 1000, currency: 'USD', token: 'tok_success' });
+    const claimed = await repo.transition(p, { to: 'processing', now: then, change: { action: 'attempt_started', actor: 'worker' }, set: { attempt: 1, leaseUntil: Date.now() + 60_000 } });
+    await repo.transition(claimed, { to: 'failed', now: then, change: { action: 'failed', actor: 'test' } });
+    await new Promise((r) => setTimeout(r, 1100)); // past the settle grace
+    const result = await reconcilerAt(new Date()).run();
+    expect(result.discrepancies).toContainEqual(expect.objectContaining({ kind: 'CHARGE_WITHOUT_SUCCESS', paymentId: p.id, status: 'failed' }));
+  });
+});
+
+describe('recovery runs', () => {
+  it('POST starts one run at a time and GET shows runs and open payments by status', async () => {
+    const runs = new RecoveryRunsRepository(b.doc, recoveryTable);
+    const started: string[] = [];
+    const api = apiHandler(
+      recoveryRoute({
+        runs,
+        startReconciler: async (run) => {
+          started.push(run.runId);
+        },
+        openCounts: async () => ({ pending: 1, processing: 0, retrying: 0, total: 1 }),
+      }),
+    );
+    const ev = (method: string, resource: string) =>
+      ({ httpMethod: method, resource, headers: {}, requestContext: { requestId: randomUUID(), identity: { apiKeyId: 'ops' } } }) as never;
+    const first = await api(ev('POST', '/api/recovery/process'));
+    expect(first.statusCode).toBe(202);
+    const { runId } = JSON.parse(first.body);
+    const second = await api(ev('POST', '/api/recovery/process'));
+    expect(second.statusCode).toBe(200);
+    expect(JSON.parse(second.body)).toMatchObject({ runId, alreadyRunning: true });
+    expect(started).toEqual([runId]);
+
+    // The reconciler finishes the API's run and releases the lock.
+    const handler = createReconcilerHandler({ runs, reconciler: () => reconcilerAt(new Date()) });
+    const out = await handler({ source: 'recovery-api', runId, startedAt: JSON.parse(first.body).startedAt });
+    expect(out).toMatchObject({ runId });
+    const status = JSON.parse((await api(ev('GET', '/api/recovery/status'))).body);
+    expect(status.runs[0]).toMatchObject({ runId, status: 'completed' });
+    expect(status.runs[0].counts).toBeTypeOf('object');
+    expect(status.openPayments).toEqual({ pending: 1, processing: 0, retrying: 0, total: 1 });
+    const next = await api(ev('POST', '/api/recovery/process'));
+    expect(JSON.parse(next.body).runId).not.toBe(runId);
+  });
+});
