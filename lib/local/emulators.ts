@@ -89,6 +89,8 @@ export interface DynamoDbLocalOptions {
   /** Directory for a persistent database; in memory when absent. */
   readonly dbPath?: string;
   readonly log?: (line: string) => void;
+  /** JVM heap; the default suits tests, large benchmarks need more. */
+  readonly heapMb?: number;
 }
 
 export async function startDynamoDbLocal(opts: DynamoDbLocalOptions = {}): Promise<RunningEmulator> {
@@ -99,7 +101,7 @@ export async function startDynamoDbLocal(opts: DynamoDbLocalOptions = {}): Promi
   const child = spawn(
     'java',
     [
-      '-Xmx256m',
+      `-Xmx${opts.heapMb ?? 256}m`,
       '-XX:+UseSerialGC',
       '-XX:TieredStopAtLevel=1',
       `-Djava.library.path=${path.join(dir, 'DynamoDBLocal_lib')}`,
