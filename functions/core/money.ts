@@ -48,9 +48,11 @@ export function toMinorUnits(
   } else {
     return { ok: false, problem: 'INVALID_AMOUNT' };
   }
-  // 1e-7 and similar: a JSON number with more precision than any currency.
-  if (/e-/i.test(text)) return { ok: false, problem: 'AMOUNT_PRECISION_EXCEEDED' };
-  if (/e\+?/i.test(text)) return { ok: false, problem: 'AMOUNT_TOO_LARGE' };
+  // JavaScript prints numbers below 1e-6 or from 1e21 up in exponent form: too precise or too large.
+  // A string in exponent form is not accepted at all (the regex below rejects it).
+  if (typeof amount === 'number' && /e/i.test(text)) {
+    return { ok: false, problem: /e-/i.test(text) ? 'AMOUNT_PRECISION_EXCEEDED' : 'AMOUNT_TOO_LARGE' };
+  }
   const m = /^(\d+)(?:\.(\d+))?$/.exec(text);
   if (!m) return { ok: false, problem: 'INVALID_AMOUNT' };
   const whole = m[1]!;
