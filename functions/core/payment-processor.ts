@@ -430,7 +430,7 @@ export class PaymentProcessor {
       change: {
         action: 'retry_scheduled',
         actor: ACTOR,
-        reason: `attempt ${attempt} ${f.code}; retry ${retryCount} of ${p.maxRetries} in ${delayMs} ms`,
+        reason: `attempt ${attempt} ${f.code}; retry ${retryCount} of ${p.maxRetries} in ${delayMs} ms (backoff cap ${capMs} ms)`,
       },
       set: { retryCount, nextAttemptAt: s.notBefore, lastError },
       remove: ['leaseUntil'],

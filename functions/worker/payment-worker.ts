@@ -18,7 +18,8 @@ import { createHttpProvider } from '../adapters/provider/http-provider';
 import { SqsPaymentQueue } from '../adapters/sqs/payment-queue';
 import { CircuitBreakerRegistry, type BreakerSnapshot } from '../core/circuit-breaker';
 import { PaymentProcessor, sharedLogger, type ProcessorLogger, type ProcessResult, type WorkerMessage } from '../core/payment-processor';
-import { loadConfig, type PaymentsConfig } from '../shared/env';
+import { loadConfig, numberEnv, type PaymentsConfig } from '../shared/env';
+import type { Payment } from '../core/payment';
 
 export interface MessageProcessor {
   process(message: WorkerMessage): Promise<ProcessResult>;
@@ -108,7 +109,14 @@ export function createWorkerHandler(deps: WorkerDeps): WorkerHandler {
 }
 
 /** One breaker per provider for the life of the function instance. */
-const breakers = new CircuitBreakerRegistry({ consecutiveFailures: 5, failureRateThreshold: 0.5, windowSize: 20, minimumCalls: 10, openMs: 30_000 });
+// Provider breaker thresholds; the environment may tune them per stage (defaults suit production).
+const breakers = new CircuitBreakerRegistry({
+  consecutiveFailures: numberEnv('BREAKER_CONSECUTIVE_FAILURES', 5),
+  failureRateThreshold: numberEnv('BREAKER_FAILURE_RATE', 0.5),
+  windowSize: 20,
+  minimumCalls: 10,
+  openMs: numberEnv('BREAKER_OPEN_SECONDS', 30) * 1000,
+});
 
 /** State of this instance's provider breakers (state changes are also logged), for metrics and health. */
 export const breakerSnapshots = (): BreakerSnapshot[] => breakers.snapshots();
@@ -128,9 +136,16 @@ export function createProductionProcessor(config: PaymentsConfig = loadConfig())
     queue: new SqsPaymentQueue(sqsClient(), config.queueUrl),
     breaker: breakers.get(config.providerUrl),
     config,
-    // Fault injection for recovery drills; never set in a deployed stage.
-    faults: { crashAfterCharge: process.env.FAULT_CRASH_AFTER_CHARGE === '1' },
+    // Fault injection for recovery drills; never set in a deployed stage. '1' crashes after every
+    // charge; 'token' only for the first attempt of payments made with the tok_crash_after_charge token.
+    faults: { crashAfterCharge: crashAfterChargeFault(process.env.FAULT_CRASH_AFTER_CHARGE) },
   });
+}
+
+export function crashAfterChargeFault(mode: string | undefined): boolean | ((p: Payment) => boolean) {
+  if (mode === '1') return true;
+  if (mode === 'token') return (p) => p.paymentMethod.token === 'tok_crash_after_charge' && p.attempt === 1;
+  return false;
 }
 
 function productionHandler(): WorkerHandler {
