@@ -1,0 +1,470 @@
+/**
+ * Runs the template's Lambda functions locally. Each AWS::Lambda::Function gets its own worker thread
+ * (its own module graph and its own process.env) that imports the function's bundle from cdk.out and
+ * serves invocations, several at a time. The parent thread enforces the function's Timeout, and a
+ * worker that dies or stops responding is replaced on the next invocation, as Lambda replaces a
+ * sandbox.
+ */
+import { randomUUID } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import * as path from 'node:path';
+import { createInterface } from 'node:readline';
+import type { Readable } from 'node:stream';
+import { Worker } from 'node:worker_threads';
+import { resourcesOfType, resolveValue, type LocalResources, type SynthesizedStack } from './template';
+import { errorMessage, findByPrefix, functionNameFromArn, shortId, type LogFn } from './util';
+
+export const LOCAL_REGION = 'us-east-1';
+export const LOCAL_ACCOUNT = '000000000000';
+
+export interface FunctionDefinition {
+  /** Logical id; also the local function name. */
+  readonly id: string;
+  /** `index.handler`: module file (without extension) and export name. */
+  readonly handler: string;
+  /** Absolute path of the asset directory holding the bundle. */
+  readonly assetDir: string;
+  readonly timeoutSeconds: number;
+  readonly memoryMb: number;
+  readonly runtime: string;
+  /** The complete environment of the function's worker. */
+  readonly env: Record<string, string>;
+}
+
+export interface LambdaError {
+  readonly errorType: string;
+  readonly errorMessage: string;
+  readonly trace?: string[];
+}
+
+export type InvocationOutcome =
+  | { readonly ok: true; readonly requestId: string; readonly durationMs: number; /** JSON text */ readonly payload: string }
+  | { readonly ok: false; readonly requestId: string; readonly durationMs: number; readonly error: LambdaError };
+
+export type InvocationSource = 'api' | 'sqs' | 'stream' | 'schedule' | 'lambda' | 'direct';
+
+export interface InvocationRecord {
+  readonly functionId: string;
+  readonly source: InvocationSource;
+  readonly event: unknown;
+  readonly outcome: InvocationOutcome;
+}
+
+export interface InvokeOptions {
+  readonly requestId?: string;
+  readonly clientContext?: unknown;
+}
+
+/** Thrown by LocalStack.invoke() when the function fails. */
+export class LambdaInvocationError extends Error {
+  constructor(
+    readonly functionId: string,
+    readonly lambdaError: LambdaError,
+  ) {
+    super(`${functionId} failed: ${lambdaError.errorType}: ${lambdaError.errorMessage}`);
+    this.name = 'LambdaInvocationError';
+  }
+}
+
+/** The worker bootstrap, next to this file (lib/local/function-worker.mjs). */
+const WORKER_FILE = new URL('./function-worker.mjs', import.meta.url);
+
+/** How long a function may take to import its bundle (Lambda's init phase limit is 10 s). */
+const INIT_TIMEOUT_MS = 30_000;
+
+interface Pending {
+  readonly requestId: string;
+  readonly started: number;
+  readonly timer: NodeJS.Timeout;
+  resolve(outcome: InvocationOutcome): void;
+}
+
+interface Sandbox {
+  readonly worker: Worker;
+  readonly ready: Promise<void>;
+  readonly pending: Map<number, Pending>;
+  lastError?: LambdaError;
+  dead: boolean;
+  /** Set while checking, after a timeout, whether the worker still responds. */
+  checking?: Promise<void>;
+}
+
+export class LocalFunction {
+  private sandbox?: Sandbox;
+  private seq = 0;
+  private stopped = false;
+  private readonly pongs = new Map<number, () => void>();
+
+  constructor(
+    readonly def: FunctionDefinition,
+    private readonly log: LogFn,
+  ) {}
+
+  get id(): string {
+    return this.def.id;
+  }
+
+  get arn(): string {
+    return `arn:aws:lambda:${LOCAL_REGION}:${LOCAL_ACCOUNT}:function:${this.def.id}`;
+  }
+
+  /** Starts the worker and runs the init phase now rather than on the first invocation. */
+  async warm(): Promise<LambdaError | undefined> {
+    try {
+      await this.ensureSandbox().ready;
+      return undefined;
+    } catch (err) {
+      return err as LambdaError;
+    }
+  }
+
+  /** Runs one invocation. Never rejects: failures are `{ok: false}` outcomes, as Lambda reports them. */
+  async invoke(event: unknown, opts: InvokeOptions = {}): Promise<InvocationOutcome> {
+    const requestId = opts.requestId ?? randomUUID();
+    const started = Date.now();
+    const fail = (error: LambdaError): InvocationOutcome => ({ ok: false, requestId, durationMs: Date.now() - started, error });
+    if (this.stopped) return fail({ errorType: 'Runtime.Stopped', errorMessage: 'The local stack is stopping' });
+    let eventJson: string;
+    try {
+      eventJson = event === undefined ? '{}' : JSON.stringify(event);
+    } catch (err) {
+      return fail({ errorType: 'InvalidRequestContentException', errorMessage: `Could not serialize the event: ${errorMessage(err)}` });
+    }
+    let sandbox: Sandbox;
+    try {
+      for (;;) {
+        sandbox = this.ensureSandbox();
+        await sandbox.ready;
+        // After a timeout, wait to know whether this sandbox is still usable.
+        if (!sandbox.checking) break;
+        await sandbox.checking;
+      }
+    } catch (err) {
+      return fail(err as LambdaError);
+    }
+    if (sandbox.dead || this.stopped) return fail(sandbox.lastError ?? { errorType: 'Runtime.ExitError', errorMessage: 'The function worker exited' });
+
+    const timeoutMs = this.def.timeoutSeconds * 1000;
+    const deadlineMs = Date.now() + timeoutMs;
+    const id = ++this.seq;
+    return new Promise<InvocationOutcome>((resolve) => {
+      const timer = setTimeout(() => {
+        if (!sandbox.pending.delete(id)) return;
+        const at = new Date().toISOString();
+        resolve(fail({
+          errorType: 'Sandbox.Timedout',
+          errorMessage: `${at} ${requestId} Task timed out after ${this.def.timeoutSeconds.toFixed(2)} seconds`,
+        }));
+        this.log(`[${shortId(this.id)}] ${requestId} Task timed out after ${this.def.timeoutSeconds} s`);
+        sandbox.checking ??= this.checkResponsive(sandbox).finally(() => {
+          sandbox.checking = undefined;
+        });
+      }, timeoutMs);
+      sandbox.pending.set(id, { requestId, started, timer, resolve });
+      sandbox.worker.postMessage({
+        type: 'invoke',
+        id,
+        event: eventJson,
+        context: {
+          awsRequestId: requestId,
+          deadlineMs,
+          functionName: this.def.id,
+          invokedFunctionArn: this.arn,
+          memoryLimitInMB: this.def.memoryMb,
+          logGroupName: `/aws/lambda/${this.def.id}`,
+          logStreamName: this.def.env.AWS_LAMBDA_LOG_STREAM_NAME,
+          clientContext: opts.clientContext,
+        },
+      });
+    });
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    const sandbox = this.sandbox;
+    this.sandbox = undefined;
+    if (sandbox) await this.kill(sandbox, { errorType: 'Runtime.Stopped', errorMessage: 'The local stack stopped' });
+  }
+
+  private ensureSandbox(): Sandbox {
+    if (this.stopped) throw { errorType: 'Runtime.Stopped', errorMessage: 'The local stack stopped' } satisfies LambdaError;
+    if (this.sandbox && !this.sandbox.dead) return this.sandbox;
+    const sandbox = this.spawn();
+    this.sandbox = sandbox;
+    return sandbox;
+  }
+
+  private spawn(): Sandbox {
+    const { def } = this;
+    const worker = new Worker(WORKER_FILE, {
+      workerData: {
+        assetDir: def.assetDir,
+        handler: def.handler,
+        sourceMaps: /--enable-source-maps/.test(def.env.NODE_OPTIONS ?? ''),
+      },
+      env: def.env,
+      // Not the parent's flags (--import tsx, vitest's loaders): the bundle is plain JavaScript.
+      execArgv: [],
+      stdout: true,
+      stderr: true,
+      resourceLimits: { maxOldGenerationSizeMb: Math.max(64, def.memoryMb) },
+      name: def.id,
+    });
+    const label = `[${shortId(def.id)}]`;
+    this.pipe(worker.stdout, label);
+    this.pipe(worker.stderr, label);
+
+    let readyResolve!: () => void;
+    let readyReject!: (e: LambdaError) => void;
+    const ready = new Promise<void>((res, rej) => {
+      readyResolve = res;
+      readyReject = rej;
+    });
+    ready.catch(() => {});
+    const sandbox: Sandbox = { worker, ready, pending: new Map(), dead: false };
+    const initTimer = setTimeout(() => {
+      const error = { errorType: 'Runtime.InitTimeout', errorMessage: `Init did not finish within ${INIT_TIMEOUT_MS} ms` };
+      readyReject(error);
+      void this.kill(sandbox, error);
+    }, INIT_TIMEOUT_MS);
+
+    worker.on('message', (msg: any) => {
+      switch (msg?.type) {
+        case 'ready':
+          clearTimeout(initTimer);
+          readyResolve();
+          break;
+        case 'init-error': {
+          clearTimeout(initTimer);
+          const error = msg.error as LambdaError;
+          this.log(`${label} init failed: ${error.errorType}: ${error.errorMessage}`);
+          sandbox.lastError = error;
+          readyReject(error);
+          // Lambda retries the init phase on the next invocation.
+          void this.kill(sandbox, error);
+          break;
+        }
+        case 'result': {
+          const p = sandbox.pending.get(msg.id);
+          if (!p) return; // timed out already
+          sandbox.pending.delete(msg.id);
+          clearTimeout(p.timer);
+          const durationMs = Date.now() - p.started;
+          p.resolve(msg.ok ? { ok: true, requestId: p.requestId, durationMs, payload: msg.payload } : { ok: false, requestId: p.requestId, durationMs, error: msg.error });
+          break;
+        }
+        case 'pong':
+          this.pongs.get(msg.id)?.();
+          break;
+      }
+    });
+    worker.on('error', (err) => {
+      // An uncaught exception or unhandled rejection ends the worker, as it ends a Lambda sandbox.
+      const name = (err as Error)?.name;
+      sandbox.lastError = {
+        errorType: name === 'Error' || !name ? 'Runtime.UncaughtException' : name,
+        errorMessage: errorMessage(err),
+        trace: typeof (err as Error)?.stack === 'string' ? (err as Error).stack!.split('\n') : [],
+      };
+      if ((err as { code?: string })?.code === 'ERR_WORKER_OUT_OF_MEMORY') {
+        sandbox.lastError = { errorType: 'Runtime.OutOfMemory', errorMessage: `Runtime exited with error: out of memory (${def.memoryMb} MB)` };
+      }
+      this.log(`${label} worker error: ${sandbox.lastError.errorType}: ${sandbox.lastError.errorMessage}`);
+    });
+    worker.on('exit', (code) => {
+      clearTimeout(initTimer);
+      sandbox.dead = true;
+      const error = sandbox.lastError ?? { errorType: 'Runtime.ExitError', errorMessage: `Runtime exited with code ${code}` };
+      readyReject(error);
+      this.failPending(sandbox, error);
+      if (this.sandbox === sandbox) this.sandbox = undefined;
+    });
+    return sandbox;
+  }
+
+  private pipe(stream: Readable | null | undefined, label: string) {
+    if (!stream) return;
+    const rl = createInterface({ input: stream, crlfDelay: Infinity });
+    rl.on('line', (line) => this.log(`${label} ${line}`));
+  }
+
+  private failPending(sandbox: Sandbox, error: LambdaError) {
+    for (const [id, p] of sandbox.pending) {
+      sandbox.pending.delete(id);
+      clearTimeout(p.timer);
+      p.resolve({ ok: false, requestId: p.requestId, durationMs: Date.now() - p.started, error });
+    }
+  }
+
+  private async kill(sandbox: Sandbox, error: LambdaError) {
+    sandbox.dead = true;
+    sandbox.lastError ??= error;
+    this.failPending(sandbox, error);
+    if (this.sandbox === sandbox) this.sandbox = undefined;
+    try {
+      await sandbox.worker.terminate();
+    } catch {
+      /* already gone */
+    }
+  }
+
+  /**
+   * After a timeout, the handler may still be running. If it blocks the worker's event loop (a busy
+   * loop), the worker is replaced, as Lambda replaces a timed-out sandbox; other invocations in it fail.
+   */
+  private async checkResponsive(sandbox: Sandbox) {
+    if (sandbox.dead) return;
+    const id = ++this.seq;
+    const answered = await new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => resolve(false), 1000);
+      this.pongs.set(id, () => {
+        clearTimeout(timer);
+        resolve(true);
+      });
+      sandbox.worker.postMessage({ type: 'ping', id });
+    });
+    this.pongs.delete(id);
+    if (!answered && !sandbox.dead) {
+      this.log(`[${shortId(this.id)}] worker unresponsive after a timeout: restarting it`);
+      await this.kill(sandbox, { errorType: 'Sandbox.Timedout', errorMessage: 'The sandbox was restarted after a timeout' });
+    }
+  }
+}
+
+/** Every function of the template, looked up by logical id, prefix, name or ARN. */
+export class FunctionRegistry {
+  readonly functions = new Map<string, LocalFunction>();
+  private readonly listeners = new Set<(r: InvocationRecord) => void>();
+
+  constructor(
+    defs: FunctionDefinition[],
+    private readonly log: LogFn,
+  ) {
+    for (const def of defs) this.functions.set(def.id, new LocalFunction(def, log));
+  }
+
+  get ids(): string[] {
+    return [...this.functions.keys()];
+  }
+
+  /** By logical id, local function name or ARN (with or without qualifier). */
+  get(nameOrArn: string): LocalFunction | undefined {
+    return this.functions.get(functionNameFromArn(nameOrArn));
+  }
+
+  byPrefix(prefix: string): LocalFunction {
+    return this.functions.get(findByPrefix(this.ids, prefix, 'function'))!;
+  }
+
+  onInvocation(listener: (r: InvocationRecord) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /** Invokes and reports the invocation to the listeners. */
+  async invoke(functionId: string, event: unknown, source: InvocationSource, opts?: InvokeOptions): Promise<InvocationOutcome> {
+    const fn = this.get(functionId);
+    if (!fn) throw new Error(`Unknown function ${functionId}`);
+    const outcome = await fn.invoke(event, opts);
+    if (!outcome.ok) {
+      this.log(`[${shortId(fn.id)}] ${outcome.requestId} (${source}) failed: ${outcome.error.errorType}: ${outcome.error.errorMessage}`);
+    }
+    for (const l of this.listeners) {
+      try {
+        l({ functionId: fn.id, source, event, outcome });
+      } catch (err) {
+        this.log(`invocation listener failed: ${errorMessage(err)}`);
+      }
+    }
+    return outcome;
+  }
+
+  async warmAll(): Promise<void> {
+    await Promise.all([...this.functions.values()].map((f) => f.warm()));
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all([...this.functions.values()].map((f) => f.stop()));
+  }
+}
+
+export interface RuntimeEndpoints {
+  readonly dynamodb: string;
+  readonly sqs: string;
+  readonly lambda: string;
+}
+
+/**
+ * The definitions of every AWS::Lambda::Function in the template: its bundle directory in cdk.out,
+ * handler, timeout, memory, and its environment resolved to the local resources plus what the Lambda
+ * runtime itself provides, with `extraEnv` merged last.
+ */
+export function functionDefinitions(
+  stack: SynthesizedStack,
+  local: LocalResources,
+  endpoints: RuntimeEndpoints,
+  extraEnv: Record<string, string> = {},
+  log: LogFn = () => {},
+): FunctionDefinition[] {
+  const defs: FunctionDefinition[] = [];
+  // Bundles leave '@aws-sdk/*' to the runtime; here Node finds it by walking up from the asset.
+  try {
+    createRequire(path.join(stack.assemblyDir, 'index.js')).resolve('@aws-sdk/client-dynamodb');
+  } catch {
+    log(`'@aws-sdk/*' cannot be resolved from ${stack.assemblyDir}: keep the cloud assembly inside the project (below its node_modules)`);
+  }
+  for (const [id, r] of resourcesOfType(stack.template, 'AWS::Lambda::Function')) {
+    const props = r.Properties ?? {};
+    const assetPath = r.Metadata?.['aws:asset:path'];
+    const runtime = String(props.Runtime ?? 'nodejs');
+    if (!runtime.startsWith('nodejs')) {
+      log(`[${shortId(id)}] runtime ${runtime} is not supported locally; the function will fail when invoked`);
+    }
+    if (typeof assetPath !== 'string') {
+      log(`[${shortId(id)}] has no local asset (aws:asset:path); the function will fail when invoked`);
+    }
+    const assetDir = path.resolve(stack.assemblyDir, typeof assetPath === 'string' ? assetPath : `missing-asset-${id}`);
+    if (typeof assetPath === 'string' && !existsSync(assetDir)) log(`[${shortId(id)}] asset directory ${assetDir} does not exist`);
+    const timeoutSeconds = Number(props.Timeout ?? 3);
+    const memoryMb = Number(props.MemorySize ?? 128);
+    const handler = String(props.Handler ?? 'index.handler');
+
+    const templateEnv: Record<string, string> = {};
+    for (const [k, v] of Object.entries<unknown>(props.Environment?.Variables ?? {})) {
+      try {
+        templateEnv[k] = resolveValue(v, stack.template, local);
+      } catch (err) {
+        log(`[${shortId(id)}] environment variable ${k} left unset: ${errorMessage(err)}`);
+      }
+    }
+    const logStream = `${new Date().toISOString().slice(0, 10).replace(/-/g, '/')}/[$LATEST]${randomUUID().replace(/-/g, '')}`;
+    const env: Record<string, string> = {
+      ...templateEnv,
+      // What the Lambda service sets in every sandbox.
+      AWS_REGION: LOCAL_REGION,
+      AWS_DEFAULT_REGION: LOCAL_REGION,
+      AWS_LAMBDA_FUNCTION_NAME: id,
+      AWS_LAMBDA_FUNCTION_VERSION: '$LATEST',
+      AWS_LAMBDA_FUNCTION_MEMORY_SIZE: String(memoryMb),
+      AWS_LAMBDA_LOG_GROUP_NAME: `/aws/lambda/${id}`,
+      AWS_LAMBDA_LOG_STREAM_NAME: logStream,
+      AWS_EXECUTION_ENV: `AWS_Lambda_${runtime}`,
+      LAMBDA_TASK_ROOT: assetDir,
+      _HANDLER: handler,
+      // Local credentials and emulator endpoints.
+      AWS_ACCESS_KEY_ID: 'local',
+      AWS_SECRET_ACCESS_KEY: 'local',
+      AWS_ENDPOINT_URL_DYNAMODB: endpoints.dynamodb,
+      AWS_ENDPOINT_URL_DYNAMODB_STREAMS: endpoints.dynamodb,
+      AWS_ENDPOINT_URL_SQS: endpoints.sqs,
+      AWS_ENDPOINT_URL_LAMBDA: endpoints.lambda,
+      // The SDK warns once per worker that it will need Node 22; the local stack runs on Node 20.
+      AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
+      ...(process.env.PATH ? { PATH: process.env.PATH } : {}),
+      ...extraEnv,
+    };
+    defs.push({ id, handler, assetDir, timeoutSeconds, memoryMb, runtime, env });
+  }
+  return defs;
+}
