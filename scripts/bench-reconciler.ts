@@ -72,7 +72,7 @@ async function main() {
           const items = Array.from({ length: Math.min(25, TOTAL - start) }, (_, j) => payment(start + j, (start + j) % stuckEvery === 0, now));
           let req: Record<string, any> | undefined = { [env.PAYMENTS_TABLE!]: items.map((Item) => ({ PutRequest: { Item } })) };
           while (req && Object.keys(req).length) {
-            const res = await doc.send(new BatchWriteCommand({ RequestItems: req }));
+            const res: { UnprocessedItems?: Record<string, any> } = await doc.send(new BatchWriteCommand({ RequestItems: req }));
             req = res.UnprocessedItems;
           }
         }
