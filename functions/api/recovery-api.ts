@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { InvokeCommand, LambdaClient } from '@aws-sdk/client-lambda';
 import { documentClient } from '../adapters/aws-clients';
 import { countOpenByStatus } from '../adapters/dynamo/open-payments';
-import { RecoveryRunsRepository, RUN_LEASE_MS, type RecoveryRun } from '../adapters/dynamo/recovery-runs';
+import { RecoveryRunsRepository, runLeaseMs, type RecoveryRun } from '../adapters/dynamo/recovery-runs';
 import { AppError } from '../core/errors';
 import { loadConfig } from '../shared/env';
 import { apiHandler, json, type ApiRequest, type ApiResponse } from '../shared/http';
@@ -22,7 +22,7 @@ export function recoveryRoute(deps: RecoveryApiDeps) {
     const route = `${req.method} ${req.resource}`;
     if (route === 'POST /api/recovery/process') {
       const runId = `run_${clock().getTime()}_${randomUUID().slice(0, 8)}`;
-      const { started, run } = await deps.runs.start(runId, `api:${req.tenantId}`, clock(), RUN_LEASE_MS);
+      const { started, run } = await deps.runs.start(runId, `api:${req.tenantId}`, clock(), runLeaseMs());
       if (!started) return json(200, { runId: run.runId, status: 'running', alreadyRunning: true, startedAt: run.startedAt });
       try {
         await deps.startReconciler(run);

@@ -3,7 +3,7 @@ import type { Context } from 'aws-lambda';
 import { documentClient, sqsClient } from '../adapters/aws-clients';
 import { openShards } from '../adapters/dynamo/open-payments';
 import { PaymentRepository } from '../adapters/dynamo/payment-repository';
-import { RecoveryRunsRepository, RUN_LEASE_MS, type RecoveryRun } from '../adapters/dynamo/recovery-runs';
+import { RecoveryRunsRepository, runLeaseMs, type RecoveryRun } from '../adapters/dynamo/recovery-runs';
 import { createHttpProvider } from '../adapters/provider/http-provider';
 import { SqsPaymentQueue } from '../adapters/sqs/payment-queue';
 import { Reconciler, type ReconcilerDeps } from '../core/reconciler';
@@ -33,7 +33,7 @@ export function createReconcilerHandler(deps: {
     if (event.source === 'recovery-api' && event.runId && event.startedAt) {
       run = { runId: event.runId, startedAt: event.startedAt, trigger: event.trigger ?? 'api', status: 'running', counts: {} };
     } else {
-      const started = await deps.runs.start(`run_${clock().getTime()}_${randomUUID().slice(0, 8)}`, 'schedule', clock(), RUN_LEASE_MS);
+      const started = await deps.runs.start(`run_${clock().getTime()}_${randomUUID().slice(0, 8)}`, 'schedule', clock(), runLeaseMs());
       if (!started.started) {
         logger.info('a reconciliation run is already active; skipping', { runId: started.run.runId });
         return { skipped: true, activeRunId: started.run.runId };

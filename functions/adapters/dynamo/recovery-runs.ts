@@ -6,8 +6,12 @@ import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
 import { unmarshall } from '@aws-sdk/util-dynamodb';
 import { DeleteCommand, PutCommand, QueryCommand, UpdateCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 
-/** How long a run may hold the lock before another run may take over (the reconciler times out at 5 min). */
-export const RUN_LEASE_MS = 6 * 60_000;
+/**
+ * How long a run may hold the lock before another run may take over: a little over the reconciler's
+ * 5-minute timeout, so a crashed run delays the next one by at most this. RECOVERY_RUN_LEASE_SECONDS
+ * overrides it (drills use seconds).
+ */
+export const runLeaseMs = (env: NodeJS.ProcessEnv = process.env): number => Number(env.RECOVERY_RUN_LEASE_SECONDS || 360) * 1000;
 
 export type RunStatus = 'running' | 'completed' | 'failed';
 
