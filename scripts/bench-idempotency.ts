@@ -20,14 +20,11 @@ import type { CreatePaymentRequest } from '../functions/core/create-request';
 import { PaymentsService } from '../functions/core/payments-service';
 import { startDynamoDbLocal, startSqsEmulator } from '../lib/local/emulators';
 import { createLocalResources, functionEnvironment, loadSynthesizedStack } from '../lib/local/template';
+import { numberArg } from './cli-args';
 
-const arg = (name: string, fallback: number) => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i > 0 ? Number(process.argv[i + 1]) : fallback;
-};
-const N = arg('n', 300);
-const CONCURRENCY = arg('concurrency', 16);
-const THROUGHPUT_N = arg('throughput-n', 1000);
+const N = numberArg('n', 300);
+const CONCURRENCY = numberArg('concurrency', 16);
+const THROUGHPUT_N = numberArg('throughput-n', 1000);
 const credentials = { accessKeyId: 'local', secretAccessKey: 'local' };
 const region = 'us-east-1';
 

@@ -15,13 +15,10 @@ import type { Payment } from '../functions/core/payment';
 import { Reconciler } from '../functions/core/reconciler';
 import { startDynamoDbLocal, startSqsEmulator } from '../lib/local/emulators';
 import { createLocalResources, functionEnvironment, loadSynthesizedStack } from '../lib/local/template';
+import { numberArg } from './cli-args';
 
-const arg = (name: string, fallback: number) => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i > 0 ? Number(process.argv[i + 1]) : fallback;
-};
-const TOTAL = arg('total', 100_000);
-const STUCK = arg('stuck', 1_000);
+const TOTAL = numberArg('total', 100_000);
+const STUCK = numberArg('stuck', 1_000);
 const credentials = { accessKeyId: 'local', secretAccessKey: 'local' };
 
 function payment(i: number, stuck: boolean, now: number): Payment {

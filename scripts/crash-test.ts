@@ -16,38 +16,22 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort } from '../lib/local/emulators';
+import { numberArg, stringArg } from './cli-args';
 
-const arg = (name: string, fallback: number) => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i > 0 ? Number(process.argv[i + 1]) : fallback;
-};
-const option = (name: string) => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i > 0 ? process.argv[i + 1] : undefined;
-};
 
 // ---- child: the local stack with the provider simulator, on a persistent data directory ----------
 async function child() {
   const { startLocalStack } = await import('../lib/local/local-stack');
   const { startProviderSimulator } = await import('../lib/local/provider-simulator');
-  const dataDir = option('data-dir')!;
+  const { fastRecoveryEnv } = await import('../lib/local/drill-env');
+  const dataDir = stringArg('data-dir')!;
   const provider = await startProviderSimulator({ port: 0, ledgerFile: path.join(dataDir, 'crash-ledger.jsonl'), timeoutMs: 1500 });
   const stack = await startLocalStack({
-    apiPort: Number(option('port')),
+    apiPort: Number(stringArg('port')),
     dataDir,
     scheduleScale: 30,
     log: false,
-    extraEnv: {
-      PROVIDER_URL: provider.url,
-      RETRY_BASE_SECONDS: '0.2',
-      RETRY_CAP_SECONDS: '5',
-      LEASE_SECONDS: '5',
-      PROVIDER_TIMEOUT_MS: '1000',
-      STUCK_AFTER_SECONDS: '3',
-      // A run killed with the stack would otherwise hold the run lock for the production 6 minutes.
-      RECOVERY_RUN_LEASE_SECONDS: '10',
-      POWERTOOLS_LOG_LEVEL: 'ERROR',
-    },
+    extraEnv: { ...fastRecoveryEnv(provider.url), POWERTOOLS_LOG_LEVEL: 'ERROR' },
   });
   const stop = async () => {
     await stack.stop();
@@ -109,8 +93,8 @@ interface Req {
 }
 
 async function parent() {
-  const seconds = arg('seconds', 6);
-  const concurrency = arg('concurrency', 8);
+  const seconds = numberArg('seconds', 6);
+  const concurrency = numberArg('concurrency', 8);
   const dataDir = mkdtempSync(path.join(tmpdir(), 'crash-test-'));
   const port = await freePort();
   const api = `http://127.0.0.1:${port}`;

@@ -10,18 +10,16 @@ import { randomUUID } from 'node:crypto';
 import { ScanCommand } from '@aws-sdk/client-dynamodb';
 import { unmarshall } from '@aws-sdk/util-dynamodb';
 import type { Payment } from '../functions/core/payment';
+import { fastRecoveryEnv } from '../lib/local/drill-env';
 import { startLocalStack } from '../lib/local/local-stack';
 import { startProviderSimulator } from '../lib/local/provider-simulator';
+import { numberArg } from './cli-args';
 
-const arg = (name: string, fallback: number) => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i > 0 ? Number(process.argv[i + 1]) : fallback;
-};
-const N = arg('n', 1000);
-const CONCURRENCY = arg('concurrency', 20);
-const ERROR_RATE = arg('error-rate', 0.1);
-const TIMEOUT_RATE = arg('timeout-rate', 0.01);
-const MAX_WAIT_MS = arg('max-wait-seconds', 600) * 1000;
+const N = numberArg('n', 1000);
+const CONCURRENCY = numberArg('concurrency', 20);
+const ERROR_RATE = numberArg('error-rate', 0.1);
+const TIMEOUT_RATE = numberArg('timeout-rate', 0.01);
+const MAX_WAIT_MS = numberArg('max-wait-seconds', 600) * 1000;
 
 async function main() {
   const provider = await startProviderSimulator({ port: 0, timeoutMs: 1500, faults: { errorRate: ERROR_RATE, timeoutRate: TIMEOUT_RATE, seed: 7 } });
@@ -29,15 +27,7 @@ async function main() {
     apiPort: 0,
     scheduleScale: 30,
     log: false,
-    extraEnv: {
-      PROVIDER_URL: provider.url,
-      RETRY_BASE_SECONDS: '0.2',
-      RETRY_CAP_SECONDS: '5',
-      LEASE_SECONDS: '5',
-      PROVIDER_TIMEOUT_MS: '1000',
-      STUCK_AFTER_SECONDS: '10',
-      POWERTOOLS_LOG_LEVEL: 'ERROR',
-    },
+    extraEnv: { ...fastRecoveryEnv(provider.url), POWERTOOLS_LOG_LEVEL: 'ERROR' },
   });
   try {
     const ids: string[] = [];

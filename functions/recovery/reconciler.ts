@@ -1,13 +1,11 @@
 import { randomUUID } from 'node:crypto';
 import type { Context } from 'aws-lambda';
-import { documentClient, sqsClient } from '../adapters/aws-clients';
+import { documentClient } from '../adapters/aws-clients';
 import { openShards } from '../adapters/dynamo/open-payments';
-import { PaymentRepository } from '../adapters/dynamo/payment-repository';
 import { RecoveryRunsRepository, runLeaseMs, type RecoveryRun } from '../adapters/dynamo/recovery-runs';
 import { createHttpProvider } from '../adapters/provider/http-provider';
-import { SqsPaymentQueue } from '../adapters/sqs/payment-queue';
 import { Reconciler, type ReconcilerDeps } from '../core/reconciler';
-import { loadConfig } from '../shared/env';
+import { container } from '../shared/container';
 import { logger } from '../shared/logger';
 import { createProductionProcessor } from '../worker/payment-worker';
 
@@ -67,17 +65,11 @@ export function createReconcilerHandler(deps: {
 let production: ReturnType<typeof createReconcilerHandler> | undefined;
 function productionHandler() {
   if (production) return production;
-  const config = loadConfig();
-  const store = new PaymentRepository(documentClient(), {
-    payments: config.paymentsTable,
-    idempotency: config.idempotencyTable,
-    openPaymentsIndex: config.openPaymentsIndex,
-  });
-  const processor = createProductionProcessor(config);
+  const { config, repository, queue } = container();
+  const processor = createProductionProcessor();
   const provider = createHttpProvider({ baseUrl: config.providerUrl, timeoutMs: config.providerTimeoutMs });
-  const queue = new SqsPaymentQueue(sqsClient(), config.queueUrl);
   const base: Omit<ReconcilerDeps, 'hasTime'> = {
-    store,
+    store: repository,
     queue,
     processor,
     provider,

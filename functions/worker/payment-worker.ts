@@ -12,13 +12,11 @@
  */
 import { BatchProcessor, EventType, processPartialResponse } from '@aws-lambda-powertools/batch';
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
-import { documentClient, sqsClient } from '../adapters/aws-clients';
-import { PaymentRepository } from '../adapters/dynamo/payment-repository';
 import { createHttpProvider } from '../adapters/provider/http-provider';
-import { SqsPaymentQueue } from '../adapters/sqs/payment-queue';
 import { CircuitBreakerRegistry, type BreakerSnapshot } from '../core/circuit-breaker';
 import { PaymentProcessor, sharedLogger, type ProcessorLogger, type ProcessResult, type WorkerMessage } from '../core/payment-processor';
-import { loadConfig, numberEnv, type PaymentsConfig } from '../shared/env';
+import { container } from '../shared/container';
+import { numberEnv } from '../shared/env';
 import type { Payment } from '../core/payment';
 
 export interface MessageProcessor {
@@ -124,16 +122,12 @@ export const breakerSnapshots = (): BreakerSnapshot[] => breakers.snapshots();
 let production: WorkerHandler | undefined;
 
 /** The processor wired with the production adapters; the reconciler resolves lapsed leases with it too. */
-export function createProductionProcessor(config: PaymentsConfig = loadConfig()): PaymentProcessor {
-  const repository = new PaymentRepository(documentClient(), {
-    payments: config.paymentsTable,
-    idempotency: config.idempotencyTable,
-    openPaymentsIndex: config.openPaymentsIndex,
-  });
+export function createProductionProcessor(): PaymentProcessor {
+  const { config, repository, queue } = container();
   return new PaymentProcessor({
     repository,
     provider: createHttpProvider({ baseUrl: config.providerUrl, timeoutMs: config.providerTimeoutMs }),
-    queue: new SqsPaymentQueue(sqsClient(), config.queueUrl),
+    queue,
     breaker: breakers.get(config.providerUrl),
     config,
     // Fault injection for recovery drills; never set in a deployed stage. '1' crashes after every

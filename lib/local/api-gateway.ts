@@ -6,11 +6,10 @@
  */
 import { createHash, randomUUID } from 'node:crypto';
 import * as http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import type { APIGatewayProxyEvent } from 'aws-lambda';
 import type { FunctionRegistry } from './function-runtime';
 import { resourcesOfType, type CfnTemplate } from './template';
-import { errorMessage, functionIdOf, referencedId, shortId, type LogFn } from './util';
+import { errorMessage, listenOnLoopback, functionIdOf, referencedId, shortId, type LogFn } from './util';
 
 // ---- Model ----------------------------------------------------------------------------------------
 
@@ -580,24 +579,7 @@ export async function startApiGateway(opts: ApiGatewayOptions): Promise<RunningA
   server.requestTimeout = 0;
   server.headersTimeout = 60_000;
 
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(opts.port, '127.0.0.1', () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const port = (server.address() as AddressInfo).port;
-  let stopping: Promise<void> | undefined;
-  return {
-    url: `http://127.0.0.1:${port}`,
-    port,
-    stop: () =>
-      (stopping ??= new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      })),
-  };
+  return listenOnLoopback(server, opts.port);
 }
 
 /** Reads the request body, or 'too-large' past the limit (API Gateway's payload limit is 10 MB). */

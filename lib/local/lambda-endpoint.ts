@@ -5,9 +5,8 @@
  * twice on failure as Lambda does) or DryRun (204).
  */
 import * as http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import type { FunctionRegistry, InvocationSource } from './function-runtime';
-import { errorMessage, shortId, type LogFn } from './util';
+import { errorMessage, listenOnLoopback, shortId, type LogFn } from './util';
 
 const SYNC_PAYLOAD_LIMIT = 6 * 1024 * 1024;
 const ASYNC_PAYLOAD_LIMIT = 256 * 1024;
@@ -124,22 +123,5 @@ export async function startLambdaEndpoint(opts: {
       if (!res.headersSent) error(500, 'ServiceException', errorMessage(err));
     }
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(opts.port ?? 0, '127.0.0.1', () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const port = (server.address() as AddressInfo).port;
-  let stopping: Promise<void> | undefined;
-  return {
-    url: `http://127.0.0.1:${port}`,
-    port,
-    stop: () =>
-      (stopping ??= new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      })),
-  };
+  return listenOnLoopback(server, opts.port ?? 0);
 }

@@ -2,6 +2,8 @@
  * Small helpers shared by the local stack modules: logging, abortable sleeps, and reading the
  * references CDK writes into a template (Ref / Fn::GetAtt / ARNs) back to logical ids.
  */
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import type { CfnTemplate } from './template';
 
 export type LogFn = (line: string) => void;
@@ -112,4 +114,26 @@ export function findByPrefix(ids: readonly string[], prefix: string, what: strin
 
 export function errorMessage(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
+}
+
+/** Listens on 127.0.0.1 and returns the URL and an idempotent stop that also drops open connections. */
+export async function listenOnLoopback(server: Server, port: number): Promise<{ url: string; port: number; stop(): Promise<void> }> {
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, '127.0.0.1', () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const bound = (server.address() as AddressInfo).port;
+  let stopping: Promise<void> | undefined;
+  return {
+    url: `http://127.0.0.1:${bound}`,
+    port: bound,
+    stop: () =>
+      (stopping ??= new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      })),
+  };
 }

@@ -6,6 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import { UpdateItemCommand } from '@aws-sdk/client-dynamodb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { fastRecoveryEnv } from '../../lib/local/drill-env';
 import { startLocalStack } from '../../lib/local/local-stack';
 import { startProviderSimulator } from '../../lib/local/provider-simulator';
 
@@ -19,12 +20,7 @@ beforeAll(async () => {
     // One minute of schedule every two seconds; short lease and backoff so recovery is quick.
     scheduleScale: 30,
     extraEnv: {
-      PROVIDER_URL: provider.url,
-      RETRY_BASE_SECONDS: '0.2',
-      RETRY_CAP_SECONDS: '5',
-      LEASE_SECONDS: '5',
-      PROVIDER_TIMEOUT_MS: '1000',
-      STUCK_AFTER_SECONDS: '3',
+      ...fastRecoveryEnv(provider.url),
       FAULT_CRASH_AFTER_CHARGE: 'token',
       // The provider's 503s of different payments add up; keep the breaker out of these scenarios
       // (its own behaviour is covered by the unit tests).

@@ -12,6 +12,7 @@ import {
   TransactWriteCommand,
   UpdateCommand,
   type DynamoDBDocumentClient,
+  type UpdateCommandInput,
 } from '@aws-sdk/lib-dynamodb';
 import { ConcurrentUpdateError, ServiceUnavailableError } from '../../core/errors';
 import { isOpen, type ChangeInfo, type Payment, type PaymentStatus } from '../../core/payment';
@@ -181,15 +182,25 @@ export class PaymentRepository {
       values[':settledAt'] = req.now.getTime();
       sets.push('settledBucket = :bucket', 'settledAt = :settledAt');
     }
+    return this.conditionalUpdate(current.id, {
+      UpdateExpression: `SET ${sets.join(', ')}${removes.length ? ` REMOVE ${removes.join(', ')}` : ''}`,
+      ConditionExpression: '#version = :v AND #status = :from',
+      ExpressionAttributeNames: names,
+      ExpressionAttributeValues: values,
+    });
+  }
+
+  /** A versioned update whose failed condition becomes ConcurrentUpdateError carrying the stored payment. */
+  private async conditionalUpdate(
+    id: string,
+    update: Pick<UpdateCommandInput, 'UpdateExpression' | 'ConditionExpression' | 'ExpressionAttributeNames' | 'ExpressionAttributeValues'>,
+  ): Promise<Payment> {
     try {
       const { Attributes } = await this.doc.send(
         new UpdateCommand({
           TableName: this.tables.payments,
-          Key: { id: current.id },
-          UpdateExpression: `SET ${sets.join(', ')}${removes.length ? ` REMOVE ${removes.join(', ')}` : ''}`,
-          ConditionExpression: '#version = :v AND #status = :from',
-          ExpressionAttributeNames: names,
-          ExpressionAttributeValues: values,
+          Key: { id },
+          ...update,
           ReturnValues: 'ALL_NEW',
           ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
         }),
@@ -208,33 +219,19 @@ export class PaymentRepository {
    * version and status, still audited, and it moves the payment's due time.
    */
   async touch(current: Payment, req: { change: ChangeInfo; now: Date; dueAt: number }): Promise<Payment> {
-    try {
-      const { Attributes } = await this.doc.send(
-        new UpdateCommand({
-          TableName: this.tables.payments,
-          Key: { id: current.id },
-          UpdateExpression: 'SET #version = :next, updatedAt = :now, lastChange = :change, dueAt = :due',
-          ConditionExpression: '#version = :v AND #status = :s AND attribute_exists(openShard)',
-          ExpressionAttributeNames: { '#version': 'version', '#status': 'status' },
-          ExpressionAttributeValues: {
-            ':v': current.version,
-            ':next': current.version + 1,
-            ':s': current.status,
-            ':now': req.now.toISOString(),
-            ':change': req.change,
-            ':due': req.dueAt,
-          },
-          ReturnValues: 'ALL_NEW',
-          ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
-        }),
-      );
-      return Attributes as Payment;
-    } catch (err) {
-      if (err instanceof ConditionalCheckFailedException) {
-        throw new ConcurrentUpdateError(err.Item ? unmarshall(err.Item) : undefined);
-      }
-      throw err;
-    }
+    return this.conditionalUpdate(current.id, {
+      UpdateExpression: 'SET #version = :next, updatedAt = :now, lastChange = :change, dueAt = :due',
+      ConditionExpression: '#version = :v AND #status = :s AND attribute_exists(openShard)',
+      ExpressionAttributeNames: { '#version': 'version', '#status': 'status' },
+      ExpressionAttributeValues: {
+        ':v': current.version,
+        ':next': current.version + 1,
+        ':s': current.status,
+        ':now': req.now.toISOString(),
+        ':change': req.change,
+        ':due': req.dueAt,
+      },
+    });
   }
 
   /** Successful payments settled in one (hour, shard) bucket. */

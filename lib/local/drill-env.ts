@@ -1,0 +1,16 @@
+/**
+ * Function settings for recovery drills and end-to-end tests: the same code paths as production with
+ * seconds instead of minutes (backoff, lease, stuck threshold, run lock).
+ */
+export function fastRecoveryEnv(providerUrl: string): Record<string, string> {
+  return {
+    PROVIDER_URL: providerUrl,
+    RETRY_BASE_SECONDS: '0.2',
+    RETRY_CAP_SECONDS: '5',
+    LEASE_SECONDS: '5',
+    PROVIDER_TIMEOUT_MS: '1000',
+    STUCK_AFTER_SECONDS: '3',
+    // A run killed with the stack would otherwise hold the run lock for the production 6 minutes.
+    RECOVERY_RUN_LEASE_SECONDS: '10',
+  };
+}
