@@ -45,13 +45,13 @@ const crashOnce = new Set<string>();
 const transitions = new Map<string, TransitionRequest[]>();
 const counts = { charges: new Map<string, number>(), lookups: 0 };
 
-const LEASE_SECONDS = 3;
+const LEASE_SECONDS = 5;
 
 beforeAll(async () => {
   try {
     b = await startBackends();
-    // Hung charges answer after 700 ms; the provider adapter gives up after 300 ms.
-    sim = await startProviderSimulator({ port: 0, timeoutMs: 700, seed: 42 });
+    // Hung charges answer after 2 s; the provider adapter gives up after 1 s (room for a loaded machine).
+    sim = await startProviderSimulator({ port: 0, timeoutMs: 2000, seed: 42 });
     const env = b.envOf('PaymentWorkerFunction');
     config = loadConfig({
       ...env,
@@ -60,7 +60,7 @@ beforeAll(async () => {
       MAX_RETRIES: '3',
       LEASE_SECONDS: String(LEASE_SECONDS),
       PROVIDER_URL: sim.url,
-      PROVIDER_TIMEOUT_MS: '300',
+      PROVIDER_TIMEOUT_MS: '1000',
     });
     dlqUrl = Object.entries(b.resources.queues).find(([id]) => id.startsWith('PaymentsDlq'))![1].url;
     const real = new PaymentRepository(b.doc, {
