@@ -90,7 +90,7 @@ async function rawPayment(id: string): Promise<Raw> {
 }
 
 /** Drives a payment create → processing → retrying → processing → success; returns each stored image. */
-async function drivePayment(tenantId: string, t0: number): Promise<{ id: string; images: Raw[] }> {
+async function drivePayment(tenantId: string, t0: number, ending: 'success' | 'failed' | 'expired' = 'success'): Promise<{ id: string; images: Raw[] }> {
   const key = `key-${randomUUID()}`;
   const id = `pay_${randomUUID().replace(/-/g, '')}`;
   const at = (s: number) => new Date(t0 + s * 1000);
@@ -148,7 +148,26 @@ async function drivePayment(tenantId: string, t0: number): Promise<{ id: string;
     },
     remove: ['leaseUntil'],
   });
+  if (ending === 'expired') {
+    await step({
+      to: 'expired',
+      now: at(86_401),
+      change: { action: 'expired', actor: 'reconciler', reason: 'open past its deadline in status retrying' },
+      set: { lastError: { code: 'PAYMENT_EXPIRED', message: 'Payment did not complete within 24 h', retryable: false, timestamp: at(86_401).toISOString() } },
+    });
+    return { id, images };
+  }
   await step({ to: 'processing', now: at(10), change: { action: 'attempt_started', actor: 'worker' }, set: { attempt: 2, leaseUntil: t0 + 70_000 } });
+  if (ending === 'failed') {
+    await step({
+      to: 'failed',
+      now: at(11),
+      change: { action: 'declined', actor: 'worker', reason: 'CARD_DECLINED' },
+      set: { lastError: { code: 'CARD_DECLINED', message: 'declined', retryable: false, timestamp: at(11).toISOString() } },
+      remove: ['nextAttemptAt'],
+    });
+    return { id, images };
+  }
   await step({
     to: 'success',
     now: at(11),
@@ -281,6 +300,18 @@ describe('audit trail on DynamoDB Local', () => {
     // A REMOVE and a same-version MODIFY write nothing.
     expect((await handler(batch([streamRecord(images[4], images[4]), streamRecord(undefined, images[4])]))).batchItemFailures).toEqual([]);
     expect(await scanAudit()).toEqual(before);
+  });
+
+  it.each([
+    ['failed', ['null>pending', 'pending>processing', 'processing>retrying', 'retrying>processing', 'processing>failed']],
+    ['expired', ['null>pending', 'pending>processing', 'processing>retrying', 'retrying>expired']],
+  ] as const)('the %s path is audited as versions 1..N in order with a verifying chain', async (ending, transitions) => {
+    const { id, images } = await drivePayment('tenant-a', T0, ending);
+    expect((await handler(batch(recordsFor(images)))).batchItemFailures).toEqual([]);
+    const entries = await allForPayment(id);
+    expect(entries.map((e) => e.version)).toEqual(transitions.map((_, i) => i + 1));
+    expect(entries.map((e) => `${e.fromStatus}>${e.toStatus}`)).toEqual(transitions);
+    expect(await verifyPaymentAudit(audit, id)).toEqual({ ok: true, count: transitions.length });
   });
 
   it('fails a version delivered before its predecessor and succeeds on redelivery in order', async () => {
