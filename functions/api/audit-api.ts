@@ -11,9 +11,7 @@
  *
  * Unknown parameters are rejected, so a misspelt `paymentId` does not silently list the whole tenant.
  */
-import { documentClient } from '../adapters/aws-clients';
 import {
-  AuditRepository,
   DEFAULT_PAGE_SIZE,
   MAX_PAGE_SIZE,
   verifyPaymentAudit,
@@ -23,8 +21,8 @@ import {
 import { parseIsoInstant, type AuditEntry } from '../core/audit';
 import { AppError, NotFoundError } from '../core/errors';
 import type { Payment } from '../core/payment';
-import { container } from '../shared/container';
 import { apiHandler, json, type ApiRequest, type ApiResponse } from '../shared/http';
+import { wiring } from '../wiring';
 
 export const AUDIT_ROUTE = 'GET /api/audit/payments';
 
@@ -150,10 +148,4 @@ export function auditApiRoute(deps: AuditApiDeps) {
   };
 }
 
-let audit: AuditRepository | undefined;
-
-export const handler = apiHandler((req) => {
-  const { config, repository } = container();
-  audit ??= new AuditRepository(documentClient(), { audit: config.auditTable, byTenantIndex: config.auditByTenantIndex });
-  return auditApiRoute({ audit, payments: repository })(req);
-});
+export const handler = apiHandler((req) => auditApiRoute({ audit: wiring().audit(), payments: wiring().store() })(req));

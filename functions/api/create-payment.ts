@@ -1,8 +1,8 @@
 import { parseCreatePaymentRequest } from '../core/create-request';
 import { paymentView } from '../core/payment-view';
 import type { PaymentsService } from '../core/payments-service';
-import { container } from '../shared/container';
 import { apiHandler, json, parseJsonObject, type ApiRequest } from '../shared/http';
+import { wiring } from '../wiring';
 
 /** POST /api/payments/process */
 export function createPaymentRoute(deps: { payments: PaymentsService; maxAmount: number }) {
@@ -16,6 +16,6 @@ export function createPaymentRoute(deps: { payments: PaymentsService; maxAmount:
 }
 
 export const handler = apiHandler((req) => {
-  const { payments, config } = container();
-  return createPaymentRoute({ payments, maxAmount: config.maxAmount })(req);
+  const w = wiring();
+  return createPaymentRoute({ payments: w.payments(), maxAmount: w.config().maxAmount })(req);
 });

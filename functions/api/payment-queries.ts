@@ -2,8 +2,8 @@ import { parseCreatePaymentRequest, validateIdempotencyKey } from '../core/creat
 import { AppError, ValidationError } from '../core/errors';
 import { paymentView, statusView } from '../core/payment-view';
 import type { PaymentsService } from '../core/payments-service';
-import { container } from '../shared/container';
 import { apiHandler, json, parseJsonObject, type ApiRequest, type ApiResponse } from '../shared/http';
+import { wiring } from '../wiring';
 
 function keyFrom(raw: unknown): string {
   const key = validateIdempotencyKey(raw);
@@ -56,6 +56,6 @@ export function paymentQueriesRoute(deps: { payments: PaymentsService; maxAmount
 }
 
 export const handler = apiHandler((req) => {
-  const { payments, config } = container();
-  return paymentQueriesRoute({ payments, maxAmount: config.maxAmount })(req);
+  const w = wiring();
+  return paymentQueriesRoute({ payments: w.payments(), maxAmount: w.config().maxAmount })(req);
 });

@@ -1,18 +1,18 @@
 import { randomUUID } from 'node:crypto';
-import { InvokeCommand, LambdaClient } from '@aws-sdk/client-lambda';
-import { documentClient } from '../adapters/aws-clients';
-import { countOpenByStatus } from '../adapters/dynamo/open-payments';
-import { RecoveryRunsRepository, runLeaseMs, type RecoveryRun } from '../adapters/dynamo/recovery-runs';
+import type { RecoveryRun, RecoveryRunsRepository } from '../adapters/dynamo/recovery-runs';
 import { AppError } from '../core/errors';
-import { loadConfig } from '../shared/env';
+import type { Logger } from '../core/ports';
 import { apiHandler, json, type ApiRequest, type ApiResponse } from '../shared/http';
-import { logger } from '../shared/logger';
+import { wiring } from '../wiring';
 
 export interface RecoveryApiDeps {
   readonly runs: RecoveryRunsRepository;
   /** Starts the reconciler asynchronously for an already started run. */
   readonly startReconciler: (run: RecoveryRun) => Promise<void>;
   readonly openCounts: () => Promise<Record<string, number>>;
+  /** How long a run holds the run lock before another may take over. */
+  readonly runLeaseMs: number;
+  readonly logger: Logger;
   readonly clock?: () => Date;
 }
 
@@ -22,12 +22,12 @@ export function recoveryRoute(deps: RecoveryApiDeps) {
     const route = `${req.method} ${req.resource}`;
     if (route === 'POST /api/recovery/process') {
       const runId = `run_${clock().getTime()}_${randomUUID().slice(0, 8)}`;
-      const { started, run } = await deps.runs.start(runId, `api:${req.tenantId}`, clock(), runLeaseMs());
+      const { started, run } = await deps.runs.start(runId, `api:${req.tenantId}`, clock(), deps.runLeaseMs);
       if (!started) return json(200, { runId: run.runId, status: 'running', alreadyRunning: true, startedAt: run.startedAt });
       try {
         await deps.startReconciler(run);
       } catch (err) {
-        logger.error('could not start the reconciler', { error: err as Error, runId });
+        deps.logger.error('could not start the reconciler', { error: (err as Error).name, runId });
         await deps.runs.finish(run, { status: 'failed', finishedAt: clock().toISOString(), counts: {}, error: 'reconciler could not be started' });
         throw new AppError('SERVICE_UNAVAILABLE', 'The reconciler could not be started; retry', 503, true);
       }
@@ -41,27 +41,4 @@ export function recoveryRoute(deps: RecoveryApiDeps) {
   };
 }
 
-let deps: RecoveryApiDeps | undefined;
-function production(): RecoveryApiDeps {
-  if (deps) return deps;
-  const config = loadConfig();
-  const reconciler = process.env.RECONCILER_FUNCTION_NAME;
-  if (!reconciler) throw new Error('Missing environment variable RECONCILER_FUNCTION_NAME');
-  const lambda = new LambdaClient({});
-  deps = {
-    runs: new RecoveryRunsRepository(documentClient(), config.recoveryTable),
-    startReconciler: async (run) => {
-      await lambda.send(
-        new InvokeCommand({
-          FunctionName: reconciler,
-          InvocationType: 'Event',
-          Payload: Buffer.from(JSON.stringify({ source: 'recovery-api', runId: run.runId, startedAt: run.startedAt, trigger: run.trigger })),
-        }),
-      );
-    },
-    openCounts: () => countOpenByStatus(documentClient(), config.paymentsTable, config.openPaymentsIndex),
-  };
-  return deps;
-}
-
-export const handler = apiHandler((req) => recoveryRoute(production())(req));
+export const handler = apiHandler((req) => recoveryRoute(wiring().recoveryApi())(req));

@@ -1,7 +1,7 @@
 import { paymentView } from '../core/payment-view';
 import type { PaymentsService } from '../core/payments-service';
-import { container } from '../shared/container';
 import { apiHandler, json, parseJsonObject, type ApiRequest } from '../shared/http';
+import { wiring } from '../wiring';
 
 /** POST /api/payments/{paymentID}/retry — optional body { reason }. */
 export function retryPaymentRoute(deps: { payments: PaymentsService }) {
@@ -13,4 +13,4 @@ export function retryPaymentRoute(deps: { payments: PaymentsService }) {
   };
 }
 
-export const handler = apiHandler((req) => retryPaymentRoute(container())(req));
+export const handler = apiHandler((req) => retryPaymentRoute({ payments: wiring().payments() })(req));

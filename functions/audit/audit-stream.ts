@@ -15,16 +15,16 @@ import { BatchProcessor, EventType, processPartialResponse } from '@aws-lambda-p
 import type { AttributeValue } from '@aws-sdk/client-dynamodb';
 import { unmarshall } from '@aws-sdk/util-dynamodb';
 import type { Context, DynamoDBBatchResponse, DynamoDBRecord, DynamoDBStreamEvent } from 'aws-lambda';
-import { documentClient } from '../adapters/aws-clients';
-import { AuditRepository, type AuditWriter } from '../adapters/dynamo/audit-repository';
+import type { AuditWriter } from '../adapters/dynamo/audit-repository';
 import { entryFromImages, GENESIS_HASH } from '../core/audit';
 import type { Payment } from '../core/payment';
-import { loadConfig } from '../shared/env';
-import { logger as defaultLogger } from '../shared/logger';
+import type { Logger } from '../core/ports';
+import { serviceLogger as defaultLogger } from '../shared/logger';
+import { wiring } from '../wiring';
 
 export interface AuditStreamDeps {
   readonly repository: AuditWriter;
-  readonly logger?: Pick<typeof defaultLogger, 'debug' | 'info' | 'warn' | 'error'>;
+  readonly logger?: Logger;
 }
 
 /** The previous version's entry is not in the audit log yet; the record is retried later. */
@@ -134,11 +134,6 @@ export function createAuditStreamHandler(deps: AuditStreamDeps) {
 let production: ReturnType<typeof createAuditStreamHandler> | undefined;
 
 export const handler = (event: DynamoDBStreamEvent, context: Context): Promise<DynamoDBBatchResponse> => {
-  if (!production) {
-    const config = loadConfig();
-    production = createAuditStreamHandler({
-      repository: new AuditRepository(documentClient(), { audit: config.auditTable, byTenantIndex: config.auditByTenantIndex }),
-    });
-  }
+  production ??= createAuditStreamHandler({ repository: wiring().audit(), logger: wiring().logger });
   return production(event, context);
 };

@@ -6,7 +6,7 @@
  * payment. The card token is never copied: it appears only masked, and any free text that happens to
  * contain the full token (metadata, error messages, reasons) has it replaced by the masked form.
  */
-import { maskToken } from '../shared/logger';
+import { maskToken } from './mask';
 import { canonicalJson, sha256Hex } from './fingerprint';
 import type { Payment, PaymentStatus } from './payment';
 

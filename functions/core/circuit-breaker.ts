@@ -14,7 +14,7 @@
  * a fleet-wide switch. Results of calls admitted before the last state change are ignored, so a slow
  * call from before the breaker opened cannot close or re-open it.
  */
-import { logger } from '../shared/logger';
+import type { Logger } from './ports';
 
 export type BreakerState = 'closed' | 'open' | 'half_open';
 
@@ -46,7 +46,7 @@ export interface CircuitBreakerOptions {
   readonly probeTimeoutMs?: number;
   /** Epoch ms clock. Default Date.now. */
   readonly now?: () => number;
-  /** Called on every state change; by default the change is logged. */
+  /** Called on every state change (wiring logs it with `logStateChange`); by default nothing. */
   readonly onStateChange?: (change: BreakerStateChange) => void;
 }
 
@@ -81,11 +81,14 @@ export interface BreakerSnapshot {
   readonly transitions: number;
 }
 
-const defaultOnStateChange = (c: BreakerStateChange): void => {
-  const attrs = { breaker: c.name, from: c.from, to: c.to, reason: c.reason, at: new Date(c.at).toISOString() };
-  if (c.to === 'open') logger.warn('circuit breaker opened', attrs);
-  else logger.info(`circuit breaker ${c.to === 'closed' ? 'closed' : 'half-open'}`, attrs);
-};
+/** One log line per state change (never one per call). */
+export const logStateChange =
+  (logger: Logger) =>
+  (c: BreakerStateChange): void => {
+    const attrs = { breaker: c.name, from: c.from, to: c.to, reason: c.reason, at: new Date(c.at).toISOString() };
+    if (c.to === 'open') logger.warn('circuit breaker opened', attrs);
+    else logger.info(`circuit breaker ${c.to === 'closed' ? 'closed' : 'half-open'}`, attrs);
+  };
 
 export class CircuitBreaker {
   private readonly consecutiveThreshold: number;
@@ -125,7 +128,7 @@ export class CircuitBreaker {
     this.successesToClose = opts.successesToClose ?? 1;
     this.probeTimeoutMs = opts.probeTimeoutMs ?? this.openMs;
     this.now = opts.now ?? Date.now;
-    this.onStateChange = opts.onStateChange ?? defaultOnStateChange;
+    this.onStateChange = opts.onStateChange ?? (() => {});
     const int = (v: number, min: number, what: string) => {
       if (!Number.isInteger(v) || v < min) throw new RangeError(`${what} must be an integer >= ${min}, got ${v}`);
     };

@@ -1,6 +1,6 @@
 import { toMajorUnits } from './money';
 import type { Payment } from './payment';
-import { maskToken } from '../shared/logger';
+import { maskToken } from './mask';
 
 /** The seed's Payment response shape. The card token is shown masked. */
 export function paymentView(p: Payment) {

@@ -23,6 +23,14 @@ export interface PaymentError {
   readonly timestamp: string;
 }
 
+export interface RefundRecord {
+  readonly refundId: string;
+  readonly intentId: string;
+  readonly amountMinor: number;
+  readonly reason: string;
+  readonly at: string;
+}
+
 /** What produced a payment version; the audit log records it. */
 export interface ChangeInfo {
   readonly action: string;
@@ -43,7 +51,7 @@ export interface Payment {
   readonly metadata: Record<string, string>;
   readonly status: PaymentStatus;
   readonly version: number;
-  /** Attempts claimed so far; attempt N calls the provider with key `<id>:<N>`. */
+  /** Attempts claimed so far; attempt N confirms the payment's intent with key `confirm-<id>-<N>`. */
   readonly attempt: number;
   readonly retryCount: number;
   readonly maxRetries: number;
@@ -58,7 +66,16 @@ export interface Payment {
   /** Present only while open: partition and sort key of the sparse open-payments index. */
   readonly openShard?: string;
   readonly dueAt?: number;
+  /** The provider intent this payment confirms; recorded with the first settled attempt. */
+  readonly intentId?: string;
+  /**
+   * Which intent of the payment is current: 0 for the first; an operator re-open of a failed payment
+   * (whose intent was cancelled) moves to the next. See `intentKeyFor`.
+   */
+  readonly intentSeq?: number;
   readonly providerChargeId?: string;
+  /** Money returned by the reconciler for captures no payment accounts for (audited). */
+  readonly refunds?: readonly RefundRecord[];
   /** Present only on successful payments: sparse index for provider reconciliation by hour. */
   readonly settledBucket?: string;
   readonly settledAt?: number;

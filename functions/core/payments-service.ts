@@ -2,26 +2,19 @@
  * Payment use cases behind the API. Dependencies come in through the constructor, so tests swap
  * them without module mocking.
  */
-import type { IdempotencyRecord, InsertResult, TransitionRequest } from '../adapters/dynamo/payment-repository';
-import { keyPk, openShardFor } from '../adapters/dynamo/payment-repository';
-import type { PaymentQueue } from '../adapters/sqs/payment-queue';
-import { logger } from '../shared/logger';
 import { requestFingerprint, type CreatePaymentRequest } from './create-request';
 import { AppError, IdempotencyKeyMismatchError, InvalidStateTransitionError, NotFoundError, ServiceUnavailableError } from './errors';
 import { paymentIdFor } from './ids';
 import type { Payment } from './payment';
+import type { IdempotencyRecord, Logger, PaymentQueue, PaymentStore as Store } from './ports';
 import { canReopen } from './state-machine';
 
-export interface PaymentStore {
-  get(id: string): Promise<Payment | undefined>;
-  getKey(tenantId: string, key: string): Promise<IdempotencyRecord | undefined>;
-  insertWithKey(payment: Payment, key: IdempotencyRecord, nowEpochSeconds: number): Promise<InsertResult>;
-  transition(current: Payment, req: TransitionRequest): Promise<Payment>;
-}
+export type PaymentStore = Pick<Store, 'get' | 'getKey' | 'insertWithKey' | 'transition'>;
 
 export interface PaymentsServiceDeps {
   readonly store: PaymentStore;
   readonly queue: PaymentQueue;
+  readonly logger: Logger;
   readonly clock?: () => Date;
   readonly idempotencyTtlSeconds: number;
   readonly maxRetries: number;
@@ -58,7 +51,6 @@ export class PaymentsService {
     for (let step = 0; step < MAX_GENERATION_STEPS; step++) {
       const payment = this.newPayment(tenantId, req, requestHash, generation, now);
       const key: IdempotencyRecord = {
-        pk: keyPk(tenantId, req.idempotencyKey),
         tenantId,
         idempotencyKey: req.idempotencyKey,
         paymentId: payment.id,
@@ -107,7 +99,6 @@ export class PaymentsService {
       maxRetries: this.deps.maxRetries,
       createdAt: iso,
       updatedAt: iso,
-      openShard: openShardFor(id),
       dueAt: now.getTime() + this.deps.stuckAfterSeconds * 1000,
       lastChange: { action: 'created', actor: `api:${tenantId}` },
     };
@@ -118,7 +109,7 @@ export class PaymentsService {
     try {
       await this.deps.queue.send({ paymentId: payment.id, reason: 'created' });
     } catch (err) {
-      logger.warn('queue send failed; the reconciler will re-queue the payment', { paymentId: payment.id, error: err as Error });
+      this.deps.logger.warn('queue send failed; the reconciler will re-queue the payment', { paymentId: payment.id, error: (err as Error).name });
     }
   }
 
@@ -152,7 +143,7 @@ export class PaymentsService {
     const actor = `operator:${tenantId}`;
     if (p.status === 'retrying') {
       await this.deps.queue.send({ paymentId: p.id, reason: 'operator_retry' });
-      logger.info('operator retry requested', { paymentId: p.id, actor, reason });
+      this.deps.logger.info('operator retry requested', { paymentId: p.id, actor, reason });
       return p;
     }
     if (canReopen(p)) {

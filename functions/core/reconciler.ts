@@ -1,138 +1,155 @@
 /**
- * Finds every payment left between two steps and finishes it. Reads only the sparse open-payments
- * index (due items only), one page at a time, so cost and memory grow with the open set, not the table.
- * Every action is a conditional transition: racing a worker, one of the two wins and the other backs off.
+ * Finds every payment left between two steps and finishes it, and makes our payments agree with the
+ * provider's intents, which are the truth for money.
+ *
+ * Open payments: reads only the sparse open-payments index (due items only), one page at a time, so
+ * cost and memory grow with the open set, not the table. Every action is a conditional transition:
+ * racing a worker, one of the two wins and the other backs off.
+ *   - processing with a lapsed lease → settled from its intent (the worker's own rule; never confirms);
+ *   - past its deadline → expired, after its intent is cancelled (a success if the intent had succeeded);
+ *   - pending never picked up, or retrying past its due time → re-queued (its message was lost).
+ *
+ * Captures: pages through the provider's intents of a time window. A captured intent that no payment
+ * accounts for (no payment, a failed or expired payment, or a second intent of a successful payment) is
+ * refunded with an idempotent refund, recorded on the payment as an audited version, and reported in
+ * the run. An open payment whose intent succeeded is settled now. A successful payment whose intent
+ * shows no capture is reported.
  */
-import type { Payment, PaymentError } from './payment';
-import type { PaymentProvider, SettledCharge } from './provider';
-import type { PaymentQueue } from '../adapters/sqs/payment-queue';
-import type { TransitionRequest } from '../adapters/dynamo/payment-repository';
 import { ConcurrentUpdateError } from './errors';
-import type { ProcessResult, WorkerMessage } from './payment-processor';
-
-export interface ReconcilerStore {
-  openDue(shard: string, dueBefore: number, startKey?: Record<string, unknown>, limit?: number): Promise<{ items: Payment[]; next?: Record<string, unknown>; scanned: number }>;
-  transition(current: Payment, req: TransitionRequest): Promise<Payment>;
-  touch(current: Payment, req: { change: Payment['lastChange']; now: Date; dueAt: number }): Promise<Payment>;
-  get(id: string): Promise<Payment | undefined>;
-  settledIn(bucket: string, startKey?: Record<string, unknown>): Promise<{ items: Array<Pick<Payment, 'id' | 'status' | 'providerChargeId'> & { settledAt?: number }>; next?: Record<string, unknown> }>;
-}
+import { isOpen, type Payment, type PaymentError, type RefundRecord } from './payment';
+import type { Clock, Logger, PaymentQueue, PaymentStore } from './ports';
+import type { PaymentProvider, ProviderIntent } from './ports/payment-provider';
+import { OutcomeUnresolvedError, type ProcessResult, type WorkerMessage } from './processing/context';
 
 export interface ReconcilerDeps {
-  readonly store: ReconcilerStore;
+  readonly store: Pick<PaymentStore, 'openPartitions' | 'openDue' | 'touch' | 'getMany'>;
   readonly queue: PaymentQueue;
-  /** Resolves a processing payment whose lease expired: looks the attempt up at the provider first. */
-  readonly processor: { process(message: WorkerMessage): Promise<ProcessResult> };
-  readonly provider?: Pick<PaymentProvider, 'listCharges'>;
-  readonly shards: readonly string[];
+  /** The worker's processor: settles lapsed leases and expires payments (cancelling their intent first). */
+  readonly processor: {
+    process(message: WorkerMessage): Promise<ProcessResult>;
+    expire(p: Payment, error: PaymentError, actor: string, reason: string): Promise<ProcessResult>;
+  };
+  readonly provider?: Pick<PaymentProvider, 'listIntents' | 'refund'>;
+  readonly logger: Logger;
   readonly config: {
     readonly stuckAfterSeconds: number;
     readonly openDeadlineSeconds: number;
-    /** How far back provider reconciliation compares charges and successes. */
+    /** How far back the capture check pages through the provider's intents. */
     readonly providerWindowMinutes?: number;
-    /** A charge younger than this may still be settling in a worker: not a discrepancy yet. */
+    /** An intent younger than this may still be settling in a worker: not checked yet. */
     readonly settleGraceMs?: number;
     readonly concurrency?: number;
     readonly pageSize?: number;
   };
-  readonly clock?: () => Date;
+  readonly clock?: Clock;
   /** Stop starting new work when this returns false (Lambda time running out). */
   readonly hasTime?: () => boolean;
 }
 
+export type DiscrepancyKind =
+  /** Money captured that no payment accounts for: refunded. */
+  | 'UNACCOUNTED_CAPTURE_REFUNDED'
+  /** Money captured that no payment accounts for, and the refund could not be made this run. */
+  | 'UNACCOUNTED_CAPTURE'
+  /** A successful payment whose intent shows no capture. */
+  | 'SUCCESS_WITHOUT_CAPTURE';
+
 export interface Discrepancy {
-  readonly kind: 'CHARGE_WITHOUT_SUCCESS' | 'SUCCESS_WITHOUT_CHARGE';
+  readonly kind: DiscrepancyKind;
   readonly paymentId: string;
-  readonly chargeId?: string;
-  readonly status?: string;
+  readonly intentId: string;
+  readonly amountMinor: number;
+  readonly currency: string;
+  readonly status: string;
+  readonly refundId?: string;
 }
 
 export interface ReconcileResult {
   readonly counts: Record<string, number>;
   readonly itemsRead: number;
+  readonly intentsRead: number;
   readonly discrepancies: Discrepancy[];
+  readonly refundsIssued: number;
   readonly truncated: boolean;
 }
 
 const ACTOR = 'reconciler';
 
 export class Reconciler {
-  private readonly clock: () => Date;
+  private readonly clock: Clock;
+  private readonly hasTime: () => boolean;
 
   constructor(private readonly deps: ReconcilerDeps) {
     this.clock = deps.clock ?? (() => new Date());
+    this.hasTime = deps.hasTime ?? (() => true);
   }
 
   async run(): Promise<ReconcileResult> {
     const counts: Record<string, number> = {};
     const bump = (k: string) => (counts[k] = (counts[k] ?? 0) + 1);
-    const hasTime = this.deps.hasTime ?? (() => true);
-    const concurrency = this.deps.config.concurrency ?? 8;
-    let itemsRead = 0;
-    let truncated = false;
-    const startedAt = this.clock().getTime();
+    const { itemsRead, truncated } = await this.finishOpen(bump);
+    const captures = this.deps.provider && !truncated ? await this.checkCaptures(bump) : { discrepancies: [], intentsRead: 0, truncated: false };
+    return {
+      counts,
+      itemsRead,
+      intentsRead: captures.intentsRead,
+      discrepancies: captures.discrepancies,
+      refundsIssued: captures.discrepancies.filter((d) => d.kind === 'UNACCOUNTED_CAPTURE_REFUNDED').length,
+      truncated: truncated || captures.truncated,
+    };
+  }
 
-    for (const shard of this.deps.shards) {
+  // ---- Open payments -------------------------------------------------------------------------------
+
+  private async finishOpen(bump: (k: string) => void): Promise<{ itemsRead: number; truncated: boolean }> {
+    const concurrency = this.deps.config.concurrency ?? 8;
+    const startedAt = this.clock().getTime();
+    let itemsRead = 0;
+    for (const partition of this.deps.store.openPartitions()) {
       let start: Record<string, unknown> | undefined;
       do {
-        if (!hasTime()) {
-          truncated = true;
-          break;
-        }
-        const page = await this.deps.store.openDue(shard, startedAt, start, this.deps.config.pageSize ?? 100);
+        if (!this.hasTime()) return { itemsRead, truncated: true };
+        const page = await this.deps.store.openDue(partition, startedAt, start, this.deps.config.pageSize ?? 100);
         itemsRead += page.scanned;
         start = page.next;
         // Bounded concurrency within a page; the page is dropped before the next one is read.
-        let i = 0;
-        await Promise.all(
-          Array.from({ length: Math.min(concurrency, page.items.length) }, async () => {
-            while (i < page.items.length) {
-              const p = page.items[i++]!;
-              try {
-                bump(await this.resolve(p));
-              } catch (err) {
-                bump(err instanceof ConcurrentUpdateError ? 'skipped_concurrent' : 'errors');
-              }
+        await eachLimited(page.items, concurrency, async (p) => {
+          try {
+            bump(await this.resolve(p));
+          } catch (err) {
+            if (err instanceof ConcurrentUpdateError) bump('skipped_concurrent');
+            else if (err instanceof OutcomeUnresolvedError) bump('unresolved_at_provider');
+            else {
+              bump('errors');
+              this.deps.logger.error('reconciling a payment failed', { paymentId: p.id, error: (err as Error).name });
             }
-          }),
-        );
+          }
+        });
       } while (start);
-      if (truncated) break;
     }
-
-    const discrepancies = this.deps.provider?.listCharges ? await this.compareWithProvider() : [];
-    return { counts, itemsRead, discrepancies, truncated };
+    return { itemsRead, truncated: false };
   }
 
   /** Decides and applies one action; returns the action's name for the run's counts. */
   private async resolve(p: Payment): Promise<string> {
     const now = this.clock();
-    const pastDeadline = now.getTime() - Date.parse(p.createdAt) > this.deps.config.openDeadlineSeconds * 1000;
-    const outcomeUnknown = (p.lastError?.details as { outcome?: string } | undefined)?.outcome === 'unknown';
-
     if (p.status === 'processing') {
       if ((p.leaseUntil ?? 0) > now.getTime()) return 'skipped_leased';
-      // The worker's own rule: look the attempt up before anything else; it never charges here.
+      // The worker's own rule: settle from the intent; it never confirms here.
       const result = await this.deps.processor.process({ paymentId: p.id, reason: 'reconcile_lease' });
-      if (result.kind !== 'settled') return `lease_${result.kind}`;
-      return `lease_resolved_${result.status}`;
+      return result.kind === 'settled' ? `lease_resolved_${result.status}` : `lease_${result.kind}`;
     }
 
-    // An attempt whose outcome is unknown must be looked up (by the worker) before the payment can end.
-    if (pastDeadline && !outcomeUnknown) {
+    const pastDeadline = now.getTime() - Date.parse(p.createdAt) > this.deps.config.openDeadlineSeconds * 1000;
+    if (pastDeadline) {
       const error: PaymentError = {
         code: 'PAYMENT_EXPIRED',
         message: `Payment did not complete within ${Math.round(this.deps.config.openDeadlineSeconds / 3600)} h`,
         retryable: false,
         timestamp: now.toISOString(),
       };
-      await this.deps.store.transition(p, {
-        to: 'expired',
-        now,
-        change: { action: 'expired', actor: ACTOR, reason: `open past its deadline in status ${p.status}` },
-        set: { lastError: error },
-      });
-      return 'expired';
+      const result = await this.deps.processor.expire(p, error, ACTOR, `open past its deadline in status ${p.status}`);
+      return result.kind === 'settled' ? (result.status === 'expired' ? 'expired' : `deadline_${result.status}`) : `deadline_${result.kind}`;
     }
 
     // pending never picked up, or retrying past its due time: its queue message is lost. Re-queue it.
@@ -145,44 +162,86 @@ export class Reconciler {
     return `requeued_${p.status}`;
   }
 
-  /**
-   * Provider reconciliation for the window: a provider charge whose payment is not a success with that
-   * charge, and a success whose charge the provider does not have.
-   */
-  private async compareWithProvider(): Promise<Discrepancy[]> {
+  // ---- Captures ------------------------------------------------------------------------------------
+
+  private async checkCaptures(bump: (k: string) => void): Promise<{ discrepancies: Discrepancy[]; intentsRead: number; truncated: boolean }> {
+    const provider = this.deps.provider!;
     const now = this.clock().getTime();
-    const windowMs = (this.deps.config.providerWindowMinutes ?? 120) * 60_000;
-    const grace = this.deps.config.settleGraceMs ?? 5 * 60_000;
-    const from = new Date(now - windowMs);
-    const charges: SettledCharge[] = await this.deps.provider!.listCharges!(new Date(from.getTime() - grace), new Date(now));
-    const byChargeId = new Map(charges.map((c) => [c.chargeId, c]));
+    const to = new Date(now - (this.deps.config.settleGraceMs ?? 5 * 60_000));
+    const from = new Date(now - (this.deps.config.providerWindowMinutes ?? 120) * 60_000);
     const out: Discrepancy[] = [];
-
-    for (const c of charges) {
-      if (Date.parse(c.at) > now - grace || Date.parse(c.at) < from.getTime()) continue;
-      const p = await this.deps.store.get(c.paymentId);
-      if (!p || p.status !== 'success' || p.providerChargeId !== c.chargeId) {
-        out.push({ kind: 'CHARGE_WITHOUT_SUCCESS', paymentId: c.paymentId, chargeId: c.chargeId, status: p?.status ?? 'missing' });
+    let intentsRead = 0;
+    let cursor: string | undefined;
+    do {
+      if (!this.hasTime()) return { discrepancies: out, intentsRead, truncated: true };
+      const page = await provider.listIntents({ from, to, limit: 100, ...(cursor ? { startingAfter: cursor } : {}) });
+      intentsRead += page.intents.length;
+      cursor = page.nextCursor;
+      const payments = await this.deps.store.getMany([...new Set(page.intents.map((i) => i.paymentId).filter((id) => id !== ''))]);
+      for (const intent of page.intents) {
+        const d = await this.checkIntent(intent, payments.get(intent.paymentId), bump);
+        if (d) out.push(d);
       }
-    }
-
-    for (let hour = Math.floor(from.getTime() / 3_600_000); hour <= Math.floor(now / 3_600_000); hour++) {
-      const prefix = new Date(hour * 3_600_000).toISOString().slice(0, 13);
-      for (const shard of this.deps.shards) {
-        let start: Record<string, unknown> | undefined;
-        do {
-          const page = await this.deps.store.settledIn(`${prefix}#${shard.slice(5)}`, start);
-          start = page.next;
-          for (const p of page.items) {
-            const at = p.settledAt ?? 0;
-            if (at < from.getTime() || at > now - grace) continue;
-            if (!p.providerChargeId || !byChargeId.has(p.providerChargeId)) {
-              out.push({ kind: 'SUCCESS_WITHOUT_CHARGE', paymentId: p.id, chargeId: p.providerChargeId });
-            }
-          }
-        } while (start);
-      }
-    }
-    return out;
+    } while (cursor);
+    return { discrepancies: out, intentsRead, truncated: false };
   }
+
+  private async checkIntent(intent: ProviderIntent, p: Payment | undefined, bump: (k: string) => void): Promise<Discrepancy | undefined> {
+    const net = intent.amountReceived - (intent.amountRefunded ?? 0);
+    const base = { paymentId: intent.paymentId, intentId: intent.id, amountMinor: net, currency: intent.currency, status: p?.status ?? 'missing' };
+    if (net <= 0) {
+      if (p?.status === 'success' && p.intentId === intent.id && intent.status !== 'succeeded') {
+        bump('success_without_capture');
+        return { ...base, kind: 'SUCCESS_WITHOUT_CAPTURE', amountMinor: 0 };
+      }
+      return undefined;
+    }
+    if (p?.status === 'success' && (p.intentId ?? intent.id) === intent.id) return undefined;
+    if (p && isOpen(p.status)) {
+      // The intent succeeded and the payment has not caught up yet: settle it now (from the intent).
+      const r = await this.deps.processor.process({ paymentId: p.id, reason: 'reconcile_capture' }).catch(() => undefined);
+      bump(r?.kind === 'settled' ? `capture_settled_${r.status}` : 'capture_open_pending');
+      return undefined;
+    }
+    return this.refundUnaccounted(intent, p, net, base, bump);
+  }
+
+  /** Captured money that no payment accounts for goes back, once (the refund key is derived from the intent). */
+  private async refundUnaccounted(
+    intent: ProviderIntent,
+    p: Payment | undefined,
+    net: number,
+    base: Omit<Discrepancy, 'kind'>,
+    bump: (k: string) => void,
+  ): Promise<Discrepancy> {
+    const why = p ? `captured on intent ${intent.id} while the payment is ${p.status}${p.intentId && p.intentId !== intent.id ? ` with intent ${p.intentId}` : ''}` : `captured on intent ${intent.id} with no payment`;
+    let refundId: string;
+    try {
+      const refund = await this.deps.provider!.refund({ intentId: intent.id, paymentId: intent.paymentId, amountMinor: net, reason: why });
+      refundId = refund.id;
+    } catch (err) {
+      bump('refund_failed');
+      this.deps.logger.error('refund of an unaccounted capture failed; retried next run', { paymentId: intent.paymentId, intentId: intent.id, error: (err as Error).name });
+      return { ...base, kind: 'UNACCOUNTED_CAPTURE' };
+    }
+    bump('refunds_issued');
+    this.deps.logger.error('unaccounted capture refunded', { paymentId: intent.paymentId, intentId: intent.id, amountMinor: net, refundId });
+    if (p && !(p.refunds ?? []).some((r) => r.refundId === refundId)) {
+      const now = this.clock();
+      const record: RefundRecord = { refundId, intentId: intent.id, amountMinor: net, reason: why, at: now.toISOString() };
+      await this.deps.store
+        .touch(p, { now, change: { action: 'refund_issued', actor: ACTOR, reason: why }, set: { refunds: [...(p.refunds ?? []), record] } })
+        .catch((err) => this.deps.logger.warn('refund issued but not recorded on the payment (the run record has it)', { paymentId: p.id, error: (err as Error).name }));
+    }
+    return { ...base, kind: 'UNACCOUNTED_CAPTURE_REFUNDED', refundId };
+  }
+}
+
+async function eachLimited<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let i = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(limit, items.length) }, async () => {
+      while (i < items.length) await fn(items[i++]!);
+    }),
+  );
 }

@@ -1,13 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import type { Context } from 'aws-lambda';
-import { documentClient } from '../adapters/aws-clients';
-import { openShards } from '../adapters/dynamo/open-payments';
-import { RecoveryRunsRepository, runLeaseMs, type RecoveryRun } from '../adapters/dynamo/recovery-runs';
-import { createHttpProvider } from '../adapters/provider/http-provider';
-import { Reconciler, type ReconcilerDeps } from '../core/reconciler';
-import { container } from '../shared/container';
-import { logger } from '../shared/logger';
-import { createProductionProcessor } from '../worker/payment-worker';
+import type { RecoveryRun, RecoveryRunsRepository } from '../adapters/dynamo/recovery-runs';
+import type { Logger } from '../core/ports';
+import type { Reconciler } from '../core/reconciler';
+import { wiring } from '../wiring';
 
 /** Started by the API (run already recorded) or by the schedule (takes the run lock itself). */
 export interface ReconcilerEvent {
@@ -23,15 +19,19 @@ const SAFETY_MS = 20_000;
 export function createReconcilerHandler(deps: {
   runs: RecoveryRunsRepository;
   reconciler: (hasTime: () => boolean) => Reconciler;
+  /** How long a run holds the run lock before another may take over. */
+  runLeaseMs: number;
+  logger: Logger;
   clock?: () => Date;
 }) {
   const clock = deps.clock ?? (() => new Date());
+  const logger = deps.logger;
   return async (event: ReconcilerEvent, context?: Pick<Context, 'getRemainingTimeInMillis'>) => {
     let run: RecoveryRun;
     if (event.source === 'recovery-api' && event.runId && event.startedAt) {
       run = { runId: event.runId, startedAt: event.startedAt, trigger: event.trigger ?? 'api', status: 'running', counts: {} };
     } else {
-      const started = await deps.runs.start(`run_${clock().getTime()}_${randomUUID().slice(0, 8)}`, 'schedule', clock(), runLeaseMs());
+      const started = await deps.runs.start(`run_${clock().getTime()}_${randomUUID().slice(0, 8)}`, 'schedule', clock(), deps.runLeaseMs);
       if (!started.started) {
         logger.info('a reconciliation run is already active; skipping', { runId: started.run.runId });
         return { skipped: true, activeRunId: started.run.runId };
@@ -48,39 +48,22 @@ export function createReconcilerHandler(deps: {
         finishedAt: clock().toISOString(),
         counts,
         itemsRead: result.itemsRead,
+        intentsRead: result.intentsRead,
+        refundsIssued: result.refundsIssued,
         durationMs: Date.now() - t0,
         discrepancies: result.discrepancies.slice(0, 100),
       });
-      if (result.discrepancies.length) logger.error('provider reconciliation found discrepancies', { count: result.discrepancies.length });
+      if (result.discrepancies.length) {
+        logger.error('provider reconciliation found discrepancies', { count: result.discrepancies.length, refundsIssued: result.refundsIssued });
+      }
       logger.info('reconciliation run finished', { runId: run.runId, counts, itemsRead: result.itemsRead });
-      return { runId: run.runId, counts, itemsRead: result.itemsRead, discrepancies: result.discrepancies.length };
+      return { runId: run.runId, counts, itemsRead: result.itemsRead, discrepancies: result.discrepancies.length, refundsIssued: result.refundsIssued };
     } catch (err) {
-      logger.error('reconciliation run failed', { runId: run.runId, error: err as Error });
+      logger.error('reconciliation run failed', { runId: run.runId, error: (err as Error).name });
       await deps.runs.finish(run, { status: 'failed', finishedAt: clock().toISOString(), counts: {}, durationMs: Date.now() - t0, error: (err as Error).name });
       throw err;
     }
   };
 }
 
-let production: ReturnType<typeof createReconcilerHandler> | undefined;
-function productionHandler() {
-  if (production) return production;
-  const { config, repository, queue } = container();
-  const processor = createProductionProcessor();
-  const provider = createHttpProvider({ baseUrl: config.providerUrl, timeoutMs: config.providerTimeoutMs });
-  const base: Omit<ReconcilerDeps, 'hasTime'> = {
-    store: repository,
-    queue,
-    processor,
-    provider,
-    shards: openShards(),
-    config: { stuckAfterSeconds: config.stuckAfterSeconds, openDeadlineSeconds: config.openDeadlineSeconds, settleGraceMs: config.leaseSeconds * 2000 },
-  };
-  production = createReconcilerHandler({
-    runs: new RecoveryRunsRepository(documentClient(), config.recoveryTable),
-    reconciler: (hasTime) => new Reconciler({ ...base, hasTime }),
-  });
-  return production;
-}
-
-export const handler = (event: ReconcilerEvent, context?: Context) => productionHandler()(event, context);
+export const handler = async (event: ReconcilerEvent, context?: Context) => (await wiring().reconcilerHandler())(event, context);

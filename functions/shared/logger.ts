@@ -1,11 +1,15 @@
-import { Logger } from '@aws-lambda-powertools/logger';
+import { Logger as PowertoolsLogger } from '@aws-lambda-powertools/logger';
+import type { Logger } from '../core/ports';
 
 /** One logger per function instance; service name and level come from POWERTOOLS_* variables. */
-export const logger = new Logger();
+export const logger = new PowertoolsLogger();
 
-/** Card tokens are never logged or audited in full. */
-export function maskToken(token: string | undefined): string | undefined {
-  if (token === undefined) return undefined;
-  if (token.length <= 4) return '****';
-  return `${'*'.repeat(Math.min(8, token.length - 4))}${token.slice(-4)}`;
-}
+/** The service logger behind the core's Logger port. */
+export const serviceLogger: Logger = {
+  debug: (m, a) => logger.debug(m, a ?? {}),
+  info: (m, a) => logger.info(m, a ?? {}),
+  warn: (m, a) => logger.warn(m, a ?? {}),
+  error: (m, a) => logger.error(m, a ?? {}),
+};
+
+export { maskToken } from '../core/mask';

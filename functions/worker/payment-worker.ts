@@ -6,18 +6,15 @@
  * after maxReceiveCount receives, when:
  *   - its body is not a payment message (not JSON, no paymentId): a poison message, logged as such;
  *   - processing threw: DynamoDB or SQS unavailable, the provider could not say whether an earlier
- *     attempt charged (OutcomeUnresolvedError), or the injected crash-after-charge fault.
+ *     intent stands (OutcomeUnresolvedError), or the injected crash-after-charge fault.
  * Everything the processor decided (settled, dropped as duplicate/stale, rescheduled, deferred) is a
  * success: the message has done its job.
  */
 import { BatchProcessor, EventType, processPartialResponse } from '@aws-lambda-powertools/batch';
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
-import { createHttpProvider } from '../adapters/provider/http-provider';
-import { CircuitBreakerRegistry, type BreakerSnapshot } from '../core/circuit-breaker';
-import { PaymentProcessor, sharedLogger, type ProcessorLogger, type ProcessResult, type WorkerMessage } from '../core/payment-processor';
-import { container } from '../shared/container';
-import { numberEnv } from '../shared/env';
-import type { Payment } from '../core/payment';
+import type { Logger } from '../core/ports';
+import type { ProcessResult, WorkerMessage } from '../core/processing/context';
+import { wiring } from '../wiring';
 
 export interface MessageProcessor {
   process(message: WorkerMessage): Promise<ProcessResult>;
@@ -25,7 +22,7 @@ export interface MessageProcessor {
 
 export interface WorkerDeps {
   readonly processor: MessageProcessor;
-  readonly logger?: ProcessorLogger;
+  readonly logger: Logger;
 }
 
 export type WorkerHandler = (event: SQSEvent, context?: Context) => Promise<SQSBatchResponse>;
@@ -63,7 +60,7 @@ export function parseWorkerMessage(body: string): WorkerMessage {
 }
 
 export function createWorkerHandler(deps: WorkerDeps): WorkerHandler {
-  const log = deps.logger ?? sharedLogger;
+  const log = deps.logger;
 
   const recordHandler = async (record: SQSRecord): Promise<ProcessResult> => {
     const receiveCount = Number(record.attributes?.ApproximateReceiveCount ?? '1');
@@ -106,46 +103,5 @@ export function createWorkerHandler(deps: WorkerDeps): WorkerHandler {
   };
 }
 
-/** One breaker per provider for the life of the function instance. */
-// Provider breaker thresholds; the environment may tune them per stage (defaults suit production).
-const breakers = new CircuitBreakerRegistry({
-  consecutiveFailures: numberEnv('BREAKER_CONSECUTIVE_FAILURES', 5),
-  failureRateThreshold: numberEnv('BREAKER_FAILURE_RATE', 0.5),
-  windowSize: 20,
-  minimumCalls: 10,
-  openMs: numberEnv('BREAKER_OPEN_SECONDS', 30) * 1000,
-});
-
-/** State of this instance's provider breakers (state changes are also logged), for metrics and health. */
-export const breakerSnapshots = (): BreakerSnapshot[] => breakers.snapshots();
-
-let production: WorkerHandler | undefined;
-
-/** The processor wired with the production adapters; the reconciler resolves lapsed leases with it too. */
-export function createProductionProcessor(): PaymentProcessor {
-  const { config, repository, queue } = container();
-  return new PaymentProcessor({
-    repository,
-    provider: createHttpProvider({ baseUrl: config.providerUrl, timeoutMs: config.providerTimeoutMs }),
-    queue,
-    breaker: breakers.get(config.providerUrl),
-    config,
-    // Fault injection for recovery drills; never set in a deployed stage. '1' crashes after every
-    // charge; 'token' only for the first attempt of payments made with the tok_crash_after_charge token.
-    faults: { crashAfterCharge: crashAfterChargeFault(process.env.FAULT_CRASH_AFTER_CHARGE) },
-  });
-}
-
-export function crashAfterChargeFault(mode: string | undefined): boolean | ((p: Payment) => boolean) {
-  if (mode === '1') return true;
-  if (mode === 'token') return (p) => p.paymentMethod.token === 'tok_crash_after_charge' && p.attempt === 1;
-  return false;
-}
-
-function productionHandler(): WorkerHandler {
-  production ??= createWorkerHandler({ processor: createProductionProcessor() });
-  return production;
-}
-
 /** The Lambda entry point, wired with the production adapters on first use. */
-export const handler = (event: SQSEvent, context?: Context): Promise<SQSBatchResponse> => productionHandler()(event, context);
+export const handler = async (event: SQSEvent, context?: Context): Promise<SQSBatchResponse> => (await wiring().workerHandler())(event, context);

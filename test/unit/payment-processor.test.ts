@@ -1,30 +1,22 @@
 import type { SQSEvent, SQSRecord } from 'aws-lambda';
 import { describe, expect, it } from 'vitest';
-import type { TransitionRequest } from '../../functions/adapters/dynamo/payment-repository';
-import type { PaymentMessage, PaymentQueue } from '../../functions/adapters/sqs/payment-queue';
+import { InjectedCrashError, withCrashAfterCharge } from '../../functions/adapters/provider/fault-injection';
 import { CircuitBreaker } from '../../functions/core/circuit-breaker';
 import { ConcurrentUpdateError } from '../../functions/core/errors';
 import { isOpen, type Payment } from '../../functions/core/payment';
+import type { Logger, PaymentMessage, PaymentQueue, TransitionRequest } from '../../functions/core/ports';
+import { ProviderError } from '../../functions/core/ports/payment-provider';
 import {
-  InjectedCrashError,
   OutcomeUnresolvedError,
-  PaymentProcessor,
   type PaymentProcessorDeps,
   type ProcessorConfig,
-  type ProcessorLogger,
-  type ProcessorRepository,
+  type ProcessorStore,
   type WorkerMessage,
-} from '../../functions/core/payment-processor';
-import {
-  ProviderLookupError,
-  type ChargeRequest,
-  type ChargeResult,
-  type LookupResult,
-  type PaymentProvider,
-  type RecordedChargeResult,
-} from '../../functions/core/provider';
+} from '../../functions/core/processing/context';
+import { PaymentProcessor } from '../../functions/core/processing/payment-processor';
 import { assertTransition } from '../../functions/core/state-machine';
 import { createWorkerHandler, parseWorkerMessage, PoisonMessageError } from '../../functions/worker/payment-worker';
+import { FakeIntentProvider } from '../helpers/fake-intent-provider';
 
 // ---- In-memory fakes --------------------------------------------------------------------------------
 
@@ -39,7 +31,7 @@ class FakeClock {
 }
 
 /** Same contract as PaymentRepository.get/transition: conditional on version + status. */
-class FakeRepository implements ProcessorRepository {
+class FakeRepository implements ProcessorStore {
   readonly items = new Map<string, Payment>();
   readonly history: Array<{ id: string; version: number; status: string; action: string }> = [];
   failNextGet?: Error;
@@ -91,70 +83,12 @@ class FakeRepository implements ProcessorRepository {
   }
 }
 
-type ChargeBehaviour =
-  | 'succeed'
-  | 'decline'
-  | 'error'
-  /** Records the charge, then the answer is lost (timeout): outcome unknown. */
-  | 'timeout_charged'
-  /** Times out without charging. */
-  | 'timeout_not_charged'
-  /** Never answers (until the test ends). */
-  | 'hang'
-  | { retryAfterMs: number };
-
-/** A provider with an idempotent ledger keyed by idempotency key, like the real one. */
-class FakeProvider implements PaymentProvider {
-  readonly ledger = new Map<string, RecordedChargeResult>();
-  readonly calls: Array<{ op: 'charge' | 'lookup'; key: string }> = [];
-  behaviour: (req: ChargeRequest, n: number) => ChargeBehaviour = () => 'succeed';
-  lookupFails = false;
-  private n = 0;
-
-  async charge(req: ChargeRequest): Promise<ChargeResult> {
-    this.calls.push({ op: 'charge', key: req.idempotencyKey });
-    await Promise.resolve();
-    const recorded = this.ledger.get(req.idempotencyKey);
-    if (recorded) return recorded;
-    const b = this.behaviour(req, this.n++);
-    if (b === 'hang') return new Promise<ChargeResult>(() => {});
-    if (b === 'succeed' || b === 'timeout_charged') {
-      const r: RecordedChargeResult = { outcome: 'succeeded', chargeId: `ch_${this.ledger.size + 1}` };
-      this.ledger.set(req.idempotencyKey, r);
-      return b === 'succeed' ? r : { outcome: 'unknown', code: 'PROVIDER_TIMEOUT', message: 'timed out' };
-    }
-    if (b === 'decline') {
-      const r: RecordedChargeResult = { outcome: 'declined', code: 'CARD_DECLINED', message: 'The card was declined' };
-      this.ledger.set(req.idempotencyKey, r);
-      return r;
-    }
-    if (b === 'timeout_not_charged') return { outcome: 'unknown', code: 'PROVIDER_TIMEOUT', message: 'timed out' };
-    if (typeof b === 'object') return { outcome: 'retryable_error', code: 'RATE_LIMITED', message: 'slow down', retryAfterMs: b.retryAfterMs };
-    return { outcome: 'retryable_error', code: 'PROVIDER_UNAVAILABLE', message: 'provider returned 503' };
-  }
-
-  async lookup(key: string): Promise<LookupResult> {
-    this.calls.push({ op: 'lookup', key });
-    await Promise.resolve();
-    if (this.lookupFails) throw new ProviderLookupError('PROVIDER_UNAVAILABLE', 'lookup failed with status 503');
-    const r = this.ledger.get(key);
-    return r ? { found: true, result: r } : { found: false };
-  }
-
-  get succeededCharges(): number {
-    return [...this.ledger.values()].filter((r) => r.outcome === 'succeeded').length;
-  }
-  get chargeCalls(): number {
-    return this.calls.filter((c) => c.op === 'charge').length;
-  }
-}
-
 class FakeQueue implements PaymentQueue {
   readonly sent: Array<{ message: WorkerMessage; delaySeconds: number }> = [];
   failSends = false;
   async send(message: PaymentMessage, delaySeconds = 0): Promise<void> {
     if (this.failSends) throw new Error('SQS unavailable');
-    this.sent.push({ message: message as WorkerMessage, delaySeconds });
+    this.sent.push({ message, delaySeconds });
   }
   take(): WorkerMessage {
     const m = this.sent.shift();
@@ -163,17 +97,17 @@ class FakeQueue implements PaymentQueue {
   }
 }
 
-const silent: ProcessorLogger = { debug() {}, info() {}, warn() {}, error() {} };
+const silent: Logger = { debug() {}, info() {}, warn() {}, error() {} };
 
 function capturingLogger() {
   const lines: Array<{ level: string; message: string; attrs?: Record<string, unknown> }> = [];
   const at = (level: string) => (message: string, attrs?: Record<string, unknown>) => {
     lines.push({ level, message, attrs });
   };
-  return { lines, logger: { debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') } satisfies ProcessorLogger };
+  return { lines, logger: { debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') } satisfies Logger };
 }
 
-const CONFIG: ProcessorConfig = { retryBaseSeconds: 1, retryCapSeconds: 60, leaseSeconds: 30, providerTimeoutMs: 5000 };
+const CONFIG: ProcessorConfig = { retryBaseSeconds: 1, retryCapSeconds: 60, leaseSeconds: 30, providerTimeoutMs: 5000, outageDelayMs: 60_000 };
 
 function payment(over: Partial<Payment> = {}): Payment {
   return {
@@ -203,14 +137,13 @@ function payment(over: Partial<Payment> = {}): Payment {
 function setup(opts: { payment?: Partial<Payment>; random?: () => number; deps?: Partial<PaymentProcessorDeps>; breaker?: CircuitBreaker } = {}) {
   const clock = new FakeClock();
   const repo = new FakeRepository();
-  const provider = new FakeProvider();
+  const provider = new FakeIntentProvider(() => clock.t);
   const queue = new FakeQueue();
   const breaker =
-    opts.breaker ??
-    new CircuitBreaker('test-provider', { consecutiveFailures: 100, failureRateThreshold: 0, now: () => clock.t, onStateChange: () => {} });
+    opts.breaker ?? new CircuitBreaker('test-provider', { consecutiveFailures: 100, failureRateThreshold: 0, now: () => clock.t });
   repo.put(payment(opts.payment));
   const processor = new PaymentProcessor({
-    repository: repo,
+    store: repo,
     provider,
     queue,
     breaker,
@@ -221,26 +154,46 @@ function setup(opts: { payment?: Partial<Payment>; random?: () => number; deps?:
     ...opts.deps,
   });
   const stored = (id = 'pay_1') => repo.items.get(id)!;
-  return { clock, repo, provider, queue, breaker, processor, stored };
+  /** Processes every queued message once its time has come, until the queue is empty or `max` steps. */
+  const drain = async (max = 50) => {
+    for (let i = 0; i < max && queue.sent.length > 0; i++) {
+      const { message } = queue.sent.shift()!;
+      if (message.notBefore !== undefined && message.notBefore > clock.t) clock.t = message.notBefore;
+      await processor.process(message);
+    }
+  };
+  return { clock, repo, provider, queue, breaker, processor, stored, drain };
 }
 
 const created: WorkerMessage = { paymentId: 'pay_1', reason: 'created' };
 
+/** A retrying payment whose attempt 1 had no clear outcome, with its intent recorded. */
+async function afterUnknownAttempt(s: ReturnType<typeof setup>, behaviour: 'late' | 'timeout_not_committed' | 'commit_then_error') {
+  let n = 0;
+  s.provider.confirmBehaviour = () => (n++ === 0 ? behaviour : 'succeed');
+  await expect(s.processor.process(created)).resolves.toMatchObject({ kind: 'settled', status: 'retrying', attempt: 1 });
+  expect(s.stored().lastError).toMatchObject({ retryable: true, details: { attempt: 1, outcome: 'unknown' } });
+  expect(s.stored().intentId).toBe('pi_1');
+}
+
 // ---- Tests ------------------------------------------------------------------------------------------
 
 describe('PaymentProcessor: first attempt', () => {
-  it('charges a pending payment with key <id>:1 and records success', async () => {
+  it("creates the payment's one intent with a key from the payment id, confirms it as attempt 1 and records success", async () => {
     const { processor, provider, stored, repo } = setup();
-    await expect(processor.process(created)).resolves.toEqual({ kind: 'settled', status: 'success', attempt: 1, via: 'charge' });
+    await expect(processor.process(created)).resolves.toEqual({ kind: 'settled', status: 'success', attempt: 1, via: 'confirm' });
 
-    expect(provider.calls).toEqual([{ op: 'charge', key: 'pay_1:1' }]);
+    expect(provider.calls).toEqual([
+      { op: 'create', key: 'intent-pay_1' },
+      { op: 'confirm', id: 'pi_1', key: 'confirm-pay_1-1' },
+    ]);
     const p = stored();
-    expect(p).toMatchObject({ status: 'success', attempt: 1, retryCount: 0, providerChargeId: 'ch_1', processedAt: new Date(T0).toISOString() });
+    expect(p).toMatchObject({ status: 'success', attempt: 1, retryCount: 0, intentId: 'pi_1', providerChargeId: 'ch_pi_1', processedAt: new Date(T0).toISOString() });
     expect(p.lastError).toBeUndefined();
     expect(p.leaseUntil).toBeUndefined();
     expect(p.openShard).toBeUndefined();
-    expect(p.dueAt).toBeUndefined();
     expect(repo.history.map((h) => `${h.status}:${h.action}`)).toEqual(['processing:attempt_started', 'success:charge_succeeded']);
+    expect(provider.netCaptured('pay_1')).toBe(1250);
   });
 
   it('claims with attempt+1, a lease of leaseSeconds and dueAt = leaseUntil', async () => {
@@ -258,58 +211,59 @@ describe('PaymentProcessor: first attempt', () => {
     });
   });
 
-  it('passes amount, currency, token and metadata to the provider', async () => {
+  it('passes amount, currency and metadata to the intent and the token to the confirmation', async () => {
     const { processor, provider } = setup();
-    let req: ChargeRequest | undefined;
-    provider.behaviour = (r) => {
-      req = r;
+    let confirm: unknown;
+    provider.confirmBehaviour = (req) => {
+      confirm = req;
       return 'succeed';
     };
     await processor.process(created);
-    expect(req).toEqual({
-      idempotencyKey: 'pay_1:1',
-      paymentId: 'pay_1',
-      amountMinor: 1250,
-      currency: 'EUR',
-      token: 'tok_success',
-      metadata: { orderId: 'o-1' },
-    });
+    expect(provider.intents.get('pi_1')!.intent).toMatchObject({ paymentId: 'pay_1', amountMinor: 1250, currency: 'EUR' });
+    expect(confirm).toEqual({ paymentId: 'pay_1', attempt: 1, paymentMethod: 'tok_success' });
   });
 
-  it('a decline fails the payment after one attempt with a non-retryable lastError', async () => {
+  it('a decline cancels the intent, then fails the payment after one attempt with our own non-retryable error', async () => {
     const { processor, provider, stored, queue } = setup();
-    provider.behaviour = () => 'decline';
+    provider.confirmBehaviour = () => 'decline';
     await expect(processor.process(created)).resolves.toMatchObject({ kind: 'settled', status: 'failed' });
     expect(stored()).toMatchObject({
       status: 'failed',
       attempt: 1,
       retryCount: 0,
+      intentId: 'pi_1',
       lastError: { code: 'CARD_DECLINED', message: 'The card was declined', retryable: false, timestamp: new Date(T0).toISOString() },
       lastChange: { action: 'charge_declined', actor: 'worker' },
     });
+    expect(provider.intents.get('pi_1')!.intent.status).toBe('canceled');
+    expect(provider.calls.map((c) => c.op)).toEqual(['create', 'confirm', 'cancel']);
     expect(queue.sent).toHaveLength(0);
+  });
+
+  it('insufficient funds is its own decline code', async () => {
+    const { processor, provider, stored } = setup();
+    provider.confirmBehaviour = () => 'insufficient_funds';
+    await processor.process(created);
+    expect(stored().lastError).toMatchObject({ code: 'INSUFFICIENT_FUNDS', retryable: false });
   });
 });
 
 describe('PaymentProcessor: duplicates and stale messages', () => {
-  it('a duplicate message after success does not charge again', async () => {
+  it('a duplicate message after success does not confirm again', async () => {
     const { processor, provider } = setup();
     await processor.process(created);
     await expect(processor.process(created)).resolves.toEqual({ kind: 'ignored', reason: 'terminal', status: 'success' });
     await expect(processor.process({ paymentId: 'pay_1', reason: 'retry', forAttempt: 2 })).resolves.toMatchObject({ reason: 'terminal' });
-    expect(provider.chargeCalls).toBe(1);
-    expect(provider.succeededCharges).toBe(1);
+    expect(provider.count('confirm')).toBe(1);
+    expect(provider.captures('pay_1')).toBe(1);
   });
 
-  it('two copies of the message processed at the same time make one charge', async () => {
+  it('two copies of the message processed at the same time make one confirmation', async () => {
     const { processor, provider, stored } = setup();
     const results = await Promise.all([processor.process(created), processor.process(created), processor.process(created)]);
     expect(results.filter((r) => r.kind === 'settled')).toHaveLength(1);
-    expect(results.filter((r) => r.kind === 'ignored').map((r) => (r.kind === 'ignored' ? r.reason : ''))).toEqual([
-      'concurrent_update',
-      'concurrent_update',
-    ]);
-    expect(provider.chargeCalls).toBe(1);
+    expect(results.filter((r) => r.kind === 'ignored').map((r) => (r.kind === 'ignored' ? r.reason : ''))).toEqual(['concurrent_update', 'concurrent_update']);
+    expect(provider.count('confirm')).toBe(1);
     expect(stored()).toMatchObject({ status: 'success', attempt: 1 });
   });
 
@@ -331,15 +285,13 @@ describe('PaymentProcessor: duplicates and stale messages', () => {
     await expect(processor.process({ paymentId: 'pay_1', reason: 'retry', forAttempt: 2 })).resolves.toMatchObject({ reason: 'stale' });
     expect(provider.calls).toHaveLength(0);
     await expect(processor.process({ paymentId: 'pay_1', reason: 'retry', forAttempt: 3 })).resolves.toMatchObject({ kind: 'settled' });
-    expect(provider.calls).toEqual([{ op: 'charge', key: 'pay_1:3' }]);
+    expect(provider.calls.filter((c) => c.op === 'confirm').map((c) => c.key)).toEqual(['confirm-pay_1-3']);
   });
 
   it('a message sent by the operator (no forAttempt) runs a retrying payment now', async () => {
-    const { processor, provider, stored } = setup({
-      payment: { status: 'retrying', attempt: 1, retryCount: 1, version: 3, nextAttemptAt: T0 + 600_000 },
-    });
+    const { processor, provider, stored } = setup({ payment: { status: 'retrying', attempt: 1, retryCount: 1, version: 3, nextAttemptAt: T0 + 600_000 } });
     await processor.process({ paymentId: 'pay_1', reason: 'operator_retry' });
-    expect(provider.calls).toEqual([{ op: 'charge', key: 'pay_1:2' }]);
+    expect(provider.calls.filter((c) => c.op === 'confirm').map((c) => c.key)).toEqual(['confirm-pay_1-2']);
     expect(stored()).toMatchObject({ status: 'success', attempt: 2, retryCount: 1 });
     expect(stored().nextAttemptAt).toBeUndefined();
   });
@@ -370,28 +322,26 @@ describe('PaymentProcessor: notBefore', () => {
       msg = sent.message;
     }
     expect(delays).toEqual([900, 900, 200]);
-    expect(provider.chargeCalls).toBe(1);
+    expect(provider.count('confirm')).toBe(1);
   });
 
   it('a notBefore within the clock-skew tolerance is processed now', async () => {
     const { processor, provider } = setup();
     await processor.process({ paymentId: 'pay_1', reason: 'retry', notBefore: T0 + 200 });
-    expect(provider.chargeCalls).toBe(1);
+    expect(provider.count('confirm')).toBe(1);
   });
 
   it('a final payment ends the chain', async () => {
     const { processor, queue } = setup({ payment: { status: 'success', version: 3 } });
-    await expect(processor.process({ paymentId: 'pay_1', reason: 'retry', notBefore: T0 + 5_000_000 })).resolves.toMatchObject({
-      reason: 'terminal',
-    });
+    await expect(processor.process({ paymentId: 'pay_1', reason: 'retry', notBefore: T0 + 5_000_000 })).resolves.toMatchObject({ reason: 'terminal' });
     expect(queue.sent).toHaveLength(0);
   });
 });
 
 describe('PaymentProcessor: retries and exhaustion', () => {
-  it('a retryable error schedules a retry: retrying, retryCount+1, nextAttemptAt, dueAt = nextAttemptAt + grace, delayed message', async () => {
+  it('a provider error schedules a retry: retrying, retryCount+1, nextAttemptAt, dueAt = nextAttemptAt + grace, delayed message', async () => {
     const { processor, provider, queue, stored, clock } = setup({ random: () => 0.5 });
-    provider.behaviour = (_r, n) => (n === 0 ? 'error' : 'succeed');
+    provider.confirmBehaviour = (_r, n) => (n === 0 ? 'rate_limited' : 'succeed');
     await expect(processor.process(created)).resolves.toMatchObject({ kind: 'settled', status: 'retrying', attempt: 1 });
 
     const p = stored();
@@ -399,261 +349,307 @@ describe('PaymentProcessor: retries and exhaustion', () => {
       status: 'retrying',
       attempt: 1,
       retryCount: 1,
-      nextAttemptAt: T0 + 500, // random 0.5 × cap 1000 ms
-      dueAt: T0 + 500 + 30_000,
-      lastError: {
-        code: 'PROVIDER_UNAVAILABLE',
-        retryable: true,
-        details: { attempt: 1, outcome: 'error', retry: 1, delayMs: 500, backoffCapMs: 1000 },
-      },
+      intentId: 'pi_1',
+      nextAttemptAt: T0 + 2000, // the provider's Retry-After (2 s) beats the jittered 500 ms
+      dueAt: T0 + 2000 + 30_000,
+      lastError: { code: 'RATE_LIMITED', retryable: true, details: { attempt: 1, outcome: 'error', retry: 1, delayMs: 2000, backoffCapMs: 1000 } },
       lastChange: { action: 'retry_scheduled', actor: 'worker' },
     });
     expect(p.leaseUntil).toBeUndefined();
-    expect(queue.sent).toEqual([{ message: { paymentId: 'pay_1', reason: 'retry', notBefore: T0 + 500, forAttempt: 2 }, delaySeconds: 1 }]);
+    expect(queue.sent).toEqual([{ message: { paymentId: 'pay_1', reason: 'retry', notBefore: T0 + 2000, forAttempt: 2 }, delaySeconds: 2 }]);
 
-    clock.advance(500);
+    clock.advance(2000);
     await expect(processor.process(queue.take())).resolves.toMatchObject({ status: 'success', attempt: 2 });
-    expect(provider.calls.map((c) => c.key)).toEqual(['pay_1:1', 'pay_1:2']);
+    expect(provider.calls.filter((c) => c.op === 'confirm').map((c) => c.key)).toEqual(['confirm-pay_1-1', 'confirm-pay_1-2']);
+    expect(provider.count('create')).toBe(1);
     expect(stored()).toMatchObject({ status: 'success', attempt: 2, retryCount: 1 });
     expect(stored().lastError).toBeUndefined();
-    expect(stored().nextAttemptAt).toBeUndefined();
   });
 
-  it('with maxRetries 3 a card failing forever makes 4 attempts with growing delays, then fails with a retryable lastError', async () => {
-    const { processor, provider, queue, clock, stored } = setup({ random: () => 0.999 });
-    provider.behaviour = () => 'error';
+  it('with maxRetries 3 a card failing forever makes 4 attempts with growing delays, then cancels the intent and fails (retryable)', async () => {
+    const { processor, provider, queue, stored, clock } = setup({ random: () => 0.999 });
+    provider.confirmBehaviour = () => 'error';
     await processor.process(created);
     const delays: number[] = [];
-    const caps: number[] = [];
-    for (let i = 0; i < 10 && stored().status === 'retrying'; i++) {
-      const e = stored().lastError!.details!;
-      delays.push(e.delayMs as number);
-      caps.push(e.backoffCapMs as number);
-      const { message, delaySeconds } = queue.sent.shift()!;
-      clock.advance(delaySeconds * 1000);
-      await processor.process(message);
+    for (let i = 0; i < 3; i++) {
+      const m = queue.take();
+      delays.push(m.notBefore! - clock.t);
+      clock.t = m.notBefore!;
+      await processor.process(m);
     }
-    expect(provider.calls.map((c) => c.key)).toEqual(['pay_1:1', 'pay_1:2', 'pay_1:3', 'pay_1:4']);
-    expect(caps).toEqual([1000, 2000, 4000]);
     expect(delays).toEqual([999, 1998, 3996]);
-    expect(stored()).toMatchObject({
-      status: 'failed',
-      attempt: 4,
-      retryCount: 3,
-      lastError: { code: 'PROVIDER_UNAVAILABLE', retryable: true, details: { attempt: 4 } },
-      lastChange: { action: 'retries_exhausted' },
-    });
     expect(queue.sent).toHaveLength(0);
-    expect(provider.succeededCharges).toBe(0);
+    expect(stored()).toMatchObject({ status: 'failed', attempt: 4, retryCount: 3, lastError: { retryable: true }, lastChange: { action: 'retries_exhausted' } });
+    expect(provider.intents.get('pi_1')!.intent.status).toBe('canceled');
+    expect(provider.count('confirm')).toBe(4);
+    expect(provider.netCaptured('pay_1')).toBe(0);
   });
 
   it('maxRetries 0 fails on the first retryable error', async () => {
     const { processor, provider, stored } = setup({ payment: { maxRetries: 0 } });
-    provider.behaviour = () => 'error';
+    provider.confirmBehaviour = () => 'rate_limited';
     await processor.process(created);
-    expect(stored()).toMatchObject({ status: 'failed', attempt: 1, retryCount: 0, lastError: { retryable: true } });
-  });
-
-  it("honours the provider's Retry-After when longer than the jittered delay", async () => {
-    const { processor, provider, queue, stored } = setup({ random: () => 0.1 });
-    provider.behaviour = () => ({ retryAfterMs: 7000 });
-    await processor.process(created);
-    expect(stored()).toMatchObject({ nextAttemptAt: T0 + 7000, lastError: { code: 'RATE_LIMITED', details: { delayMs: 7000 } } });
-    expect(queue.sent[0]!.delaySeconds).toBe(7);
+    expect(stored()).toMatchObject({ status: 'failed', retryCount: 0, lastError: { code: 'RATE_LIMITED', retryable: true } });
   });
 
   it('a failed retry-message send still leaves the payment retrying (the reconciler re-queues it) and logs', async () => {
     const log = capturingLogger();
     const { processor, provider, queue, stored } = setup({ deps: { logger: log.logger } });
-    provider.behaviour = () => 'error';
+    provider.confirmBehaviour = () => 'rate_limited';
     queue.failSends = true;
     await expect(processor.process(created)).resolves.toMatchObject({ status: 'retrying' });
     expect(stored().status).toBe('retrying');
-    expect(log.lines.some((l) => l.level === 'error' && l.message.includes('reconciler'))).toBe(true);
+    expect(log.lines.some((l) => l.level === 'error' && l.message.includes('reconciler will re-queue'))).toBe(true);
   });
 });
 
-describe('PaymentProcessor: unknown outcomes (timeouts)', () => {
-  it('a timeout whose charge went through is resolved by an immediate lookup: success, one charge', async () => {
+describe('PaymentProcessor: never charged twice (each case failed on the per-attempt charge design)', () => {
+  it('late commit: attempt 1 lands after the client gave up; attempt 2 cannot charge again and the payment ends success, one capture', async () => {
+    const s = setup();
+    await afterUnknownAttempt(s, 'late');
+    // Attempt 2 comes while attempt 1 is still in flight at the provider: the intent is locked.
+    s.clock.t = s.queue.sent[0]!.message.notBefore!;
+    await s.processor.process(s.queue.take());
+    expect(s.stored().status).toBe('retrying');
+    s.provider.landLate();
+    await s.drain();
+    expect(s.stored()).toMatchObject({ status: 'success', intentId: 'pi_1' });
+    expect(s.provider.captures('pay_1')).toBe(1);
+    expect(s.provider.count('create')).toBe(1);
+  });
+
+  it('every attempt lands late: still one capture, and the payment ends success, never failed', async () => {
+    const s = setup();
+    s.provider.confirmBehaviour = () => 'late';
+    await s.processor.process(created);
+    for (let i = 0; i < 10 && s.queue.sent.length > 0; i++) {
+      s.provider.landLate();
+      await s.drain(1);
+    }
+    // A lapsed lease left by a refused cancel is settled from the intent.
+    s.clock.advance(60_000);
+    if (s.stored().status === 'processing') await s.processor.process({ paymentId: 'pay_1', reason: 'reconcile_lease' });
+    expect(s.stored().status).toBe('success');
+    expect(s.provider.captures('pay_1')).toBe(1);
+  });
+
+  it('a 5xx after commit is unknown, resolved by retrieving the intent: success with no second confirmation', async () => {
     const { processor, provider, stored } = setup();
-    provider.behaviour = () => 'timeout_charged';
-    await expect(processor.process(created)).resolves.toMatchObject({ status: 'success', via: 'lookup' });
-    expect(provider.calls).toEqual([
-      { op: 'charge', key: 'pay_1:1' },
-      { op: 'lookup', key: 'pay_1:1' },
-    ]);
-    expect(stored()).toMatchObject({ status: 'success', providerChargeId: 'ch_1', lastChange: { action: 'charge_succeeded' } });
-    expect(stored().lastChange.reason).toContain('found by lookup');
+    provider.confirmBehaviour = () => 'commit_then_error';
+    await expect(processor.process(created)).resolves.toMatchObject({ status: 'success', via: 'confirm' });
+    expect(provider.calls.map((c) => c.op)).toEqual(['create', 'confirm', 'retrieve']);
+    expect(stored()).toMatchObject({ status: 'success', retryCount: 0 });
+    expect(provider.captures('pay_1')).toBe(1);
   });
 
-  it('a timeout without a charge is a retryable failure marked unknown; the next attempt looks the old key up first', async () => {
-    const { processor, provider, queue, clock, stored } = setup();
-    provider.behaviour = (_r, n) => (n === 0 ? 'timeout_not_charged' : 'succeed');
-    await processor.process(created);
-    expect(stored()).toMatchObject({
+  it('a reset after commit with a lagging retrieve: the next attempt is refused by the intent, and the payment ends success, one capture', async () => {
+    const s = setup();
+    s.provider.lagMs = 10_000;
+    s.provider.confirmBehaviour = () => 'reset_after_commit';
+    await s.processor.process(created);
+    expect(s.stored()).toMatchObject({ status: 'retrying', lastError: { code: 'NETWORK_ERROR', details: { outcome: 'unknown' } } });
+    await s.drain();
+    expect(s.stored().status).toBe('success');
+    expect(s.provider.captures('pay_1')).toBe(1);
+  });
+
+  it('a timeout without a commit: the next attempt retrieves the intent first, then confirms it, one capture', async () => {
+    const s = setup();
+    await afterUnknownAttempt(s, 'timeout_not_committed');
+    s.provider.calls.length = 0;
+    await s.drain();
+    expect(s.provider.calls.map((c) => c.op)).toEqual(['retrieve', 'confirm']);
+    expect(s.stored()).toMatchObject({ status: 'success', attempt: 2 });
+    expect(s.provider.captures('pay_1')).toBe(1);
+  });
+
+  it('an unknown outcome that cannot be retrieved decides nothing: no confirmation, payment untouched, message redelivered', async () => {
+    const s = setup();
+    await afterUnknownAttempt(s, 'timeout_not_committed');
+    const before = structuredClone(s.stored());
+    s.provider.failReads = new ProviderError('unknown', 'HTTP_503', 'down');
+    s.provider.calls.length = 0;
+    s.clock.t = s.queue.sent[0]!.message.notBefore!;
+    await expect(s.processor.process(s.queue.take())).rejects.toBeInstanceOf(OutcomeUnresolvedError);
+    expect(s.provider.calls.map((c) => c.op)).toEqual(['retrieve']);
+    expect(s.stored()).toEqual(before);
+  });
+
+  it('a 401 from a rotated credential is an outage: retrying without spending a retry, never a decline', async () => {
+    const s = setup();
+    s.provider.confirmBehaviour = (_r, n) => (n < 2 ? 'auth_error' : 'succeed');
+    await s.processor.process(created);
+    expect(s.stored()).toMatchObject({
       status: 'retrying',
-      retryCount: 1,
-      lastError: { code: 'PROVIDER_TIMEOUT', retryable: true, details: { attempt: 1, outcome: 'unknown' } },
+      retryCount: 0,
+      nextAttemptAt: T0 + 60_000,
+      lastError: { code: 'PROVIDER_AUTH_ERROR', retryable: true, details: { outcome: 'outage' } },
+      lastChange: { action: 'provider_outage' },
     });
-    clock.advance(1000);
-    await processor.process(queue.take());
-    expect(provider.calls).toEqual([
-      { op: 'charge', key: 'pay_1:1' },
-      { op: 'lookup', key: 'pay_1:1' },
-      { op: 'lookup', key: 'pay_1:1' }, // before attempt 2 is claimed
-      { op: 'charge', key: 'pay_1:2' },
-    ]);
-    expect(stored()).toMatchObject({ status: 'success', attempt: 2 });
-    expect(provider.succeededCharges).toBe(1);
+    expect(s.provider.intents.get('pi_1')!.intent.status).toBe('requires_payment_method');
+    await s.drain();
+    expect(s.stored()).toMatchObject({ status: 'success', retryCount: 0, attempt: 3 });
   });
 
-  it('a charge of attempt 1 that landed late is found before attempt 2 charges: success without a second charge', async () => {
-    const { processor, provider, queue, clock, stored, repo } = setup();
-    provider.behaviour = () => 'timeout_not_charged';
-    await processor.process(created);
-    // The provider records attempt 1's charge after the immediate lookup said "not found".
-    provider.ledger.set('pay_1:1', { outcome: 'succeeded', chargeId: 'ch_late' });
-    clock.advance(1000);
-    await expect(processor.process(queue.take())).resolves.toMatchObject({ status: 'success', via: 'lookup' });
-    expect(provider.calls.filter((c) => c.op === 'charge').map((c) => c.key)).toEqual(['pay_1:1']);
-    expect(stored()).toMatchObject({ status: 'success', attempt: 1, providerChargeId: 'ch_late' });
-    expect(repo.history.map((h) => h.action)).toEqual(['attempt_started', 'retry_scheduled', 'attempt_recovered', 'charge_succeeded']);
+  it('budget spent while the last confirmation is still in flight: the cancel is refused, nothing is written, and the payment ends success', async () => {
+    const s = setup({ payment: { maxRetries: 0 } });
+    s.provider.confirmBehaviour = () => 'late';
+    await expect(s.processor.process(created)).rejects.toBeInstanceOf(OutcomeUnresolvedError);
+    expect(s.stored()).toMatchObject({ status: 'processing', attempt: 1 });
+    s.provider.landLate();
+    s.clock.advance(31_000); // the lease lapses; redelivery or the reconciler settles from the intent
+    await expect(s.processor.process(created)).resolves.toMatchObject({ status: 'success', via: 'retrieve' });
+    expect(s.provider.captures('pay_1')).toBe(1);
+    expect(s.provider.netCaptured('pay_1')).toBe(1250);
   });
 
-  it('if the provider cannot be asked about the unknown attempt, nothing is charged and the message fails (redelivery)', async () => {
-    const { processor, provider, queue, clock, stored } = setup();
-    provider.behaviour = () => 'timeout_not_charged';
-    await processor.process(created);
-    const before = structuredClone(stored());
-    provider.lookupFails = true;
-    clock.advance(1000);
-    await expect(processor.process(queue.take())).rejects.toBeInstanceOf(OutcomeUnresolvedError);
-    expect(stored()).toEqual(before);
-    expect(provider.chargeCalls).toBe(1);
-  });
-
-  it('a provider that never answers is cut off at the charge deadline and treated as unknown', async () => {
-    const { processor, provider, stored } = setup({ deps: { config: { ...CONFIG, chargeDeadlineMs: 30 } } });
-    provider.behaviour = () => 'hang';
-    await expect(processor.process(created)).resolves.toMatchObject({ status: 'retrying' });
-    expect(stored().lastError).toMatchObject({ code: 'PROVIDER_TIMEOUT', details: { outcome: 'unknown' } });
-    expect(provider.calls.map((c) => c.op)).toEqual(['charge', 'lookup']);
-  });
-
-  it('refuses a charge deadline that does not fit twice into the lease', () => {
-    expect(() => setup({ deps: { config: { ...CONFIG, leaseSeconds: 10, chargeDeadlineMs: 5000 } } })).toThrow(RangeError);
-    expect(() => setup({ deps: { config: { ...CONFIG, leaseSeconds: 10, providerTimeoutMs: 4500 } } })).toThrow(RangeError);
+  it('a failed payment is final at the provider too: a late confirmation after the cancel cannot capture', async () => {
+    const s = setup();
+    s.provider.confirmBehaviour = () => 'decline';
+    await s.processor.process(created);
+    expect(s.stored().status).toBe('failed');
+    s.provider.confirmBehaviour = () => 'succeed';
+    await expect(s.provider.confirmIntent('pi_1', { paymentId: 'pay_1', attempt: 9, paymentMethod: 'tok_success' })).rejects.toMatchObject({
+      kind: 'rejected',
+      code: 'payment_intent_unexpected_state',
+    });
+    expect(s.provider.netCaptured('pay_1')).toBe(0);
   });
 });
 
 describe('PaymentProcessor: lapsed leases and crashes', () => {
-  const lapsed = { status: 'processing' as const, attempt: 1, version: 2, leaseUntil: T0 - 1 };
+  const lapsed = { status: 'processing' as const, attempt: 1, version: 2, leaseUntil: T0 - 1, intentId: 'pi_1' };
 
-  it('an expired lease whose charge exists is resolved by lookup before anything else: success, no new charge', async () => {
-    const { processor, provider, stored } = setup({ payment: lapsed });
-    provider.ledger.set('pay_1:1', { outcome: 'succeeded', chargeId: 'ch_x' });
-    await expect(processor.process(created)).resolves.toEqual({ kind: 'settled', status: 'success', attempt: 1, via: 'lookup' });
-    expect(provider.calls).toEqual([{ op: 'lookup', key: 'pay_1:1' }]);
-    expect(stored()).toMatchObject({ status: 'success', providerChargeId: 'ch_x' });
+  async function withIntent(s: ReturnType<typeof setup>, behaviour?: 'succeed' | 'decline') {
+    await s.provider.createIntent({ paymentId: 'pay_1', amountMinor: 1250, currency: 'EUR' });
+    if (behaviour) {
+      s.provider.confirmBehaviour = () => behaviour;
+      await s.provider.confirmIntent('pi_1', { paymentId: 'pay_1', attempt: 1, paymentMethod: 'tok' }).catch(() => undefined);
+      s.provider.confirmBehaviour = () => 'succeed';
+    }
+    s.provider.calls.length = 0;
+  }
+
+  it('a lapsed lease whose intent succeeded is settled by retrieving it: success, no confirmation', async () => {
+    const s = setup({ payment: lapsed });
+    await withIntent(s, 'succeed');
+    await expect(s.processor.process(created)).resolves.toMatchObject({ kind: 'settled', status: 'success', via: 'retrieve' });
+    expect(s.provider.calls.map((c) => c.op)).toEqual(['retrieve']);
   });
 
-  it('an expired lease whose charge was declined fails the payment', async () => {
-    const { processor, provider, stored } = setup({ payment: lapsed });
-    provider.ledger.set('pay_1:1', { outcome: 'declined', code: 'INSUFFICIENT_FUNDS', message: 'no funds' });
-    await processor.process(created);
-    expect(provider.chargeCalls).toBe(0);
-    expect(stored()).toMatchObject({ status: 'failed', lastError: { code: 'INSUFFICIENT_FUNDS', retryable: false } });
+  it('a lapsed lease whose intent was declined cancels it and fails the payment', async () => {
+    const s = setup({ payment: lapsed });
+    await withIntent(s, 'decline');
+    await expect(s.processor.process(created)).resolves.toMatchObject({ kind: 'settled', status: 'failed' });
+    expect(s.stored().lastError).toMatchObject({ code: 'CARD_DECLINED', retryable: false });
+    expect(s.provider.intents.get('pi_1')!.intent.status).toBe('canceled');
   });
 
-  it('an expired lease without a charge is a failed attempt (retry scheduled), never a new charge in the same message', async () => {
-    const { processor, provider, queue, stored, clock } = setup({ payment: lapsed });
-    await expect(processor.process(created)).resolves.toMatchObject({ status: 'retrying', via: 'lookup' });
-    expect(provider.calls).toEqual([{ op: 'lookup', key: 'pay_1:1' }]);
-    expect(stored()).toMatchObject({
-      status: 'retrying',
-      attempt: 1,
-      retryCount: 1,
-      lastError: { code: 'ATTEMPT_ABANDONED', retryable: true, details: { attempt: 1, outcome: 'unknown' } },
+  it('a lapsed lease without a confirmation schedules a retry, never a confirmation in the same message', async () => {
+    const s = setup({ payment: lapsed });
+    await withIntent(s);
+    await expect(s.processor.process(created)).resolves.toMatchObject({ kind: 'settled', status: 'retrying' });
+    expect(s.provider.calls.map((c) => c.op)).toEqual(['retrieve']);
+    expect(s.stored()).toMatchObject({ retryCount: 1, lastError: { code: 'ATTEMPT_ABANDONED', details: { outcome: 'unknown' } } });
+  });
+
+  it('a lapsed lease with no recorded intent id finds the intent again by its key', async () => {
+    const s = setup({ payment: { ...lapsed, intentId: undefined } });
+    await withIntent(s, 'succeed');
+    await expect(s.processor.process(created)).resolves.toMatchObject({ status: 'success' });
+    expect(s.provider.calls.map((c) => c.op)).toEqual(['create', 'retrieve']);
+    expect(s.stored().intentId).toBe('pi_1');
+  });
+
+  it('crash right after a successful confirmation, then redelivery: one capture and success', async () => {
+    const s = setup();
+    const crashing = new PaymentProcessor({
+      store: s.repo,
+      provider: withCrashAfterCharge(s.provider, () => true),
+      queue: s.queue,
+      breaker: s.breaker,
+      config: CONFIG,
+      clock: s.clock.now,
+      logger: silent,
     });
-    expect(stored().leaseUntil).toBeUndefined();
-    clock.advance(1000);
-    await processor.process(queue.take());
-    expect(provider.calls.map((c) => `${c.op}:${c.key}`)).toEqual(['lookup:pay_1:1', 'lookup:pay_1:1', 'charge:pay_1:2']);
-  });
-
-  it('an expired lease on the last allowed attempt without a charge fails the payment (retryable)', async () => {
-    const { processor, stored } = setup({ payment: { ...lapsed, attempt: 4, retryCount: 3 } });
-    await processor.process(created);
-    expect(stored()).toMatchObject({ status: 'failed', lastError: { code: 'ATTEMPT_ABANDONED', retryable: true } });
-  });
-
-  it('an expired lease whose lookup fails leaves the payment alone and fails the message', async () => {
-    const { processor, provider, stored } = setup({ payment: lapsed });
-    provider.lookupFails = true;
-    await expect(processor.process(created)).rejects.toBeInstanceOf(OutcomeUnresolvedError);
-    expect(stored().version).toBe(2);
-    expect(provider.chargeCalls).toBe(0);
-  });
-
-  it('crash right after a successful charge, then redelivery: exactly one charge and success', async () => {
-    let crashes = 0;
-    const { processor, provider, stored, clock } = setup({
-      deps: { faults: { crashAfterCharge: () => crashes++ === 0 } },
-    });
-    await expect(processor.process(created)).rejects.toBeInstanceOf(InjectedCrashError);
-    expect(stored()).toMatchObject({ status: 'processing', attempt: 1, leaseUntil: T0 + 30_000, dueAt: T0 + 30_000 });
-    expect(provider.succeededCharges).toBe(1);
-
-    // Redelivered while the dead worker's lease still holds: nothing happens.
-    clock.advance(10_000);
-    await expect(processor.process(created)).resolves.toMatchObject({ kind: 'ignored', reason: 'leased' });
-    // Redelivered after the lease ran out (SQS visibility timeout > lease): lookup, success.
-    clock.advance(20_000);
-    await expect(processor.process(created)).resolves.toMatchObject({ status: 'success', via: 'lookup' });
-
-    expect(provider.chargeCalls).toBe(1);
-    expect(provider.succeededCharges).toBe(1);
-    expect(provider.calls.map((c) => c.op)).toEqual(['charge', 'lookup']);
-    expect(stored()).toMatchObject({ status: 'success', attempt: 1, providerChargeId: 'ch_1' });
-  });
-
-  it('the crash hook also takes a plain boolean', async () => {
-    const { processor } = setup({ deps: { faults: { crashAfterCharge: true } } });
-    await expect(processor.process(created)).rejects.toThrow(/injected crash/);
+    await expect(crashing.process(created)).rejects.toBeInstanceOf(InjectedCrashError);
+    expect(s.stored()).toMatchObject({ status: 'processing', attempt: 1 });
+    expect(s.stored().intentId).toBeUndefined();
+    await expect(s.processor.process(created)).resolves.toMatchObject({ reason: 'leased' });
+    s.clock.advance(30_001);
+    await expect(s.processor.process(created)).resolves.toMatchObject({ status: 'success', via: 'retrieve' });
+    expect(s.provider.captures('pay_1')).toBe(1);
+    expect(s.provider.count('confirm')).toBe(1);
   });
 
   it('a concurrent recovery of the same lapsed lease settles once', async () => {
-    const { processor, provider, repo } = setup({ payment: lapsed });
-    provider.ledger.set('pay_1:1', { outcome: 'succeeded', chargeId: 'ch_x' });
-    const rs = await Promise.all([processor.process(created), processor.process(created)]);
-    expect(rs.map((r) => r.kind).sort()).toEqual(['ignored', 'settled']);
-    expect(repo.history).toHaveLength(1);
-    expect(provider.chargeCalls).toBe(0);
+    const s = setup({ payment: lapsed });
+    await withIntent(s, 'succeed');
+    const results = await Promise.all([s.processor.process(created), s.processor.process(created)]);
+    expect(results.filter((r) => r.kind === 'settled')).toHaveLength(1);
+    expect(s.repo.history.filter((h) => h.status === 'success')).toHaveLength(1);
   });
 
-  it('if another writer moves the payment between charge and settle, the result is dropped, not overwritten', async () => {
-    const { processor, repo, stored } = setup();
-    repo.beforeTransition = (_p, req) => {
-      if (req.to === 'success') {
-        const s = repo.items.get('pay_1')!;
-        repo.items.set('pay_1', { ...s, version: s.version + 1, lastChange: { action: 'someone_else', actor: 'x' } });
-      }
+  it('if another writer moves the payment between confirmation and settle, the result is dropped, not overwritten', async () => {
+    const s = setup();
+    s.repo.beforeTransition = (current, req) => {
+      if (req.to === 'success') s.repo.put({ ...current, version: current.version + 1, status: 'retrying' });
     };
-    await expect(processor.process(created)).resolves.toEqual({ kind: 'ignored', reason: 'concurrent_update' });
-    expect(stored().lastChange.action).toBe('someone_else');
+    await expect(s.processor.process(created)).resolves.toEqual({ kind: 'ignored', reason: 'concurrent_update' });
+    expect(s.stored().status).toBe('retrying');
   });
 
   it('a repository failure propagates (the worker reports the message as failed)', async () => {
-    const { processor, repo } = setup();
-    repo.failNextGet = new Error('DynamoDB unavailable');
-    await expect(processor.process(created)).rejects.toThrow('DynamoDB unavailable');
+    const s = setup();
+    s.repo.failNextGet = new Error('DynamoDB unavailable');
+    await expect(s.processor.process(created)).rejects.toThrow('DynamoDB unavailable');
+  });
+
+  it('refuses a provider timeout that does not fit three times into the lease', () => {
+    expect(() => setup({ deps: { config: { ...CONFIG, providerTimeoutMs: 10_000 } } })).toThrow(RangeError);
+  });
+});
+
+describe('PaymentProcessor: expiry', () => {
+  const error = { code: 'PAYMENT_EXPIRED', message: 'late', retryable: false, timestamp: new Date(T0).toISOString() };
+
+  it('a payment never attempted has no intent: expired directly, no provider call', async () => {
+    const s = setup();
+    await expect(s.processor.expire(s.stored(), error, 'reconciler', 'deadline')).resolves.toMatchObject({ status: 'expired' });
+    expect(s.provider.calls).toHaveLength(0);
+    expect(s.stored()).toMatchObject({ status: 'expired', lastChange: { action: 'expired', actor: 'reconciler' } });
+  });
+
+  it('a retrying payment is expired only after its intent is cancelled', async () => {
+    const s = setup();
+    await afterUnknownAttempt(s, 'timeout_not_committed');
+    await expect(s.processor.expire(s.stored(), error, 'reconciler', 'deadline')).resolves.toMatchObject({ status: 'expired' });
+    expect(s.provider.intents.get('pi_1')!.intent.status).toBe('canceled');
+  });
+
+  it('if the cancel says the intent succeeded, the payment becomes success, not expired', async () => {
+    const s = setup();
+    await afterUnknownAttempt(s, 'late');
+    s.provider.landLate();
+    await expect(s.processor.expire(s.stored(), error, 'reconciler', 'deadline')).resolves.toMatchObject({ status: 'success', via: 'cancel' });
+    expect(s.repo.history.slice(-2).map((h) => h.status)).toEqual(['processing', 'success']);
+    expect(s.provider.captures('pay_1')).toBe(1);
+  });
+
+  it('if the provider cannot cancel now, nothing is written', async () => {
+    const s = setup();
+    await afterUnknownAttempt(s, 'timeout_not_committed');
+    const before = structuredClone(s.stored());
+    s.provider.failCancels = new ProviderError('unknown', 'HTTP_500', 'down');
+    await expect(s.processor.expire(s.stored(), error, 'reconciler', 'deadline')).rejects.toBeInstanceOf(OutcomeUnresolvedError);
+    expect(s.stored()).toEqual(before);
   });
 });
 
 describe('PaymentProcessor: circuit breaker', () => {
   function withBreaker() {
     let t = T0;
-    const breaker = new CircuitBreaker('p', { consecutiveFailures: 2, failureRateThreshold: 0, openMs: 10_000, now: () => t, onStateChange: () => {} });
+    const breaker = new CircuitBreaker('p', { consecutiveFailures: 2, failureRateThreshold: 0, openMs: 10_000, now: () => t });
     const s = setup({ breaker });
     s.clock.t = T0;
     const sync = () => {
@@ -666,7 +662,8 @@ describe('PaymentProcessor: circuit breaker', () => {
     const { processor, provider, queue, repo, breaker, clock, sync } = withBreaker();
     repo.put(payment({ id: 'pay_2' }));
     repo.put(payment({ id: 'pay_3' }));
-    provider.behaviour = () => 'error';
+    provider.confirmBehaviour = () => 'error';
+    provider.failReads = new ProviderError('unknown', 'HTTP_503', 'down');
     await processor.process({ paymentId: 'pay_1', reason: 'created' });
     await processor.process({ paymentId: 'pay_2', reason: 'created' });
     expect(breaker.state).toBe('open');
@@ -676,11 +673,12 @@ describe('PaymentProcessor: circuit breaker', () => {
     const r = await processor.process({ paymentId: 'pay_3', reason: 'created' });
     expect(r).toEqual({ kind: 'deferred', notBefore: T0 + 10_000 + 500, delaySeconds: 11 });
     expect(repo.items.get('pay_3')).toEqual(before);
-    expect(provider.calls.filter((c) => c.key.startsWith('pay_3'))).toHaveLength(0);
+    expect(provider.calls.filter((c) => c.key?.includes('pay_3'))).toHaveLength(0);
     expect(queue.sent).toEqual([{ message: { paymentId: 'pay_3', reason: 'deferred', notBefore: T0 + 10_500 }, delaySeconds: 11 }]);
 
     // After the open period the deferred message is the half-open probe; success closes the breaker.
-    provider.behaviour = () => 'succeed';
+    provider.confirmBehaviour = () => 'succeed';
+    provider.failReads = undefined;
     clock.advance(11_000);
     sync();
     await expect(processor.process(queue.take())).resolves.toMatchObject({ status: 'success', attempt: 1 });
@@ -688,40 +686,23 @@ describe('PaymentProcessor: circuit breaker', () => {
     expect(breaker.state).toBe('closed');
   });
 
-  it('a deferred retry keeps its forAttempt and the retry budget', async () => {
-    const { processor, provider, queue, repo, breaker, clock, sync } = withBreaker();
-    provider.behaviour = () => 'error';
-    repo.put(payment({ id: 'pay_2' }));
-    await processor.process({ paymentId: 'pay_1', reason: 'created' }); // retrying, retryCount 1
-    const retryMsg = queue.take();
-    await processor.process({ paymentId: 'pay_2', reason: 'created' }); // opens
-    expect(breaker.state).toBe('open');
-    clock.advance(1000);
-    sync();
-    const r = await processor.process(retryMsg);
-    expect(r.kind).toBe('deferred');
-    const deferred = queue.sent.find((s) => s.message.paymentId === 'pay_1' && s.message.reason === 'deferred')!;
-    expect(deferred.message.forAttempt).toBe(2);
-    expect(repo.items.get('pay_1')).toMatchObject({ status: 'retrying', retryCount: 1, attempt: 1 });
-  });
-
-  it('lapsed-lease recovery is deferred too while the breaker is open (no lookup, no change)', async () => {
+  it('lapsed-lease recovery is deferred too while the breaker is open (no retrieve, no change)', async () => {
     let t: number = T0;
-    const breaker = new CircuitBreaker('p', { consecutiveFailures: 1, failureRateThreshold: 0, openMs: 5000, now: () => t, onStateChange: () => {} });
-    const { processor, provider, stored } = setup({ breaker, payment: { status: 'processing', attempt: 1, version: 2, leaseUntil: T0 - 1 } });
+    const breaker = new CircuitBreaker('p', { consecutiveFailures: 1, failureRateThreshold: 0, openMs: 5000, now: () => t });
+    const s = setup({ breaker, payment: { status: 'processing', attempt: 1, version: 2, leaseUntil: T0 - 1 } });
     const p = breaker.acquire();
     if (p.allowed) p.failure();
     expect(breaker.state).toBe('open');
-    await expect(processor.process(created)).resolves.toMatchObject({ kind: 'deferred' });
-    expect(provider.calls).toHaveLength(0);
-    expect(stored().version).toBe(2);
+    await expect(s.processor.process(created)).resolves.toMatchObject({ kind: 'deferred' });
+    expect(s.provider.calls).toHaveLength(0);
+    expect(s.stored().version).toBe(2);
     t += 5000;
-    await expect(processor.process(created)).resolves.toMatchObject({ kind: 'settled', via: 'lookup' });
+    await expect(s.processor.process(created)).resolves.toMatchObject({ kind: 'settled', via: 'retrieve' });
   });
 
-  it('a declined charge counts as a healthy provider', async () => {
+  it('a declined card counts as a healthy provider', async () => {
     const { processor, provider, repo, breaker } = withBreaker();
-    provider.behaviour = () => 'decline';
+    provider.confirmBehaviour = () => 'decline';
     for (const id of ['pay_2', 'pay_3', 'pay_4']) repo.put(payment({ id }));
     for (const id of ['pay_1', 'pay_2', 'pay_3', 'pay_4']) await processor.process({ paymentId: id, reason: 'created' });
     expect(breaker.state).toBe('closed');

@@ -1,7 +1,7 @@
 import { QueryCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
-import { OPEN_SHARDS } from './payment-repository';
+import { openPartitions } from './payment-repository';
 
-export const openShards = (): string[] => Array.from({ length: OPEN_SHARDS }, (_, n) => `open#${String(n).padStart(2, '0')}`);
+export const openShards = openPartitions;
 
 /**
  * Open payments by status, read from the sparse index only (its size is the open set, not the table),

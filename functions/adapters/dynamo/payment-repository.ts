@@ -7,16 +7,21 @@ import { createHash } from 'node:crypto';
 import { ConditionalCheckFailedException, TransactionCanceledException } from '@aws-sdk/client-dynamodb';
 import { unmarshall } from '@aws-sdk/util-dynamodb';
 import {
+  BatchGetCommand,
   GetCommand,
   QueryCommand,
   TransactWriteCommand,
   UpdateCommand,
+  type BatchGetCommandOutput,
   type DynamoDBDocumentClient,
   type UpdateCommandInput,
 } from '@aws-sdk/lib-dynamodb';
 import { ConcurrentUpdateError, ServiceUnavailableError } from '../../core/errors';
-import { isOpen, type ChangeInfo, type Payment, type PaymentStatus } from '../../core/payment';
+import { isOpen, type Payment } from '../../core/payment';
+import type { IdempotencyRecord, InsertResult, OpenDuePage, PaymentStore, TouchRequest, TransitionRequest } from '../../core/ports';
 import { assertTransition } from '../../core/state-machine';
+
+export type { IdempotencyRecord, InsertResult, TransitionRequest } from '../../core/ports';
 
 export const SETTLED_INDEX = 'settled-by-hour';
 
@@ -28,41 +33,15 @@ export function openShardFor(paymentId: string): string {
   return `open#${String(n).padStart(2, '0')}`;
 }
 
-export interface IdempotencyRecord {
-  readonly pk: string;
-  readonly tenantId: string;
-  readonly idempotencyKey: string;
-  readonly paymentId: string;
-  readonly generation: number;
-  readonly requestHash: string;
-  readonly createdAt: string;
-  /** Epoch seconds; DynamoDB TTL attribute. Past it the key acts as absent even before TTL deletes it. */
-  readonly expiresAt: number;
-}
-
 /** Successful payments carry a sparse (hour, shard) bucket so provider reconciliation can list a window. */
 export function settledBucketFor(paymentId: string, at: Date): string {
   return `${at.toISOString().slice(0, 13)}#${openShardFor(paymentId).slice(5)}`;
 }
 
+/** The IdempotencyKeys table's partition key: keys are scoped to their tenant. */
 export const keyPk = (tenantId: string, key: string): string => `${tenantId}#${key}`;
 
-export type InsertResult =
-  | { readonly kind: 'created' }
-  /** `key` is the live record when it blocked the insert; `payment` is the stored item at the attempted id. */
-  | { readonly kind: 'conflict'; readonly key?: IdempotencyRecord; readonly payment?: Payment };
-
-export interface TransitionRequest {
-  readonly to: PaymentStatus;
-  readonly change: ChangeInfo;
-  readonly now: Date;
-  /** Attributes to set along with the status. */
-  readonly set?: Partial<Omit<Payment, 'id' | 'status' | 'version' | 'lastChange' | 'openShard' | 'dueAt'>>;
-  readonly remove?: ReadonlyArray<keyof Payment>;
-  /** When the reconciler should look at the payment if nothing else moves it (open statuses only). */
-  readonly dueAt?: number;
-  readonly operator?: boolean;
-}
+export const openPartitions = (): string[] => Array.from({ length: OPEN_SHARDS }, (_, n) => `open#${String(n).padStart(2, '0')}`);
 
 export interface PaymentTables {
   readonly payments: string;
@@ -72,7 +51,7 @@ export interface PaymentTables {
 
 const TRANSACTION_RETRIES = 8;
 
-export class PaymentRepository {
+export class PaymentRepository implements PaymentStore {
   constructor(
     private readonly doc: DynamoDBDocumentClient,
     private readonly tables: PaymentTables,
@@ -81,6 +60,25 @@ export class PaymentRepository {
   async get(id: string): Promise<Payment | undefined> {
     const { Item } = await this.doc.send(new GetCommand({ TableName: this.tables.payments, Key: { id }, ConsistentRead: true }));
     return Item as Payment | undefined;
+  }
+
+  /** Up to 100 ids per BatchGetItem; unprocessed keys are asked again until none are left. */
+  async getMany(ids: readonly string[]): Promise<Map<string, Payment>> {
+    const out = new Map<string, Payment>();
+    for (let i = 0; i < ids.length; i += 100) {
+      let keys: Array<Record<string, unknown>> | undefined = ids.slice(i, i + 100).map((id) => ({ id }));
+      for (let round = 0; keys && keys.length > 0; round++) {
+        const res: BatchGetCommandOutput = await this.doc.send(new BatchGetCommand({ RequestItems: { [this.tables.payments]: { Keys: keys, ConsistentRead: true } } }));
+        for (const item of res.Responses?.[this.tables.payments] ?? []) out.set(String(item.id), item as Payment);
+        keys = res.UnprocessedKeys?.[this.tables.payments]?.Keys;
+        if (keys?.length) await sleep(Math.min(1000, 20 * 2 ** round));
+      }
+    }
+    return out;
+  }
+
+  openPartitions(): readonly string[] {
+    return openPartitions();
   }
 
   async getKey(tenantId: string, key: string): Promise<IdempotencyRecord | undefined> {
@@ -95,7 +93,9 @@ export class PaymentRepository {
    * expired; the payment id must be unused. Transaction conflicts with concurrent identical requests
    * are retried with jitter; the loser then sees the winner's records.
    */
-  async insertWithKey(payment: Payment, key: IdempotencyRecord, nowEpochSeconds: number): Promise<InsertResult> {
+  async insertWithKey(newPayment: Payment, key: IdempotencyRecord, nowEpochSeconds: number): Promise<InsertResult> {
+    const keyItem = { ...key, pk: keyPk(key.tenantId, key.idempotencyKey) };
+    const payment = { ...newPayment, openShard: openShardFor(newPayment.id) };
     for (let attempt = 0; ; attempt++) {
       try {
         await this.doc.send(
@@ -104,7 +104,7 @@ export class PaymentRepository {
               {
                 Put: {
                   TableName: this.tables.idempotency,
-                  Item: key,
+                  Item: keyItem,
                   ConditionExpression: 'attribute_not_exists(pk) OR expiresAt <= :now',
                   ExpressionAttributeValues: { ':now': nowEpochSeconds },
                   ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
@@ -215,22 +215,38 @@ export class PaymentRepository {
   }
 
   /**
-   * A new version without a status change (the reconciler re-queued the payment): still conditional on
-   * version and status, still audited, and it moves the payment's due time.
+   * A new version without a status change (a re-queue, a recorded refund): still conditional on version
+   * and status, still audited. With `dueAt` it moves an open payment's due time.
    */
-  async touch(current: Payment, req: { change: ChangeInfo; now: Date; dueAt: number }): Promise<Payment> {
+  async touch(current: Payment, req: TouchRequest): Promise<Payment> {
+    const names: Record<string, string> = { '#version': 'version', '#status': 'status' };
+    const values: Record<string, unknown> = {
+      ':v': current.version,
+      ':next': current.version + 1,
+      ':s': current.status,
+      ':now': req.now.toISOString(),
+      ':change': req.change,
+    };
+    const sets = ['#version = :next', 'updatedAt = :now', 'lastChange = :change'];
+    let condition = '#version = :v AND #status = :s';
+    if (req.dueAt !== undefined) {
+      values[':due'] = req.dueAt;
+      sets.push('dueAt = :due');
+      condition += ' AND attribute_exists(openShard)';
+    }
+    let i = 0;
+    for (const [k, v] of Object.entries(req.set ?? {})) {
+      if (v === undefined) continue;
+      names[`#a${i}`] = k;
+      values[`:a${i}`] = v;
+      sets.push(`#a${i} = :a${i}`);
+      i++;
+    }
     return this.conditionalUpdate(current.id, {
-      UpdateExpression: 'SET #version = :next, updatedAt = :now, lastChange = :change, dueAt = :due',
-      ConditionExpression: '#version = :v AND #status = :s AND attribute_exists(openShard)',
-      ExpressionAttributeNames: { '#version': 'version', '#status': 'status' },
-      ExpressionAttributeValues: {
-        ':v': current.version,
-        ':next': current.version + 1,
-        ':s': current.status,
-        ':now': req.now.toISOString(),
-        ':change': req.change,
-        ':due': req.dueAt,
-      },
+      UpdateExpression: `SET ${sets.join(', ')}`,
+      ConditionExpression: condition,
+      ExpressionAttributeNames: names,
+      ExpressionAttributeValues: values,
     });
   }
 
@@ -249,7 +265,7 @@ export class PaymentRepository {
   }
 
   /** One page of open payments in one index shard whose due time has passed. */
-  async openDue(shard: string, dueBefore: number, startKey?: Record<string, unknown>, limit = 100) {
+  async openDue(shard: string, dueBefore: number, startKey?: Record<string, unknown>, limit = 100): Promise<OpenDuePage> {
     const res = await this.doc.send(
       new QueryCommand({
         TableName: this.tables.payments,
@@ -260,7 +276,7 @@ export class PaymentRepository {
         Limit: limit,
       }),
     );
-    return { items: (res.Items ?? []) as Payment[], next: res.LastEvaluatedKey, scanned: res.ScannedCount ?? 0 };
+    return { items: (res.Items ?? []) as Payment[], ...(res.LastEvaluatedKey ? { next: res.LastEvaluatedKey } : {}), scanned: res.ScannedCount ?? 0 };
   }
 }
 

@@ -23,6 +23,8 @@ export interface RecoveryRun {
   readonly finishedAt?: string;
   readonly counts: Record<string, number>;
   readonly itemsRead?: number;
+  readonly intentsRead?: number;
+  readonly refundsIssued?: number;
   readonly durationMs?: number;
   readonly discrepancies?: unknown[];
   readonly error?: string;
@@ -73,13 +75,16 @@ export class RecoveryRunsRepository {
       new UpdateCommand({
         TableName: this.table,
         Key: { pk: 'RUN', sk: `${run.startedAt}#${run.runId}` },
-        UpdateExpression: 'SET #s = :s, finishedAt = :f, counts = :c, itemsRead = :r, durationMs = :d, discrepancies = :x, #e = :e',
+        UpdateExpression:
+          'SET #s = :s, finishedAt = :f, counts = :c, itemsRead = :r, intentsRead = :i, refundsIssued = :ri, durationMs = :d, discrepancies = :x, #e = :e',
         ExpressionAttributeNames: { '#s': 'status', '#e': 'error' },
         ExpressionAttributeValues: {
           ':s': result.status,
           ':f': result.finishedAt,
           ':c': result.counts,
           ':r': result.itemsRead ?? 0,
+          ':i': result.intentsRead ?? 0,
+          ':ri': result.refundsIssued ?? 0,
           ':d': result.durationMs ?? 0,
           ':x': result.discrepancies ?? [],
           ':e': result.error ?? null,

@@ -1,19 +1,10 @@
 import { SendMessageCommand, type SQSClient } from '@aws-sdk/client-sqs';
+import type { PaymentMessage, PaymentQueue } from '../../core/ports';
 
 /** SQS caps DelaySeconds at 15 minutes; longer waits are chained with notBefore. */
 export const MAX_SQS_DELAY_SECONDS = 900;
 
-export interface PaymentMessage {
-  readonly paymentId: string;
-  /** Why the message was sent: created, retry, requeue, operator_retry, deferred. */
-  readonly reason: string;
-  /** Epoch ms before which the worker must not attempt the payment (re-sent with more delay). */
-  readonly notBefore?: number;
-}
-
-export interface PaymentQueue {
-  send(message: PaymentMessage, delaySeconds?: number): Promise<void>;
-}
+export type { PaymentMessage, PaymentQueue } from '../../core/ports';
 
 export class SqsPaymentQueue implements PaymentQueue {
   constructor(

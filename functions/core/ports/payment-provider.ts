@@ -86,6 +86,8 @@ export class ProviderError extends Error {
 
 export interface CreateIntentRequest {
   readonly paymentId: string;
+  /** Which intent of the payment (0 unless an operator re-opened it): part of the idempotency key. */
+  readonly intentSeq?: number;
   readonly amountMinor: number;
   /** ISO 4217, upper case. */
   readonly currency: string;
@@ -145,9 +147,13 @@ export interface PaymentProvider {
   listIntents(q: { readonly from: Date; readonly to: Date; readonly startingAfter?: string; readonly limit?: number }): Promise<IntentPage>;
 }
 
-/** The provider idempotency key of a payment's intent: the payment id alone, so every create returns one intent. */
-export function intentIdempotencyKey(paymentId: string): string {
-  return `intent-${paymentId}`;
+/**
+ * The provider idempotency key of a payment's intent: derived from the payment alone, so every create
+ * returns the same intent. Only an operator re-open of a failed payment, whose intent was cancelled
+ * first, moves to the next intent (`intentSeq`).
+ */
+export function intentIdempotencyKey(paymentId: string, intentSeq = 0): string {
+  return intentSeq === 0 ? `intent-${paymentId}` : `intent-${paymentId}-r${intentSeq}`;
 }
 
 /** The provider idempotency key of one confirmation of a payment's intent. */

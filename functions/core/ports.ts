@@ -1,0 +1,102 @@
+/**
+ * What the core needs from the outside world, owned by the core: adapters implement these, wiring
+ * plugs them in. Storage details (key formats, index shards, buckets) stay in the adapters.
+ */
+import type { ChangeInfo, Payment, PaymentStatus } from './payment';
+
+export type { PaymentProvider } from './ports/payment-provider';
+
+/** Structured logging; the core never imports a logger, it is given one. */
+export interface Logger {
+  debug(message: string, attrs?: Record<string, unknown>): void;
+  info(message: string, attrs?: Record<string, unknown>): void;
+  warn(message: string, attrs?: Record<string, unknown>): void;
+  error(message: string, attrs?: Record<string, unknown>): void;
+}
+
+export const silentLogger: Logger = { debug: () => {}, info: () => {}, warn: () => {}, error: () => {} };
+
+export type Clock = () => Date;
+
+// ---- Queue ------------------------------------------------------------------------------------------
+
+export interface PaymentMessage {
+  readonly paymentId: string;
+  /** Why the message was sent: created, retry, requeue, operator_retry, deferred. */
+  readonly reason: string;
+  /** Epoch ms before which the worker must not attempt the payment (re-sent with more delay). */
+  readonly notBefore?: number;
+  /** The attempt number a retry message was scheduled to start; stale once the payment's attempt reached it. */
+  readonly forAttempt?: number;
+}
+
+export interface PaymentQueue {
+  /** Delays over the queue's maximum are capped by the adapter; callers chain longer waits with notBefore. */
+  send(message: PaymentMessage, delaySeconds?: number): Promise<void>;
+}
+
+// ---- Payment store ----------------------------------------------------------------------------------
+
+/** An idempotency key of one tenant and the payment it holds. */
+export interface IdempotencyRecord {
+  readonly tenantId: string;
+  readonly idempotencyKey: string;
+  readonly paymentId: string;
+  readonly generation: number;
+  readonly requestHash: string;
+  readonly createdAt: string;
+  /** Epoch seconds. Past it the key acts as absent even before TTL deletes it. */
+  readonly expiresAt: number;
+}
+
+export type InsertResult =
+  | { readonly kind: 'created' }
+  /** `key` is the live record when it blocked the insert; `payment` is the stored item at the attempted id. */
+  | { readonly kind: 'conflict'; readonly key?: IdempotencyRecord; readonly payment?: Payment };
+
+/** Fields of a payment the core sets; the store adds its own bookkeeping (index shards, buckets). */
+export type StoredFields = 'id' | 'status' | 'version' | 'lastChange' | 'openShard' | 'dueAt' | 'settledBucket' | 'settledAt';
+
+export interface TransitionRequest {
+  readonly to: PaymentStatus;
+  readonly change: ChangeInfo;
+  readonly now: Date;
+  /** Attributes to set along with the status. */
+  readonly set?: Partial<Omit<Payment, StoredFields>>;
+  readonly remove?: ReadonlyArray<keyof Payment>;
+  /** When the reconciler should look at the payment if nothing else moves it (open statuses only). */
+  readonly dueAt?: number;
+  readonly operator?: boolean;
+}
+
+/** A new version without a status change: audited, conditional, and it may move the due time. */
+export interface TouchRequest {
+  readonly change: ChangeInfo;
+  readonly now: Date;
+  /** Open payments only. */
+  readonly dueAt?: number;
+  readonly set?: Partial<Omit<Payment, StoredFields>>;
+}
+
+export interface OpenDuePage {
+  readonly items: Payment[];
+  readonly next?: Record<string, unknown>;
+  readonly scanned: number;
+}
+
+export interface PaymentStore {
+  get(id: string): Promise<Payment | undefined>;
+  /** Up to 100 payments by id in one round trip; missing ids are absent from the result. */
+  getMany(ids: readonly string[]): Promise<Map<string, Payment>>;
+  getKey(tenantId: string, key: string): Promise<IdempotencyRecord | undefined>;
+  /** Key record and payment in one transaction. */
+  insertWithKey(payment: Payment, key: IdempotencyRecord, nowEpochSeconds: number): Promise<InsertResult>;
+  /** One state-machine transition, conditional on the caller's version and status. */
+  transition(current: Payment, req: TransitionRequest): Promise<Payment>;
+  /** A new version in the same status (throws ConcurrentUpdateError when the payment moved). */
+  touch(current: Payment, req: TouchRequest): Promise<Payment>;
+  /** The partitions of the open-payments index; the reconciler walks them in turn. */
+  openPartitions(): readonly string[];
+  /** One page of open payments of one partition whose due time has passed. */
+  openDue(partition: string, dueBefore: number, startKey?: Record<string, unknown>, limit?: number): Promise<OpenDuePage>;
+}

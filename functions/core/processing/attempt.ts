@@ -1,0 +1,103 @@
+/**
+ * One attempt on a claimed payment: make sure its intent exists, confirm it, and settle what the
+ * provider said. Every attempt confirms the same intent, so however many attempts run (late,
+ * duplicated, after a crash), money moves at most once. An unclear answer is checked once right away
+ * by retrieving the intent; if that does not settle it, the payment is retrying with the outcome
+ * marked unknown, and the next attempt retrieves the intent before anything else.
+ */
+import type { Payment } from '../payment';
+import type { ProviderIntent } from '../ports/payment-provider';
+import type { Ctx, ProcessResult } from './context';
+import { finishNotPaid } from './finish';
+import { ensureIntent } from './intent';
+import { confirmOutcome, errorOutcome, intentState, isProviderFailure, isUnexpectedState, type IntentState, type Outcome } from './provider-outcome';
+import { publicMessage } from './public-messages';
+import { holdForOutage, retryOrFail, succeed } from './settle';
+
+/** `report(failed)` tells the circuit breaker whether the provider looked unhealthy. */
+export async function runAttempt(ctx: Ctx, p: Payment, report: (providerFailed: boolean) => void): Promise<ProcessResult> {
+  let intentId = p.intentId;
+  let outcome: Outcome;
+  try {
+    intentId ??= (await ensureIntent(ctx, p)).id;
+    outcome = await confirm(ctx, p, intentId);
+  } catch (err) {
+    outcome = errorOutcome(err);
+  }
+  if (outcome.kind === 'unknown' && intentId) outcome = await checkOnce(ctx, intentId, outcome);
+  report(isProviderFailure(outcome));
+  ctx.log.info('attempt outcome', { paymentId: p.id, attempt: p.attempt, outcome: outcome.kind, ...('code' in outcome ? { code: outcome.code } : {}) });
+  return settleOutcome(ctx, p, outcome, intentId);
+}
+
+async function confirm(ctx: Ctx, p: Payment, intentId: string): Promise<Outcome> {
+  try {
+    const intent = await ctx.deps.provider.confirmIntent(intentId, { paymentId: p.id, attempt: p.attempt, paymentMethod: p.paymentMethod.token });
+    return confirmOutcome(intent);
+  } catch (err) {
+    if (!isUnexpectedState(err)) throw err;
+    // The intent is past confirmation (succeeded, cancelled) or busy: ask where it stands.
+    const intent = err.extra.intent ?? (await ctx.deps.provider.retrieveIntent(intentId));
+    return stateOutcome(intentState(intent));
+  }
+}
+
+/** An unclear answer: look at the intent once. Anything still unclear stays unknown. */
+async function checkOnce(ctx: Ctx, intentId: string, unknown: Outcome): Promise<Outcome> {
+  try {
+    const s = intentState(await ctx.deps.provider.retrieveIntent(intentId));
+    return s.kind === 'confirmable' || s.kind === 'in_flight' ? unknown : stateOutcome(s);
+  } catch (err) {
+    errorOutcome(err); // rethrows what is not a provider answer
+    return unknown;
+  }
+}
+
+export function stateOutcome(s: IntentState): Outcome {
+  switch (s.kind) {
+    case 'succeeded':
+    case 'canceled':
+      return s;
+    case 'declined':
+      return { kind: 'declined', code: s.code, message: s.message, intent: s.intent };
+    case 'confirmable':
+      return { kind: 'unknown', code: 'INTENT_NOT_CONFIRMED', message: 'the intent shows no confirmation yet' };
+    case 'in_flight':
+      return { kind: 'unknown', code: 'INTENT_IN_FLIGHT', message: `the intent is ${s.intent.status}` };
+  }
+}
+
+export async function settleOutcome(ctx: Ctx, p: Payment, o: Outcome, intentId: string | undefined): Promise<ProcessResult> {
+  const now = ctx.clock();
+  switch (o.kind) {
+    case 'succeeded':
+      return succeed(ctx, p, o.intent, 'confirm', `attempt ${p.attempt} succeeded`);
+    case 'declined':
+    case 'canceled': {
+      const code = o.kind === 'declined' ? o.code : 'PAYMENT_CANCELED';
+      return finishNotPaid(
+        ctx,
+        intentId && !p.intentId ? { ...p, intentId } : p,
+        {
+          to: 'failed',
+          lastError: { code, message: publicMessage(code), retryable: false, timestamp: now.toISOString(), details: { attempt: p.attempt } },
+          action: 'charge_declined',
+          reason: `attempt ${p.attempt} ${code}`,
+        },
+        o.kind === 'canceled' ? o.intent : (o.intent as ProviderIntent | undefined),
+      );
+    }
+    case 'retryable':
+      return retryOrFail(
+        ctx,
+        p,
+        { code: o.code, message: publicMessage(o.code), outcome: 'error', ...(o.retryAfterMs !== undefined ? { retryAfterMs: o.retryAfterMs } : {}) },
+        'confirm',
+        intentId,
+      );
+    case 'unknown':
+      return retryOrFail(ctx, p, { code: o.code, message: publicMessage(o.code), outcome: 'unknown' }, 'confirm', intentId);
+    case 'outage':
+      return holdForOutage(ctx, p, o.code, publicMessage(o.code), intentId);
+  }
+}

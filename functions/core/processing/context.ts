@@ -1,0 +1,103 @@
+/**
+ * What every processing step shares: its dependencies, settings and the result types. The steps
+ * (claim, attempt, resolve, settle, finish) are plain functions over this context, so each file reads
+ * top to bottom.
+ */
+import type { BreakerDenial, BreakerPermit } from '../circuit-breaker';
+import type { PaymentStatus } from '../payment';
+import type { Clock, Logger, PaymentMessage, PaymentQueue, PaymentStore } from '../ports';
+import type { PaymentProvider } from '../ports/payment-provider';
+import type { RandomSource } from '../retry-policy';
+
+/** The part of PaymentStore the processor uses. */
+export type ProcessorStore = Pick<PaymentStore, 'get' | 'transition'>;
+
+/** The part of CircuitBreaker the processor uses. */
+export interface ProviderGate {
+  acquire(): BreakerPermit | BreakerDenial;
+}
+
+export interface ProcessorConfig {
+  readonly retryBaseSeconds: number;
+  readonly retryCapSeconds: number;
+  readonly leaseSeconds: number;
+  readonly providerTimeoutMs: number;
+  /** A retrying payment is due for the reconciler this long after nextAttemptAt. Default: the lease. */
+  readonly retryGraceMs?: number;
+  /** Spread of re-sends deferred by an open breaker, so they do not all come back at once. Default 1000. */
+  readonly deferJitterMs?: number;
+  /** How long a payment waits when the provider refuses our credentials (an outage). Default 60 s. */
+  readonly outageDelayMs?: number;
+}
+
+export interface PaymentProcessorDeps {
+  readonly store: ProcessorStore;
+  readonly provider: PaymentProvider;
+  readonly queue: PaymentQueue;
+  readonly breaker: ProviderGate;
+  readonly config: ProcessorConfig;
+  readonly logger: Logger;
+  readonly clock?: Clock;
+  readonly random?: RandomSource;
+}
+
+/** A queue message as the worker reads it. */
+export type WorkerMessage = PaymentMessage;
+
+export type IgnoredReason =
+  /** No payment with this id. */
+  | 'not_found'
+  /** The payment is final: duplicate or late message. */
+  | 'terminal'
+  /** Another worker holds a live lease on the current attempt. */
+  | 'leased'
+  /** A retry message for an attempt that has already started. */
+  | 'stale'
+  /** Another writer changed the payment between our read and our write. */
+  | 'concurrent_update';
+
+export type ProcessResult =
+  | { readonly kind: 'ignored'; readonly reason: IgnoredReason; readonly status?: PaymentStatus }
+  /** Early message (notBefore in the future) re-sent with the remaining delay. */
+  | { readonly kind: 'rescheduled'; readonly notBefore: number; readonly delaySeconds: number }
+  /** Provider breaker open: re-sent for later, payment untouched, no retry consumed. */
+  | { readonly kind: 'deferred'; readonly notBefore: number; readonly delaySeconds: number }
+  /** The payment moved: to success, failed, expired or retrying. */
+  | { readonly kind: 'settled'; readonly status: PaymentStatus; readonly attempt: number; readonly via: 'confirm' | 'retrieve' | 'cancel' };
+
+/**
+ * The provider could not tell us where the payment's intent stands (or refused to cancel it right now).
+ * Nothing is decided: the message is redelivered, and the reconciler finds the payment by its due time.
+ */
+export class OutcomeUnresolvedError extends Error {
+  override readonly name = 'OutcomeUnresolvedError';
+  readonly retryable = true;
+  constructor(
+    readonly paymentId: string,
+    readonly step: string,
+    override readonly cause?: unknown,
+  ) {
+    super(`the provider state of ${paymentId} is unresolved (${step})${cause ? `: ${errorText(cause)}` : ''}`);
+  }
+}
+
+/** A message whose notBefore is at most this far ahead is processed now (clock skew between hosts). */
+export const NOT_BEFORE_TOLERANCE_MS = 250;
+
+export const WORKER = 'worker';
+
+/** The resolved context every step receives. */
+export interface Ctx {
+  readonly deps: PaymentProcessorDeps;
+  readonly clock: Clock;
+  readonly random: RandomSource;
+  readonly log: Logger;
+  readonly leaseMs: number;
+  readonly graceMs: number;
+  readonly deferJitterMs: number;
+  readonly outageDelayMs: number;
+}
+
+export function errorText(err: unknown): string {
+  return err instanceof Error ? `${err.name}: ${err.message}` : String(err);
+}

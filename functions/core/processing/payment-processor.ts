@@ -1,0 +1,135 @@
+/**
+ * The payment-attempt use case the worker runs for each queue message (and the reconciler for a lapsed
+ * lease or a payment past its deadline).
+ *
+ * Money safety does not rest on timing:
+ *   1. One provider intent per payment, created with a key derived from the payment (intent.ts). Every
+ *      attempt confirms that intent; the provider lets an intent succeed at most once.
+ *   2. Every unclear answer (timeout, reset, 5xx, unreadable, still in flight) is unknown and is settled
+ *      only by retrieving the intent (resolve.ts), never by confirming blind.
+ *   3. A payment ends failed or expired only after its intent is cancelled (finish.ts); a cancelled
+ *      intent can never succeed, and a cancel refused because the intent succeeded makes it a success.
+ *   4. Only the claimer of an attempt (conditional write + lease, claim.ts) talks to the provider.
+ */
+import { isTerminal, type Payment, type PaymentError } from '../payment';
+import { scheduleFor, validateBackoff } from '../retry-policy';
+import { runAttempt } from './attempt';
+import { claim } from './claim';
+import { NOT_BEFORE_TOLERANCE_MS, OutcomeUnresolvedError, type Ctx, type PaymentProcessorDeps, type ProcessResult, type WorkerMessage } from './context';
+import { finishNotPaid } from './finish';
+import { hasUnresolvedOutcome, recoverLapsedLease, resolveBeforeAttempt } from './resolve';
+
+export class PaymentProcessor {
+  private readonly ctx: Ctx;
+
+  constructor(deps: PaymentProcessorDeps) {
+    const c = deps.config;
+    validateBackoff({ baseSeconds: c.retryBaseSeconds, capSeconds: c.retryCapSeconds });
+    const leaseMs = c.leaseSeconds * 1000;
+    if (!(leaseMs > 0)) throw new RangeError('leaseSeconds must be > 0');
+    // A confirmation, a retrieve and a cancel must fit in the lease.
+    if (!(c.providerTimeoutMs > 0 && c.providerTimeoutMs * 3 < leaseMs)) {
+      throw new RangeError(`the provider timeout (${c.providerTimeoutMs} ms) must be positive and less than a third of the lease (${leaseMs} ms)`);
+    }
+    this.ctx = {
+      deps,
+      clock: deps.clock ?? (() => new Date()),
+      random: deps.random ?? Math.random,
+      log: deps.logger,
+      leaseMs,
+      graceMs: c.retryGraceMs ?? leaseMs,
+      deferJitterMs: c.deferJitterMs ?? 1000,
+      outageDelayMs: c.outageDelayMs ?? 60_000,
+    };
+  }
+
+  async process(message: WorkerMessage): Promise<ProcessResult> {
+    const ctx = this.ctx;
+    const where = { paymentId: message.paymentId, messageReason: message.reason };
+    const p = await ctx.deps.store.get(message.paymentId);
+    if (!p) {
+      ctx.log.warn('message for an unknown payment; dropped', where);
+      return { kind: 'ignored', reason: 'not_found' };
+    }
+    if (isTerminal(p.status)) {
+      ctx.log.info('payment already final; message dropped', { ...where, status: p.status });
+      return { kind: 'ignored', reason: 'terminal', status: p.status };
+    }
+    const now = ctx.clock().getTime();
+    if (message.notBefore !== undefined && message.notBefore - now > NOT_BEFORE_TOLERANCE_MS) {
+      const s = scheduleFor(message.notBefore - now, now);
+      await ctx.deps.queue.send({ ...message }, s.delaySeconds);
+      ctx.log.debug('message early; re-sent with the remaining delay', { ...where, notBefore: message.notBefore, delaySeconds: s.delaySeconds });
+      return { kind: 'rescheduled', notBefore: message.notBefore, delaySeconds: s.delaySeconds };
+    }
+
+    if (p.status === 'processing') {
+      if (p.leaseUntil !== undefined && p.leaseUntil > now) {
+        // The owner settles the attempt; if it dies, the reconciler finds the lapsed lease (dueAt = leaseUntil).
+        ctx.log.info('attempt leased by another worker; message dropped', { ...where, attempt: p.attempt, leaseUntil: p.leaseUntil });
+        return { kind: 'ignored', reason: 'leased', status: p.status };
+      }
+      return this.withProvider(p, message, () => recoverLapsedLease(ctx, p));
+    }
+
+    // pending or retrying
+    if (message.forAttempt !== undefined && message.forAttempt <= p.attempt) {
+      ctx.log.info('retry message for an attempt that already started; dropped', { ...where, forAttempt: message.forAttempt, attempt: p.attempt });
+      return { kind: 'ignored', reason: 'stale', status: p.status };
+    }
+    return this.withProvider(p, message, async (report) => {
+      if (hasUnresolvedOutcome(p)) {
+        const resolved = await resolveBeforeAttempt(ctx, p);
+        if (resolved !== 'proceed') return resolved;
+      }
+      const attempt = p.attempt + 1;
+      const c = await claim(ctx, p, { action: 'attempt_started', reason: `attempt ${attempt} (${message.reason})`, attempt: 'next' });
+      if ('lost' in c) return { kind: 'ignored', reason: 'concurrent_update' };
+      return runAttempt(ctx, c.claimed, report);
+    });
+  }
+
+  /**
+   * Ends an open payment past its deadline as expired, cancelling its intent first. If the intent had
+   * succeeded, the payment is a success instead. Throws OutcomeUnresolvedError when the provider
+   * cannot answer (the payment stays open and due).
+   */
+  async expire(p: Payment, error: PaymentError, actor: string, reason: string): Promise<ProcessResult> {
+    return finishNotPaid(this.ctx, p, { to: 'expired', lastError: error, action: 'expired', actor, reason });
+  }
+
+  /** Runs a provider step under the breaker; an open breaker defers the message without touching the payment. */
+  private async withProvider(
+    p: Payment,
+    message: WorkerMessage,
+    step: (report: (providerFailed: boolean) => void) => Promise<ProcessResult>,
+  ): Promise<ProcessResult> {
+    const permit = this.ctx.deps.breaker.acquire();
+    if (!permit.allowed) return this.defer(p, message, permit.retryAt);
+    let verdict: 'success' | 'failure' | 'release' = 'release';
+    const report = (failed: boolean) => {
+      verdict = failed || verdict === 'failure' ? 'failure' : 'success';
+    };
+    try {
+      return await step(report);
+    } catch (err) {
+      // The provider could not be read: that says something about its health. An intent still in
+      // flight says nothing.
+      if (err instanceof OutcomeUnresolvedError && err.cause !== undefined) report(true);
+      throw err;
+    } finally {
+      permit[verdict]();
+    }
+  }
+
+  /** Breaker open: send the same message again for later. No state change, no retry consumed. */
+  private async defer(p: Payment, message: WorkerMessage, retryAt: number): Promise<ProcessResult> {
+    const ctx = this.ctx;
+    const now = ctx.clock().getTime();
+    const notBefore = Math.max(retryAt, now) + Math.round(ctx.random() * ctx.deferJitterMs);
+    const s = scheduleFor(notBefore - now, now);
+    await ctx.deps.queue.send({ ...message, reason: 'deferred', notBefore }, s.delaySeconds);
+    ctx.log.warn('provider circuit open; attempt deferred', { paymentId: p.id, status: p.status, attempt: p.attempt, notBefore, delaySeconds: s.delaySeconds });
+    return { kind: 'deferred', notBefore, delaySeconds: s.delaySeconds };
+  }
+}

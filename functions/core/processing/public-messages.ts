@@ -1,0 +1,24 @@
+/**
+ * What a client reads in `lastError.message`. Provider text is never passed through: it is unbounded,
+ * may echo card data, and changes without notice. Our codes map to our sentences.
+ */
+const MESSAGES: Record<string, string> = {
+  CARD_DECLINED: 'The card was declined',
+  INSUFFICIENT_FUNDS: 'The card has insufficient funds',
+  INVALID_TOKEN: 'The payment method is invalid or unusable',
+  PAYMENT_CANCELED: 'The payment was cancelled at the provider',
+  RATE_LIMITED: 'The provider asked us to slow down; the payment will be retried',
+  PROVIDER_UNAVAILABLE: 'The provider is unavailable; the payment will be retried',
+  PROVIDER_TIMEOUT: 'The provider did not answer in time; the payment is checked before any retry',
+  NETWORK_ERROR: 'The provider could not be reached; the payment is checked before any retry',
+  INVALID_RESPONSE: 'The provider gave an unreadable answer; the payment is checked before any retry',
+  INTENT_NOT_CONFIRMED: 'The provider shows no confirmation yet; the payment is checked before any retry',
+  INTENT_IN_FLIGHT: 'The provider is still processing the payment',
+  ATTEMPT_ABANDONED: 'An attempt did not finish; the provider shows no charge for it',
+  PROVIDER_AUTH_ERROR: 'The provider refused our credentials; the payment waits without using a retry',
+  PAYMENT_EXPIRED: 'The payment did not complete in time',
+};
+
+export function publicMessage(code: string): string {
+  return MESSAGES[code] ?? (code.startsWith('PROVIDER_') ? 'The provider reported an error' : 'The payment could not be completed');
+}

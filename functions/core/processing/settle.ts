@@ -1,0 +1,149 @@
+/**
+ * Writing what an attempt found out. Each step is one conditional transition; losing the race to
+ * another writer drops the message (the winner carries on).
+ *
+ *   succeed      the intent succeeded → success.
+ *   retryOrFail  the attempt did not charge (or we cannot tell yet) → retrying with backoff, or, with
+ *                the retry budget spent, finish as not paid.
+ *   holdForOutage the provider refuses our credentials → retrying after a long wait, no retry spent.
+ *   finishNotPaid see finish.ts: cancel the intent first, then failed / expired.
+ */
+import { ConcurrentUpdateError } from '../errors';
+import type { Payment, PaymentError, PaymentStatus } from '../payment';
+import type { TransitionRequest } from '../ports';
+import type { ProviderIntent } from '../ports/payment-provider';
+import { canScheduleRetry, retryDelayMs, scheduleFor } from '../retry-policy';
+import { lostRace } from './claim';
+import { errorText, WORKER, type Ctx, type ProcessResult } from './context';
+import { finishNotPaid } from './finish';
+
+type Via = 'confirm' | 'retrieve' | 'cancel';
+
+export interface AttemptFailure {
+  readonly code: string;
+  readonly message: string;
+  readonly retryAfterMs?: number;
+  /** 'unknown': a confirmation may still take effect; the next attempt retrieves the intent first. */
+  readonly outcome: 'error' | 'unknown';
+}
+
+export async function succeed(ctx: Ctx, p: Payment, intent: ProviderIntent, via: Via, reason: string): Promise<ProcessResult> {
+  const now = ctx.clock();
+  return write(ctx, p, 'success', via, {
+    to: 'success',
+    now,
+    change: { action: 'charge_succeeded', actor: WORKER, reason },
+    set: { processedAt: now.toISOString(), providerChargeId: intent.latestChargeId ?? intent.id, intentId: intent.id },
+    remove: ['lastError', 'nextAttemptAt'],
+  });
+}
+
+/** A failed attempt: schedule the next one if the budget allows, else finish the payment as not paid. */
+export async function retryOrFail(ctx: Ctx, p: Payment, f: AttemptFailure, via: Via, intentId: string | undefined): Promise<ProcessResult> {
+  const now = ctx.clock();
+  const attempt = p.attempt;
+  const details: Record<string, unknown> = { attempt, outcome: f.outcome };
+  if (!canScheduleRetry(p.retryCount, p.maxRetries)) {
+    ctx.log.warn('retries exhausted; finishing the payment as not paid', {
+      paymentId: p.id,
+      attempt,
+      retryCount: p.retryCount,
+      maxRetries: p.maxRetries,
+      code: f.code,
+    });
+    const lastError: PaymentError = { code: f.code, message: f.message, retryable: true, timestamp: now.toISOString(), details };
+    return finishNotPaid(ctx, withIntent(p, intentId), {
+      to: 'failed',
+      lastError,
+      action: 'retries_exhausted',
+      reason: `attempt ${attempt} ${f.code}; ${p.retryCount} of ${p.maxRetries} retries used`,
+    });
+  }
+
+  const retryCount = p.retryCount + 1;
+  const { delayMs, capMs } = retryDelayMs(
+    p.retryCount,
+    { baseSeconds: ctx.deps.config.retryBaseSeconds, capSeconds: ctx.deps.config.retryCapSeconds },
+    ctx.random,
+    f.retryAfterMs,
+  );
+  const lastError: PaymentError = {
+    code: f.code,
+    message: f.message,
+    retryable: true,
+    timestamp: now.toISOString(),
+    details: { ...details, retry: retryCount, delayMs, backoffCapMs: capMs },
+  };
+  const result = await scheduleNext(ctx, p, via, delayMs, {
+    action: 'retry_scheduled',
+    reason: `attempt ${attempt} ${f.code}; retry ${retryCount} of ${p.maxRetries} in ${delayMs} ms (backoff cap ${capMs} ms)`,
+    set: { retryCount, lastError, ...(intentId ? { intentId } : {}) },
+  });
+  if (result.kind === 'settled') ctx.log.info('retry scheduled', { paymentId: p.id, attempt, retryCount, delayMs, backoffCapMs: capMs, code: f.code });
+  return result;
+}
+
+/**
+ * The provider refuses our credentials or account: nothing is wrong with the card and no retry is spent.
+ * The payment waits (retrying) for the outage to end; an operator alarm fires on the logged error.
+ */
+export async function holdForOutage(ctx: Ctx, p: Payment, code: string, message: string, intentId: string | undefined): Promise<ProcessResult> {
+  const now = ctx.clock();
+  const delayMs = ctx.outageDelayMs;
+  ctx.log.error('provider refuses our credentials or account; payment held without spending a retry', { paymentId: p.id, code, delayMs });
+  const lastError: PaymentError = {
+    code,
+    message,
+    retryable: true,
+    timestamp: now.toISOString(),
+    details: { attempt: p.attempt, outcome: 'outage', delayMs },
+  };
+  return scheduleNext(ctx, p, 'confirm', delayMs, {
+    action: 'provider_outage',
+    reason: `attempt ${p.attempt} ${code}; held ${delayMs} ms, no retry spent`,
+    set: { lastError, ...(intentId ? { intentId } : {}) },
+  });
+}
+
+/** processing → retrying with a delayed queue message for the next attempt. */
+async function scheduleNext(
+  ctx: Ctx,
+  p: Payment,
+  via: Via,
+  delayMs: number,
+  what: { action: string; reason: string; set: TransitionRequest['set'] },
+): Promise<ProcessResult> {
+  const now = ctx.clock();
+  const s = scheduleFor(delayMs, now);
+  const result = await write(ctx, p, 'retrying', via, {
+    to: 'retrying',
+    now,
+    change: { action: what.action, actor: WORKER, reason: what.reason },
+    set: { ...what.set, nextAttemptAt: s.notBefore },
+    remove: ['leaseUntil'],
+    dueAt: s.notBefore + ctx.graceMs,
+  });
+  if (result.kind !== 'settled') return result;
+  try {
+    await ctx.deps.queue.send({ paymentId: p.id, reason: 'retry', notBefore: s.notBefore, forAttempt: p.attempt + 1 }, s.delaySeconds);
+  } catch (err) {
+    // The payment is retrying with dueAt = nextAttemptAt + grace: the reconciler re-queues it.
+    ctx.log.error('retry message not sent; the reconciler will re-queue the payment', { paymentId: p.id, error: errorText(err) });
+  }
+  return result;
+}
+
+export async function write(ctx: Ctx, p: Payment, status: PaymentStatus, via: Via, req: TransitionRequest): Promise<ProcessResult> {
+  try {
+    const next = await ctx.deps.store.transition(p, req);
+    return { kind: 'settled', status, attempt: next.attempt, via };
+  } catch (err) {
+    if (err instanceof ConcurrentUpdateError) {
+      lostRace(ctx, p, req.change.action);
+      return { kind: 'ignored', reason: 'concurrent_update' };
+    }
+    throw err;
+  }
+}
+
+const withIntent = (p: Payment, intentId: string | undefined): Payment => (intentId && !p.intentId ? { ...p, intentId } : p);
