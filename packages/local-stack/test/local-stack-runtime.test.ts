@@ -7,10 +7,10 @@
 import { PutItemCommand } from '@aws-sdk/client-dynamodb';
 import { ReceiveMessageCommand, SendMessageCommand } from '@aws-sdk/client-sqs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildRestApi, parseApiKeys, startApiGateway } from '../../lib/local/api-gateway';
-import { FunctionRegistry, type InvocationRecord } from '../../lib/local/function-runtime';
-import { LambdaInvocationError, startLocalStack, type LocalStack } from '../../lib/local/local-stack';
-import { eventually, fixtureAssembly, idOf, type FixtureAssembly } from '../helpers/local-stack-fixtures';
+import { buildRestApi, parseApiKeys, startApiGateway } from '../src/api-gateway';
+import { FunctionRegistry, type InvocationRecord } from '../src/function-runtime';
+import { LambdaInvocationError, startLocalStack, type LocalStack } from '../src/local-stack';
+import { eventually, fixtureAssembly, idOf, type FixtureAssembly } from './helpers/local-stack-fixtures';
 import * as path from 'node:path';
 
 let assembly: FixtureAssembly;

@@ -67,7 +67,7 @@ export class LambdaInvocationError extends Error {
   }
 }
 
-/** The worker bootstrap, next to this file (lib/local/function-worker.mjs). */
+/** The worker bootstrap, next to this file (function-worker.mjs). */
 const WORKER_FILE = new URL('./function-worker.mjs', import.meta.url);
 
 /** How long a function may take to import its bundle (Lambda's init phase limit is 10 s). */
