@@ -9,7 +9,9 @@ import * as path from 'node:path';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DynamoDBStreamsClient } from '@aws-sdk/client-dynamodb-streams';
 import { SQSClient } from '@aws-sdk/client-sqs';
-import { buildRestApi, listRoutes, parseApiKeys, startApiGateway, type RestApiModel, type RouteInfo } from './api-gateway';
+import { startApiGateway } from './api-gateway-server';
+import { parseApiKeys } from './api-keys';
+import { buildRestApi, listRoutes, type RestApiModel, type RouteInfo } from './api-model';
 import { startDynamoDbLocal, startSqsEmulator } from './emulators';
 import { eventSourceMappings } from './event-sources';
 import {
@@ -29,7 +31,7 @@ import { createLocalResources, loadSynthesizedStack, resolveValue, type LocalRes
 import { errorMessage, findByPrefix, makeLog, referencedId, shortId, type LogFn } from './util';
 
 export { LambdaInvocationError, type InvocationOutcome, type InvocationRecord } from './function-runtime';
-export type { RouteInfo } from './api-gateway';
+export type { RouteInfo } from './api-model';
 
 export const DEFAULT_API_KEYS = 'local-key-1:tenant-1,local-key-2:tenant-2';
 

@@ -7,7 +7,9 @@
 import { PutItemCommand } from '@aws-sdk/client-dynamodb';
 import { ReceiveMessageCommand, SendMessageCommand } from '@aws-sdk/client-sqs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildRestApi, parseApiKeys, startApiGateway } from '../src/api-gateway';
+import { startApiGateway } from '../src/api-gateway-server';
+import { parseApiKeys } from '../src/api-keys';
+import { buildRestApi } from '../src/api-model';
 import { FunctionRegistry, type InvocationRecord } from '../src/function-runtime';
 import { LambdaInvocationError, startLocalStack, type LocalStack } from '../src/local-stack';
 import { eventually, fixtureAssembly, idOf, type FixtureAssembly } from './helpers/local-stack-fixtures';

@@ -8,17 +8,11 @@
 import { PutItemCommand } from '@aws-sdk/client-dynamodb';
 import { SendMessageCommand } from '@aws-sdk/client-sqs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  buildProxyEvent,
-  buildRestApi,
-  gatewayResponse,
-  listRoutes,
-  matchResource,
-  methodFor,
-  parseApiKeys,
-  proxyResultToResponse,
-  type RestApiModel,
-} from '../src/api-gateway';
+import { gatewayResponse } from '../src/api-gateway-responses';
+import { parseApiKeys } from '../src/api-keys';
+import { buildRestApi, listRoutes, type RestApiModel } from '../src/api-model';
+import { buildProxyEvent, proxyResultToResponse } from '../src/api-proxy-integration';
+import { matchResource, methodFor } from '../src/api-route-matcher';
 import { batchItemFailures, eventSourceMappings } from '../src/event-sources';
 import { functionDefinitions } from '../src/function-runtime';
 import { startLocalStack, type InvocationRecord, type LocalStack } from '../src/local-stack';
