@@ -25,7 +25,8 @@ import {
 import { AsyncInvoker, startLambdaEndpoint } from './lambda-endpoint';
 import { reconcileQueues, reconcileTables } from './reconcile';
 import { SqsPoller } from './sqs-poller';
-import { CheckpointStore, StreamPoller } from './stream-poller';
+import { CheckpointStore } from './stream-checkpoints';
+import { StreamPoller } from './stream-poller';
 import { Scheduler, scheduledEvent, scheduleRules, type ScheduleRule } from './scheduler';
 import { createLocalResources, loadSynthesizedStack, resolveValue, type LocalResources } from './template';
 import { errorMessage, findByPrefix, makeLog, referencedId, shortId, type LogFn } from './util';

@@ -18,7 +18,7 @@ import { functionDefinitions } from '../src/function-runtime';
 import { startLocalStack, type InvocationRecord, type LocalStack } from '../src/local-stack';
 import { nextCronTime, parseCron, parseRate, scheduledEvent, scheduleRules } from '../src/scheduler';
 import { sqsRecord } from '../src/sqs-poller';
-import { streamRecord } from '../src/stream-poller';
+import { streamRecord } from '../src/stream-records';
 import { loadSynthesizedStack, type LocalResources } from '../src/template';
 import { idOf, projectRoot } from './helpers/local-stack-fixtures';
 import * as path from 'node:path';
