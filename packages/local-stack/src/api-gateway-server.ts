@@ -10,7 +10,7 @@ import { gatewayResponse, type GatewayContext, type HttpResponseData } from './a
 import type { ApiMethod, RestApiModel } from './api-model';
 import { buildProxyEvent, proxyResultToResponse, safeDecode } from './api-proxy-integration';
 import { matchResource, methodFor } from './api-route-matcher';
-import type { FunctionRegistry } from './function-runtime';
+import type { FunctionRegistry } from './function-registry';
 import { errorMessage, listenOnLoopback, shortId, type LogFn } from './util';
 
 export interface ApiGatewayOptions {

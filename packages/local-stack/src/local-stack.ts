@@ -14,15 +14,11 @@ import { parseApiKeys } from './api-keys';
 import { buildRestApi, listRoutes, type RestApiModel, type RouteInfo } from './api-model';
 import { startDynamoDbLocal, startSqsEmulator } from './emulators';
 import { eventSourceMappings } from './event-sources';
-import {
-  FunctionRegistry,
-  LambdaInvocationError,
-  LOCAL_REGION,
-  functionDefinitions,
-  type InvocationOutcome,
-  type InvocationRecord,
-} from './function-runtime';
+import { functionDefinitions } from './function-definitions';
+import { LambdaInvocationError, type InvocationOutcome, type InvocationRecord } from './function-invocation';
+import { FunctionRegistry } from './function-registry';
 import { AsyncInvoker, startLambdaEndpoint } from './lambda-endpoint';
+import { LOCAL_REGION } from './local-account';
 import { reconcileQueues, reconcileTables } from './reconcile';
 import { SqsPoller } from './sqs-poller';
 import { CheckpointStore } from './stream-checkpoints';
@@ -31,7 +27,7 @@ import { Scheduler, scheduledEvent, scheduleRules, type ScheduleRule } from './s
 import { createLocalResources, loadSynthesizedStack, resolveValue, type LocalResources } from './template';
 import { errorMessage, findByPrefix, makeLog, referencedId, shortId, type LogFn } from './util';
 
-export { LambdaInvocationError, type InvocationOutcome, type InvocationRecord } from './function-runtime';
+export { LambdaInvocationError, type InvocationOutcome, type InvocationRecord } from './function-invocation';
 export type { RouteInfo } from './api-model';
 
 export const DEFAULT_API_KEYS = 'local-key-1:tenant-1,local-key-2:tenant-2';

@@ -19,7 +19,8 @@ import {
 } from '@aws-sdk/client-dynamodb-streams';
 import { SendMessageCommand, type SQSClient } from '@aws-sdk/client-sqs';
 import { batchItemFailures, type EventSourceMappingDef } from './event-sources';
-import { LOCAL_ACCOUNT, LOCAL_REGION, type FunctionRegistry } from './function-runtime';
+import type { FunctionRegistry } from './function-registry';
+import { LOCAL_ACCOUNT, LOCAL_REGION } from './local-account';
 import type { CheckpointStore } from './stream-checkpoints';
 import { getRecordsRaw, streamEvent, type WireStreamRecord } from './stream-records';
 import { errorMessage, shortId, sleep, type LogFn } from './util';

@@ -4,7 +4,7 @@
  */
 import { GetRecordsCommand, type DynamoDBStreamsClient } from '@aws-sdk/client-dynamodb-streams';
 import type { DynamoDBRecord, DynamoDBStreamEvent } from 'aws-lambda';
-import { LOCAL_REGION } from './function-runtime';
+import { LOCAL_REGION } from './local-account';
 
 /**
  * A stream record as the DynamoDB Streams API sends it (JSON wire format). Lambda's event records are

@@ -14,7 +14,7 @@ import { buildRestApi, listRoutes, type RestApiModel } from '../src/api-model';
 import { buildProxyEvent, proxyResultToResponse } from '../src/api-proxy-integration';
 import { matchResource, methodFor } from '../src/api-route-matcher';
 import { batchItemFailures, eventSourceMappings } from '../src/event-sources';
-import { functionDefinitions } from '../src/function-runtime';
+import { functionDefinitions } from '../src/function-definitions';
 import { startLocalStack, type InvocationRecord, type LocalStack } from '../src/local-stack';
 import { nextCronTime, parseCron, parseRate, scheduledEvent, scheduleRules } from '../src/scheduler';
 import { sqsRecord } from '../src/sqs-poller';
