@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * `npm start`: synthesizes the CDK app and runs the whole stack locally (see lib/local/local-stack.ts).
+ * `npm start`: synthesizes the CDK app and runs the whole stack locally (see packages/local-stack).
  *
  *   --stage <dev|staging|prod>   stage to synthesize (default dev)
  *   --no-synth                   use the existing cdk.out
@@ -20,8 +20,7 @@ import { existsSync, mkdirSync } from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
-import { startLocalStack, type LocalStack } from '../lib/local/local-stack';
-import { shortId } from '../lib/local/util';
+import { shortId, startLocalStack, type LocalStack } from '@idempotent-payments/local-stack';
 
 const projectRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
@@ -121,9 +120,9 @@ function synth(): Promise<void> {
   });
 }
 
-/** Starts lib/local/provider-simulator when that module exists (it is optional). */
+/** Starts packages/provider-simulator when that module exists (it is optional). */
 async function startSimulator(): Promise<{ url: string; stop(): Promise<void> } | undefined> {
-  const candidates = ['provider-simulator.ts', 'provider-simulator.js'].map((f) => path.join(projectRoot, 'lib', 'local', f));
+  const candidates = ['provider-simulator.ts', 'provider-simulator.js'].map((f) => path.join(projectRoot, 'packages', 'provider-simulator', 'src', f));
   const file = candidates.find((f) => existsSync(f));
   if (!file) return undefined;
   const mod = (await import(pathToFileURL(file).href)) as {

@@ -18,8 +18,7 @@ import { PaymentRepository } from '../functions/adapters/dynamo/payment-reposito
 import { SqsPaymentQueue } from '../functions/adapters/sqs/payment-queue';
 import type { CreatePaymentRequest } from '../functions/core/create-request';
 import { PaymentsService } from '../functions/core/payments-service';
-import { startDynamoDbLocal, startSqsEmulator } from '../lib/local/emulators';
-import { createLocalResources, functionEnvironment, loadSynthesizedStack } from '../lib/local/template';
+import { createLocalResources, functionEnvironment, loadSynthesizedStack, startDynamoDbLocal, startSqsEmulator } from '@idempotent-payments/local-stack';
 import { numberArg } from './cli-args';
 
 const N = numberArg('n', 300);

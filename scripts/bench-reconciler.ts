@@ -13,8 +13,7 @@ import { openShardFor, PaymentRepository } from '../functions/adapters/dynamo/pa
 import { SqsPaymentQueue } from '../functions/adapters/sqs/payment-queue';
 import type { Payment } from '../functions/core/payment';
 import { Reconciler } from '../functions/core/reconciler';
-import { startDynamoDbLocal, startSqsEmulator } from '../lib/local/emulators';
-import { createLocalResources, functionEnvironment, loadSynthesizedStack } from '../lib/local/template';
+import { createLocalResources, functionEnvironment, loadSynthesizedStack, startDynamoDbLocal, startSqsEmulator } from '@idempotent-payments/local-stack';
 import { numberArg } from './cli-args';
 
 const TOTAL = numberArg('total', 100_000);

@@ -15,15 +15,15 @@ import { mkdtempSync, readFileSync, rmSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { freePort } from '../lib/local/emulators';
+import { freePort } from '@idempotent-payments/local-stack';
 import { numberArg, stringArg } from './cli-args';
 
 
 // ---- child: the local stack with the provider simulator, on a persistent data directory ----------
 async function child() {
-  const { startLocalStack } = await import('../lib/local/local-stack');
-  const { startProviderSimulator } = await import('../lib/local/provider-simulator');
-  const { fastRecoveryEnv } = await import('../lib/local/drill-env');
+  const { startLocalStack } = await import('@idempotent-payments/local-stack');
+  const { startProviderSimulator } = await import('@idempotent-payments/provider-simulator');
+  const { fastRecoveryEnv } = await import('./drill-env');
   const dataDir = stringArg('data-dir')!;
   const provider = await startProviderSimulator({ port: 0, ledgerFile: path.join(dataDir, 'crash-ledger.jsonl'), timeoutMs: 1500 });
   const stack = await startLocalStack({

@@ -10,9 +10,9 @@ import { randomUUID } from 'node:crypto';
 import { ScanCommand } from '@aws-sdk/client-dynamodb';
 import { unmarshall } from '@aws-sdk/util-dynamodb';
 import type { Payment } from '../functions/core/payment';
-import { fastRecoveryEnv } from '../lib/local/drill-env';
-import { startLocalStack } from '../lib/local/local-stack';
-import { startProviderSimulator } from '../lib/local/provider-simulator';
+import { fastRecoveryEnv } from './drill-env';
+import { startLocalStack } from '@idempotent-payments/local-stack';
+import { startProviderSimulator } from '@idempotent-payments/provider-simulator';
 import { numberArg } from './cli-args';
 
 const N = numberArg('n', 1000);

@@ -4,7 +4,7 @@
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { afterAll, describe, expect, it } from 'vitest';
-import { projectRoot } from '../helpers/local-stack-fixtures';
+import { projectRoot } from '../helpers/project-root';
 
 const children: ChildProcess[] = [];
 

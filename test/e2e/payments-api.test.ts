@@ -4,8 +4,8 @@
  */
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startLocalStack } from '../../lib/local/local-stack';
-import { startProviderSimulator } from '../../lib/local/provider-simulator';
+import { startLocalStack } from '@idempotent-payments/local-stack';
+import { startProviderSimulator } from '@idempotent-payments/provider-simulator';
 
 type Stack = Awaited<ReturnType<typeof startLocalStack>>;
 type Simulator = Awaited<ReturnType<typeof startProviderSimulator>>;

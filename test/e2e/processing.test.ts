@@ -6,9 +6,9 @@
 import { randomUUID } from 'node:crypto';
 import { UpdateItemCommand } from '@aws-sdk/client-dynamodb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { fastRecoveryEnv } from '../../lib/local/drill-env';
-import { startLocalStack } from '../../lib/local/local-stack';
-import { startProviderSimulator } from '../../lib/local/provider-simulator';
+import { fastRecoveryEnv } from '../../scripts/drill-env';
+import { startLocalStack } from '@idempotent-payments/local-stack';
+import { startProviderSimulator } from '@idempotent-payments/provider-simulator';
 
 let stack: Awaited<ReturnType<typeof startLocalStack>> | undefined;
 let provider: Awaited<ReturnType<typeof startProviderSimulator>> | undefined;

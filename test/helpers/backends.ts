@@ -6,8 +6,7 @@
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { SQSClient } from '@aws-sdk/client-sqs';
-import { startDynamoDbLocal, startSqsEmulator, type RunningEmulator } from '../../lib/local/emulators';
-import { createLocalResources, functionEnvironment, loadSynthesizedStack, type LocalResources } from '../../lib/local/template';
+import { createLocalResources, functionEnvironment, loadSynthesizedStack, type LocalResources, type RunningEmulator, startDynamoDbLocal, startSqsEmulator } from '@idempotent-payments/local-stack';
 
 export interface Backends {
   readonly dynamodb: DynamoDBClient;

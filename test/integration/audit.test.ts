@@ -19,8 +19,7 @@ import { BatchWriteCommand, DynamoDBDocumentClient, type BatchWriteCommandOutput
 import { unmarshall } from '@aws-sdk/util-dynamodb';
 import type { APIGatewayProxyEvent, DynamoDBRecord, DynamoDBStreamEvent } from 'aws-lambda';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startDynamoDbLocal, type RunningEmulator } from '../../lib/local/emulators';
-import { loadSynthesizedStack, resourcesOfType, tableInput } from '../../lib/local/template';
+import { loadSynthesizedStack, resourcesOfType, type RunningEmulator, startDynamoDbLocal, tableInput } from '@idempotent-payments/local-stack';
 import { AuditRepository, verifyPaymentAudit } from '../../functions/adapters/dynamo/audit-repository';
 import { PaymentRepository, keyPk, openShardFor } from '../../functions/adapters/dynamo/payment-repository';
 import { auditApiRoute } from '../../functions/api/audit-api';

@@ -14,7 +14,7 @@ import { PaymentsService } from '../../functions/core/payments-service';
 import { Reconciler } from '../../functions/core/reconciler';
 import { createReconcilerHandler } from '../../functions/recovery/reconciler';
 import { apiHandler } from '../../functions/shared/http';
-import { startProviderSimulator } from '../../lib/local/provider-simulator';
+import { startProviderSimulator } from '@idempotent-payments/provider-simulator';
 import { startBackends, type Backends } from '../helpers/backends';
 
 let b: Backends;

@@ -26,7 +26,7 @@ import { PaymentsService } from '../../functions/core/payments-service';
 import type { ChargeResult, PaymentProvider } from '../../functions/core/provider';
 import { loadConfig, type PaymentsConfig } from '../../functions/shared/env';
 import { createWorkerHandler, type WorkerHandler } from '../../functions/worker/payment-worker';
-import { startProviderSimulator, type ProviderSimulator } from '../../lib/local/provider-simulator';
+import { startProviderSimulator, type ProviderSimulator } from '@idempotent-payments/provider-simulator';
 import { startBackends, type Backends } from '../helpers/backends';
 
 const silent: ProcessorLogger = { debug() {}, info() {}, warn() {}, error() {} };

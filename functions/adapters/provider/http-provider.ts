@@ -1,5 +1,5 @@
 /**
- * PaymentProvider over the provider simulator's HTTP API (lib/local/provider-simulator.ts).
+ * PaymentProvider over the provider simulator's HTTP API (packages/provider-simulator/src/provider-simulator.ts).
  *
  * Wire format:
  *   POST /v1/charges                  body ChargeRequest, header Idempotency-Key

@@ -9,9 +9,9 @@
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { loadSynthesizedStack, type CfnTemplate } from '../../lib/local/template';
+import { loadSynthesizedStack, type CfnTemplate } from '../../src/template';
 
-export const projectRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+export const projectRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..', '..');
 
 /** A mutable deep copy of the synthesized template. */
 export type MutableTemplate = { Resources: Record<string, { Type: string; Properties?: any; Metadata?: any }> };

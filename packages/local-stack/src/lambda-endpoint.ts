@@ -5,7 +5,8 @@
  * twice on failure as Lambda does) or DryRun (204).
  */
 import * as http from 'node:http';
-import type { FunctionRegistry, InvocationSource } from './function-runtime';
+import type { InvocationSource } from './function-invocation';
+import type { FunctionRegistry } from './function-registry';
 import { errorMessage, listenOnLoopback, shortId, type LogFn } from './util';
 
 const SYNC_PAYLOAD_LIMIT = 6 * 1024 * 1024;

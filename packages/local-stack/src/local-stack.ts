@@ -9,27 +9,26 @@ import * as path from 'node:path';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DynamoDBStreamsClient } from '@aws-sdk/client-dynamodb-streams';
 import { SQSClient } from '@aws-sdk/client-sqs';
-import { buildRestApi, listRoutes, parseApiKeys, startApiGateway, type RestApiModel, type RouteInfo } from './api-gateway';
+import { startApiGateway } from './api-gateway-server';
+import { parseApiKeys } from './api-keys';
+import { buildRestApi, listRoutes, type RestApiModel, type RouteInfo } from './api-model';
 import { startDynamoDbLocal, startSqsEmulator } from './emulators';
 import { eventSourceMappings } from './event-sources';
-import {
-  FunctionRegistry,
-  LambdaInvocationError,
-  LOCAL_REGION,
-  functionDefinitions,
-  type InvocationOutcome,
-  type InvocationRecord,
-} from './function-runtime';
+import { functionDefinitions } from './function-definitions';
+import { LambdaInvocationError, type InvocationOutcome, type InvocationRecord } from './function-invocation';
+import { FunctionRegistry } from './function-registry';
 import { AsyncInvoker, startLambdaEndpoint } from './lambda-endpoint';
+import { LOCAL_REGION } from './local-account';
 import { reconcileQueues, reconcileTables } from './reconcile';
 import { SqsPoller } from './sqs-poller';
-import { CheckpointStore, StreamPoller } from './stream-poller';
+import { CheckpointStore } from './stream-checkpoints';
+import { StreamPoller } from './stream-poller';
 import { Scheduler, scheduledEvent, scheduleRules, type ScheduleRule } from './scheduler';
 import { createLocalResources, loadSynthesizedStack, resolveValue, type LocalResources } from './template';
 import { errorMessage, findByPrefix, makeLog, referencedId, shortId, type LogFn } from './util';
 
-export { LambdaInvocationError, type InvocationOutcome, type InvocationRecord } from './function-runtime';
-export type { RouteInfo } from './api-gateway';
+export { LambdaInvocationError, type InvocationOutcome, type InvocationRecord } from './function-invocation';
+export type { RouteInfo } from './api-model';
 
 export const DEFAULT_API_KEYS = 'local-key-1:tenant-1,local-key-2:tenant-2';
 

@@ -5,11 +5,11 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { createHttpProvider } from '../../functions/adapters/provider/http-provider';
-import type { ChargeRequest, ChargeResult, PaymentProvider } from '../../functions/core/provider';
-import { startProviderSimulator, type ProviderSimulator } from '../../lib/local/provider-simulator';
+import { createHttpProvider } from '../../../functions/adapters/provider/http-provider';
+import type { ChargeRequest, ChargeResult, PaymentProvider } from '../../../functions/core/provider';
+import { startProviderSimulator, type ProviderSimulator } from '../src/provider-simulator';
 
-const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 /** How long a simulated timeout hangs, and the client budget: the client gives up first. */
 const SIM_TIMEOUT_MS = 800;
 const CLIENT_TIMEOUT_MS = 300;
@@ -287,7 +287,7 @@ describe('ledger persistence', () => {
   function startCli(ledgerFile: string): Promise<{ child: ChildProcess; url: string }> {
     const child = spawn(
       process.execPath,
-      ['--import', 'tsx', 'lib/local/provider-simulator.ts', '--port', '0', '--ledger', ledgerFile, '--timeout-ms', '5000'],
+      ['--import', 'tsx', 'packages/provider-simulator/src/provider-simulator.ts', '--port', '0', '--ledger', ledgerFile, '--timeout-ms', '5000'],
       { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] },
     );
     children.push(child);

@@ -7,10 +7,13 @@
 import { PutItemCommand } from '@aws-sdk/client-dynamodb';
 import { ReceiveMessageCommand, SendMessageCommand } from '@aws-sdk/client-sqs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildRestApi, parseApiKeys, startApiGateway } from '../../lib/local/api-gateway';
-import { FunctionRegistry, type InvocationRecord } from '../../lib/local/function-runtime';
-import { LambdaInvocationError, startLocalStack, type LocalStack } from '../../lib/local/local-stack';
-import { eventually, fixtureAssembly, idOf, type FixtureAssembly } from '../helpers/local-stack-fixtures';
+import { startApiGateway } from '../src/api-gateway-server';
+import { parseApiKeys } from '../src/api-keys';
+import { buildRestApi } from '../src/api-model';
+import type { InvocationRecord } from '../src/function-invocation';
+import { FunctionRegistry } from '../src/function-registry';
+import { LambdaInvocationError, startLocalStack, type LocalStack } from '../src/local-stack';
+import { eventually, fixtureAssembly, idOf, type FixtureAssembly } from './helpers/local-stack-fixtures';
 import * as path from 'node:path';
 
 let assembly: FixtureAssembly;

@@ -8,25 +8,19 @@
 import { PutItemCommand } from '@aws-sdk/client-dynamodb';
 import { SendMessageCommand } from '@aws-sdk/client-sqs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  buildProxyEvent,
-  buildRestApi,
-  gatewayResponse,
-  listRoutes,
-  matchResource,
-  methodFor,
-  parseApiKeys,
-  proxyResultToResponse,
-  type RestApiModel,
-} from '../../lib/local/api-gateway';
-import { batchItemFailures, eventSourceMappings } from '../../lib/local/event-sources';
-import { functionDefinitions } from '../../lib/local/function-runtime';
-import { startLocalStack, type InvocationRecord, type LocalStack } from '../../lib/local/local-stack';
-import { nextCronTime, parseCron, parseRate, scheduledEvent, scheduleRules } from '../../lib/local/scheduler';
-import { sqsRecord } from '../../lib/local/sqs-poller';
-import { streamRecord } from '../../lib/local/stream-poller';
-import { loadSynthesizedStack, type LocalResources } from '../../lib/local/template';
-import { idOf, projectRoot } from '../helpers/local-stack-fixtures';
+import { gatewayResponse } from '../src/api-gateway-responses';
+import { parseApiKeys } from '../src/api-keys';
+import { buildRestApi, listRoutes, type RestApiModel } from '../src/api-model';
+import { buildProxyEvent, proxyResultToResponse } from '../src/api-proxy-integration';
+import { matchResource, methodFor } from '../src/api-route-matcher';
+import { batchItemFailures, eventSourceMappings } from '../src/event-sources';
+import { functionDefinitions } from '../src/function-definitions';
+import { startLocalStack, type InvocationRecord, type LocalStack } from '../src/local-stack';
+import { nextCronTime, parseCron, parseRate, scheduledEvent, scheduleRules } from '../src/scheduler';
+import { sqsRecord } from '../src/sqs-poller';
+import { streamRecord } from '../src/stream-records';
+import { loadSynthesizedStack, type LocalResources } from '../src/template';
+import { idOf, projectRoot } from './helpers/local-stack-fixtures';
 import * as path from 'node:path';
 
 const synthesized = loadSynthesizedStack(path.join(projectRoot, 'cdk.out'));

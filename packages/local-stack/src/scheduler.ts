@@ -4,7 +4,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { ScheduledEvent } from 'aws-lambda';
-import { LOCAL_ACCOUNT, LOCAL_REGION } from './function-runtime';
+import { LOCAL_ACCOUNT, LOCAL_REGION } from './local-account';
 import { resourcesOfType, type CfnTemplate } from './template';
 import { functionIdOf, shortId, type LogFn } from './util';
 

@@ -9,7 +9,8 @@ import { DeleteMessageBatchCommand, ReceiveMessageCommand, type Message, type SQ
 import type { SQSEvent, SQSMessageAttributes, SQSRecord } from 'aws-lambda';
 import type { EventSourceMappingDef } from './event-sources';
 import { batchItemFailures } from './event-sources';
-import { LOCAL_REGION, type FunctionRegistry } from './function-runtime';
+import type { FunctionRegistry } from './function-registry';
+import { LOCAL_REGION } from './local-account';
 import { errorMessage, shortId, sleep, type LogFn } from './util';
 
 /** Pollers per mapping when the template sets no ScalingConfig.MaximumConcurrency. */

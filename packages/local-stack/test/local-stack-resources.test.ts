@@ -10,9 +10,9 @@ import * as path from 'node:path';
 import { DescribeTableCommand, GetItemCommand, PutItemCommand } from '@aws-sdk/client-dynamodb';
 import { GetQueueAttributesCommand } from '@aws-sdk/client-sqs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startSqsEmulator, type RunningEmulator } from '../../lib/local/emulators';
-import { startLocalStack, type InvocationRecord, type LocalStack } from '../../lib/local/local-stack';
-import { fixtureAssembly, idOf, type FixtureAssembly } from '../helpers/local-stack-fixtures';
+import { startSqsEmulator, type RunningEmulator } from '../src/emulators';
+import { startLocalStack, type InvocationRecord, type LocalStack } from '../src/local-stack';
+import { fixtureAssembly, idOf, type FixtureAssembly } from './helpers/local-stack-fixtures';
 
 let assembly: FixtureAssembly;
 let dataDir: string;

@@ -1,0 +1,28 @@
+/**
+ * Public surface of the local stack: the whole stack from a synthesized template (startLocalStack), and
+ * the pieces that tests and tools use on their own (the emulators, the template reader, log helpers).
+ */
+export {
+  DEFAULT_API_KEYS,
+  LambdaInvocationError,
+  startLocalStack,
+  type InvocationOutcome,
+  type InvocationRecord,
+  type LocalStack,
+  type LocalStackOptions,
+  type RouteInfo,
+} from './local-stack';
+export { freePort, startDynamoDbLocal, startSqsEmulator, stopChild, type RunningEmulator } from './emulators';
+export {
+  createLocalResources,
+  functionEnvironment,
+  loadSynthesizedStack,
+  resolveValue,
+  resourcesOfType,
+  tableInput,
+  type CfnResource,
+  type CfnTemplate,
+  type LocalResources,
+  type SynthesizedStack,
+} from './template';
+export { shortId, type LogFn } from './util';
