@@ -1,8 +1,8 @@
 /**
- * Retry policy for payment attempts: exponential backoff with full jitter, classification of provider
- * outcomes, and the translation of a wait into SQS delay-queue terms.
+ * Retry policy for payment attempts: exponential backoff with full jitter, and the translation of a
+ * wait into SQS delay-queue terms. (What a provider answer means lives in processing/provider-outcome.ts.)
  *
- * Semantics (see payment-processor.ts):
+ * Semantics (see processing/settle.ts):
  *   - `retryCount` counts retries already scheduled. The retry scheduled after a failure of a payment
  *     whose retryCount is r waits `random(0, min(cap, base * 2^r))`: the first retry waits at most
  *     `base`, the second at most `2 * base`, ... never more than `cap` (the "cap" of retry r is
@@ -15,7 +15,6 @@
  * All durations are milliseconds internally; configuration is seconds and may be fractional
  * (RETRY_BASE_SECONDS=0.05 is valid, which tests use to run fast).
  */
-import type { ChargeResult } from './provider';
 
 /** SQS DelaySeconds upper bound. */
 export const MAX_DELAY_SECONDS = 900;
@@ -93,38 +92,3 @@ export function scheduleFor(delayMs: number, now: Date | number): Schedule {
     notBefore: at + Math.ceil(wait),
   };
 }
-
-// ---- Classification -------------------------------------------------------------------------------
-
-/** What an attempt's provider outcome means for the payment. */
-export type OutcomeClass =
-  /** Money moved: success. */
-  | 'succeeded'
-  /** The provider refused for good: failed, not retryable. */
-  | 'final'
-  /** The provider did not charge; a later attempt may work. */
-  | 'retryable'
-  /** The charge may or may not exist: resolve with a lookup before anything else. */
-  | 'unknown';
-
-export function classifyOutcome(result: ChargeResult): OutcomeClass {
-  switch (result.outcome) {
-    case 'succeeded':
-      return 'succeeded';
-    case 'declined':
-      return 'final';
-    case 'retryable_error':
-      return 'retryable';
-    case 'unknown':
-      return 'unknown';
-  }
-}
-
-/** A failed attempt that may be retried: the provider errored, or the outcome was unknown and not found. */
-export const isRetryable = (result: ChargeResult): boolean => {
-  const c = classifyOutcome(result);
-  return c === 'retryable' || c === 'unknown';
-};
-
-/** Whether the result says anything bad about the provider's health (for the circuit breaker). */
-export const isProviderFailure = (result: ChargeResult): boolean => isRetryable(result);

@@ -2,100 +2,21 @@ import type { SQSEvent, SQSRecord } from 'aws-lambda';
 import { describe, expect, it } from 'vitest';
 import { InjectedCrashError, withCrashAfterCharge } from '../../functions/adapters/provider/fault-injection';
 import { CircuitBreaker } from '../../functions/core/circuit-breaker';
-import { ConcurrentUpdateError } from '../../functions/core/errors';
-import { isOpen, type Payment } from '../../functions/core/payment';
-import type { Logger, PaymentMessage, PaymentQueue, TransitionRequest } from '../../functions/core/ports';
+import type { Payment } from '../../functions/core/payment';
+import type { Logger, TransitionRequest } from '../../functions/core/ports';
 import { ProviderError } from '../../functions/core/ports/payment-provider';
 import {
   OutcomeUnresolvedError,
   type PaymentProcessorDeps,
   type ProcessorConfig,
-  type ProcessorStore,
   type WorkerMessage,
 } from '../../functions/core/processing/context';
 import { PaymentProcessor } from '../../functions/core/processing/payment-processor';
-import { assertTransition } from '../../functions/core/state-machine';
 import { createWorkerHandler, parseWorkerMessage, PoisonMessageError } from '../../functions/worker/payment-worker';
 import { FakeIntentProvider } from '../helpers/fake-intent-provider';
+import { FakeClock, FakeQueue, FakeRepository, T0 } from '../helpers/fakes';
 
-// ---- In-memory fakes --------------------------------------------------------------------------------
-
-const T0 = Date.parse('2030-01-01T00:00:00.000Z');
-
-class FakeClock {
-  t = T0;
-  now = (): Date => new Date(this.t);
-  advance(ms: number): void {
-    this.t += ms;
-  }
-}
-
-/** Same contract as PaymentRepository.get/transition: conditional on version + status. */
-class FakeRepository implements ProcessorStore {
-  readonly items = new Map<string, Payment>();
-  readonly history: Array<{ id: string; version: number; status: string; action: string }> = [];
-  failNextGet?: Error;
-  /** Runs before a transition is applied; may change the stored item to simulate another writer. */
-  beforeTransition?: (current: Payment, req: TransitionRequest) => void;
-
-  put(p: Payment): void {
-    this.items.set(p.id, structuredClone(p));
-  }
-
-  async get(id: string): Promise<Payment | undefined> {
-    await Promise.resolve();
-    if (this.failNextGet) {
-      const e = this.failNextGet;
-      this.failNextGet = undefined;
-      throw e;
-    }
-    const p = this.items.get(id);
-    return p ? structuredClone(p) : undefined;
-  }
-
-  async transition(current: Payment, req: TransitionRequest): Promise<Payment> {
-    await Promise.resolve();
-    assertTransition(current, req.to, { operator: req.operator });
-    this.beforeTransition?.(current, req);
-    const stored = this.items.get(current.id);
-    if (!stored || stored.version !== current.version || stored.status !== current.status) {
-      throw new ConcurrentUpdateError(stored ? structuredClone(stored) : undefined);
-    }
-    const next: Record<string, unknown> = { ...stored };
-    for (const [k, v] of Object.entries(req.set ?? {})) if (v !== undefined) next[k] = structuredClone(v);
-    for (const k of req.remove ?? []) delete next[k];
-    next.status = req.to;
-    next.version = stored.version + 1;
-    next.updatedAt = req.now.toISOString();
-    next.lastChange = req.change;
-    if (isOpen(req.to)) {
-      next.openShard = stored.openShard ?? 'open#00';
-      next.dueAt = req.dueAt ?? req.now.getTime();
-    } else {
-      delete next.openShard;
-      delete next.dueAt;
-      delete next.leaseUntil;
-    }
-    const p = next as unknown as Payment;
-    this.items.set(p.id, p);
-    this.history.push({ id: p.id, version: p.version, status: p.status, action: req.change.action });
-    return structuredClone(p);
-  }
-}
-
-class FakeQueue implements PaymentQueue {
-  readonly sent: Array<{ message: WorkerMessage; delaySeconds: number }> = [];
-  failSends = false;
-  async send(message: PaymentMessage, delaySeconds = 0): Promise<void> {
-    if (this.failSends) throw new Error('SQS unavailable');
-    this.sent.push({ message, delaySeconds });
-  }
-  take(): WorkerMessage {
-    const m = this.sent.shift();
-    if (!m) throw new Error('queue is empty');
-    return m.message;
-  }
-}
+// ---- Fakes and fixtures ---------------------------------------------------------------------------
 
 const silent: Logger = { debug() {}, info() {}, warn() {}, error() {} };
 

@@ -3,9 +3,6 @@ import {
   backoffCapMs,
   backoffDelayMs,
   canScheduleRetry,
-  classifyOutcome,
-  isProviderFailure,
-  isRetryable,
   MAX_DELAY_SECONDS,
   retryDelayMs,
   scheduleFor,
@@ -124,23 +121,5 @@ describe('scheduleFor', () => {
     expect(hops).toBe(3);
     expect(t).toBeGreaterThanOrEqual(notBefore);
     expect(t - notBefore).toBeLessThan(1000);
-  });
-});
-
-describe('classification', () => {
-  it('classifies provider outcomes', () => {
-    expect(classifyOutcome({ outcome: 'succeeded', chargeId: 'c' })).toBe('succeeded');
-    expect(classifyOutcome({ outcome: 'declined', code: 'CARD_DECLINED', message: '' })).toBe('final');
-    expect(classifyOutcome({ outcome: 'retryable_error', code: 'RATE_LIMITED', message: '' })).toBe('retryable');
-    expect(classifyOutcome({ outcome: 'unknown', code: 'PROVIDER_TIMEOUT', message: '' })).toBe('unknown');
-  });
-
-  it('retryable and provider-failure helpers', () => {
-    expect(isRetryable({ outcome: 'declined', code: 'INSUFFICIENT_FUNDS', message: '' })).toBe(false);
-    expect(isRetryable({ outcome: 'retryable_error', code: 'PROVIDER_UNAVAILABLE', message: '' })).toBe(true);
-    expect(isRetryable({ outcome: 'unknown', code: 'NETWORK_ERROR', message: '' })).toBe(true);
-    expect(isProviderFailure({ outcome: 'succeeded', chargeId: 'c' })).toBe(false);
-    expect(isProviderFailure({ outcome: 'declined', code: 'CARD_DECLINED', message: '' })).toBe(false);
-    expect(isProviderFailure({ outcome: 'unknown', code: 'PROVIDER_TIMEOUT', message: '' })).toBe(true);
   });
 });

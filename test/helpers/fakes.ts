@@ -1,0 +1,126 @@
+/** In-memory fakes of the core's ports with the same contracts as the adapters (conditional writes). */
+import { ConcurrentUpdateError } from '../../functions/core/errors';
+import { isOpen, type Payment } from '../../functions/core/payment';
+import type { IdempotencyRecord, InsertResult, OpenDuePage, PaymentMessage, PaymentQueue, PaymentStore, TouchRequest, TransitionRequest } from '../../functions/core/ports';
+import type { WorkerMessage } from '../../functions/core/processing/context';
+import { assertTransition } from '../../functions/core/state-machine';
+
+
+export const T0 = Date.parse('2030-01-01T00:00:00.000Z');
+
+export class FakeClock {
+  t = T0;
+  now = (): Date => new Date(this.t);
+  advance(ms: number): void {
+    this.t += ms;
+  }
+}
+
+/** Same contract as PaymentRepository.get/transition: conditional on version + status. */
+export class FakeRepository implements PaymentStore {
+  readonly items = new Map<string, Payment>();
+  readonly history: Array<{ id: string; version: number; status: string; action: string }> = [];
+  failNextGet?: Error;
+  /** Runs before a transition is applied; may change the stored item to simulate another writer. */
+  beforeTransition?: (current: Payment, req: TransitionRequest) => void;
+
+  put(p: Payment): void {
+    this.items.set(p.id, structuredClone(p));
+  }
+
+  async get(id: string): Promise<Payment | undefined> {
+    await Promise.resolve();
+    if (this.failNextGet) {
+      const e = this.failNextGet;
+      this.failNextGet = undefined;
+      throw e;
+    }
+    const p = this.items.get(id);
+    return p ? structuredClone(p) : undefined;
+  }
+
+  async transition(current: Payment, req: TransitionRequest): Promise<Payment> {
+    await Promise.resolve();
+    assertTransition(current, req.to, { operator: req.operator });
+    this.beforeTransition?.(current, req);
+    const stored = this.items.get(current.id);
+    if (!stored || stored.version !== current.version || stored.status !== current.status) {
+      throw new ConcurrentUpdateError(stored ? structuredClone(stored) : undefined);
+    }
+    const next: Record<string, unknown> = { ...stored };
+    for (const [k, v] of Object.entries(req.set ?? {})) if (v !== undefined) next[k] = structuredClone(v);
+    for (const k of req.remove ?? []) delete next[k];
+    next.status = req.to;
+    next.version = stored.version + 1;
+    next.updatedAt = req.now.toISOString();
+    next.lastChange = req.change;
+    if (isOpen(req.to)) {
+      next.openShard = stored.openShard ?? 'open#00';
+      next.dueAt = req.dueAt ?? req.now.getTime();
+    } else {
+      delete next.openShard;
+      delete next.dueAt;
+      delete next.leaseUntil;
+    }
+    const p = next as unknown as Payment;
+    this.items.set(p.id, p);
+    this.history.push({ id: p.id, version: p.version, status: p.status, action: req.change.action });
+    return structuredClone(p);
+  }
+
+  async getMany(ids: readonly string[]): Promise<Map<string, Payment>> {
+    await Promise.resolve();
+    const out = new Map<string, Payment>();
+    for (const id of ids) {
+      const p = this.items.get(id);
+      if (p) out.set(id, structuredClone(p));
+    }
+    return out;
+  }
+
+  async touch(current: Payment, req: TouchRequest): Promise<Payment> {
+    await Promise.resolve();
+    const stored = this.items.get(current.id);
+    if (!stored || stored.version !== current.version || stored.status !== current.status || (req.dueAt !== undefined && !stored.openShard)) {
+      throw new ConcurrentUpdateError(stored ? structuredClone(stored) : undefined);
+    }
+    const next = { ...stored, ...structuredClone(req.set ?? {}), version: stored.version + 1, updatedAt: req.now.toISOString(), lastChange: req.change } as Payment;
+    if (req.dueAt !== undefined) (next as { dueAt?: number }).dueAt = req.dueAt;
+    this.items.set(next.id, next);
+    this.history.push({ id: next.id, version: next.version, status: next.status, action: req.change.action });
+    return structuredClone(next);
+  }
+
+  openPartitions(): readonly string[] {
+    return ['open#00', 'open#03'];
+  }
+
+  async openDue(partition: string, dueBefore: number): Promise<OpenDuePage> {
+    await Promise.resolve();
+    const items = [...this.items.values()].filter((p) => p.openShard === partition && (p.dueAt ?? 0) <= dueBefore).map((p) => structuredClone(p));
+    return { items, scanned: items.length };
+  }
+
+  async getKey(): Promise<IdempotencyRecord | undefined> {
+    throw new Error('not used by these tests');
+  }
+
+  async insertWithKey(): Promise<InsertResult> {
+    throw new Error('not used by these tests');
+  }
+}
+
+export class FakeQueue implements PaymentQueue {
+  readonly sent: Array<{ message: WorkerMessage; delaySeconds: number }> = [];
+  failSends = false;
+  async send(message: PaymentMessage, delaySeconds = 0): Promise<void> {
+    if (this.failSends) throw new Error('SQS unavailable');
+    this.sent.push({ message, delaySeconds });
+  }
+  take(): WorkerMessage {
+    const m = this.sent.shift();
+    if (!m) throw new Error('queue is empty');
+    return m.message;
+  }
+}
+
