@@ -153,8 +153,10 @@ export class PaymentsService {
         operator: true,
         now,
         change: { action: 'operator_reopen', actor, reason: reason ?? 'manual retry' },
-        // A re-opened payment gets a fresh retry budget on top of the attempts already made.
-        set: { maxRetries: p.retryCount + this.deps.maxRetries, nextAttemptAt: now.getTime() },
+        // A re-opened payment gets a fresh retry budget on top of the attempts already made, and a new
+        // provider intent: its previous intent was cancelled before it failed and can never succeed.
+        set: { maxRetries: p.retryCount + this.deps.maxRetries, nextAttemptAt: now.getTime(), intentSeq: (p.intentSeq ?? 0) + 1 },
+        remove: ['intentId'],
         dueAt: now.getTime() + this.deps.stuckAfterSeconds * 1000,
       });
       await this.deps.queue.send({ paymentId: p.id, reason: 'operator_retry' });

@@ -436,6 +436,20 @@ describe('PaymentProcessor: never charged twice (each case failed on the per-att
     });
     expect(s.provider.netCaptured('pay_1')).toBe(0);
   });
+  it('an operator re-open moves to a new intent: the cancelled one is never confirmed again, one capture in all', async () => {
+    const s = setup({ payment: { maxRetries: 0 } });
+    s.provider.confirmBehaviour = (r) => (r.attempt === 1 ? 'error' : 'succeed');
+    await s.processor.process(created);
+    expect(s.stored()).toMatchObject({ status: 'failed', intentId: 'pi_1', lastError: { retryable: true } });
+    expect(s.provider.intents.get('pi_1')!.intent.status).toBe('canceled');
+    // What POST /retry writes for an operator re-open (see PaymentsService.retryNow).
+    const p = s.stored();
+    s.repo.put({ ...p, status: 'retrying', version: p.version + 1, maxRetries: 3, intentSeq: 1, intentId: undefined, openShard: 'open#03', dueAt: T0 });
+    await s.processor.process({ paymentId: 'pay_1', reason: 'operator_retry' });
+    expect(s.provider.calls.filter((c) => c.op === 'create').map((c) => c.key)).toEqual(['intent-pay_1', 'intent-pay_1-r1']);
+    expect(s.stored()).toMatchObject({ status: 'success', intentId: 'pi_2' });
+    expect(s.provider.captures('pay_1')).toBe(1);
+  });
 });
 
 describe('PaymentProcessor: lapsed leases and crashes', () => {

@@ -78,14 +78,16 @@ export class PaymentProcessor {
       return { kind: 'ignored', reason: 'stale', status: p.status };
     }
     return this.withProvider(p, message, async (report) => {
+      let intentId = p.intentId;
       if (hasUnresolvedOutcome(p)) {
         const resolved = await resolveBeforeAttempt(ctx, p);
-        if (resolved !== 'proceed') return resolved;
+        if (!('proceed' in resolved)) return resolved;
+        intentId = resolved.proceed;
       }
       const attempt = p.attempt + 1;
       const c = await claim(ctx, p, { action: 'attempt_started', reason: `attempt ${attempt} (${message.reason})`, attempt: 'next' });
       if ('lost' in c) return { kind: 'ignored', reason: 'concurrent_update' };
-      return runAttempt(ctx, c.claimed, report);
+      return runAttempt(ctx, intentId && !c.claimed.intentId ? { ...c.claimed, intentId } : c.claimed, report);
     });
   }
 

@@ -32,8 +32,8 @@ export async function recoverLapsedLease(ctx: Ctx, p: Payment): Promise<ProcessR
   }
 }
 
-/** 'proceed' when the intent shows no confirmation took effect, so the next attempt may be claimed. */
-export async function resolveBeforeAttempt(ctx: Ctx, p: Payment): Promise<ProcessResult | 'proceed'> {
+/** `proceed` (with the intent read) when no confirmation took effect, so the next attempt may be claimed. */
+export async function resolveBeforeAttempt(ctx: Ctx, p: Payment): Promise<ProcessResult | { proceed: string }> {
   const s = await readState(ctx, p);
   switch (s.kind) {
     case 'succeeded': {
@@ -48,7 +48,7 @@ export async function resolveBeforeAttempt(ctx: Ctx, p: Payment): Promise<Proces
     case 'in_flight':
       throw new OutcomeUnresolvedError(p.id, `intent ${s.intent.status}`);
     case 'confirmable':
-      return 'proceed';
+      return { proceed: s.intent.id };
   }
 }
 
