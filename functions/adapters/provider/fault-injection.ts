@@ -14,11 +14,17 @@ export class InjectedCrashError extends Error {
 
 /**
  * `FAULT_CRASH_AFTER_CHARGE`: '1' crashes after every successful confirmation; 'token' only after the
- * first attempt of payments made with the tok_crash_after_charge token; anything else: off.
+ * first attempt of payments made with the tok_crash_after_charge token; 'rate:<p>' after a random share
+ * p of them (soak runs); anything else: off.
  */
-export function crashAfterChargeRule(mode: string | undefined): ((req: ConfirmIntentRequest) => boolean) | undefined {
+export function crashAfterChargeRule(mode: string | undefined, random: () => number = Math.random): ((req: ConfirmIntentRequest) => boolean) | undefined {
   if (mode === '1') return () => true;
   if (mode === 'token') return (req) => req.paymentMethod === 'tok_crash_after_charge' && req.attempt === 1;
+  const rate = /^rate:(0(\.\d+)?|1(\.0+)?)$/.exec(mode ?? '');
+  if (rate) {
+    const p = Number(rate[1]);
+    return () => random() < p;
+  }
   return undefined;
 }
 

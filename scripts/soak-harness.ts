@@ -1,0 +1,345 @@
+/**
+ * The money promise under every provider fault at once, end to end over HTTP on the local stack.
+ *
+ * Payments with a mix of cards are sent while the provider simulator times out (committed or not),
+ * commits and then fails, commits late after the client gave up, resets connections after committing,
+ * lags on reads and fails outright. Meanwhile a share of requests is replayed (sometimes concurrently),
+ * duplicate queue messages are injected, workers crash right after a successful confirmation, operators
+ * retry payments and recovery runs are started. Then the run waits for every payment to end.
+ *
+ * The verdict comes from the simulator's ledger (money that moved), not from our own records:
+ *   - payments with more than one charge captured (net of refunds): must be 0
+ *   - successful payments without a net capture: must be 0
+ *   - failed or expired payments with a net capture: must be 0
+ *   - payments still open after the drain window: must be 0
+ * and liveness: time to drain, the longest any payment stayed open, the longest stretch with work open
+ * and no payment finishing.
+ *
+ * Used by `npm run soak` (10,000 payments) and by a smaller integration test.
+ */
+import { randomUUID } from 'node:crypto';
+import { ScanCommand } from '@aws-sdk/client-dynamodb';
+import { SendMessageCommand } from '@aws-sdk/client-sqs';
+import { unmarshall } from '@aws-sdk/util-dynamodb';
+import { startLocalStack } from '@idempotent-payments/local-stack';
+import { startProviderSimulator, type FaultConfig, type LedgerEntry } from '@idempotent-payments/provider-simulator';
+import { fastRecoveryEnv } from './drill-env';
+
+export interface SoakOptions {
+  readonly payments: number;
+  /** Concurrent clients. */
+  readonly concurrency: number;
+  readonly faults: FaultConfig;
+  /** Share of creates sent again with the same key (a fifth of those twice at once). */
+  readonly replayShare: number;
+  /** Share of payments that get an extra copy of their queue message. */
+  readonly duplicateShare: number;
+  /** Share of successful confirmations after which the worker crashes before writing. */
+  readonly crashShare: number;
+  /** How often an operator retries some payment, and how often a recovery run is requested. */
+  readonly operatorRetryEveryMs: number;
+  readonly recoveryEveryMs: number;
+  /** How long to wait, after the last create, for every payment to end. */
+  readonly drainTimeoutMs: number;
+  readonly seed?: number;
+  /** Progress lines (default: none). */
+  readonly progress?: (line: string) => void;
+}
+
+export interface SoakReport {
+  readonly payments: number;
+  readonly accepted: number;
+  readonly rejected: number;
+  readonly replays: number;
+  readonly replayMismatches: number;
+  readonly duplicatesInjected: number;
+  readonly operatorRetries: number;
+  readonly recoveryRuns: number;
+  readonly byStatus: Record<string, number>;
+  readonly attempts: number;
+  readonly captures: number;
+  readonly refunds: number;
+  readonly moreThanOneCharge: number;
+  readonly successWithoutCapture: number;
+  readonly notPaidWithCapture: number;
+  readonly notFinal: number;
+  readonly sendSeconds: number;
+  readonly drainSeconds: number;
+  readonly longestOpenSeconds: number;
+  readonly longestStallSeconds: number;
+  readonly faults: FaultConfig;
+}
+
+/** The money invariants of a report: every count must be zero. */
+export const violations = (r: SoakReport) => ({
+  moreThanOneCharge: r.moreThanOneCharge,
+  successWithoutCapture: r.successWithoutCapture,
+  notPaidWithCapture: r.notPaidWithCapture,
+  notFinal: r.notFinal,
+  replayMismatches: r.replayMismatches,
+  lost: r.accepted - Object.values(r.byStatus).reduce((a, b) => a + b, 0),
+});
+
+const TOKENS: Array<[string, number]> = [
+  ['tok_success', 0.5],
+  ['pm_card_visa', 0.37],
+  ['tok_decline', 0.04],
+  ['pm_card_chargeDeclinedInsufficientFunds', 0.02],
+  ['tok_transient_2', 0.04],
+  ['tok_fail_always', 0.01],
+  ['tok_rate_limited', 0.01],
+  ['tok_invalid', 0.01],
+];
+
+interface Sent {
+  readonly id: string;
+  readonly amountMinor: number;
+  readonly createdAt: number;
+}
+
+interface Row {
+  readonly id: string;
+  readonly status: string;
+  readonly attempt: number;
+  readonly amountMinor: number;
+  readonly createdAt: string;
+  readonly updatedAt: string;
+}
+
+const FINAL = new Set(['success', 'failed', 'expired']);
+
+export async function runSoak(o: SoakOptions): Promise<SoakReport> {
+  const log = o.progress ?? (() => {});
+  const rnd = seeded(o.seed ?? 42);
+  const provider = await startProviderSimulator({ port: 0, timeoutMs: 4000, faults: o.faults, seed: o.seed ?? 42 });
+  const stack = await startLocalStack({
+    apiPort: 0,
+    scheduleScale: 30,
+    log: false,
+    extraEnv: {
+      ...fastRecoveryEnv(provider.url),
+      POWERTOOLS_LOG_LEVEL: 'ERROR',
+      FAULT_CRASH_AFTER_CHARGE: o.crashShare > 0 ? `rate:${o.crashShare}` : '',
+    },
+  });
+  const api = stack.apiUrl;
+  const table = Object.entries(stack.resources.tables).find(([k]) => k.startsWith('PaymentsTable'))![1].name;
+  const queueUrl = Object.entries(stack.resources.queues).find(([k]) => k.startsWith('PaymentsQueue'))![1].url;
+  const sent = new Map<string, Sent>();
+  let rejected = 0;
+  let replays = 0;
+  let replayMismatches = 0;
+  let duplicatesInjected = 0;
+  let operatorRetries = 0;
+  let recoveryRuns = 0;
+  const post = (path: string, body: unknown, key = 'local-key-1') =>
+    fetch(`${api}${path}`, { method: 'POST', headers: { 'x-api-key': key, 'content-type': 'application/json' }, body: JSON.stringify(body) });
+
+  try {
+    // ---- Background chaos: operator retries and recovery runs while payments flow -------------------
+    let stopChaos = false;
+    const chaos = (async () => {
+      let lastRecovery = 0;
+      while (!stopChaos) {
+        await sleep(o.operatorRetryEveryMs);
+        const ids = [...sent.keys()];
+        if (ids.length > 0) {
+          const id = ids[Math.floor(rnd() * ids.length)]!;
+          const res = await post(`/api/payments/${id}/retry`, { reason: 'soak operator' }).catch(() => undefined);
+          if (res && (res.status === 202 || res.status === 409)) operatorRetries++;
+          await res?.text().catch(() => undefined);
+        }
+        if (Date.now() - lastRecovery >= o.recoveryEveryMs) {
+          lastRecovery = Date.now();
+          const res = await fetch(`${api}/api/recovery/process`, { method: 'POST', headers: { 'x-api-key': 'local-key-1' } }).catch(() => undefined);
+          if (res && res.status < 300) recoveryRuns++;
+          await res?.text().catch(() => undefined);
+        }
+      }
+    })();
+
+    // ---- Liveness sampler ---------------------------------------------------------------------------
+    let rows = new Map<string, Row>();
+    let finals = 0;
+    let lastProgressAt = Date.now();
+    let longestStallMs = 0;
+    const sample = async () => {
+      rows = await scanPayments(stack.clients.dynamodb, table, sent);
+      const nowFinal = [...rows.values()].filter((r) => FINAL.has(r.status)).length;
+      const open = sent.size - nowFinal;
+      if (nowFinal > finals || open === 0) lastProgressAt = Date.now();
+      else longestStallMs = Math.max(longestStallMs, Date.now() - lastProgressAt);
+      finals = nowFinal;
+      return open;
+    };
+
+    // ---- Send ---------------------------------------------------------------------------------------
+    const t0 = Date.now();
+    let next = 0;
+    let lastLine = 0;
+    await Promise.all(
+      Array.from({ length: o.concurrency }, async () => {
+        while (next < o.payments) {
+          next++;
+          const body = {
+            idempotencyKey: `soak-${randomUUID()}`,
+            amount: Math.round(100 + rnd() * 49_900) / 100,
+            currency: 'USD',
+            paymentMethod: { type: 'card', token: pick(TOKENS, rnd()) },
+          };
+          const res = await post('/api/payments/process', body).catch(() => undefined);
+          const json = res ? ((await res.json().catch(() => ({}))) as { id?: string; amountMinor?: number }) : {};
+          if (res?.status !== 201 || !json.id) {
+            rejected++;
+            continue;
+          }
+          sent.set(json.id, { id: json.id, amountMinor: Math.round(body.amount * 100), createdAt: Date.now() });
+          if (rnd() < o.replayShare) {
+            const copies = rnd() < 0.2 ? 2 : 1;
+            const answers = await Promise.all(Array.from({ length: copies }, () => post('/api/payments/process', body).then(async (r) => ({ status: r.status, json: (await r.json()) as { id?: string } }))));
+            for (const a of answers) {
+              replays++;
+              if (a.status !== 201 || a.json.id !== json.id) replayMismatches++;
+            }
+          }
+          if (rnd() < o.duplicateShare) {
+            await stack.clients.sqs.send(new SendMessageCommand({ QueueUrl: queueUrl, MessageBody: JSON.stringify({ paymentId: json.id, reason: 'soak_duplicate' }) }));
+            duplicatesInjected++;
+          }
+          if (Date.now() - lastLine > 5000) {
+            lastLine = Date.now();
+            log(`sent ${sent.size}/${o.payments} (${((sent.size / (Date.now() - t0)) * 1000).toFixed(0)}/s)`);
+          }
+        }
+      }),
+    );
+    const sendSeconds = (Date.now() - t0) / 1000;
+    log(`all ${sent.size} accepted in ${sendSeconds.toFixed(1)} s; draining`);
+
+    // ---- Drain --------------------------------------------------------------------------------------
+    const drainStart = Date.now();
+    lastProgressAt = Date.now();
+    for (;;) {
+      const open = await sample();
+      if (Date.now() - lastLine > 5000) {
+        lastLine = Date.now();
+        log(`open ${open}, final ${finals}, longest stall ${(longestStallMs / 1000).toFixed(1)} s`);
+      }
+      if (open === 0 || Date.now() - drainStart > o.drainTimeoutMs) break;
+      await sleep(1000);
+    }
+    stopChaos = true;
+    await chaos;
+    const drainSeconds = (Date.now() - t0) / 1000;
+    // Recovery runs may still be refunding; give the last one a moment, then read the final state.
+    await sleep(3000);
+    await sample();
+
+    // ---- Verdict from the ledger ---------------------------------------------------------------------
+    const ledger = provider.ledger();
+    const net = new Map<string, number>();
+    const captureCount = new Map<string, number>();
+    let captures = 0;
+    let refunds = 0;
+    for (const e of ledger as LedgerEntry[]) {
+      if (!sent.has(e.paymentId)) continue;
+      if (e.status === 'succeeded') {
+        captures++;
+        captureCount.set(e.paymentId, (captureCount.get(e.paymentId) ?? 0) + 1);
+        net.set(e.paymentId, (net.get(e.paymentId) ?? 0) + e.amountMinor);
+      } else if (e.status === 'refunded') {
+        refunds++;
+        net.set(e.paymentId, (net.get(e.paymentId) ?? 0) - e.amountMinor);
+      }
+    }
+    const byStatus: Record<string, number> = {};
+    let longestOpenMs = 0;
+    let attempts = 0;
+    for (const r of rows.values()) {
+      byStatus[r.status] = (byStatus[r.status] ?? 0) + 1;
+      attempts += r.attempt;
+      const end = FINAL.has(r.status) ? Date.parse(r.updatedAt) : Date.now();
+      longestOpenMs = Math.max(longestOpenMs, end - Date.parse(r.createdAt));
+    }
+    let moreThanOneCharge = 0;
+    let successWithoutCapture = 0;
+    let notPaidWithCapture = 0;
+    for (const s of sent.values()) {
+      const n = net.get(s.id) ?? 0;
+      const status = rows.get(s.id)?.status;
+      if (n > s.amountMinor) moreThanOneCharge++;
+      if (status === 'success' && n < s.amountMinor) successWithoutCapture++;
+      if ((status === 'failed' || status === 'expired') && n > 0) notPaidWithCapture++;
+    }
+    return {
+      payments: o.payments,
+      accepted: sent.size,
+      rejected,
+      replays,
+      replayMismatches,
+      duplicatesInjected,
+      operatorRetries,
+      recoveryRuns,
+      byStatus,
+      attempts,
+      captures,
+      refunds,
+      moreThanOneCharge,
+      successWithoutCapture,
+      notPaidWithCapture,
+      notFinal: [...sent.keys()].filter((id) => !FINAL.has(rows.get(id)?.status ?? '')).length,
+      sendSeconds,
+      drainSeconds,
+      longestOpenSeconds: longestOpenMs / 1000,
+      longestStallSeconds: longestStallMs / 1000,
+      faults: o.faults,
+    };
+  } finally {
+    await stack.stop();
+    await provider.stop();
+  }
+}
+
+async function scanPayments(db: { send: (c: ScanCommand) => Promise<{ Items?: any[]; LastEvaluatedKey?: any }> }, table: string, wanted: Map<string, Sent>) {
+  const rows = new Map<string, Row>();
+  let start: Record<string, any> | undefined;
+  do {
+    const res = await db.send(
+      new ScanCommand({
+        TableName: table,
+        ExclusiveStartKey: start,
+        ProjectionExpression: 'id, #s, attempt, amountMinor, createdAt, updatedAt',
+        ExpressionAttributeNames: { '#s': 'status' },
+      }),
+    );
+    for (const item of res.Items ?? []) {
+      const r = unmarshall(item) as Row;
+      if (wanted.has(r.id)) rows.set(r.id, r);
+    }
+    start = res.LastEvaluatedKey;
+  } while (start);
+  return rows;
+}
+
+function pick(table: Array<[string, number]>, r: number): string {
+  let acc = 0;
+  for (const [v, w] of table) {
+    acc += w;
+    if (r < acc) return v;
+  }
+  return table[0]![0];
+}
+
+/** mulberry32: a small seeded PRNG, so a run's mix can be repeated. */
+function seeded(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -1,0 +1,68 @@
+/**
+ * `npm run soak`: the money promise under every provider fault at once (see soak-harness.ts).
+ *
+ *   npm run soak -- [--payments 10000] [--concurrency 16] [--drain-seconds 900] [--seed 42] [--json]
+ *
+ * Prints progress lines while it runs, then the report; `--json` prints the report as one JSON object.
+ * Exits 1 when any money invariant is broken or a payment is still open after the drain window.
+ */
+import { parseArgs } from 'node:util';
+import { runSoak, violations, type SoakOptions } from './soak-harness';
+
+const { values: args } = parseArgs({
+  options: {
+    payments: { type: 'string', default: '10000' },
+    concurrency: { type: 'string', default: '16' },
+    'drain-seconds': { type: 'string', default: '900' },
+    seed: { type: 'string', default: '42' },
+    json: { type: 'boolean', default: false },
+  },
+  strict: true,
+});
+
+function positiveInt(name: string, raw: string | undefined): number {
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n <= 0) {
+    console.error(`--${name} must be a positive integer, got ${JSON.stringify(raw)}`);
+    process.exit(2);
+  }
+  return n;
+}
+
+/** Every fault mode on at once; late commits land up to 3x the client's 1 s timeout later. */
+export const SOAK_FAULTS = {
+  errorRate: 0.1,
+  timeoutRate: 0.05,
+  commitThenErrorRate: 0.05,
+  lateCommitRate: 0.05,
+  lateCommitMs: 3000,
+  resetAfterCommitRate: 0.02,
+  lookupLagMs: 2000,
+};
+
+const options: SoakOptions = {
+  payments: positiveInt('payments', args.payments),
+  concurrency: positiveInt('concurrency', args.concurrency),
+  drainTimeoutMs: positiveInt('drain-seconds', args['drain-seconds']) * 1000,
+  seed: positiveInt('seed', args.seed),
+  faults: SOAK_FAULTS,
+  replayShare: 0.2,
+  duplicateShare: 0.1,
+  crashShare: 0.02,
+  operatorRetryEveryMs: 500,
+  recoveryEveryMs: 5000,
+  progress: (line) => console.error(`[soak ${new Date().toISOString().slice(11, 19)}] ${line}`),
+};
+
+const report = await runSoak(options);
+const v = violations(report);
+if (args.json) {
+  console.log(JSON.stringify({ ...report, violations: v }));
+} else {
+  console.log(`payments ${report.accepted} accepted of ${report.payments} (${report.rejected} rejected); final: ${JSON.stringify(report.byStatus)}`);
+  console.log(`chaos: ${report.replays} replays (${report.replayMismatches} mismatched), ${report.duplicatesInjected} duplicate deliveries, ${report.operatorRetries} operator retries, ${report.recoveryRuns} recovery runs`);
+  console.log(`provider: ${report.captures} captures, ${report.refunds} refunds, ${report.attempts} attempts`);
+  console.log(`money: more than one charge ${v.moreThanOneCharge}, success without capture ${v.successWithoutCapture}, failed/expired with capture ${v.notPaidWithCapture}, not final ${v.notFinal}, lost ${v.lost}`);
+  console.log(`liveness: sent in ${report.sendSeconds.toFixed(1)} s, drained in ${report.drainSeconds.toFixed(1)} s, longest open ${report.longestOpenSeconds.toFixed(1)} s, longest stall ${report.longestStallSeconds.toFixed(1)} s`);
+}
+if (Object.values(v).some((n) => n !== 0)) process.exitCode = 1;
