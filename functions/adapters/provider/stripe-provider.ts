@@ -51,7 +51,10 @@ export const STRIPE_API_VERSION: Stripe.LatestApiVersion = '2026-10-28.endive';
 export interface StripeProviderOptions {
   /** Secret key (sk_live_..., sk_test_...). */
   readonly apiKey: string;
-  /** Budget for one HTTP call in ms (the SDK's socket timeout). Default 10000. */
+  /**
+   * Budget in ms for one HTTP call. Default 10000. The SDK applies it as a socket inactivity timeout, so a
+   * server that trickles bytes can take longer; a silent one is cut off after this long.
+   */
   readonly timeoutMs?: number;
   /** API host; default api.stripe.com. The local simulator is 127.0.0.1. */
   readonly host?: string;
@@ -125,6 +128,11 @@ export function createStripeProvider(opts: StripeProviderOptions): PaymentProvid
       return toIntent(await call('retrieve intent', () => stripe.paymentIntents.retrieve(intentId)));
     },
 
+    /**
+     * Stripe's search index is eventually consistent (Stripe documents a lag of up to about a minute), so
+     * `undefined` right after a lost create answer means "not found yet", not "never created". The create
+     * key replays the intent for 24 h, which is the reliable way back to it.
+     */
     async findIntentForPayment(paymentId: string): Promise<ProviderIntent | undefined> {
       const result = await call('search intents', () =>
         stripe.paymentIntents.search({ query: `metadata['payment_id']:'${escapeSearchValue(paymentId)}'`, limit: SEARCH_PAGE }),
@@ -167,6 +175,11 @@ export function createStripeProvider(opts: StripeProviderOptions): PaymentProvid
       };
     },
 
+    /**
+     * Stripe lists newest first and offers no ascending order, so pages come newest first; `nextCursor`
+     * (`starting_after`) walks toward older intents. `created` is whole seconds: the window is widened to
+     * whole seconds (from rounded down, to rounded up), so an intent of the second `to` falls in may appear.
+     */
     async listIntents(q): Promise<IntentPage> {
       const page = await call('list intents', () =>
         stripe.paymentIntents.list({
