@@ -388,6 +388,7 @@ describe('refunds, listing and the ledger', () => {
     expect(r1).toMatchObject({ intentId: intent.id, amountMinor: 1000, currency: 'EUR', status: 'succeeded' });
     await expect(provider.refund(part)).resolves.toMatchObject({ id: r1.id });
     expect(sim.netCaptured(intent.paymentId)).toBe(4000);
+    await expect(provider.retrieveIntent(intent.id)).resolves.toMatchObject({ amountReceived: 5000, amountRefunded: 1000 });
     await expect(providerError(provider.refund({ ...part, amountMinor: 9000 }))).resolves.toMatchObject({ kind: 'rejected', code: 'amount_too_large' });
     const rest = await provider.refund({ intentId: intent.id, paymentId: intent.paymentId, reason: 'test' });
     expect(rest.amountMinor).toBe(4000);

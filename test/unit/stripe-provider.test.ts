@@ -231,6 +231,10 @@ describe('toIntent', () => {
     });
   });
 
+  it('takes no charge id from an intent that did not capture (latest_charge may be a failed attempt)', () => {
+    expect(toIntent(intentJson({ latest_charge: 'ch_failed' })).latestChargeId).toBeUndefined();
+  });
+
   it('refuses an unknown status', () => {
     expect(() => toIntent(intentJson({ status: 'weird' }))).toThrow(ProviderError);
   });

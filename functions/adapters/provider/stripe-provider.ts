@@ -125,7 +125,8 @@ export function createStripeProvider(opts: StripeProviderOptions): PaymentProvid
     },
 
     async retrieveIntent(intentId: string): Promise<ProviderIntent> {
-      return toIntent(await call('retrieve intent', () => stripe.paymentIntents.retrieve(intentId)));
+      // The charge is expanded so the intent says how much of the capture was refunded already.
+      return toIntent(await call('retrieve intent', () => stripe.paymentIntents.retrieve(intentId, { expand: ['latest_charge'] })));
     },
 
     /**
@@ -212,7 +213,10 @@ export function toIntent(pi: unknown): ProviderIntent {
     throw invalid(`intent ${p.id} has no readable status`);
   }
   if (typeof p.amount !== 'number' || !Number.isSafeInteger(p.amount)) throw invalid(`intent ${p.id} has no amount`);
-  const charge = p.latest_charge;
+  // Stripe's latest_charge is the latest attempt, failed ones included; the port's latestChargeId is the
+  // charge that captured, so it is only taken from an intent that captured.
+  const captured = p.status === 'succeeded' || p.status === 'requires_capture';
+  const charge = captured ? p.latest_charge : null;
   const latestChargeId = typeof charge === 'string' ? charge : charge && typeof charge === 'object' ? charge.id : undefined;
   const amountRefunded = charge && typeof charge === 'object' && typeof charge.amount_refunded === 'number' ? charge.amount_refunded : undefined;
   const lpe = p.last_payment_error;
