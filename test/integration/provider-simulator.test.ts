@@ -154,15 +154,20 @@ describe('intents through the Stripe adapter', () => {
   });
 
   it('a key still in flight gets 409 idempotency_key_in_use → throttled; afterwards it replays', async () => {
-    sim.setFaults({ latencyMs: 1500 });
+    sim.setFaults({ latencyMs: 3_000 });
     const paymentId = newPaymentId();
-    const first = newIntent(provider, paymentId);
-    await new Promise((r) => setTimeout(r, 300));
-    const second = await providerError(newIntent(provider, paymentId));
-    expect(second).toMatchObject({ kind: 'throttled', code: 'idempotency_key_in_use', extra: { httpStatus: 409 } });
-    const created = await first;
+    const patient = providerFor(sim.url, 30_000);
+    const first = newIntent(patient, paymentId);
+    await new Promise((r) => setTimeout(r, 500));
+    const second = newIntent(patient, paymentId);
+    // Whichever reached the simulator first holds the key; the other is refused without effect.
+    const settled = await Promise.allSettled([first, second]);
+    const created = settled.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+    const refused = settled.flatMap((r) => (r.status === 'rejected' ? [r.reason as unknown] : []));
+    expect(created).toHaveLength(1);
+    expect(refused).toEqual([expect.objectContaining({ kind: 'throttled', code: 'idempotency_key_in_use', extra: { httpStatus: 409 } })]);
     sim.setFaults({});
-    await expect(newIntent(provider, paymentId)).resolves.toMatchObject({ id: created.id });
+    await expect(newIntent(provider, paymentId)).resolves.toMatchObject({ id: created[0]!.id });
   });
 
   it('confirm captures once; the intent shows the charge; a replayed attempt key moves no money', async () => {
@@ -341,7 +346,7 @@ describe('honest faults', () => {
   });
 
   it('lookupLag: an intent younger than the lag is not found yet; the truth arrives later', async () => {
-    sim.setFaults({ lookupLagMs: 3_000 });
+    sim.setFaults({ lookupLagMs: 4_000 });
     const intent = await newIntent();
     // Too young to be seen at all.
     await expect(providerError(provider.retrieveIntent(intent.id))).resolves.toMatchObject({ kind: 'rejected', code: 'resource_missing' });
