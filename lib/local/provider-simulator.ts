@@ -67,6 +67,9 @@
  * At start it is replayed (a torn last line from kill -9 is skipped) and the ledger file, which holds one
  * ledger entry per line, is rewritten from it, then appended to. tok_transient_<N> counters are part of the
  * intent and survive too. In-flight requests and locks do not survive (the process that held them is gone).
+ * A capture and the response saved under its key are two lines written in the same tick; a kill between
+ * them loses only the saved response, so a retry of that key meets the succeeded intent (400
+ * payment_intent_unexpected_state), never a second capture.
  *
  * HTTP API (Stripe shapes, form-encoded bodies with bracket notation, JSON answers):
  *   POST /v1/payment_intents                 amount, currency, metadata[...], confirm=false
