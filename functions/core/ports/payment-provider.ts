@@ -143,7 +143,10 @@ export interface PaymentProvider {
   cancelIntent(intentId: string, paymentId: string): Promise<ProviderIntent>;
   /** Refunds captured money idempotently (key derived from the intent and amount). */
   refund(req: RefundRequest): Promise<ProviderRefund>;
-  /** Intents created in [from, to), oldest first, one page at a time. */
+  /**
+   * Intents created in [from, to), one page at a time, in the provider's order (Stripe: newest first, with no
+   * ascending option); callers must not depend on the order. Pass `nextCursor` back as `startingAfter`.
+   */
   listIntents(q: { readonly from: Date; readonly to: Date; readonly startingAfter?: string; readonly limit?: number }): Promise<IntentPage>;
 }
 

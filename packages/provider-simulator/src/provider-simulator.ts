@@ -1,54 +1,97 @@
 /**
- * Payment provider simulator: a small HTTP service (node:http only, 127.0.0.1 only) that behaves like a
- * card provider with idempotency keys. Used by the local stack and by tests.
+ * Stripe-compatible payment provider simulator: the subset of Stripe's REST API that the Stripe adapter
+ * (functions/adapters/provider/stripe-provider.ts) uses, served by node:http on 127.0.0.1 only, with faults
+ * that a real provider produces. Used by the local stack and by tests.
  *
- * Outcome by token:
+ * Model (the facts the product relies on):
+ *   - A payment intent succeeds AT MOST ONCE; a canceled intent never succeeds. Confirm is allowed from
+ *     requires_payment_method / requires_confirmation / requires_action; confirm on succeeded, canceled or
+ *     processing is 400 payment_intent_unexpected_state (with the intent). Cancel is allowed from every
+ *     status but succeeded and canceled (400 payment_intent_unexpected_state otherwise).
+ *   - A declined confirm is 402 card_error/card_declined (decline_code on the error), and leaves the intent
+ *     in requires_payment_method with last_payment_error; it can be confirmed again.
+ *   - Idempotency-Key (POST only): the first response is saved with a fingerprint of method, path and
+ *     parameters, and replayed for the same key and parameters (header Idempotent-Replayed: true), including
+ *     saved 402/400/500 answers. Same key with other parameters: 400 idempotency_error. Same key while the
+ *     first request is in flight: 409 idempotency_error/idempotency_key_in_use. Nothing is saved for answers
+ *     given before the endpoint runs (401, 404 of the path's intent, parameter errors, 409, 429), so those may
+ *     be retried. Keys are forgotten after `idempotencyTtlMs` (24 h, as Stripe), so a create after that makes
+ *     a second intent: the reason the port can find an intent by its payment id.
+ *   - Confirm and cancel take a per-intent lock for as long as they run (latency, slow tokens, late commits);
+ *     another confirm/cancel of that intent meanwhile gets 429 invalid_request_error/lock_timeout.
+ *   - Requests need `Authorization: Bearer sk_test_...`; otherwise 401.
  *
- *   token                    | HTTP | body error code       | recorded in ledger
- *   -------------------------+------+-----------------------+----------------------------------------------
- *   tok_success / any other  | 200  | -                     | succeeded (subject to fault injection)
- *   tok_decline              | 402  | CARD_DECLINED         | declined
- *   tok_insufficient_funds   | 402  | INSUFFICIENT_FUNDS    | declined
- *   tok_invalid              | 400  | INVALID_TOKEN         | declined
- *   tok_transient_<N>        | 503  | PROVIDER_UNAVAILABLE  | nothing for the first N distinct keys of a
- *                            |      |                       | paymentId; from key N+1 on behaves as success
- *   tok_fail_always          | 503  | PROVIDER_UNAVAILABLE  | nothing
- *   tok_timeout              | 200  | -                     | succeeded BEFORE hanging for timeoutMs
- *                            |      |                       | ("charged but the response was lost")
- *   tok_slow_<ms>            | 200  | -                     | succeeded after <ms> (then fault injection)
- *   tok_rate_limited         | 429  | RATE_LIMITED          | nothing; Retry-After: 1
+ * Confirm outcome by payment_method (tokens kept from the old simulator, plus Stripe's test methods):
  *
- * Fault injection (only for charges that would otherwise succeed, one RNG draw per charge):
- *   draw < errorRate                  → 503 PROVIDER_UNAVAILABLE, nothing charged
- *   draw < errorRate + timeoutRate    → charge recorded, then the response hangs for timeoutMs
- *   latencyMs                         → added before every POST /v1/charges is handled
- * The RNG is seedable (`seed` option, or `seed` in setFaults / POST /v1/faults) for deterministic tests.
+ *   payment_method                                   | answer                          | effect
+ *   -------------------------------------------------+---------------------------------+----------------------------
+ *   tok_success, pm_card_visa, tok_crash_after_charge| 200 succeeded intent            | captured (subject to faults)
+ *     and any other value                            |                                 |
+ *   tok_decline, pm_card_chargeDeclined              | 402 card_declined/generic_decline | declined entry, intent back
+ *   tok_insufficient_funds,                          | 402 card_declined/              |   to requires_payment_method
+ *     pm_card_chargeDeclinedInsufficientFunds        |   insufficient_funds            |   with last_payment_error
+ *   tok_invalid                                      | 400 resource_missing, param     | nothing (Stripe's answer to a
+ *                                                    |   payment_method                |   payment method that does not exist)
+ *   tok_transient_<N>                                | 500 api_error for the first N   | nothing, then captured
+ *                                                    |   confirms of the intent        |
+ *   tok_fail_always                                  | 500 api_error                   | nothing
+ *   tok_rate_limited                                 | 429 rate_limit, Retry-After: 1  | nothing, not saved
+ *   tok_timeout                                      | captured, then the response     | captured
+ *                                                    |   hangs for timeoutMs           |
+ *   tok_slow_<ms>                                    | 200 after <ms> (lock held)      | captured
  *
- * Idempotency: a charge is keyed by idempotencyKey. A repeated key (also concurrently in flight) gets the
- * first recorded result and never charges again; the same key with a different paymentId, amount,
- * currency or token gets 409 IDEMPOTENCY_MISMATCH. 503/429 answers are not recorded, so the key may be
- * retried. tok_transient_<N> attempt counters live in memory only and restart from zero after a restart.
+ * Faults (POST /v1/faults replaces the set; GET shows every value). One RNG draw per confirm that would
+ * capture, compared against the rates in this order (their sum must be <= 1):
+ *   errorRate             500 api_error, nothing captured (the 500 is saved under the key, as Stripe does)
+ *   timeoutRate           the response hangs for timeoutMs; a second draw < timeoutCommitRate (default 0.5)
+ *                         decides whether it captured (a real timeout does not tell you)
+ *   commitThenErrorRate   captured, then 500 api_error (saved: a replay of the key says 500 too)
+ *   lateCommitRate        holds the key and the intent's lock for lateCommitMs, then captures and answers
+ *                         (the client has given up long before)
+ *   resetAfterCommitRate  captured, then the socket is destroyed. Also drawn for replays of a confirm key, so
+ *                         the SDK's one automatic reconnect retry can be reset too.
+ *   latencyMs             added to every POST while it holds its key and lock
+ *   lookupLagMs           GET retrieve/search/list show each intent as it was lookupLagMs ago (an intent
+ *                         younger than that is not found yet)
+ *   lookupErrorRate       GET retrieve/search/list answer 500 api_error (own draw)
+ *   authFailure           every Stripe route answers 401 (expired key), to exercise the outage path
+ *   seed                  reseeds the RNG (deterministic tests)
+ * Tokens with a fixed outcome (decline, invalid, transient, fail_always, rate_limited, timeout) are not
+ * subject to the draw.
  *
- * HTTP API:
- *   POST /v1/charges                {idempotencyKey, paymentId, amountMinor, currency, token, metadata?}
- *   GET  /v1/charges/:key           200 charge record | 404 {error:{code:'NOT_FOUND'}}
- *   GET  /v1/ledger[?paymentId=]    200 {entries: LedgerEntry[]}
- *   GET  /v1/faults                 200 {faults}
- *   POST /v1/faults                 {errorRate?, timeoutRate?, latencyMs?, seed?} (replaces; missing = 0)
- *   POST /v1/reset                  clears ledger, idempotency records and attempt counters (and the file)
- *   GET  /health                    200 {status:'ok'}
+ * Ledger: one entry per money movement: status succeeded (capture), declined (refused confirm), refunded
+ * (refund). Net captured per payment = sum(succeeded) - sum(refunded).
  *
- * Charge record (200 body, and `charge` inside 4xx decline bodies):
- *   {idempotencyKey, paymentId, chargeId, status:'succeeded'|'declined', amountMinor, currency, at, code?, message?}
+ * Persistence: with `ledgerFile`, every change is appended as one JSON line to `stateFile` (default: the
+ * ledger file name with `.state.jsonl`): intent snapshots, saved idempotent responses and ledger entries.
+ * At start it is replayed (a torn last line from kill -9 is skipped) and the ledger file, which holds one
+ * ledger entry per line, is rewritten from it, then appended to. tok_transient_<N> counters are part of the
+ * intent and survive too. In-flight requests and locks do not survive (the process that held them is gone).
+ * A capture and the response saved under its key are two lines written in the same tick; a kill between
+ * them loses only the saved response, so a retry of that key meets the succeeded intent (400
+ * payment_intent_unexpected_state), never a second capture.
  *
- * With `ledgerFile`, every ledger entry is appended as one JSON line (appendFileSync) and the file is
- * loaded at start, so charges survive kill -9 and a restart.
+ * HTTP API (Stripe shapes, form-encoded bodies with bracket notation, JSON answers):
+ *   POST /v1/payment_intents                 amount, currency, metadata[...], confirm=false
+ *   GET  /v1/payment_intents/:id             expand[]=latest_charge gives the charge (amount_refunded)
+ *   POST /v1/payment_intents/:id/confirm     payment_method
+ *   POST /v1/payment_intents/:id/cancel      cancellation_reason?
+ *   GET  /v1/payment_intents/search          query=metadata['payment_id']:'<id>', limit
+ *   GET  /v1/payment_intents                 created[gte|gt|lt|lte], limit (1..100, default 10), starting_after;
+ *                                            newest first, as Stripe
+ *   POST /v1/refunds                         payment_intent, amount?, metadata[...]
+ * The simulator's own (JSON, no auth):
+ *   GET  /v1/ledger[?paymentId=]             {entries}
+ *   GET  /v1/faults, POST /v1/faults         {faults}; unknown fault or bad value → 400
+ *   POST /v1/reset                           forgets everything (and empties the files)
+ *   GET  /health                             {status:'ok'}
  *
- * CLI: npx tsx lib/local/provider-simulator.ts --port 4010 --ledger .local-data/ledger.jsonl
- *        [--timeout-ms 15000] [--error-rate 0] [--timeout-rate 0] [--latency-ms 0] [--seed N]
+ * CLI: npx tsx packages/provider-simulator/src/provider-simulator.ts --port 4010 --ledger .local-data/ledger.jsonl
+ *        [--state file] [--timeout-ms 15000] [--faults '{"errorRate":0.1}'] [--error-rate 0] [--timeout-rate 0]
+ *        [--latency-ms 0] [--seed N]
  *      prints "provider simulator listening on <url>" and stops cleanly on SIGINT/SIGTERM.
  */
-import { createHash, randomUUID } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { appendFileSync, existsSync, mkdirSync, readFileSync, realpathSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -57,47 +100,76 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
 export interface LedgerEntry {
-  readonly idempotencyKey: string;
+  /** Our payment id, from the intent's metadata.payment_id ('' when the intent has none). */
   readonly paymentId: string;
+  /** succeeded: money captured; refunded: money returned; declined: a refused confirm (no money). */
+  readonly status: 'succeeded' | 'declined' | 'refunded';
   readonly amountMinor: number;
+  /** Upper case. */
   readonly currency: string;
-  readonly chargeId: string;
-  /** Only 'succeeded' entries moved money. */
-  readonly status: 'succeeded' | 'declined';
-  /** ISO-8601 time the charge was recorded. */
-  readonly at: string;
+  readonly intentId: string;
+  readonly chargeId?: string;
+  readonly refundId?: string;
+  /** The Idempotency-Key of the request that moved the money, when it had one. */
+  readonly idempotencyKey?: string;
   /** Decline code and message, for status 'declined'. */
   readonly code?: string;
+  readonly declineCode?: string;
   readonly message?: string;
-  /** sha256 of paymentId, amount, currency and token: detects key reuse with a different request. */
-  readonly fingerprint: string;
+  /** ISO-8601. */
+  readonly at: string;
 }
 
 export interface FaultConfig {
-  /** Probability [0,1] that an otherwise successful charge gets 503 without charging. */
   readonly errorRate?: number;
-  /** Probability [0,1] that an otherwise successful charge is recorded and then hangs for timeoutMs. */
   readonly timeoutRate?: number;
-  /** Delay added to every charge request. */
+  /** Probability that a timed-out confirm captured. Default 0.5. */
+  readonly timeoutCommitRate?: number;
+  readonly commitThenErrorRate?: number;
+  readonly lateCommitRate?: number;
+  /** How long a late commit waits. Default 3000. */
+  readonly lateCommitMs?: number;
+  readonly resetAfterCommitRate?: number;
   readonly latencyMs?: number;
+  readonly lookupLagMs?: number;
+  readonly lookupErrorRate?: number;
+  readonly authFailure?: boolean;
   /** Reseeds the fault RNG when given. */
   readonly seed?: number;
 }
 
 export type ActiveFaults = Required<Omit<FaultConfig, 'seed'>>;
 
+const NO_FAULTS: ActiveFaults = {
+  errorRate: 0,
+  timeoutRate: 0,
+  timeoutCommitRate: 0.5,
+  commitThenErrorRate: 0,
+  lateCommitRate: 0,
+  lateCommitMs: 3000,
+  resetAfterCommitRate: 0,
+  latencyMs: 0,
+  lookupLagMs: 0,
+  lookupErrorRate: 0,
+  authFailure: false,
+};
+
 export interface ProviderSimulatorOptions {
   /** 0 (default) picks a free port. */
   readonly port?: number;
   /** Only loopback is allowed. */
   readonly host?: '127.0.0.1';
-  /** JSON-lines ledger file; loaded at start and appended to. */
+  /** JSON-lines ledger (one entry per line); enables persistence. */
   readonly ledgerFile?: string;
+  /** JSON-lines event log replayed at start. Default: next to the ledger file. */
+  readonly stateFile?: string;
   readonly faults?: FaultConfig;
-  /** How long a 'timeout' response hangs. Default 15000. */
+  /** How long a timed-out response hangs. Default 15000. */
   readonly timeoutMs?: number;
   /** Seed of the fault RNG; random when omitted. */
   readonly seed?: number;
+  /** How long idempotency keys are remembered. Default 24 h. */
+  readonly idempotencyTtlMs?: number;
 }
 
 export interface ProviderSimulator {
@@ -106,165 +178,629 @@ export interface ProviderSimulator {
   stop(): Promise<void>;
   /** A copy of the ledger, optionally for one payment. */
   ledger(paymentId?: string): LedgerEntry[];
-  /** Replaces the fault configuration (missing fields become 0). */
+  /** Net captured minor units of a payment: succeeded minus refunded. */
+  netCaptured(paymentId: string): number;
+  /** Replaces the fault configuration (missing fields take their defaults). Throws RangeError when invalid. */
   setFaults(f: FaultConfig): void;
   faults(): ActiveFaults;
-  /** Clears ledger, idempotency records, attempt counters and the ledger file. */
+  /** Forgets intents, keys, refunds and the ledger, and empties the files. */
   reset(): void;
 }
+
+// ---- Stripe-shaped objects -------------------------------------------------------------------------------
+
+type IntentStatus = 'requires_payment_method' | 'requires_confirmation' | 'requires_action' | 'processing' | 'requires_capture' | 'canceled' | 'succeeded';
+
+interface LastPaymentError {
+  type: 'card_error' | 'invalid_request_error';
+  code: string;
+  decline_code?: string;
+  message: string;
+}
+
+interface IntentJson {
+  id: string;
+  object: 'payment_intent';
+  amount: number;
+  amount_capturable: number;
+  amount_received: number;
+  currency: string;
+  status: IntentStatus;
+  metadata: Record<string, string>;
+  created: number;
+  latest_charge: string | null;
+  last_payment_error: LastPaymentError | null;
+  payment_method: string | null;
+  canceled_at: number | null;
+  cancellation_reason: string | null;
+  capture_method: 'automatic';
+  confirmation_method: 'automatic';
+  client_secret: string;
+  livemode: false;
+}
+
+interface IntentRecord {
+  /** Insertion order: ties on `created` are listed newest first by it. */
+  seq: number;
+  intent: IntentJson;
+  /** Confirms that failed on tok_transient_<N> so far. */
+  transientFailures: number;
+  refunded: number;
+  /** Every state the intent had, with the time it began (ms): lookups with lag read from it. */
+  history: Array<{ at: number; intent: IntentJson; refunded: number }>;
+}
+
+interface RefundJson {
+  id: string;
+  object: 'refund';
+  amount: number;
+  currency: string;
+  payment_intent: string;
+  charge: string | null;
+  status: 'succeeded';
+  metadata: Record<string, string>;
+  created: number;
+}
+
+interface SavedResponse {
+  fingerprint: string;
+  status: number;
+  body: unknown;
+  at: number;
+  /** A confirm's key: its replays draw resetAfterCommit too. */
+  confirm?: boolean;
+}
+
+/** One line of the state file. */
+interface StateEvent {
+  at: number;
+  intent?: { seq: number; intent: IntentJson; transientFailures: number; refunded: number };
+  key?: { key: string } & SavedResponse;
+  ledger?: LedgerEntry;
+}
+
+interface Reply {
+  status: number;
+  body: unknown;
+  headers?: Record<string, string>;
+  /** Hold the response this long before writing it. */
+  hangMs?: number;
+  /** Destroy the socket instead of answering. */
+  reset?: boolean;
+  /** Save under the request's idempotency key (the endpoint ran). */
+  save?: boolean;
+}
+
+interface StripeErrorBody {
+  type: 'invalid_request_error' | 'card_error' | 'api_error' | 'idempotency_error';
+  message: string;
+  code?: string;
+  decline_code?: string;
+  param?: string;
+  payment_intent?: IntentJson;
+}
+
+const stripeError = (status: number, e: StripeErrorBody, extra: Partial<Reply> = {}): Reply => ({ status, body: { error: e }, ...extra });
 
 const HOST = '127.0.0.1';
 const MAX_BODY_BYTES = 1024 * 1024;
 const DEFAULT_TIMEOUT_MS = 15_000;
-
-interface ValidCharge {
-  readonly idempotencyKey: string;
-  readonly paymentId: string;
-  readonly amountMinor: number;
-  readonly currency: string;
-  readonly token: string;
-}
-
-interface Reply {
-  readonly status: number;
-  readonly body: unknown;
-  readonly headers?: Record<string, string>;
-  /** Hold the response this long before writing it (models a lost/late response). */
-  readonly hangMs?: number;
-}
-
-class HttpError extends Error {
-  constructor(
-    readonly status: number,
-    readonly code: string,
-    message: string,
-  ) {
-    super(message);
-  }
-}
+const DAY_MS = 24 * 3600 * 1000;
+const CONFIRMABLE: ReadonlySet<IntentStatus> = new Set(['requires_payment_method', 'requires_confirmation', 'requires_action']);
+const CANCELABLE: ReadonlySet<IntentStatus> = new Set([
+  'requires_payment_method',
+  'requires_confirmation',
+  'requires_action',
+  'processing',
+  'requires_capture',
+]);
 
 export async function startProviderSimulator(opts: ProviderSimulatorOptions = {}): Promise<ProviderSimulator> {
   if (opts.host !== undefined && opts.host !== HOST) throw new Error(`provider simulator binds ${HOST} only`);
   const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   if (!Number.isFinite(timeoutMs) || timeoutMs < 0) throw new RangeError('timeoutMs must be >= 0');
+  const keyTtlMs = opts.idempotencyTtlMs ?? DAY_MS;
 
   let rng = mulberry32(opts.seed ?? Math.floor(Math.random() * 2 ** 32));
-  let faults: ActiveFaults = { errorRate: 0, timeoutRate: 0, latencyMs: 0 };
+  let faults: ActiveFaults = { ...NO_FAULTS };
   const setFaults = (f: FaultConfig): void => {
-    const next = validateFaults(f);
-    faults = next;
+    faults = validateFaults(f);
     if (f.seed !== undefined) rng = mulberry32(f.seed);
   };
   if (opts.faults) setFaults(opts.faults);
   if (opts.faults?.seed === undefined && opts.seed !== undefined) rng = mulberry32(opts.seed);
 
+  const intents = new Map<string, IntentRecord>();
+  const keys = new Map<string, SavedResponse>();
+  const inflight = new Map<string, string>();
+  const locks = new Set<string>();
   const entries: LedgerEntry[] = [];
-  const records = new Map<string, LedgerEntry>();
-  const inflight = new Map<string, { fingerprint: string; reply: Promise<Reply> }>();
-  /** paymentId → distinct idempotency keys in first-seen order (for tok_transient_<N>). */
-  const transientAttempts = new Map<string, string[]>();
   const timers = new Set<NodeJS.Timeout>();
+  let seq = 0;
   let stopped = false;
 
   const ledgerFile = opts.ledgerFile ? path.resolve(opts.ledgerFile) : undefined;
-  if (ledgerFile) loadLedger(ledgerFile, entries, records);
+  const stateFile = opts.stateFile
+    ? path.resolve(opts.stateFile)
+    : ledgerFile
+      ? ledgerFile.replace(/(\.jsonl)?$/, '.state.jsonl')
+      : undefined;
 
-  const sleep = (ms: number): Promise<void> =>
-    new Promise((resolve) => {
-      const t = setTimeout(() => {
-        timers.delete(t);
-        resolve();
-      }, ms);
-      timers.add(t);
-    });
+  // ---- persistence ---------------------------------------------------------------------------------------
 
-  const record = (entry: LedgerEntry): LedgerEntry => {
-    entries.push(entry);
-    records.set(entry.idempotencyKey, entry);
-    if (ledgerFile) appendFileSync(ledgerFile, `${JSON.stringify(entry)}\n`);
-    return entry;
+  const persist = (ev: StateEvent): void => {
+    if (stateFile) appendFileSync(stateFile, `${JSON.stringify(ev)}\n`);
+    if (ev.ledger && ledgerFile) appendFileSync(ledgerFile, `${JSON.stringify(ev.ledger)}\n`);
   };
 
-  const newEntry = (c: ValidCharge, fingerprint: string, decline?: { code: string; message: string }): LedgerEntry => ({
-    idempotencyKey: c.idempotencyKey,
-    paymentId: c.paymentId,
-    amountMinor: c.amountMinor,
-    currency: c.currency,
-    chargeId: `ch_${randomUUID().replaceAll('-', '')}`,
-    status: decline ? 'declined' : 'succeeded',
-    at: new Date().toISOString(),
-    ...(decline ?? {}),
-    fingerprint,
-  });
-
-  const unavailable = (message: string): Reply => ({
-    status: 503,
-    body: { error: { code: 'PROVIDER_UNAVAILABLE', message } },
-  });
-
-  /** Decides and records the outcome of a charge whose key has no record and nothing in flight. */
-  async function decide(c: ValidCharge, fingerprint: string): Promise<Reply> {
-    const t = c.token;
-    const decline = (code: string, message: string): Reply => replyFor(record(newEntry(c, fingerprint, { code, message })));
-
-    if (t === 'tok_decline') return decline('CARD_DECLINED', 'The card was declined');
-    if (t === 'tok_insufficient_funds') return decline('INSUFFICIENT_FUNDS', 'The card has insufficient funds');
-    if (t === 'tok_invalid') return decline('INVALID_TOKEN', 'The card token is not valid');
-    if (t === 'tok_fail_always') return unavailable('Provider unavailable (tok_fail_always)');
-    if (t === 'tok_rate_limited') {
-      return { status: 429, headers: { 'retry-after': '1' }, body: { error: { code: 'RATE_LIMITED', message: 'Too many requests' } } };
+  function load(): void {
+    if (!stateFile) return;
+    mkdirSync(path.dirname(stateFile), { recursive: true });
+    if (ledgerFile) mkdirSync(path.dirname(ledgerFile), { recursive: true });
+    if (existsSync(stateFile)) {
+      const text = readFileSync(stateFile, 'utf8');
+      for (const line of text.split('\n')) {
+        if (line.trim() === '') continue;
+        let ev: StateEvent;
+        try {
+          ev = JSON.parse(line) as StateEvent;
+        } catch {
+          continue; // torn by a kill -9 mid-write
+        }
+        if (ev.intent) {
+          const { seq: s, intent, transientFailures, refunded } = ev.intent;
+          const rec = intents.get(intent.id);
+          if (rec) {
+            Object.assign(rec, { intent, transientFailures, refunded });
+            rec.history.push({ at: ev.at, intent, refunded });
+          } else {
+            intents.set(intent.id, { seq: s, intent, transientFailures, refunded, history: [{ at: ev.at, intent, refunded }] });
+          }
+          seq = Math.max(seq, s);
+        }
+        if (ev.key) {
+          const { key, ...saved } = ev.key;
+          keys.set(key, saved);
+        }
+        if (ev.ledger) entries.push(ev.ledger);
+      }
+      if (text !== '' && !text.endsWith('\n')) appendFileSync(stateFile, '\n');
     }
-    if (t === 'tok_timeout') return { ...replyFor(record(newEntry(c, fingerprint))), hangMs: timeoutMs };
+    // The ledger file is a view of the state file: rewrite it so both agree after any crash.
+    if (ledgerFile) writeFileSync(ledgerFile, entries.map((e) => `${JSON.stringify(e)}\n`).join(''));
+  }
+  load();
 
-    const transient = /^tok_transient_(\d+)$/.exec(t);
-    if (transient) {
-      const failFirst = Number(transient[1]);
-      let keys = transientAttempts.get(c.paymentId);
-      if (!keys) transientAttempts.set(c.paymentId, (keys = []));
-      let attempt = keys.indexOf(c.idempotencyKey);
-      if (attempt < 0) attempt = keys.push(c.idempotencyKey) - 1;
-      if (attempt < failFirst) return unavailable(`Provider unavailable (attempt ${attempt + 1} of ${failFirst} failing)`);
-    }
-    const slow = /^tok_slow_(\d+)$/.exec(t);
-    if (slow) await sleep(Number(slow[1]));
+  // ---- helpers -------------------------------------------------------------------------------------------
 
-    // An otherwise successful charge: apply fault injection.
-    const { errorRate, timeoutRate } = faults;
-    const draw = errorRate > 0 || timeoutRate > 0 ? rng() : 1;
-    if (draw < errorRate) return unavailable('Provider unavailable (injected fault)');
-    const reply = replyFor(record(newEntry(c, fingerprint)));
-    return draw < errorRate + timeoutRate ? { ...reply, hangMs: timeoutMs } : reply;
+  const sleep = (ms: number): Promise<void> =>
+    ms <= 0
+      ? Promise.resolve()
+      : new Promise((resolve) => {
+          const t = setTimeout(() => {
+            timers.delete(t);
+            resolve();
+          }, ms);
+          timers.add(t);
+        });
+
+  /** Stores a new state of an intent (and the ledger entry it produced) in memory and on disk, as one event. */
+  function commit(rec: IntentRecord, intent: IntentJson, ledger?: LedgerEntry): void {
+    const at = Date.now();
+    rec.intent = intent;
+    rec.history.push({ at, intent, refunded: rec.refunded });
+    if (ledger) entries.push(ledger);
+    persist({ at, intent: { seq: rec.seq, intent, transientFailures: rec.transientFailures, refunded: rec.refunded }, ...(ledger ? { ledger } : {}) });
   }
 
-  async function charge(raw: unknown): Promise<Reply> {
-    const c = validateCharge(raw);
-    if (faults.latencyMs > 0) await sleep(faults.latencyMs);
-    const fingerprint = fingerprintOf(c);
-    const mismatch = (): Reply => ({
-      status: 409,
-      body: { error: { code: 'IDEMPOTENCY_MISMATCH', message: 'Idempotency key was already used with different parameters' } },
+  const ledgerEntry = (intent: IntentJson, e: Omit<LedgerEntry, 'paymentId' | 'currency' | 'intentId' | 'at'>): LedgerEntry => ({
+    paymentId: intent.metadata.payment_id ?? '',
+    currency: intent.currency.toUpperCase(),
+    intentId: intent.id,
+    at: new Date().toISOString(),
+    ...e,
+  });
+
+  /** The intent as a lookup sees it now: its state lookupLagMs ago. */
+  function visible(rec: IntentRecord): { intent: IntentJson; refunded: number } | undefined {
+    if (faults.lookupLagMs <= 0) return { intent: rec.intent, refunded: rec.refunded };
+    const horizon = Date.now() - faults.lookupLagMs;
+    let seen: { intent: IntentJson; refunded: number } | undefined;
+    for (const h of rec.history) {
+      if (h.at > horizon) break;
+      seen = h;
+    }
+    return seen;
+  }
+
+  const noSuchIntent = (id: string, param = 'intent'): Reply =>
+    stripeError(404, { type: 'invalid_request_error', code: 'resource_missing', param, message: `No such payment_intent: '${id}'` });
+
+  const unexpectedState = (intent: IntentJson, action: 'confirm' | 'cancel'): Reply =>
+    stripeError(
+      400,
+      {
+        type: 'invalid_request_error',
+        code: 'payment_intent_unexpected_state',
+        message: `You cannot ${action} this PaymentIntent because it has a status of ${intent.status}.`,
+        payment_intent: intent,
+      },
+      { save: true },
+    );
+
+  const apiError = (message: string, extra: Partial<Reply> = {}): Reply =>
+    stripeError(500, { type: 'api_error', message }, { save: true, ...extra });
+
+  const paramError = (param: string, message: string): Reply =>
+    stripeError(400, { type: 'invalid_request_error', code: 'parameter_invalid', param, message });
+
+  // ---- endpoints -----------------------------------------------------------------------------------------
+
+  function createIntent(p: Params): Reply {
+    const amount = intParam(p.amount);
+    if (amount === undefined || amount < 1) return paramError('amount', 'amount must be a positive integer');
+    const currency = typeof p.currency === 'string' ? p.currency.toLowerCase() : '';
+    if (!/^[a-z]{3}$/.test(currency)) return paramError('currency', 'currency must be a three-letter ISO code');
+    const metadata = stringMap(p.metadata);
+    if (!metadata) return paramError('metadata', 'metadata must be a map of strings');
+    if (p.confirm !== undefined && p.confirm !== 'false') return paramError('confirm', 'the simulator supports confirm=false only');
+    const id = `pi_${randomId(24)}`;
+    const intent: IntentJson = {
+      id,
+      object: 'payment_intent',
+      amount,
+      amount_capturable: 0,
+      amount_received: 0,
+      currency,
+      status: 'requires_payment_method',
+      metadata,
+      created: Math.floor(Date.now() / 1000),
+      latest_charge: null,
+      last_payment_error: null,
+      payment_method: null,
+      canceled_at: null,
+      cancellation_reason: null,
+      capture_method: 'automatic',
+      confirmation_method: 'automatic',
+      client_secret: `${id}_secret_${randomId(24)}`,
+      livemode: false,
+    };
+    const rec: IntentRecord = { seq: ++seq, intent, transientFailures: 0, refunded: 0, history: [] };
+    intents.set(id, rec);
+    commit(rec, intent);
+    return { status: 200, body: intent, save: true };
+  }
+
+  async function confirmIntent(rec: IntentRecord, p: Params, key: string | undefined): Promise<Reply> {
+    const pm = p.payment_method;
+    if (typeof pm !== 'string' || pm === '') {
+      return stripeError(400, { type: 'invalid_request_error', code: 'parameter_missing', param: 'payment_method', message: 'Missing required param: payment_method.' });
+    }
+    if (!CONFIRMABLE.has(rec.intent.status)) return unexpectedState(rec.intent, 'confirm');
+
+    const capture = (): IntentJson => {
+      const chargeId = `ch_${randomId(24)}`;
+      const next: IntentJson = { ...rec.intent, status: 'succeeded', amount_received: rec.intent.amount, latest_charge: chargeId, last_payment_error: null, payment_method: pm };
+      commit(rec, next, ledgerEntry(next, { status: 'succeeded', amountMinor: next.amount, chargeId, ...(key ? { idempotencyKey: key } : {}) }));
+      return next;
+    };
+    const decline = (declineCode: string, message: string): Reply => {
+      const lpe: LastPaymentError = { type: 'card_error', code: 'card_declined', decline_code: declineCode, message };
+      const next: IntentJson = { ...rec.intent, status: 'requires_payment_method', last_payment_error: lpe, payment_method: null };
+      const chargeId = `ch_${randomId(24)}`;
+      commit(rec, { ...next, latest_charge: chargeId }, ledgerEntry(next, { status: 'declined', amountMinor: next.amount, chargeId, code: 'card_declined', declineCode, message, ...(key ? { idempotencyKey: key } : {}) }));
+      return stripeError(402, { type: 'card_error', code: 'card_declined', decline_code: declineCode, message, payment_intent: rec.intent }, { save: true });
+    };
+
+    if (pm === 'tok_decline' || pm === 'pm_card_chargeDeclined') return decline('generic_decline', 'Your card was declined.');
+    if (pm === 'tok_insufficient_funds' || pm === 'pm_card_chargeDeclinedInsufficientFunds') {
+      return decline('insufficient_funds', 'Your card has insufficient funds.');
+    }
+    if (pm === 'tok_invalid') {
+      return stripeError(
+        400,
+        { type: 'invalid_request_error', code: 'resource_missing', param: 'payment_method', message: `No such PaymentMethod: '${pm}'`, payment_intent: rec.intent },
+        { save: true },
+      );
+    }
+    if (pm === 'tok_fail_always') return apiError('An unknown error occurred (tok_fail_always).');
+    if (pm === 'tok_rate_limited') {
+      return stripeError(429, { type: 'invalid_request_error', code: 'rate_limit', message: 'Too many requests hit the API too quickly.' }, { headers: { 'retry-after': '1' } });
+    }
+    if (pm === 'tok_timeout') {
+      capture();
+      return { status: 200, body: rec.intent, save: true, hangMs: timeoutMs };
+    }
+    const transient = /^tok_transient_(\d+)$/.exec(pm);
+    if (transient && rec.transientFailures < Number(transient[1])) {
+      rec.transientFailures++;
+      commit(rec, rec.intent);
+      return apiError(`An unknown error occurred (tok_transient, failure ${rec.transientFailures} of ${transient[1]}).`);
+    }
+    const slow = /^tok_slow_(\d+)$/.exec(pm);
+    if (slow) await sleep(Number(slow[1]));
+
+    // A confirm that would capture: one draw decides the fault.
+    const f = faults;
+    const anyFault = f.errorRate + f.timeoutRate + f.commitThenErrorRate + f.lateCommitRate + f.resetAfterCommitRate > 0;
+    let d = anyFault ? rng() : 1;
+    if ((d -= f.errorRate) < 0) return apiError('An unknown error occurred (injected).');
+    if ((d -= f.timeoutRate) < 0) {
+      if (rng() < f.timeoutCommitRate) {
+        capture();
+        return { status: 200, body: rec.intent, save: true, hangMs: timeoutMs };
+      }
+      return { status: 500, body: { error: { type: 'api_error', message: 'timed out (injected)' } }, hangMs: timeoutMs };
+    }
+    if ((d -= f.commitThenErrorRate) < 0) {
+      capture();
+      return apiError('An unknown error occurred after the payment was processed (injected).');
+    }
+    if ((d -= f.lateCommitRate) < 0) {
+      await sleep(f.lateCommitMs);
+      if (stopped) return apiError('stopped');
+      if (!CONFIRMABLE.has(rec.intent.status)) return unexpectedState(rec.intent, 'confirm');
+      return { status: 200, body: capture(), save: true };
+    }
+    if ((d -= f.resetAfterCommitRate) < 0) {
+      return { status: 200, body: capture(), save: true, reset: true };
+    }
+    return { status: 200, body: capture(), save: true };
+  }
+
+  function cancelIntent(rec: IntentRecord, p: Params): Reply {
+    if (!CANCELABLE.has(rec.intent.status)) return unexpectedState(rec.intent, 'cancel');
+    const reason = typeof p.cancellation_reason === 'string' ? p.cancellation_reason : null;
+    const next: IntentJson = { ...rec.intent, status: 'canceled', canceled_at: Math.floor(Date.now() / 1000), cancellation_reason: reason };
+    commit(rec, next);
+    return { status: 200, body: next, save: true };
+  }
+
+  function createRefund(p: Params, key: string | undefined): Reply {
+    const id = p.payment_intent;
+    if (typeof id !== 'string' || id === '') {
+      return stripeError(400, { type: 'invalid_request_error', code: 'parameter_missing', param: 'payment_intent', message: 'Missing required param: payment_intent.' });
+    }
+    const rec = intents.get(id);
+    if (!rec) return noSuchIntent(id, 'payment_intent');
+    const metadata = stringMap(p.metadata);
+    if (!metadata) return paramError('metadata', 'metadata must be a map of strings');
+    const intent = rec.intent;
+    if (intent.status !== 'succeeded') {
+      return stripeError(
+        400,
+        { type: 'invalid_request_error', code: 'payment_intent_unexpected_state', message: `This PaymentIntent (${id}) does not have a successful charge to refund.` },
+        { save: true },
+      );
+    }
+    const remaining = intent.amount_received - rec.refunded;
+    if (remaining <= 0) {
+      return stripeError(400, { type: 'invalid_request_error', code: 'charge_already_refunded', message: `Charge ${intent.latest_charge} has already been refunded.` }, { save: true });
+    }
+    const amount = p.amount === undefined ? remaining : intParam(p.amount);
+    if (amount === undefined || amount < 1) return paramError('amount', 'amount must be a positive integer');
+    if (amount > remaining) {
+      return stripeError(
+        400,
+        { type: 'invalid_request_error', code: 'amount_too_large', param: 'amount', message: `Refund amount (${amount}) is greater than unrefunded amount on charge (${remaining}).` },
+        { save: true },
+      );
+    }
+    const refund: RefundJson = {
+      id: `re_${randomId(24)}`,
+      object: 'refund',
+      amount,
+      currency: intent.currency,
+      payment_intent: id,
+      charge: intent.latest_charge,
+      status: 'succeeded',
+      metadata,
+      created: Math.floor(Date.now() / 1000),
+    };
+    rec.refunded += amount;
+    commit(rec, intent, ledgerEntry(intent, { status: 'refunded', amountMinor: amount, refundId: refund.id, ...(intent.latest_charge ? { chargeId: intent.latest_charge } : {}), ...(key ? { idempotencyKey: key } : {}) }));
+    return { status: 200, body: refund, save: true };
+  }
+
+  /** The intent JSON a lookup returns, with latest_charge expanded when asked. */
+  function render(v: { intent: IntentJson; refunded: number }, expand: string[]): IntentJson | Record<string, unknown> {
+    if (!expand.includes('latest_charge') || !v.intent.latest_charge) return v.intent;
+    const i = v.intent;
+    const succeeded = i.status === 'succeeded';
+    return {
+      ...i,
+      latest_charge: {
+        id: i.latest_charge,
+        object: 'charge',
+        amount: i.amount,
+        amount_captured: succeeded ? i.amount : 0,
+        amount_refunded: v.refunded,
+        refunded: succeeded && v.refunded >= i.amount,
+        currency: i.currency,
+        payment_intent: i.id,
+        status: succeeded ? 'succeeded' : 'failed',
+        created: i.created,
+      },
+    };
+  }
+
+  function lookupFault(): Reply | undefined {
+    if (faults.lookupErrorRate > 0 && rng() < faults.lookupErrorRate) return apiError('An unknown error occurred (injected lookup fault).', { save: false });
+    return undefined;
+  }
+
+  function retrieve(id: string, q: Params): Reply {
+    const rec = intents.get(id);
+    const v = rec && visible(rec);
+    if (!v) return noSuchIntent(id);
+    return { status: 200, body: render(v, listParam(q.expand)) };
+  }
+
+  function search(q: Params): Reply {
+    const query = typeof q.query === 'string' ? q.query : '';
+    const m = /^\s*metadata\[\s*(['"])([^'"]+)\1\s*\]\s*:\s*(['"])((?:\\.|(?!\3).)*)\3\s*$/.exec(query);
+    if (!m) {
+      return stripeError(400, { type: 'invalid_request_error', code: 'parameter_invalid', param: 'query', message: "The simulator supports queries of the form metadata['key']:'value' only." });
+    }
+    const field = m[2]!;
+    const value = m[4]!.replace(/\\(.)/g, '$1');
+    const limit = intParam(q.limit) ?? 10;
+    const found: IntentJson[] = [];
+    for (const rec of [...intents.values()].sort(newestFirst)) {
+      const v = visible(rec);
+      if (v && v.intent.metadata[field] === value) found.push(v.intent);
+    }
+    return {
+      status: 200,
+      body: { object: 'search_result', url: '/v1/payment_intents/search', data: found.slice(0, limit), has_more: found.length > limit, next_page: null },
+    };
+  }
+
+  function list(q: Params): Reply {
+    const created = (q.created ?? {}) as Params;
+    if (typeof created !== 'object') return paramError('created', 'created must be a range');
+    const bound = (k: string): number | undefined => intParam(created[k]);
+    const gte = bound('gte');
+    const gt = bound('gt');
+    const lt = bound('lt');
+    const lte = bound('lte');
+    const limit = q.limit === undefined ? 10 : intParam(q.limit);
+    if (limit === undefined || limit < 1 || limit > 100) return paramError('limit', 'limit must be an integer between 1 and 100');
+    const all: Array<{ rec: IntentRecord; intent: IntentJson }> = [];
+    for (const rec of [...intents.values()].sort(newestFirst)) {
+      const v = visible(rec);
+      if (!v) continue;
+      const c = v.intent.created;
+      if ((gte !== undefined && c < gte) || (gt !== undefined && c <= gt) || (lt !== undefined && c >= lt) || (lte !== undefined && c > lte)) continue;
+      all.push({ rec, intent: v.intent });
+    }
+    let start = 0;
+    if (typeof q.starting_after === 'string') {
+      const cursor = intents.get(q.starting_after);
+      if (!cursor) return noSuchIntent(q.starting_after, 'starting_after');
+      // Everything listed after the cursor: older, or as old and inserted before it.
+      start = all.findIndex((x) => newestFirst(cursor, x.rec) < 0);
+      if (start < 0) start = all.length;
+    }
+    const page = all.slice(start, start + limit);
+    return { status: 200, body: { object: 'list', url: '/v1/payment_intents', data: page.map((x) => x.intent), has_more: start + limit < all.length } };
+  }
+
+  // ---- idempotency, locks, routing -----------------------------------------------------------------------
+
+  /** Runs a POST under Stripe's idempotency rules. */
+  async function idempotent(req: IncomingMessage, route: string, p: Params, run: (key: string | undefined) => Promise<Reply>, opts: { confirm?: boolean } = {}): Promise<Reply> {
+    const header = req.headers['idempotency-key'];
+    const key = typeof header === 'string' && header !== '' ? header : undefined;
+    if (!key) return run(undefined);
+    const fingerprint = createHash('sha256').update(JSON.stringify([route, canonical(p)])).digest('hex');
+    const saved = keys.get(key);
+    if (saved && Date.now() - saved.at < keyTtlMs) {
+      if (saved.fingerprint !== fingerprint) return keyReused(key);
+      const replay: Reply = { status: saved.status, body: saved.body, headers: { 'idempotent-replayed': 'true' } };
+      if (saved.confirm && faults.resetAfterCommitRate > 0 && rng() < faults.resetAfterCommitRate) replay.reset = true;
+      return replay;
+    }
+    const running = inflight.get(key);
+    if (running !== undefined) {
+      if (running !== fingerprint) return keyReused(key);
+      return stripeError(409, {
+        type: 'idempotency_error',
+        code: 'idempotency_key_in_use',
+        message: `There is currently another in-progress request using this idempotency key ('${key}'). Try again later.`,
+      });
+    }
+    inflight.set(key, fingerprint);
+    try {
+      const reply = await run(key);
+      if (reply.save && !stopped) {
+        const rec: SavedResponse = { fingerprint, status: reply.status, body: reply.body, at: Date.now(), ...(opts.confirm ? { confirm: true } : {}) };
+        keys.set(key, rec);
+        persist({ at: rec.at, key: { key, ...rec } });
+      }
+      return reply;
+    } finally {
+      inflight.delete(key);
+    }
+  }
+
+  const keyReused = (key: string): Reply =>
+    stripeError(400, {
+      type: 'idempotency_error',
+      message: `Keys for idempotent requests can only be used with the same parameters they were first used with. Try using a key other than '${key}' if you meant to execute a different request.`,
     });
 
-    const recorded = records.get(c.idempotencyKey);
-    if (recorded) {
-      if (recorded.fingerprint !== fingerprint) return mismatch();
-      const r = replyFor(recorded);
-      return { ...r, headers: { ...r.headers, 'idempotent-replayed': 'true' } };
+  /** Runs a confirm/cancel holding the intent's lock; a second one meanwhile gets lock_timeout. */
+  async function locked(id: string, run: () => Promise<Reply>): Promise<Reply> {
+    if (locks.has(id)) {
+      return stripeError(429, {
+        type: 'invalid_request_error',
+        code: 'lock_timeout',
+        message: 'This object cannot be accessed right now because another API request or Stripe process is currently accessing it.',
+      });
     }
-    const pending = inflight.get(c.idempotencyKey);
-    if (pending) {
-      if (pending.fingerprint !== fingerprint) return mismatch();
-      return pending.reply;
+    locks.add(id);
+    try {
+      return await run();
+    } finally {
+      locks.delete(id);
     }
-    const reply = decide(c, fingerprint).finally(() => inflight.delete(c.idempotencyKey));
-    inflight.set(c.idempotencyKey, { fingerprint, reply });
-    return reply;
+  }
+
+  function authorized(req: IncomingMessage): Reply | undefined {
+    if (faults.authFailure) {
+      return stripeError(401, { type: 'invalid_request_error', code: 'api_key_expired', message: 'Expired API Key provided (injected authFailure).' });
+    }
+    const auth = req.headers.authorization ?? '';
+    const m = /^Bearer (\S+)$/.exec(auth);
+    if (!m) return stripeError(401, { type: 'invalid_request_error', message: 'You did not provide an API key.' });
+    if (!m[1]!.startsWith('sk_test_')) return stripeError(401, { type: 'invalid_request_error', message: 'Invalid API Key provided.' });
+    return undefined;
+  }
+
+  async function stripeRoute(req: IncomingMessage, method: string, p: string, url: URL): Promise<Reply> {
+    const denied = authorized(req);
+    if (denied) return denied;
+    const query = parseForm(url.search.slice(1));
+
+    if (method === 'GET') {
+      if (p === '/v1/payment_intents/search') return lookupFault() ?? search(query);
+      if (p === '/v1/payment_intents') return lookupFault() ?? list(query);
+      const m = /^\/v1\/payment_intents\/([^/]+)$/.exec(p);
+      if (m) return lookupFault() ?? retrieve(decodeURIComponent(m[1]!), query);
+    }
+    if (method === 'POST') {
+      const body = parseForm(await readBody(req));
+      const withLatency = async <T>(fn: () => T | Promise<T>): Promise<T> => {
+        await sleep(faults.latencyMs);
+        return fn();
+      };
+      if (p === '/v1/payment_intents') return idempotent(req, p, body, () => withLatency(() => createIntent(body)));
+      if (p === '/v1/refunds') return idempotent(req, p, body, (key) => withLatency(() => createRefund(body, key)));
+      const m = /^\/v1\/payment_intents\/([^/]+)\/(confirm|cancel)$/.exec(p);
+      if (m) {
+        const id = decodeURIComponent(m[1]!);
+        const action = m[2]!;
+        const rec = intents.get(id);
+        if (!rec) return noSuchIntent(id);
+        return idempotent(
+          req,
+          p,
+          body,
+          (key) => locked(id, () => withLatency(() => (action === 'confirm' ? confirmIntent(rec, body, key) : cancelIntent(rec, body)))),
+          { confirm: action === 'confirm' },
+        );
+      }
+    }
+    return stripeError(404, { type: 'invalid_request_error', message: `Unrecognized request URL (${method}: ${p}).` });
   }
 
   function reset(): void {
+    intents.clear();
+    keys.clear();
     entries.length = 0;
-    records.clear();
-    transientAttempts.clear();
+    seq = 0;
+    if (stateFile) writeFileSync(stateFile, '');
     if (ledgerFile) writeFileSync(ledgerFile, '');
   }
 
@@ -274,25 +810,19 @@ export async function startProviderSimulator(opts: ProviderSimulatorOptions = {}
     const p = url.pathname.replace(/\/+$/, '') || '/';
 
     if (p === '/health' && method === 'GET') return { status: 200, body: { status: 'ok' } };
-    if (p === '/v1/charges' && method === 'POST') return charge(await readJson(req));
-    if (p.startsWith('/v1/charges/') && method === 'GET') {
-      const key = decodeURIComponent(p.slice('/v1/charges/'.length));
-      const rec = records.get(key);
-      return rec
-        ? { status: 200, body: chargeView(rec) }
-        : { status: 404, body: { error: { code: 'NOT_FOUND', message: 'No charge recorded for this idempotency key' } } };
-    }
     if (p === '/v1/ledger' && method === 'GET') {
       const paymentId = url.searchParams.get('paymentId');
       return { status: 200, body: { entries: paymentId === null ? entries : entries.filter((e) => e.paymentId === paymentId) } };
     }
     if (p === '/v1/faults' && method === 'GET') return { status: 200, body: { faults } };
     if (p === '/v1/faults' && method === 'POST') {
-      const body = await readJson(req);
+      let body: unknown;
       try {
-        setFaults((body ?? {}) as FaultConfig);
+        const text = await readBody(req);
+        body = text.trim() === '' ? {} : JSON.parse(text);
+        setFaults(body as FaultConfig);
       } catch (err) {
-        throw new HttpError(400, 'VALIDATION_ERROR', (err as Error).message);
+        return stripeError(400, { type: 'invalid_request_error', code: 'parameter_invalid', message: err instanceof Error ? err.message : String(err) });
       }
       return { status: 200, body: { faults } };
     }
@@ -300,16 +830,21 @@ export async function startProviderSimulator(opts: ProviderSimulatorOptions = {}
       reset();
       return { status: 200, body: { ok: true } };
     }
-    return { status: 404, body: { error: { code: 'NOT_FOUND', message: `${method} ${url.pathname} is not a route` } } };
+    return stripeRoute(req, method, p, url);
   }
 
   const send = (res: ServerResponse, reply: Reply): void => {
     const write = (): void => {
       if (res.destroyed || res.writableEnded) return;
+      if (reply.reset) {
+        res.socket?.destroy();
+        return;
+      }
       const payload = JSON.stringify(reply.body);
       res.writeHead(reply.status, {
         'content-type': 'application/json',
         'content-length': Buffer.byteLength(payload),
+        'request-id': `req_${randomId(14)}`,
         ...reply.headers,
       });
       res.end(payload);
@@ -326,8 +861,8 @@ export async function startProviderSimulator(opts: ProviderSimulatorOptions = {}
     route(req).then(
       (reply) => send(res, reply),
       (err: unknown) => {
-        const e = err instanceof HttpError ? err : new HttpError(500, 'INTERNAL', err instanceof Error ? err.message : String(err));
-        send(res, { status: e.status, body: { error: { code: e.code, message: e.message } } });
+        const status = err instanceof BodyError ? err.status : 500;
+        send(res, stripeError(status, { type: status === 500 ? 'api_error' : 'invalid_request_error', message: err instanceof Error ? err.message : String(err) }));
       },
     );
   });
@@ -354,109 +889,167 @@ export async function startProviderSimulator(opts: ProviderSimulatorOptions = {}
       await closed;
     },
     ledger: (paymentId) => (paymentId === undefined ? [...entries] : entries.filter((e) => e.paymentId === paymentId)),
+    netCaptured: (paymentId) => netCaptured(entries.filter((e) => e.paymentId === paymentId)),
     setFaults,
     faults: () => ({ ...faults }),
     reset,
   };
 }
 
-/** The public view of a recorded charge, as returned by the API. */
-function chargeView(e: LedgerEntry): Record<string, unknown> {
-  const { fingerprint: _omit, ...view } = e;
-  return view;
-}
-
-function replyFor(e: LedgerEntry): Reply {
-  if (e.status === 'succeeded') return { status: 200, body: chargeView(e) };
-  return {
-    status: e.code === 'INVALID_TOKEN' ? 400 : 402,
-    body: { error: { code: e.code ?? 'CARD_DECLINED', message: e.message ?? 'declined' }, charge: chargeView(e) },
-  };
-}
-
-function fingerprintOf(c: ValidCharge): string {
-  return createHash('sha256')
-    .update(JSON.stringify([c.paymentId, c.amountMinor, c.currency, c.token]))
-    .digest('hex');
-}
-
-function validateCharge(raw: unknown): ValidCharge {
-  const fail = (msg: string): never => {
-    throw new HttpError(400, 'VALIDATION_ERROR', msg);
-  };
-  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) return fail('body must be a JSON object');
-  const b = raw as Record<string, unknown>;
-  const str = (k: string, max = 255): string => {
-    const v = b[k];
-    if (typeof v !== 'string' || v === '' || v.length > max) return fail(`${k} must be a non-empty string of at most ${max} characters`);
-    return v;
-  };
-  const c: ValidCharge = {
-    idempotencyKey: str('idempotencyKey'),
-    paymentId: str('paymentId'),
-    amountMinor: Number.isSafeInteger(b.amountMinor) && (b.amountMinor as number) > 0 ? (b.amountMinor as number) : fail('amountMinor must be a positive integer'),
-    currency: typeof b.currency === 'string' && /^[A-Z]{3}$/.test(b.currency) ? b.currency : fail('currency must be a 3-letter upper-case code'),
-    token: str('token'),
-  };
-  if (b.metadata !== undefined) {
-    const m = b.metadata;
-    if (m === null || typeof m !== 'object' || Array.isArray(m) || Object.values(m).some((v) => typeof v !== 'string')) {
-      fail('metadata must be an object of strings');
-    }
+/** Captured minus refunded, in minor units, over ledger entries. */
+export function netCaptured(entries: readonly LedgerEntry[]): number {
+  let net = 0;
+  for (const e of entries) {
+    if (e.status === 'succeeded') net += e.amountMinor;
+    else if (e.status === 'refunded') net -= e.amountMinor;
   }
-  return c;
+  return net;
 }
 
-function validateFaults(f: FaultConfig): ActiveFaults {
-  const rate = (v: unknown, name: string): number => {
-    if (v === undefined) return 0;
-    if (typeof v !== 'number' || !(v >= 0 && v <= 1)) throw new RangeError(`${name} must be a number in [0, 1]`);
-    return v;
-  };
-  const errorRate = rate(f.errorRate, 'errorRate');
-  const timeoutRate = rate(f.timeoutRate, 'timeoutRate');
-  if (errorRate + timeoutRate > 1) throw new RangeError('errorRate + timeoutRate must be at most 1');
-  const latencyMs = f.latencyMs ?? 0;
-  if (typeof latencyMs !== 'number' || !Number.isFinite(latencyMs) || latencyMs < 0) throw new RangeError('latencyMs must be >= 0');
-  if (f.seed !== undefined && !Number.isInteger(f.seed)) throw new RangeError('seed must be an integer');
-  return { errorRate, timeoutRate, latencyMs };
+/** Newest first: by `created` descending, then insertion descending (Stripe's list order). */
+function newestFirst(a: IntentRecord, b: IntentRecord): number {
+  return b.intent.created - a.intent.created || b.seq - a.seq;
 }
 
-async function readJson(req: IncomingMessage): Promise<unknown> {
+// ---- request parsing -------------------------------------------------------------------------------------
+
+type Params = { [k: string]: string | Params | Array<string | Params> | undefined };
+
+class BodyError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+async function readBody(req: IncomingMessage): Promise<string> {
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of req) {
     size += (chunk as Buffer).length;
-    if (size > MAX_BODY_BYTES) throw new HttpError(413, 'PAYLOAD_TOO_LARGE', 'request body is too large');
+    if (size > MAX_BODY_BYTES) throw new BodyError(413, 'request body is too large');
     chunks.push(chunk as Buffer);
   }
-  const text = Buffer.concat(chunks).toString('utf8');
-  if (text.trim() === '') return undefined;
-  try {
-    return JSON.parse(text);
-  } catch {
-    throw new HttpError(400, 'INVALID_JSON', 'request body is not valid JSON');
-  }
+  return Buffer.concat(chunks).toString('utf8');
 }
 
-/** Loads a JSON-lines ledger; a torn last line (process killed mid-write) is skipped and terminated. */
-function loadLedger(file: string, entries: LedgerEntry[], records: Map<string, LedgerEntry>): void {
-  mkdirSync(path.dirname(file), { recursive: true });
-  if (!existsSync(file)) return;
-  const text = readFileSync(file, 'utf8');
-  for (const line of text.split('\n')) {
-    if (line.trim() === '') continue;
-    let e: LedgerEntry;
-    try {
-      e = JSON.parse(line) as LedgerEntry;
-    } catch {
-      continue;
+/**
+ * Parses Stripe's form encoding: `a=1&metadata[k]=v&created[gte]=5&expand[0]=x&expand[]=y` into nested
+ * objects; `[]` appends to an array, numeric indices become object keys (listParam reads both).
+ */
+export function parseForm(text: string): Params {
+  const out: Params = {};
+  if (text === '') return out;
+  for (const [rawKey, value] of new URLSearchParams(text)) {
+    const m = /^([^[\]]+)((?:\[[^[\]]*\])*)$/.exec(rawKey);
+    if (!m) continue;
+    const segments = [m[1]!, ...[...m[2]!.matchAll(/\[([^[\]]*)\]/g)].map((x) => x[1]!)];
+    let node: Params = out;
+    for (let i = 0; i < segments.length; i++) {
+      const seg = segments[i]!;
+      const last = i === segments.length - 1;
+      const next = segments[i + 1];
+      if (last) {
+        if (seg === '') continue;
+        node[seg] = value;
+        break;
+      }
+      if (next === '' && i + 1 === segments.length - 1) {
+        const arr = Array.isArray(node[seg]) ? (node[seg] as string[]) : (node[seg] = []);
+        (arr as string[]).push(value);
+        break;
+      }
+      const child = node[seg];
+      if (!child || typeof child !== 'object' || Array.isArray(child)) node[seg] = {};
+      node = node[seg] as Params;
     }
-    if (typeof e?.idempotencyKey !== 'string' || records.has(e.idempotencyKey)) continue;
-    entries.push(e);
-    records.set(e.idempotencyKey, e);
   }
-  if (text !== '' && !text.endsWith('\n')) appendFileSync(file, '\n');
+  return out;
+}
+
+function intParam(v: unknown): number | undefined {
+  if (typeof v !== 'string' || !/^-?\d+$/.test(v)) return undefined;
+  const n = Number(v);
+  return Number.isSafeInteger(n) ? n : undefined;
+}
+
+function stringMap(v: unknown): Record<string, string> | undefined {
+  if (v === undefined || v === '') return {};
+  if (!v || typeof v !== 'object' || Array.isArray(v)) return undefined;
+  const out: Record<string, string> = {};
+  for (const [k, x] of Object.entries(v)) {
+    if (typeof x !== 'string') return undefined;
+    out[k] = x;
+  }
+  return out;
+}
+
+function listParam(v: unknown): string[] {
+  if (typeof v === 'string') return [v];
+  if (Array.isArray(v)) return v.filter((x): x is string => typeof x === 'string');
+  if (v && typeof v === 'object') return Object.values(v).filter((x): x is string => typeof x === 'string');
+  return [];
+}
+
+/** Parameters in a stable order, for the idempotency fingerprint. */
+function canonical(v: unknown): unknown {
+  if (Array.isArray(v)) return v.map(canonical);
+  if (v && typeof v === 'object') {
+    return Object.fromEntries(
+      Object.keys(v)
+        .sort()
+        .map((k) => [k, canonical((v as Record<string, unknown>)[k])]),
+    );
+  }
+  return v;
+}
+
+const ALPHABET = 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789';
+function randomId(n: number): string {
+  const bytes = randomBytes(n);
+  let s = '';
+  for (let i = 0; i < n; i++) s += ALPHABET[bytes[i]! % ALPHABET.length];
+  return s;
+}
+
+function validateFaults(raw: unknown): ActiveFaults {
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw new RangeError('faults must be an object');
+  const f = raw as Record<string, unknown>;
+  const known = new Set([...Object.keys(NO_FAULTS), 'seed']);
+  for (const k of Object.keys(f)) if (!known.has(k)) throw new RangeError(`unknown fault: ${k}`);
+  const rate = (name: keyof ActiveFaults): number => {
+    const v = f[name] ?? NO_FAULTS[name];
+    if (typeof v !== 'number' || !(v >= 0 && v <= 1)) throw new RangeError(`${name} must be a number in [0, 1]`);
+    return v;
+  };
+  const ms = (name: keyof ActiveFaults): number => {
+    const v = f[name] ?? NO_FAULTS[name];
+    if (typeof v !== 'number' || !Number.isFinite(v) || v < 0) throw new RangeError(`${name} must be a number >= 0`);
+    return v;
+  };
+  const out: ActiveFaults = {
+    errorRate: rate('errorRate'),
+    timeoutRate: rate('timeoutRate'),
+    timeoutCommitRate: rate('timeoutCommitRate'),
+    commitThenErrorRate: rate('commitThenErrorRate'),
+    lateCommitRate: rate('lateCommitRate'),
+    lateCommitMs: ms('lateCommitMs'),
+    resetAfterCommitRate: rate('resetAfterCommitRate'),
+    latencyMs: ms('latencyMs'),
+    lookupLagMs: ms('lookupLagMs'),
+    lookupErrorRate: rate('lookupErrorRate'),
+    authFailure: (() => {
+      const v = f.authFailure ?? false;
+      if (typeof v !== 'boolean') throw new RangeError('authFailure must be a boolean');
+      return v;
+    })(),
+  };
+  const sum = out.errorRate + out.timeoutRate + out.commitThenErrorRate + out.lateCommitRate + out.resetAfterCommitRate;
+  if (sum > 1 + 1e-9) throw new RangeError('errorRate + timeoutRate + commitThenErrorRate + lateCommitRate + resetAfterCommitRate must be at most 1');
+  if (f.seed !== undefined && !Number.isInteger(f.seed)) throw new RangeError('seed must be an integer');
+  return out;
 }
 
 /** Small, fast, seedable PRNG returning floats in [0, 1). */
@@ -488,7 +1081,9 @@ async function main(): Promise<void> {
     options: {
       port: { type: 'string', default: '4010' },
       ledger: { type: 'string' },
+      state: { type: 'string' },
       'timeout-ms': { type: 'string' },
+      faults: { type: 'string' },
       'error-rate': { type: 'string' },
       'timeout-rate': { type: 'string' },
       'latency-ms': { type: 'string' },
@@ -497,12 +1092,19 @@ async function main(): Promise<void> {
     strict: true,
   });
   const num = (v: string | undefined): number | undefined => (v === undefined ? undefined : Number(v));
+  const fromJson = values.faults ? (JSON.parse(values.faults) as FaultConfig) : {};
   const sim = await startProviderSimulator({
     port: num(values.port),
     ledgerFile: values.ledger,
+    stateFile: values.state,
     timeoutMs: num(values['timeout-ms']),
     seed: num(values.seed),
-    faults: { errorRate: num(values['error-rate']), timeoutRate: num(values['timeout-rate']), latencyMs: num(values['latency-ms']) },
+    faults: {
+      ...fromJson,
+      ...(values['error-rate'] !== undefined ? { errorRate: num(values['error-rate']) } : {}),
+      ...(values['timeout-rate'] !== undefined ? { timeoutRate: num(values['timeout-rate']) } : {}),
+      ...(values['latency-ms'] !== undefined ? { latencyMs: num(values['latency-ms']) } : {}),
+    },
   });
   console.log(`provider simulator listening on ${sim.url}`);
   let stopping = false;
@@ -520,8 +1122,8 @@ async function main(): Promise<void> {
       },
     );
   };
-  process.once('SIGINT', () => shutdown('SIGINT'));
-  process.once('SIGTERM', () => shutdown('SIGTERM'));
+  process.on('SIGINT', () => shutdown('SIGINT'));
+  process.on('SIGTERM', () => shutdown('SIGTERM'));
 }
 
 if (isMain()) {

@@ -1,3 +1,8 @@
+/**
+ * The Stripe-compatible simulator, exercised mostly through the Stripe adapter, so the adapter meets every
+ * failure the simulator can produce. Deterministic: rates are 0 or 1, the RNG is seeded, and timing checks
+ * only ever wait (polls with generous deadlines), never race a tight budget.
+ */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { appendFileSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -5,14 +10,16 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { createHttpProvider } from '../../../functions/adapters/provider/http-provider';
-import type { ChargeRequest, ChargeResult, PaymentProvider } from '../../../functions/core/provider';
-import { startProviderSimulator, type ProviderSimulator } from '../src/provider-simulator';
+import { createStripeProvider } from '../../../functions/adapters/provider/stripe-provider';
+import { ProviderError, type PaymentProvider, type ProviderIntent } from '../../../functions/core/ports/payment-provider';
+import { netCaptured, startProviderSimulator, type LedgerEntry, type ProviderSimulator } from '../src/provider-simulator';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
-/** How long a simulated timeout hangs, and the client budget: the client gives up first. */
-const SIM_TIMEOUT_MS = 800;
-const CLIENT_TIMEOUT_MS = 300;
+const API_KEY = 'sk_test_simulator';
+/** How long a simulated timeout hangs; the client gives up long before. */
+const SIM_HANG_MS = 30_000;
+/** The adapter's budget for one call: generous for a loaded machine, far below the hang. */
+const CLIENT_TIMEOUT_MS = 2_000;
 
 let sim: ProviderSimulator;
 let provider: PaymentProvider;
@@ -20,9 +27,12 @@ const tmpDirs: string[] = [];
 const extraSims: ProviderSimulator[] = [];
 const children: ChildProcess[] = [];
 
+const providerFor = (url: string, timeoutMs = CLIENT_TIMEOUT_MS, apiKey = API_KEY): PaymentProvider =>
+  createStripeProvider({ apiKey, host: '127.0.0.1', port: Number(new URL(url).port), protocol: 'http', timeoutMs });
+
 beforeAll(async () => {
-  sim = await startProviderSimulator({ port: 0, timeoutMs: SIM_TIMEOUT_MS, seed: 1 });
-  provider = createHttpProvider({ baseUrl: sim.url, timeoutMs: CLIENT_TIMEOUT_MS });
+  sim = await startProviderSimulator({ port: 0, timeoutMs: SIM_HANG_MS, seed: 1 });
+  provider = providerFor(sim.url);
 });
 
 afterEach(() => sim?.setFaults({}));
@@ -39,246 +49,429 @@ const newTmpDir = (): string => {
   return d;
 };
 
-function chargeReq(token: string, attempt = 1, paymentId = `pay_${randomUUID()}`): ChargeRequest {
-  return { idempotencyKey: `${paymentId}:${attempt}`, paymentId, amountMinor: 4200, currency: 'EUR', token };
+const newPaymentId = (): string => `pay_${randomUUID()}`;
+
+async function newIntent(p: PaymentProvider = provider, paymentId = newPaymentId(), amountMinor = 4200): Promise<ProviderIntent> {
+  return p.createIntent({ paymentId, amountMinor, currency: 'EUR' });
 }
 
-const succeededId = (r: ChargeResult): string => {
-  if (r.outcome !== 'succeeded') throw new Error(`expected succeeded, got ${JSON.stringify(r)}`);
-  return r.chargeId;
-};
+const confirm = (intent: ProviderIntent, paymentMethod: string, attempt = 1, p: PaymentProvider = provider) =>
+  p.confirmIntent(intent.id, { paymentId: intent.paymentId, attempt, paymentMethod });
 
-describe('provider simulator through the http adapter', () => {
-  it('answers /health and refuses a non-loopback host', async () => {
-    const res = await fetch(`${sim.url}/health`);
-    expect(res.status).toBe(200);
+/** The ProviderError a call rejects with (fails the test if it resolves or throws something else). */
+async function providerError(p: Promise<unknown>): Promise<ProviderError> {
+  const r = await p.then(
+    (v) => ({ ok: true as const, v }),
+    (e: unknown) => ({ ok: false as const, e }),
+  );
+  if (r.ok) throw new Error(`expected a ProviderError, got ${JSON.stringify(r.v)}`);
+  if (!(r.e instanceof ProviderError)) throw r.e;
+  return r.e;
+}
+
+/** Polls until `check` passes; generous deadline, so a loaded machine only makes it slower. */
+async function eventually<T>(fn: () => Promise<T>, check: (v: T) => boolean, deadlineMs = 20_000): Promise<T> {
+  const until = Date.now() + deadlineMs;
+  for (;;) {
+    const v = await fn();
+    if (check(v)) return v;
+    if (Date.now() > until) throw new Error(`condition not met in ${deadlineMs} ms; last value ${JSON.stringify(v)}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** The intent, or undefined while a lookup cannot see it yet. */
+const retrieveOrNothing = (id: string): Promise<ProviderIntent | undefined> =>
+  provider.retrieveIntent(id).catch((e: unknown) => {
+    if (e instanceof ProviderError && e.code === 'resource_missing') return undefined;
+    throw e;
+  });
+
+const captures = (paymentId: string, s: ProviderSimulator = sim): LedgerEntry[] => s.ledger(paymentId).filter((e) => e.status === 'succeeded');
+
+describe('simulator basics', () => {
+  it('answers /health on loopback only and refuses another host', async () => {
+    expect((await fetch(`${sim.url}/health`)).status).toBe(200);
     expect(sim.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
     await expect(startProviderSimulator({ host: '0.0.0.0' as '127.0.0.1' })).rejects.toThrow(/127\.0\.0\.1/);
   });
 
-  it('tok_success charges once and records a succeeded ledger entry', async () => {
-    const req = chargeReq('tok_success');
-    const chargeId = succeededId(await provider.charge(req));
-    expect(sim.ledger(req.paymentId)).toEqual([
-      expect.objectContaining({ idempotencyKey: req.idempotencyKey, paymentId: req.paymentId, amountMinor: 4200, currency: 'EUR', chargeId, status: 'succeeded' }),
-    ]);
-    await expect(provider.lookup(req.idempotencyKey)).resolves.toEqual({ found: true, result: { outcome: 'succeeded', chargeId } });
+  it('speaks Stripe: form bodies in, Stripe error objects out', async () => {
+    const res = await fetch(`${sim.url}/v1/payment_intents/pi_missing`, { headers: { authorization: `Bearer ${API_KEY}` } });
+    expect(res.status).toBe(404);
+    expect(await res.json()).toEqual({ error: expect.objectContaining({ type: 'invalid_request_error', code: 'resource_missing' }) });
+    const created = await fetch(`${sim.url}/v1/payment_intents`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${API_KEY}`, 'content-type': 'application/x-www-form-urlencoded' },
+      body: 'amount=150&currency=USD&metadata[payment_id]=pay_form&metadata[order]=o-1',
+    });
+    expect(await created.json()).toMatchObject({ object: 'payment_intent', amount: 150, currency: 'usd', metadata: { payment_id: 'pay_form', order: 'o-1' } });
   });
 
-  it('an unknown token behaves like tok_success', async () => {
-    expect((await provider.charge(chargeReq('tok_visa_4242'))).outcome).toBe('succeeded');
+  it('the fault API replaces the set, shows every value, refuses unknown names and bad values', async () => {
+    const post = (body: unknown) => fetch(`${sim.url}/v1/faults`, { method: 'POST', body: JSON.stringify(body) });
+    const ok = await post({ commitThenErrorRate: 1, lookupLagMs: 10, seed: 3 });
+    expect(ok.status).toBe(200);
+    const shown = (await (await fetch(`${sim.url}/v1/faults`)).json()) as { faults: Record<string, unknown> };
+    expect(shown.faults).toEqual({
+      errorRate: 0,
+      timeoutRate: 0,
+      timeoutCommitRate: 0.5,
+      commitThenErrorRate: 1,
+      lateCommitRate: 0,
+      lateCommitMs: 3000,
+      resetAfterCommitRate: 0,
+      latencyMs: 0,
+      lookupLagMs: 10,
+      lookupErrorRate: 0,
+      authFailure: false,
+    });
+    expect((await post({ noSuchFault: 1 })).status).toBe(400);
+    expect((await post({ errorRate: 2 })).status).toBe(400);
+    expect((await post({ errorRate: 0.6, timeoutRate: 0.6 })).status).toBe(400);
+    expect((await post({ authFailure: 'yes' })).status).toBe(400);
+    expect(() => sim.setFaults({ latencyMs: -1 })).toThrow(RangeError);
+  });
+});
+
+describe('intents through the Stripe adapter', () => {
+  it('create is idempotent per payment: the same payment id gets the same intent', async () => {
+    const paymentId = newPaymentId();
+    const a = await newIntent(provider, paymentId);
+    expect(a).toMatchObject({ paymentId, status: 'requires_payment_method', amountMinor: 4200, currency: 'EUR', amountReceived: 0 });
+    expect(a.id).toMatch(/^pi_/);
+    const b = await newIntent(provider, paymentId);
+    expect(b.id).toBe(a.id);
+    await expect(provider.findIntentForPayment(paymentId)).resolves.toMatchObject({ id: a.id });
+    await expect(provider.findIntentForPayment(newPaymentId())).resolves.toBeUndefined();
+  });
+
+  it('the same create key with other parameters is rejected (a bug, not a retry)', async () => {
+    const paymentId = newPaymentId();
+    await newIntent(provider, paymentId, 100);
+    const err = await providerError(newIntent(provider, paymentId, 200));
+    expect(err).toMatchObject({ kind: 'rejected', code: 'idempotency_error', extra: { httpStatus: 400 } });
+  });
+
+  it('a key still in flight gets 409 idempotency_key_in_use → throttled; afterwards it replays', async () => {
+    sim.setFaults({ latencyMs: 3_000 });
+    const paymentId = newPaymentId();
+    const patient = providerFor(sim.url, 30_000);
+    const first = newIntent(patient, paymentId);
+    await new Promise((r) => setTimeout(r, 500));
+    const second = newIntent(patient, paymentId);
+    // Whichever reached the simulator first holds the key; the other is refused without effect.
+    const settled = await Promise.allSettled([first, second]);
+    const created = settled.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+    const refused = settled.flatMap((r) => (r.status === 'rejected' ? [r.reason as unknown] : []));
+    expect(created).toHaveLength(1);
+    expect(refused).toEqual([expect.objectContaining({ kind: 'throttled', code: 'idempotency_key_in_use', extra: { httpStatus: 409 } })]);
+    sim.setFaults({});
+    await expect(newIntent(provider, paymentId)).resolves.toMatchObject({ id: created[0]!.id });
+  });
+
+  it('confirm captures once; the intent shows the charge; a replayed attempt key moves no money', async () => {
+    const intent = await newIntent();
+    const done = await confirm(intent, 'pm_card_visa');
+    expect(done).toMatchObject({ id: intent.id, status: 'succeeded', amountReceived: 4200 });
+    expect(done.latestChargeId).toMatch(/^ch_/);
+    await expect(confirm(intent, 'pm_card_visa')).resolves.toMatchObject({ status: 'succeeded', latestChargeId: done.latestChargeId });
+    expect(captures(intent.paymentId)).toEqual([
+      expect.objectContaining({ intentId: intent.id, amountMinor: 4200, currency: 'EUR', chargeId: done.latestChargeId, idempotencyKey: `confirm-${intent.paymentId}-1` }),
+    ]);
+  });
+
+  it('an intent succeeds at most once: a second attempt gets payment_intent_unexpected_state with the intent', async () => {
+    const intent = await newIntent();
+    await confirm(intent, 'tok_success', 1);
+    const err = await providerError(confirm(intent, 'tok_success', 2));
+    expect(err).toMatchObject({ kind: 'rejected', code: 'payment_intent_unexpected_state', extra: { httpStatus: 400, intent: { status: 'succeeded' } } });
+    expect(captures(intent.paymentId)).toHaveLength(1);
+  });
+
+  it('per-intent lock: a confirm or cancel while another confirm runs gets lock_timeout → throttled', async () => {
+    const intent = await newIntent();
+    // A patient client for the slow confirm: it holds the lock for 6 s and must not time out here.
+    const slow = confirm(intent, 'tok_slow_6000', 1, providerFor(sim.url, 30_000));
+    // Give it ample time to reach the simulator and take the lock; the window left is still seconds long.
+    await new Promise((r) => setTimeout(r, 1_000));
+    await expect(providerError(confirm(intent, 'tok_success', 2))).resolves.toMatchObject({ kind: 'throttled', code: 'lock_timeout', extra: { httpStatus: 429 } });
+    await expect(providerError(provider.cancelIntent(intent.id, intent.paymentId))).resolves.toMatchObject({ kind: 'throttled', code: 'lock_timeout' });
+    await expect(slow).resolves.toMatchObject({ status: 'succeeded' });
+    expect(captures(intent.paymentId)).toHaveLength(1);
+    // The refused requests saved nothing: attempt 2 now meets the succeeded intent.
+    await expect(providerError(confirm(intent, 'tok_success', 2))).resolves.toMatchObject({ code: 'payment_intent_unexpected_state' });
+  });
+
+  it('a canceled intent never succeeds; cancel is idempotent; cancel after success is refused', async () => {
+    const intent = await newIntent();
+    await expect(provider.cancelIntent(intent.id, intent.paymentId)).resolves.toMatchObject({ status: 'canceled' });
+    await expect(provider.cancelIntent(intent.id, intent.paymentId)).resolves.toMatchObject({ status: 'canceled' });
+    const err = await providerError(confirm(intent, 'tok_success'));
+    expect(err).toMatchObject({ kind: 'rejected', code: 'payment_intent_unexpected_state', extra: { intent: { status: 'canceled' } } });
+    expect(sim.ledger(intent.paymentId)).toEqual([]);
+
+    const paid = await newIntent();
+    await confirm(paid, 'tok_success');
+    const refused = await providerError(provider.cancelIntent(paid.id, paid.paymentId));
+    expect(refused).toMatchObject({ kind: 'rejected', code: 'payment_intent_unexpected_state', extra: { intent: { status: 'succeeded' } } });
   });
 
   it.each([
-    ['tok_decline', 'CARD_DECLINED'],
-    ['tok_insufficient_funds', 'INSUFFICIENT_FUNDS'],
-    ['tok_invalid', 'INVALID_TOKEN'],
-  ])('%s is declined with %s and the decline is recorded', async (token, code) => {
-    const req = chargeReq(token);
-    await expect(provider.charge(req)).resolves.toMatchObject({ outcome: 'declined', code });
-    expect(sim.ledger(req.paymentId)).toEqual([expect.objectContaining({ status: 'declined', code })]);
-    await expect(provider.lookup(req.idempotencyKey)).resolves.toMatchObject({ found: true, result: { outcome: 'declined', code } });
-    // Replaying the key returns the same decline without a new entry.
-    await expect(provider.charge(req)).resolves.toMatchObject({ outcome: 'declined', code });
-    expect(sim.ledger(req.paymentId)).toHaveLength(1);
+    ['tok_decline', 'generic_decline'],
+    ['pm_card_chargeDeclined', 'generic_decline'],
+    ['tok_insufficient_funds', 'insufficient_funds'],
+    ['pm_card_chargeDeclinedInsufficientFunds', 'insufficient_funds'],
+  ])('%s is declined (%s) with the intent, which a later attempt can still confirm', async (pm, declineCode) => {
+    const intent = await newIntent();
+    const err = await providerError(confirm(intent, pm, 1));
+    expect(err).toMatchObject({
+      kind: 'declined',
+      code: 'card_declined',
+      extra: { httpStatus: 402, declineCode, intent: { id: intent.id, status: 'requires_payment_method', lastError: { code: 'card_declined', declineCode } } },
+    });
+    await expect(provider.retrieveIntent(intent.id)).resolves.toMatchObject({ status: 'requires_payment_method', lastError: { declineCode } });
+    // The saved decline is replayed for the same attempt key.
+    await expect(providerError(confirm(intent, pm, 1))).resolves.toMatchObject({ kind: 'declined', code: 'card_declined' });
+    await expect(confirm(intent, 'tok_success', 2)).resolves.toMatchObject({ status: 'succeeded' });
+    expect(sim.ledger(intent.paymentId).map((e) => e.status)).toEqual(['declined', 'succeeded']);
   });
 
-  it('tok_transient_2 fails the first two attempts of a payment, then succeeds', async () => {
-    const paymentId = `pay_${randomUUID()}`;
-    const a1 = chargeReq('tok_transient_2', 1, paymentId);
-    await expect(provider.charge(a1)).resolves.toMatchObject({ outcome: 'retryable_error', code: 'PROVIDER_UNAVAILABLE' });
-    // The same key again is the same attempt: still failing, and nothing recorded for it.
-    await expect(provider.charge(a1)).resolves.toMatchObject({ outcome: 'retryable_error' });
-    await expect(provider.lookup(a1.idempotencyKey)).resolves.toEqual({ found: false });
-    await expect(provider.charge(chargeReq('tok_transient_2', 2, paymentId))).resolves.toMatchObject({ outcome: 'retryable_error' });
-    const chargeId = succeededId(await provider.charge(chargeReq('tok_transient_2', 3, paymentId)));
-    expect(sim.ledger(paymentId)).toEqual([expect.objectContaining({ idempotencyKey: `${paymentId}:3`, chargeId, status: 'succeeded' })]);
+  it('tok_invalid is a payment method that does not exist: 400 resource_missing → rejected', async () => {
+    const intent = await newIntent();
+    await expect(providerError(confirm(intent, 'tok_invalid'))).resolves.toMatchObject({ kind: 'rejected', code: 'resource_missing', extra: { httpStatus: 400 } });
+    expect(sim.ledger(intent.paymentId)).toEqual([]);
   });
 
-  it('tok_fail_always always answers 503 and never charges', async () => {
-    const paymentId = `pay_${randomUUID()}`;
+  it('tok_transient_2 fails the first two confirms of the intent (500, saved per key), then captures', async () => {
+    const intent = await newIntent();
+    await expect(providerError(confirm(intent, 'tok_transient_2', 1))).resolves.toMatchObject({ kind: 'unknown', code: 'HTTP_500' });
+    // Stripe replays a saved 500 for the same key: only a new attempt key runs again.
+    await expect(providerError(confirm(intent, 'tok_transient_2', 1))).resolves.toMatchObject({ kind: 'unknown', code: 'HTTP_500' });
+    await expect(providerError(confirm(intent, 'tok_transient_2', 2))).resolves.toMatchObject({ kind: 'unknown' });
+    await expect(confirm(intent, 'tok_transient_2', 3)).resolves.toMatchObject({ status: 'succeeded' });
+    expect(captures(intent.paymentId)).toHaveLength(1);
+  });
+
+  it('tok_fail_always never captures; tok_rate_limited is throttled with Retry-After', async () => {
+    const intent = await newIntent();
     for (let attempt = 1; attempt <= 3; attempt++) {
-      await expect(provider.charge(chargeReq('tok_fail_always', attempt, paymentId))).resolves.toMatchObject({
-        outcome: 'retryable_error',
-        code: 'PROVIDER_UNAVAILABLE',
-      });
+      await expect(providerError(confirm(intent, 'tok_fail_always', attempt))).resolves.toMatchObject({ kind: 'unknown', code: 'HTTP_500' });
     }
-    expect(sim.ledger(paymentId)).toEqual([]);
-  });
-
-  it('tok_rate_limited answers 429 with Retry-After: 1', async () => {
-    const req = chargeReq('tok_rate_limited');
-    await expect(provider.charge(req)).resolves.toEqual({
-      outcome: 'retryable_error',
-      code: 'RATE_LIMITED',
-      message: expect.any(String),
-      retryAfterMs: 1000,
+    await expect(provider.retrieveIntent(intent.id)).resolves.toMatchObject({ status: 'requires_payment_method', amountReceived: 0 });
+    await expect(providerError(confirm(intent, 'tok_rate_limited', 4))).resolves.toMatchObject({
+      kind: 'throttled',
+      code: 'rate_limit',
+      extra: { retryAfterMs: 1000, httpStatus: 429 },
     });
-    expect(sim.ledger(req.paymentId)).toEqual([]);
+    expect(sim.ledger(intent.paymentId)).toEqual([]);
   });
 
-  it('tok_slow_<ms> succeeds after the delay', async () => {
-    const started = Date.now();
-    expect((await provider.charge(chargeReq('tok_slow_80'))).outcome).toBe('succeeded');
-    expect(Date.now() - started).toBeGreaterThanOrEqual(75);
+  it('tok_timeout captures and never answers in time: unknown, and retrieve shows the capture', async () => {
+    const intent = await newIntent();
+    await expect(providerError(confirm(intent, 'tok_timeout'))).resolves.toMatchObject({ kind: 'unknown', code: 'TIMEOUT' });
+    await expect(provider.retrieveIntent(intent.id)).resolves.toMatchObject({ status: 'succeeded', amountReceived: 4200 });
+    expect(captures(intent.paymentId)).toHaveLength(1);
   });
 
-  it('tok_timeout: the client sees unknown, but the charge happened and lookup finds it', async () => {
-    const req = chargeReq('tok_timeout');
-    await expect(provider.charge(req)).resolves.toMatchObject({ outcome: 'unknown', code: 'PROVIDER_TIMEOUT' });
-    const found = await provider.lookup(req.idempotencyKey);
-    expect(found).toMatchObject({ found: true, result: { outcome: 'succeeded' } });
-    const chargeId = found.found && found.result.outcome === 'succeeded' ? found.result.chargeId : '';
-    // Retrying the same key replays the recorded charge at once instead of charging again.
-    await expect(provider.charge(req)).resolves.toEqual({ outcome: 'succeeded', chargeId });
-    expect(sim.ledger(req.paymentId)).toHaveLength(1);
-  });
-
-  it('a late response after a long hang still carries the recorded charge', async () => {
-    const patient = createHttpProvider({ baseUrl: sim.url, timeoutMs: SIM_TIMEOUT_MS + 1000 });
-    const req = chargeReq('tok_timeout');
-    const chargeId = succeededId(await patient.charge(req));
-    expect(sim.ledger(req.paymentId)).toEqual([expect.objectContaining({ chargeId })]);
-  });
-
-  it('a replayed key returns the first result; a changed request gets IDEMPOTENCY_MISMATCH', async () => {
-    const req = chargeReq('tok_success');
-    const first = succeededId(await provider.charge(req));
-    await expect(provider.charge(req)).resolves.toEqual({ outcome: 'succeeded', chargeId: first });
-    await expect(provider.charge({ ...req, amountMinor: 1 })).resolves.toMatchObject({ outcome: 'declined', code: 'IDEMPOTENCY_MISMATCH' });
-    await expect(provider.charge({ ...req, currency: 'USD' })).resolves.toMatchObject({ code: 'IDEMPOTENCY_MISMATCH' });
-    await expect(provider.charge({ ...req, token: 'tok_decline' })).resolves.toMatchObject({ code: 'IDEMPOTENCY_MISMATCH' });
-    expect(sim.ledger(req.paymentId)).toHaveLength(1);
-  });
-
-  it.each(['tok_success', 'tok_slow_60'])('concurrent charges with one key (%s) make exactly one ledger entry', async (token) => {
-    const req = chargeReq(token);
-    const results = await Promise.all(Array.from({ length: 25 }, () => provider.charge(req)));
-    const ids = new Set(results.map(succeededId));
-    expect(ids.size).toBe(1);
-    expect(sim.ledger(req.paymentId)).toHaveLength(1);
-  });
-
-  it('a concurrent request with the same key but other parameters gets IDEMPOTENCY_MISMATCH', async () => {
-    const req = chargeReq('tok_slow_60');
-    const [a, b] = await Promise.all([provider.charge(req), provider.charge({ ...req, amountMinor: 99 })]);
-    expect(a.outcome).toBe('succeeded');
-    expect(b).toMatchObject({ outcome: 'declined', code: 'IDEMPOTENCY_MISMATCH' });
-    expect(sim.ledger(req.paymentId)).toHaveLength(1);
-  });
-
-  it('lookup of a key never charged is not found', async () => {
-    await expect(provider.lookup(`pay_${randomUUID()}:1`)).resolves.toEqual({ found: false });
-  });
-
-  it('rejects malformed charge requests without recording', async () => {
-    const res = await fetch(`${sim.url}/v1/charges`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ idempotencyKey: 'x:1', paymentId: 'x', amountMinor: -5, currency: 'EUR', token: 'tok_success' }),
-    });
-    expect(res.status).toBe(400);
-    expect(await res.json()).toMatchObject({ error: { code: 'VALIDATION_ERROR' } });
-    expect(sim.ledger('x')).toEqual([]);
-  });
-
-  it('serves the ledger over HTTP, filtered by paymentId', async () => {
-    const req = chargeReq('tok_success');
-    await provider.charge(req);
-    const all = (await (await fetch(`${sim.url}/v1/ledger`)).json()) as { entries: unknown[] };
-    expect(all.entries.length).toBe(sim.ledger().length);
-    const one = (await (await fetch(`${sim.url}/v1/ledger?paymentId=${encodeURIComponent(req.paymentId)}`)).json()) as { entries: unknown[] };
-    expect(one.entries).toEqual([expect.objectContaining({ idempotencyKey: req.idempotencyKey, status: 'succeeded' })]);
+  it('retrieve of a missing intent is rejected resource_missing', async () => {
+    await expect(providerError(provider.retrieveIntent('pi_nope'))).resolves.toMatchObject({ kind: 'rejected', code: 'resource_missing', extra: { httpStatus: 404 } });
   });
 });
 
-describe('fault injection', () => {
-  async function runBatch(n: number): Promise<string[]> {
-    const outcomes: string[] = [];
-    for (let i = 0; i < n; i++) outcomes.push((await provider.charge(chargeReq('tok_success'))).outcome);
-    return outcomes;
-  }
-
-  it('errorRate with a fixed seed is deterministic and 503s never charge', async () => {
-    const before = sim.ledger().length;
-    sim.setFaults({ errorRate: 0.5, seed: 42 });
-    const first = await runBatch(20);
-    sim.setFaults({ errorRate: 0.5, seed: 42 });
-    const second = await runBatch(20);
-
-    expect(second).toEqual(first);
-    const ok = first.filter((o) => o === 'succeeded').length;
-    expect(ok).toBeGreaterThan(0);
-    expect(ok).toBeLessThan(20);
-    expect(first.every((o) => o === 'succeeded' || o === 'retryable_error')).toBe(true);
-    expect(sim.ledger().length - before).toBe(2 * ok);
-  });
-
-  it('faults do not touch tokens with a fixed outcome', async () => {
+describe('honest faults', () => {
+  it('errorRate: 500 without capturing', async () => {
+    const intent = await newIntent();
     sim.setFaults({ errorRate: 1 });
-    await expect(provider.charge(chargeReq('tok_decline'))).resolves.toMatchObject({ outcome: 'declined' });
-    await expect(provider.charge(chargeReq('tok_success'))).resolves.toMatchObject({ outcome: 'retryable_error' });
+    await expect(providerError(confirm(intent, 'tok_success'))).resolves.toMatchObject({ kind: 'unknown', code: 'HTTP_500' });
+    await expect(provider.retrieveIntent(intent.id)).resolves.toMatchObject({ status: 'requires_payment_method' });
+    expect(sim.ledger(intent.paymentId)).toEqual([]);
   });
 
-  it('timeoutRate records the charge and then hangs, so the client sees unknown and lookup finds it', async () => {
-    // Set over HTTP to exercise POST /v1/faults.
-    const res = await fetch(`${sim.url}/v1/faults`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ timeoutRate: 1, seed: 7 }),
-    });
-    expect(await res.json()).toEqual({ faults: { errorRate: 0, timeoutRate: 1, latencyMs: 0 } });
-    const req = chargeReq('tok_success');
-    await expect(provider.charge(req)).resolves.toMatchObject({ outcome: 'unknown' });
-    await expect(provider.lookup(req.idempotencyKey)).resolves.toMatchObject({ found: true, result: { outcome: 'succeeded' } });
+  it('commitThenError: the adapter says unknown, retrieve shows succeeded, replays still say 500', async () => {
+    const intent = await newIntent();
+    sim.setFaults({ commitThenErrorRate: 1 });
+    await expect(providerError(confirm(intent, 'tok_success'))).resolves.toMatchObject({ kind: 'unknown', code: 'HTTP_500' });
+    sim.setFaults({});
+    await expect(provider.retrieveIntent(intent.id)).resolves.toMatchObject({ status: 'succeeded' });
+    await expect(providerError(confirm(intent, 'tok_success'))).resolves.toMatchObject({ kind: 'unknown', code: 'HTTP_500' });
+    await expect(providerError(confirm(intent, 'tok_success', 2))).resolves.toMatchObject({ code: 'payment_intent_unexpected_state' });
+    expect(captures(intent.paymentId)).toHaveLength(1);
   });
 
-  it('latencyMs delays charges; invalid fault settings are refused', async () => {
-    sim.setFaults({ latencyMs: 60 });
-    const started = Date.now();
-    expect((await provider.charge(chargeReq('tok_success'))).outcome).toBe('succeeded');
-    expect(Date.now() - started).toBeGreaterThanOrEqual(55);
-    expect(() => sim.setFaults({ errorRate: 2 })).toThrow(RangeError);
-    const res = await fetch(`${sim.url}/v1/faults`, { method: 'POST', body: JSON.stringify({ errorRate: -1 }) });
-    expect(res.status).toBe(400);
+  it('timeoutRate with timeoutCommitRate 1: a timeout that captured', async () => {
+    const intent = await newIntent();
+    sim.setFaults({ timeoutRate: 1, timeoutCommitRate: 1, seed: 5 });
+    await expect(providerError(confirm(intent, 'tok_success'))).resolves.toMatchObject({ kind: 'unknown', code: 'TIMEOUT' });
+    sim.setFaults({});
+    await expect(provider.retrieveIntent(intent.id)).resolves.toMatchObject({ status: 'succeeded' });
+    // The capture was saved under the key: the same attempt replays it at once.
+    await expect(confirm(intent, 'tok_success')).resolves.toMatchObject({ status: 'succeeded' });
+    expect(captures(intent.paymentId)).toHaveLength(1);
+  });
+
+  it('timeoutRate with timeoutCommitRate 0: a timeout that did not capture', async () => {
+    const intent = await newIntent();
+    sim.setFaults({ timeoutRate: 1, timeoutCommitRate: 0, seed: 5 });
+    await expect(providerError(confirm(intent, 'tok_success'))).resolves.toMatchObject({ kind: 'unknown', code: 'TIMEOUT' });
+    sim.setFaults({});
+    await expect(provider.retrieveIntent(intent.id)).resolves.toMatchObject({ status: 'requires_payment_method' });
+    await expect(confirm(intent, 'tok_success')).resolves.toMatchObject({ status: 'succeeded' });
+    expect(captures(intent.paymentId)).toHaveLength(1);
+  });
+
+  it('lateCommit: the client times out, the intent stays locked, then succeeds once; later attempts cannot capture', async () => {
+    const intent = await newIntent();
+    sim.setFaults({ lateCommitRate: 1, lateCommitMs: 6_000 });
+    await expect(providerError(confirm(intent, 'tok_success', 1))).resolves.toMatchObject({ kind: 'unknown', code: 'TIMEOUT' });
+    sim.setFaults({});
+    // Still running on the provider: not captured yet, and the lock refuses another attempt or a cancel.
+    await expect(provider.retrieveIntent(intent.id)).resolves.toMatchObject({ status: 'requires_payment_method' });
+    await expect(providerError(confirm(intent, 'tok_success', 2))).resolves.toMatchObject({ kind: 'throttled', code: 'lock_timeout' });
+    await expect(providerError(provider.cancelIntent(intent.id, intent.paymentId))).resolves.toMatchObject({ kind: 'throttled', code: 'lock_timeout' });
+    await eventually(() => provider.retrieveIntent(intent.id), (i) => i.status === 'succeeded');
+    await expect(providerError(confirm(intent, 'tok_success', 3))).resolves.toMatchObject({ code: 'payment_intent_unexpected_state' });
+    expect(captures(intent.paymentId)).toHaveLength(1);
+  }, 40_000);
+
+  it('resetAfterCommit: the socket dies after the capture (also on the SDK reconnect retry); a later replay answers', async () => {
+    const intent = await newIntent();
+    sim.setFaults({ resetAfterCommitRate: 1 });
+    await expect(providerError(confirm(intent, 'tok_success'))).resolves.toMatchObject({ kind: 'unknown', code: 'NETWORK_ERROR' });
+    sim.setFaults({});
+    const seen = await provider.retrieveIntent(intent.id);
+    expect(seen).toMatchObject({ status: 'succeeded' });
+    await expect(confirm(intent, 'tok_success')).resolves.toMatchObject({ status: 'succeeded', latestChargeId: seen.latestChargeId });
+    expect(captures(intent.paymentId)).toHaveLength(1);
+  });
+
+  it('lookupLag: an intent younger than the lag is not found yet; the truth arrives later', async () => {
+    sim.setFaults({ lookupLagMs: 4_000 });
+    const intent = await newIntent();
+    // Too young to be seen at all.
+    await expect(providerError(provider.retrieveIntent(intent.id))).resolves.toMatchObject({ kind: 'rejected', code: 'resource_missing' });
+    await expect(provider.findIntentForPayment(intent.paymentId)).resolves.toBeUndefined();
+    // The confirm's own answer is current; lookups still show the old state until the lag passes.
+    await expect(confirm(intent, 'tok_success')).resolves.toMatchObject({ status: 'succeeded' });
+    await eventually(() => retrieveOrNothing(intent.id), (i) => i?.status === 'succeeded');
+  }, 40_000);
+
+  it('lookupLag: right after a confirm, retrieve still shows the state before it', async () => {
+    const intent = await newIntent();
+    sim.setFaults({ lookupLagMs: 4_000 });
+    // The intent is older than nothing yet: wait until its creation is visible.
+    await eventually(
+      () => provider.findIntentForPayment(intent.paymentId),
+      (i) => i !== undefined,
+    );
+    await confirm(intent, 'tok_success');
+    await expect(provider.retrieveIntent(intent.id)).resolves.toMatchObject({ status: 'requires_payment_method' });
+    await eventually(() => provider.retrieveIntent(intent.id), (i) => i.status === 'succeeded');
+  }, 40_000);
+
+  it('lookupErrorRate: lookups answer 500 → unknown', async () => {
+    const intent = await newIntent();
+    sim.setFaults({ lookupErrorRate: 1 });
+    await expect(providerError(provider.retrieveIntent(intent.id))).resolves.toMatchObject({ kind: 'unknown', code: 'HTTP_500' });
+    await expect(providerError(provider.findIntentForPayment(intent.paymentId))).resolves.toMatchObject({ kind: 'unknown' });
+  });
+
+  it('authFailure and a wrong key are an outage, never a decline', async () => {
+    sim.setFaults({ authFailure: true });
+    await expect(providerError(newIntent())).resolves.toMatchObject({ kind: 'outage', code: 'api_key_expired', extra: { httpStatus: 401 } });
+    sim.setFaults({});
+    await expect(providerError(newIntent(providerFor(sim.url, CLIENT_TIMEOUT_MS, 'sk_live_wrong')))).resolves.toMatchObject({ kind: 'outage', extra: { httpStatus: 401 } });
   });
 });
 
-describe('ledger persistence', () => {
-  it('survives stop and restart, keeps idempotency, and POST /v1/reset clears it', async () => {
-    const ledgerFile = path.join(newTmpDir(), 'nested', 'ledger.jsonl');
-    const s1 = await startProviderSimulator({ ledgerFile, timeoutMs: SIM_TIMEOUT_MS });
+describe('refunds, listing and the ledger', () => {
+  it('refunds are idempotent per intent and amount; the ledger nets captures and refunds', async () => {
+    const intent = await newIntent(provider, newPaymentId(), 5000);
+    await confirm(intent, 'tok_success');
+    const part = { intentId: intent.id, paymentId: intent.paymentId, amountMinor: 1000, reason: 'test' };
+    const r1 = await provider.refund(part);
+    expect(r1).toMatchObject({ intentId: intent.id, amountMinor: 1000, currency: 'EUR', status: 'succeeded' });
+    await expect(provider.refund(part)).resolves.toMatchObject({ id: r1.id });
+    expect(sim.netCaptured(intent.paymentId)).toBe(4000);
+    await expect(provider.retrieveIntent(intent.id)).resolves.toMatchObject({ amountReceived: 5000, amountRefunded: 1000 });
+    await expect(providerError(provider.refund({ ...part, amountMinor: 9000 }))).resolves.toMatchObject({ kind: 'rejected', code: 'amount_too_large' });
+    const rest = await provider.refund({ intentId: intent.id, paymentId: intent.paymentId, reason: 'test' });
+    expect(rest.amountMinor).toBe(4000);
+    await expect(provider.refund({ intentId: intent.id, paymentId: intent.paymentId, reason: 'test' })).resolves.toMatchObject({ id: rest.id });
+    expect(sim.ledger(intent.paymentId).map((e) => [e.status, e.amountMinor])).toEqual([
+      ['succeeded', 5000],
+      ['refunded', 1000],
+      ['refunded', 4000],
+    ]);
+    expect(sim.netCaptured(intent.paymentId)).toBe(0);
+    const http = (await (await fetch(`${sim.url}/v1/ledger?paymentId=${encodeURIComponent(intent.paymentId)}`)).json()) as { entries: LedgerEntry[] };
+    expect(netCaptured(http.entries)).toBe(0);
+    expect(http.entries).toHaveLength(3);
+  });
+
+  it('a refund of an intent that captured nothing is rejected', async () => {
+    const intent = await newIntent();
+    await expect(providerError(provider.refund({ intentId: intent.id, paymentId: intent.paymentId, reason: 'x' }))).resolves.toMatchObject({
+      kind: 'rejected',
+      code: 'payment_intent_unexpected_state',
+    });
+  });
+
+  it('listIntents pages through a time window, newest first, with a cursor', async () => {
+    const s = await startProviderSimulator({ port: 0, timeoutMs: SIM_HANG_MS });
+    extraSims.push(s);
+    const p = providerFor(s.url);
+    const from = new Date(Date.now() - 1000);
+    const made: string[] = [];
+    for (let i = 0; i < 5; i++) made.push((await newIntent(p)).id);
+    const to = new Date(Date.now() + 2000);
+    const seen: string[] = [];
+    let cursor: string | undefined;
+    let pages = 0;
+    do {
+      const page = await p.listIntents({ from, to, limit: 2, ...(cursor ? { startingAfter: cursor } : {}) });
+      seen.push(...page.intents.map((i) => i.id));
+      cursor = page.nextCursor;
+      pages++;
+    } while (cursor && pages < 10);
+    expect(pages).toBe(3);
+    expect(seen).toEqual([...made].reverse());
+    await expect(p.listIntents({ from: new Date(Date.now() + 60_000), to: new Date(Date.now() + 120_000) })).resolves.toEqual({ intents: [] });
+  });
+});
+
+describe('persistence', () => {
+  it('intents, keys and the ledger survive a restart; a torn last line is skipped; reset empties them', async () => {
+    const dir = newTmpDir();
+    const ledgerFile = path.join(dir, 'nested', 'ledger.jsonl');
+    const s1 = await startProviderSimulator({ ledgerFile, timeoutMs: SIM_HANG_MS });
     extraSims.push(s1);
-    const p1 = createHttpProvider({ baseUrl: s1.url, timeoutMs: CLIENT_TIMEOUT_MS });
-    const ok = chargeReq('tok_success');
-    const declined = chargeReq('tok_decline');
-    const chargeId = succeededId(await p1.charge(ok));
-    await p1.charge(declined);
+    const p1 = providerFor(s1.url);
+    const paid = await newIntent(p1);
+    await confirm(paid, 'tok_success', 1, p1);
+    const declined = await newIntent(p1);
+    await providerError(confirm(declined, 'tok_decline', 1, p1));
     await s1.stop();
     expect(readFileSync(ledgerFile, 'utf8').trim().split('\n')).toHaveLength(2);
 
-    // A torn last line, as left by a kill -9 mid-write, is skipped.
-    appendFileSync(ledgerFile, '{"idempotencyKey":"torn');
-    const s2 = await startProviderSimulator({ ledgerFile, timeoutMs: SIM_TIMEOUT_MS });
+    appendFileSync(path.join(dir, 'nested', 'ledger.state.jsonl'), '{"at":1,"intent":{"seq":');
+    const s2 = await startProviderSimulator({ ledgerFile, timeoutMs: SIM_HANG_MS });
     extraSims.push(s2);
-    const p2 = createHttpProvider({ baseUrl: s2.url, timeoutMs: CLIENT_TIMEOUT_MS });
-    expect(s2.ledger().map((e) => [e.idempotencyKey, e.status])).toEqual([
-      [ok.idempotencyKey, 'succeeded'],
-      [declined.idempotencyKey, 'declined'],
+    const p2 = providerFor(s2.url);
+    expect(s2.ledger().map((e) => [e.intentId, e.status])).toEqual([
+      [paid.id, 'succeeded'],
+      [declined.id, 'declined'],
     ]);
-    await expect(p2.lookup(ok.idempotencyKey)).resolves.toEqual({ found: true, result: { outcome: 'succeeded', chargeId } });
-    await expect(p2.charge(ok)).resolves.toEqual({ outcome: 'succeeded', chargeId });
-    await expect(p2.charge({ ...ok, amountMinor: 1 })).resolves.toMatchObject({ code: 'IDEMPOTENCY_MISMATCH' });
-    const other = chargeReq('tok_success');
-    await p2.charge(other);
-    expect(s2.ledger()).toHaveLength(3);
-    const lines = readFileSync(ledgerFile, 'utf8').split('\n').filter((l) => l.trim() !== '');
-    expect(JSON.parse(lines.at(-1)!)).toMatchObject({ idempotencyKey: other.idempotencyKey });
+    await expect(p2.retrieveIntent(paid.id)).resolves.toMatchObject({ status: 'succeeded' });
+    await expect(newIntent(p2, paid.paymentId)).resolves.toMatchObject({ id: paid.id });
+    await expect(confirm(paid, 'tok_success', 1, p2)).resolves.toMatchObject({ status: 'succeeded' });
+    await expect(providerError(confirm(paid, 'tok_success', 2, p2))).resolves.toMatchObject({ code: 'payment_intent_unexpected_state' });
+    await expect(confirm(declined, 'tok_success', 2, p2)).resolves.toMatchObject({ status: 'succeeded' });
+    expect(readFileSync(ledgerFile, 'utf8').trim().split('\n')).toHaveLength(3);
 
-    const res = await fetch(`${s2.url}/v1/reset`, { method: 'POST' });
-    expect(res.status).toBe(200);
+    expect((await fetch(`${s2.url}/v1/reset`, { method: 'POST' })).status).toBe(200);
     expect(s2.ledger()).toEqual([]);
-    await expect(p2.lookup(ok.idempotencyKey)).resolves.toEqual({ found: false });
+    await expect(providerError(p2.retrieveIntent(paid.id))).resolves.toMatchObject({ code: 'resource_missing' });
     expect(readFileSync(ledgerFile, 'utf8')).toBe('');
     await s2.stop();
   });
@@ -287,13 +480,13 @@ describe('ledger persistence', () => {
   function startCli(ledgerFile: string): Promise<{ child: ChildProcess; url: string }> {
     const child = spawn(
       process.execPath,
-      ['--import', 'tsx', 'packages/provider-simulator/src/provider-simulator.ts', '--port', '0', '--ledger', ledgerFile, '--timeout-ms', '5000'],
+      ['--import', 'tsx', 'packages/provider-simulator/src/provider-simulator.ts', '--port', '0', '--ledger', ledgerFile, '--timeout-ms', '30000'],
       { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] },
     );
     children.push(child);
     return new Promise((resolve, reject) => {
       let out = '';
-      const timer = setTimeout(() => reject(new Error(`simulator CLI did not start: ${out}`)), 8000);
+      const timer = setTimeout(() => reject(new Error(`simulator CLI did not start: ${out}`)), 20_000);
       const onData = (d: Buffer): void => {
         out += d.toString();
         const m = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(out);
@@ -316,19 +509,23 @@ describe('ledger persistence', () => {
       ? Promise.resolve({ code: child.exitCode, signal: child.signalCode })
       : new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
 
-  it('CLI: a charge whose response was lost survives kill -9; the restarted CLI stops cleanly on SIGTERM', async () => {
+  it('CLI: a capture whose answer was lost survives kill -9; the restarted CLI stops cleanly on SIGTERM', async () => {
     const ledgerFile = path.join(newTmpDir(), 'ledger.jsonl');
     const first = await startCli(ledgerFile);
-    const p1 = createHttpProvider({ baseUrl: first.url, timeoutMs: CLIENT_TIMEOUT_MS });
-    const req = chargeReq('tok_timeout');
-    await expect(p1.charge(req)).resolves.toMatchObject({ outcome: 'unknown' });
+    const p1 = providerFor(first.url);
+    const intent = await newIntent(p1);
+    await expect(providerError(confirm(intent, 'tok_timeout', 1, p1))).resolves.toMatchObject({ kind: 'unknown' });
     process.kill(first.child.pid!, 'SIGKILL');
     expect(await exited(first.child)).toMatchObject({ signal: 'SIGKILL' });
 
     const second = await startCli(ledgerFile);
-    const p2 = createHttpProvider({ baseUrl: second.url, timeoutMs: 2000 });
-    await expect(p2.lookup(req.idempotencyKey)).resolves.toMatchObject({ found: true, result: { outcome: 'succeeded' } });
+    const p2 = providerFor(second.url);
+    await expect(p2.retrieveIntent(intent.id)).resolves.toMatchObject({ status: 'succeeded' });
+    await expect(p2.findIntentForPayment(intent.paymentId)).resolves.toMatchObject({ id: intent.id });
+    await expect(providerError(confirm(intent, 'tok_success', 2, p2))).resolves.toMatchObject({ code: 'payment_intent_unexpected_state' });
+    const lines = readFileSync(ledgerFile, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as LedgerEntry);
+    expect(lines).toEqual([expect.objectContaining({ intentId: intent.id, status: 'succeeded' })]);
     process.kill(second.child.pid!, 'SIGTERM');
     expect(await exited(second.child)).toEqual({ code: 0, signal: null });
-  }, 20_000);
+  }, 60_000);
 });
