@@ -6,7 +6,7 @@ import { requestFingerprint, type CreatePaymentRequest } from './create-request'
 import { AppError, IdempotencyKeyMismatchError, InvalidStateTransitionError, NotFoundError, ServiceUnavailableError } from './errors';
 import { paymentIdFor } from './ids';
 import type { Payment } from './payment';
-import type { IdempotencyRecord, Logger, PaymentQueue, PaymentStore as Store } from './ports';
+import { silentLogger, type IdempotencyRecord, type Logger, type PaymentQueue, type PaymentStore as Store } from './ports';
 import { canReopen } from './state-machine';
 
 export type PaymentStore = Pick<Store, 'get' | 'getKey' | 'insertWithKey' | 'transition'>;
@@ -14,7 +14,8 @@ export type PaymentStore = Pick<Store, 'get' | 'getKey' | 'insertWithKey' | 'tra
 export interface PaymentsServiceDeps {
   readonly store: PaymentStore;
   readonly queue: PaymentQueue;
-  readonly logger: Logger;
+  /** Default: silent. */
+  readonly logger?: Logger;
   readonly clock?: () => Date;
   readonly idempotencyTtlSeconds: number;
   readonly maxRetries: number;
@@ -34,9 +35,11 @@ const MAX_GENERATION_STEPS = 5;
 
 export class PaymentsService {
   private readonly clock: () => Date;
+  private readonly log: Logger;
 
   constructor(private readonly deps: PaymentsServiceDeps) {
     this.clock = deps.clock ?? (() => new Date());
+    this.log = deps.logger ?? silentLogger;
   }
 
   /**
@@ -109,7 +112,7 @@ export class PaymentsService {
     try {
       await this.deps.queue.send({ paymentId: payment.id, reason: 'created' });
     } catch (err) {
-      this.deps.logger.warn('queue send failed; the reconciler will re-queue the payment', { paymentId: payment.id, error: (err as Error).name });
+      this.log.warn('queue send failed; the reconciler will re-queue the payment', { paymentId: payment.id, error: (err as Error).name });
     }
   }
 
@@ -143,7 +146,7 @@ export class PaymentsService {
     const actor = `operator:${tenantId}`;
     if (p.status === 'retrying') {
       await this.deps.queue.send({ paymentId: p.id, reason: 'operator_retry' });
-      this.deps.logger.info('operator retry requested', { paymentId: p.id, actor, reason });
+      this.log.info('operator retry requested', { paymentId: p.id, actor, reason });
       return p;
     }
     if (canReopen(p)) {

@@ -21,7 +21,7 @@ import type { APIGatewayProxyEvent, DynamoDBRecord, DynamoDBStreamEvent } from '
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadSynthesizedStack, resourcesOfType, type RunningEmulator, startDynamoDbLocal, tableInput } from '@idempotent-payments/local-stack';
 import { AuditRepository, verifyPaymentAudit } from '../../functions/adapters/dynamo/audit-repository';
-import { PaymentRepository, keyPk, openShardFor } from '../../functions/adapters/dynamo/payment-repository';
+import { PaymentRepository, openShardFor } from '../../functions/adapters/dynamo/payment-repository';
 import { auditApiRoute } from '../../functions/api/audit-api';
 import { createAuditStreamHandler } from '../../functions/audit/audit-stream';
 import { entryFromImages, GENESIS_HASH, type AuditEntry } from '../../functions/core/audit';
@@ -117,7 +117,6 @@ async function drivePayment(tenantId: string, t0: number, ending: 'success' | 'f
   const created = await paymentsRepo.insertWithKey(
     payment,
     {
-      pk: keyPk(tenantId, key),
       tenantId,
       idempotencyKey: key,
       paymentId: id,

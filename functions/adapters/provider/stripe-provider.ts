@@ -107,7 +107,7 @@ export function createStripeProvider(opts: StripeProviderOptions): PaymentProvid
             metadata: { ...req.metadata, payment_id: req.paymentId },
             confirm: false,
           },
-          { idempotencyKey: intentIdempotencyKey(req.paymentId) },
+          { idempotencyKey: intentIdempotencyKey(req.paymentId, req.intentSeq) },
         ),
       );
       return toIntent(pi);
