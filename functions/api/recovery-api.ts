@@ -45,8 +45,7 @@ let deps: RecoveryApiDeps | undefined;
 function production(): RecoveryApiDeps {
   if (deps) return deps;
   const config = loadConfig();
-  const reconciler = process.env.RECONCILER_FUNCTION_NAME;
-  if (!reconciler) throw new Error('Missing environment variable RECONCILER_FUNCTION_NAME');
+  const reconciler = config.reconcilerFunctionName;
   const lambda = new LambdaClient({});
   deps = {
     runs: new RecoveryRunsRepository(documentClient(), config.recoveryTable),

@@ -16,7 +16,7 @@ import { createHttpProvider } from '../adapters/provider/http-provider';
 import { CircuitBreakerRegistry, type BreakerSnapshot } from '../core/circuit-breaker';
 import { PaymentProcessor, sharedLogger, type ProcessorLogger, type ProcessResult, type WorkerMessage } from '../core/payment-processor';
 import { container } from '../shared/container';
-import { numberEnv } from '../shared/env';
+import { loadConfig } from '../shared/env';
 import type { Payment } from '../core/payment';
 
 export interface MessageProcessor {
@@ -108,12 +108,13 @@ export function createWorkerHandler(deps: WorkerDeps): WorkerHandler {
 
 /** One breaker per provider for the life of the function instance. */
 // Provider breaker thresholds; the environment may tune them per stage (defaults suit production).
+const settings = loadConfig();
 const breakers = new CircuitBreakerRegistry({
-  consecutiveFailures: numberEnv('BREAKER_CONSECUTIVE_FAILURES', 5),
-  failureRateThreshold: numberEnv('BREAKER_FAILURE_RATE', 0.5),
+  consecutiveFailures: settings.breakerConsecutiveFailures,
+  failureRateThreshold: settings.breakerFailureRate,
   windowSize: 20,
   minimumCalls: 10,
-  openMs: numberEnv('BREAKER_OPEN_SECONDS', 30) * 1000,
+  openMs: settings.breakerOpenSeconds * 1000,
 });
 
 /** State of this instance's provider breakers (state changes are also logged), for metrics and health. */
@@ -132,7 +133,7 @@ export function createProductionProcessor(): PaymentProcessor {
     config,
     // Fault injection for recovery drills; never set in a deployed stage. '1' crashes after every
     // charge; 'token' only for the first attempt of payments made with the tok_crash_after_charge token.
-    faults: { crashAfterCharge: crashAfterChargeFault(process.env.FAULT_CRASH_AFTER_CHARGE) },
+    faults: { crashAfterCharge: crashAfterChargeFault(config.faultCrashAfterCharge) },
   });
 }
 

@@ -17,8 +17,7 @@ import {
 import { ConcurrentUpdateError, ServiceUnavailableError } from '../../core/errors';
 import { isOpen, type ChangeInfo, type Payment, type PaymentStatus } from '../../core/payment';
 import { assertTransition } from '../../core/state-machine';
-
-export const SETTLED_INDEX = 'settled-by-hour';
+import { SETTLED_INDEX } from '../../shared/config-contract';
 
 /** Open payments are spread over this many index partitions so no single partition gets hot. */
 export const OPEN_SHARDS = 16;
