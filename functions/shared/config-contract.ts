@@ -249,8 +249,11 @@ export type SettingValue<N extends SettingName> = (typeof SETTINGS)[N]['type'] e
     ? boolean
     : string;
 
-/** Per-stage values of `stack` value settings; anything not given takes the contract's default. */
-export type StageSettings = { readonly [N in SettingOf<'value'>]?: SettingValue<N> };
+/** Value settings the stack sets (not resources, not local-only). */
+export type StageSettingName = { [N in SettingName]: (typeof SETTINGS)[N] extends { kind: 'value'; setBy: 'stack' } ? N : never }[SettingName];
+
+/** Per-stage values of the stack's value settings; anything not given takes the contract's default. */
+export type StageSettings = { readonly [N in StageSettingName]?: SettingValue<N> };
 
 export function defaultOf<N extends SettingName>(name: N): SettingValue<N> | undefined {
   return (SETTINGS[name] as SettingSpec).default as SettingValue<N> | undefined;
