@@ -175,7 +175,8 @@ export type SettingName = keyof typeof SETTINGS;
 /** Settings of one kind, e.g. `SettingOf<'table'>` for `fn.bindTable`. */
 export type SettingOf<K extends SettingKind> = { [N in SettingName]: (typeof SETTINGS)[N]['kind'] extends K ? N : never }[SettingName];
 
-const PROVIDER: readonly SettingName[] = [
+/** Read wherever the provider is called (the worker, and the reconciler through the same processor). */
+const PROVIDER_CALLS: readonly SettingName[] = [
   'PROVIDER_API_HOST',
   'PROVIDER_API_PORT',
   'PROVIDER_API_PROTOCOL',
@@ -188,7 +189,7 @@ const PROVIDER: readonly SettingName[] = [
   'BREAKER_OPEN_SECONDS',
   'FAULT_CRASH_AFTER_CHARGE',
 ];
-const PROCESSING: readonly SettingName[] = ['PAYMENTS_TABLE', 'PAYMENTS_QUEUE_URL', 'RETRY_BASE_SECONDS', 'RETRY_CAP_SECONDS', 'LEASE_SECONDS', ...PROVIDER];
+const PROCESSING: readonly SettingName[] = ['PAYMENTS_TABLE', 'PAYMENTS_QUEUE_URL', 'RETRY_BASE_SECONDS', 'RETRY_CAP_SECONDS', 'LEASE_SECONDS', ...PROVIDER_CALLS];
 
 /**
  * What each function's code reads. The stack sets exactly the `stack` settings listed here (the infra

@@ -77,6 +77,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): PaymentsConfig
   if (config.providerApiKey !== undefined && config.providerSecretId !== undefined) {
     throw new ConfigError('PROVIDER_API_KEY is a local-only override and is not accepted while PROVIDER_SECRET_ID is set');
   }
+  if (config.providerApiProtocol !== 'https' && config.providerApiProtocol !== 'http') {
+    throw new ConfigError(`PROVIDER_API_PROTOCOL must be https or http: ${config.providerApiProtocol}`);
+  }
   const providerUrl =
     config.providerUrlOverride ?? new URL(`${config.providerApiProtocol}://${config.providerApiHost}:${config.providerApiPort}`).origin;
   return { ...config, ...(contractName ? { function: contractName } : {}), providerUrl };

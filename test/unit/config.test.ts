@@ -40,6 +40,7 @@ describe('loadConfig', () => {
   it('builds the provider URL from protocol, host and port; PROVIDER_URL (local) overrides it', () => {
     expect(loadConfig({ PROVIDER_API_PROTOCOL: 'http', PROVIDER_API_HOST: '127.0.0.1', PROVIDER_API_PORT: '4010' }).providerUrl).toBe('http://127.0.0.1:4010');
     expect(loadConfig({ PROVIDER_API_HOST: 'api.example.com', PROVIDER_URL: 'http://127.0.0.1:9/p' }).providerUrl).toBe('http://127.0.0.1:9/p');
+    expect(() => loadConfig({ PROVIDER_API_PROTOCOL: 'ftp' })).toThrow(/PROVIDER_API_PROTOCOL must be https or http/);
   });
 
   it('accepts the local PROVIDER_API_KEY only while PROVIDER_SECRET_ID is unset', () => {
