@@ -21,6 +21,7 @@ import * as path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { shortId, startLocalStack, type LocalStack } from '@idempotent-payments/local-stack';
+import { localProviderEnv } from '../scripts/drill-env';
 
 const projectRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
@@ -142,7 +143,7 @@ async function main(): Promise<LocalStack | undefined> {
     simulator = await startSimulator();
     providerUrl = simulator?.url;
   }
-  const extraEnv: Record<string, string> = providerUrl ? { PROVIDER_URL: providerUrl } : {};
+  const extraEnv: Record<string, string> = providerUrl ? localProviderEnv(providerUrl) : {};
   const scheduleScale = args['schedule-scale'] !== undefined ? Number(args['schedule-scale']) : undefined;
   const dynamodbEndpoint = args['dynamodb-endpoint'] ?? process.env.AWS_ENDPOINT_URL_DYNAMODB;
   const sqsEndpoint = args['sqs-endpoint'] ?? process.env.AWS_ENDPOINT_URL_SQS;

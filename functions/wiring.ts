@@ -76,11 +76,13 @@ function build() {
   // The provider adapter needs its secret, read once (Secrets Manager in AWS, an override locally).
   const provider = once(async (): Promise<PaymentProvider> => {
     const c = config();
+    // providerUrl is protocol://host:port, or the local stack's PROVIDER_URL override.
+    const url = new URL(c.providerUrl);
     const real = createStripeProvider({
       apiKey: await providerApiKey(c),
-      host: c.providerApiHost,
-      port: c.providerApiPort,
-      protocol: c.providerApiProtocol,
+      host: url.hostname,
+      port: Number(url.port || (url.protocol === 'http:' ? 80 : 443)),
+      protocol: url.protocol === 'http:' ? 'http' : 'https',
       timeoutMs: c.providerTimeoutMs,
     });
     const crash = crashAfterChargeRule(c.faultCrashAfterCharge);

@@ -1,27 +1,20 @@
 /**
- * Per-stage configuration, chosen with `cdk deploy -c stage=<stage>`.
- * Everything a function needs at run time is passed to it as an environment variable built from here.
+ * Per-stage configuration, chosen with `cdk deploy -c stage=<stage>`. Function settings are named
+ * and defaulted by the config contract; a stage lists only the values where it differs.
  */
+import type { StageSettings } from '../functions/shared/config-contract';
+
 export const STAGES = ['dev', 'staging', 'prod'] as const;
 export type Stage = (typeof STAGES)[number];
 
 export interface EnvironmentConfig {
   readonly stage: Stage;
-  /** How long an idempotency key holds its payment before it may be reused. */
-  readonly idempotencyTtlHours: number;
-  /** Largest accepted amount, in major units of the currency. */
-  readonly maxAmount: number;
-  readonly maxRetries: number;
-  readonly retryBaseSeconds: number;
-  readonly retryCapSeconds: number;
-  /** A processing attempt owns the payment for this long; the provider call must finish well before. */
-  readonly leaseSeconds: number;
-  readonly providerUrl: string;
-  readonly providerTimeoutMs: number;
-  /** Open payments older than this are expired by the reconciler. */
-  readonly openDeadlineHours: number;
-  /** A pending payment with no progress for this long is re-queued by the reconciler. */
-  readonly stuckAfterSeconds: number;
+  /**
+   * This stage's values of the function settings, by their environment variable. Anything not given
+   * takes the default of the config contract (functions/shared/config-contract.ts), where each
+   * setting's name, type, default and meaning are stated.
+   */
+  readonly settings: StageSettings;
   readonly reconcileEveryMinutes: number;
   readonly logLevel: 'DEBUG' | 'INFO' | 'WARN' | 'ERROR';
   readonly logRetentionDays: number;
@@ -32,20 +25,11 @@ export interface EnvironmentConfig {
   readonly apiThrottle: { readonly rateLimit: number; readonly burstLimit: number };
   /** One API key is created per tenant; the key's id is the tenant id the handlers see. */
   readonly tenants: readonly string[];
-  /** Keep data tables when the stack is deleted. */
+  /** Keep data tables and the provider secret when the stack is deleted. */
   readonly retainData: boolean;
 }
 
 const base = {
-  idempotencyTtlHours: 24,
-  maxAmount: 1_000_000,
-  maxRetries: 3,
-  retryBaseSeconds: 2,
-  retryCapSeconds: 900,
-  leaseSeconds: 60,
-  providerTimeoutMs: 10_000,
-  openDeadlineHours: 24,
-  stuckAfterSeconds: 120,
   reconcileEveryMinutes: 1,
   lambdaMemoryMb: 512,
   workerBatchSize: 10,
@@ -56,7 +40,9 @@ export const environments: Record<Stage, EnvironmentConfig> = {
   dev: {
     ...base,
     stage: 'dev',
-    providerUrl: 'https://provider.dev.example.invalid',
+    // The contract's defaults throughout, provider included (api.stripe.com:443 over https, with the
+    // key from the stage's provider secret).
+    settings: {},
     logLevel: 'DEBUG',
     logRetentionDays: 7,
     workerMaxConcurrency: 5,
@@ -67,7 +53,7 @@ export const environments: Record<Stage, EnvironmentConfig> = {
   staging: {
     ...base,
     stage: 'staging',
-    providerUrl: 'https://provider.staging.example.invalid',
+    settings: {},
     logLevel: 'INFO',
     logRetentionDays: 30,
     workerMaxConcurrency: 20,
@@ -78,7 +64,7 @@ export const environments: Record<Stage, EnvironmentConfig> = {
   prod: {
     ...base,
     stage: 'prod',
-    providerUrl: 'https://provider.example.invalid',
+    settings: {},
     logLevel: 'INFO',
     logRetentionDays: 365,
     lambdaMemoryMb: 1024,

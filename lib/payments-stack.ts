@@ -4,11 +4,18 @@ import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as events from 'aws-cdk-lib/aws-events';
 import * as targets from 'aws-cdk-lib/aws-events-targets';
-import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as sources from 'aws-cdk-lib/aws-lambda-event-sources';
+import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import type { Construct } from 'constructs';
+import {
+  AUDIT_BY_TENANT_INDEX,
+  OPEN_PAYMENTS_INDEX,
+  SETTLED_INDEX,
+  providerSecretName,
+  type FunctionName,
+} from '../functions/shared/config-contract';
 import type { EnvironmentConfig } from './config';
 import { PaymentsFunction } from './constructs/payments-function';
 
@@ -16,31 +23,7 @@ export interface PaymentsStackProps extends StackProps {
   readonly config: EnvironmentConfig;
 }
 
-/** Names shared by the stack and the code that reads the indexes. */
-export const OPEN_PAYMENTS_INDEX = 'open-payments';
-export const AUDIT_BY_TENANT_INDEX = 'audit-by-tenant';
-export const SETTLED_INDEX = 'settled-by-hour';
-
 const WORKER_TIMEOUT = Duration.seconds(30);
-
-type TableAction =
-  | 'GetItem'
-  | 'BatchGetItem'
-  | 'Query'
-  | 'PutItem'
-  | 'UpdateItem'
-  | 'DeleteItem'
-  | 'ConditionCheckItem';
-
-/** Grants exactly the listed DynamoDB actions on a table and its indexes. */
-function grantTable(fn: lambda.IFunction, table: dynamodb.Table, actions: TableAction[]): void {
-  fn.addToRolePolicy(
-    new iam.PolicyStatement({
-      actions: actions.map((a) => `dynamodb:${a}`),
-      resources: [table.tableArn, `${table.tableArn}/index/*`],
-    }),
-  );
-}
 
 export class PaymentsStack extends Stack {
   constructor(scope: Construct, id: string, props: PaymentsStackProps) {
@@ -120,51 +103,48 @@ export class PaymentsStack extends Stack {
       enforceSSL: true,
     });
 
-    // ---- Functions ----------------------------------------------------------------------------
-    const environment: Record<string, string> = {
-      PAYMENTS_TABLE: payments.tableName,
-      IDEMPOTENCY_TABLE: idempotencyKeys.tableName,
-      AUDIT_TABLE: auditLog.tableName,
-      RECOVERY_TABLE: recoveryRuns.tableName,
-      PAYMENTS_QUEUE_URL: paymentsQueue.queueUrl,
-      OPEN_PAYMENTS_INDEX,
-      AUDIT_BY_TENANT_INDEX,
-      IDEMPOTENCY_TTL_SECONDS: String(config.idempotencyTtlHours * 3600),
-      MAX_AMOUNT: String(config.maxAmount),
-      MAX_RETRIES: String(config.maxRetries),
-      RETRY_BASE_SECONDS: String(config.retryBaseSeconds),
-      RETRY_CAP_SECONDS: String(config.retryCapSeconds),
-      LEASE_SECONDS: String(config.leaseSeconds),
-      PROVIDER_URL: config.providerUrl,
-      PROVIDER_TIMEOUT_MS: String(config.providerTimeoutMs),
-      OPEN_DEADLINE_SECONDS: String(config.openDeadlineHours * 3600),
-      STUCK_AFTER_SECONDS: String(config.stuckAfterSeconds),
-    };
-    const fn = (id: string, entry: string, description: string, extra: Partial<{ timeout: Duration }> = {}) =>
-      new PaymentsFunction(this, id, { entry, description, config, environment, ...extra });
-
-    const createPayment = fn('CreatePaymentFunction', 'functions/api/create-payment.ts', 'POST /api/payments/process');
-    grantTable(createPayment, idempotencyKeys, ['PutItem', 'GetItem']);
-    grantTable(createPayment, payments, ['PutItem', 'GetItem']);
-    paymentsQueue.grantSendMessages(createPayment);
-
-    const paymentQueries = fn('PaymentQueriesFunction', 'functions/api/payment-queries.ts', 'Payment lookups and key validation');
-    grantTable(paymentQueries, idempotencyKeys, ['GetItem']);
-    grantTable(paymentQueries, payments, ['GetItem']);
-
-    const retryPayment = fn('RetryPaymentFunction', 'functions/api/retry-payment.ts', 'POST /api/payments/{paymentID}/retry');
-    grantTable(retryPayment, payments, ['GetItem', 'UpdateItem']);
-    paymentsQueue.grantSendMessages(retryPayment);
-
-    const auditApi = fn('AuditApiFunction', 'functions/api/audit-api.ts', 'GET /api/audit/payments');
-    grantTable(auditApi, auditLog, ['Query', 'GetItem']);
-    grantTable(auditApi, payments, ['GetItem']);
-
-    const worker = fn('PaymentWorkerFunction', 'functions/worker/payment-worker.ts', 'Processes payment attempts from the queue', {
-      timeout: WORKER_TIMEOUT,
+    // ---- Provider secret ----------------------------------------------------------------------
+    // Created with a random placeholder; the operator stores the provider API key in it after the
+    // first deploy. Functions get its name in PROVIDER_SECRET_ID, never the value.
+    const providerSecretId = providerSecretName(config.stage);
+    const providerSecret = new secretsmanager.Secret(this, 'ProviderApiKeySecret', {
+      secretName: providerSecretId,
+      description:
+        `Payment provider API key for ${config.stage}. Filled in by the operator after deploy ` +
+        `(aws secretsmanager put-secret-value --secret-id ${providerSecretId} --secret-string <key>); ` +
+        'read by the payment worker and the reconciler.',
+      removalPolicy,
     });
-    grantTable(worker, payments, ['GetItem', 'UpdateItem']);
-    paymentsQueue.grantSendMessages(worker);
+
+    // ---- Functions ----------------------------------------------------------------------------
+    // Each function's environment is its config contract (functions/shared/config-contract.ts):
+    // value settings from the stage config, resources bound here together with their grants.
+    const fn = (id: string, contract: FunctionName, entry: string, description: string, extra: Partial<{ timeout: Duration }> = {}) =>
+      new PaymentsFunction(this, id, { contract, entry, description, config, ...extra });
+
+    const createPayment = fn('CreatePaymentFunction', 'createPayment', 'functions/api/create-payment.ts', 'POST /api/payments/process')
+      .bindTable(idempotencyKeys, 'IDEMPOTENCY_TABLE', ['PutItem', 'GetItem'])
+      .bindTable(payments, 'PAYMENTS_TABLE', ['PutItem', 'GetItem'])
+      .bindQueue(paymentsQueue, 'PAYMENTS_QUEUE_URL', 'send');
+
+    const paymentQueries = fn('PaymentQueriesFunction', 'paymentQueries', 'functions/api/payment-queries.ts', 'Payment lookups and key validation')
+      .bindTable(idempotencyKeys, 'IDEMPOTENCY_TABLE', ['GetItem'])
+      .bindTable(payments, 'PAYMENTS_TABLE', ['GetItem']);
+
+    const retryPayment = fn('RetryPaymentFunction', 'retryPayment', 'functions/api/retry-payment.ts', 'POST /api/payments/{paymentID}/retry')
+      .bindTable(payments, 'PAYMENTS_TABLE', ['GetItem', 'UpdateItem'])
+      .bindQueue(paymentsQueue, 'PAYMENTS_QUEUE_URL', 'send');
+
+    const auditApi = fn('AuditApiFunction', 'auditApi', 'functions/api/audit-api.ts', 'GET /api/audit/payments')
+      .bindTable(auditLog, 'AUDIT_TABLE', ['Query', 'GetItem'])
+      .bindTable(payments, 'PAYMENTS_TABLE', ['GetItem']);
+
+    const worker = fn('PaymentWorkerFunction', 'worker', 'functions/worker/payment-worker.ts', 'Processes payment attempts from the queue', {
+      timeout: WORKER_TIMEOUT,
+    })
+      .bindTable(payments, 'PAYMENTS_TABLE', ['GetItem', 'UpdateItem'])
+      .bindQueue(paymentsQueue, 'PAYMENTS_QUEUE_URL', 'send')
+      .bindSecret(providerSecret, 'PROVIDER_SECRET_ID', providerSecretId, 'read');
     worker.addEventSource(
       new sources.SqsEventSource(paymentsQueue, {
         batchSize: config.workerBatchSize,
@@ -174,8 +154,8 @@ export class PaymentsStack extends Stack {
       }),
     );
 
-    const auditWriter = fn('AuditStreamFunction', 'functions/audit/audit-stream.ts', 'Appends payment versions to the audit log');
-    grantTable(auditWriter, auditLog, ['PutItem', 'GetItem', 'Query']);
+    const auditWriter = fn('AuditStreamFunction', 'auditStream', 'functions/audit/audit-stream.ts', 'Appends payment versions to the audit log')
+      .bindTable(auditLog, 'AUDIT_TABLE', ['PutItem', 'GetItem', 'Query']);
     auditWriter.addEventSource(
       new sources.DynamoEventSource(payments, {
         startingPosition: lambda.StartingPosition.TRIM_HORIZON,
@@ -188,23 +168,27 @@ export class PaymentsStack extends Stack {
       }),
     );
 
-    const reconciler = fn('ReconcilerFunction', 'functions/recovery/reconciler.ts', 'Finds and finishes stuck payments', {
+    // RecoveryRuns: the run lock is taken with a conditional PutItem and released with a conditional
+    // DeleteItem when the run finishes; runs are recorded with PutItem/UpdateItem and listed by Query.
+    const runsAccess = ['PutItem', 'UpdateItem', 'DeleteItem', 'Query'] as const;
+    const reconciler = fn('ReconcilerFunction', 'reconciler', 'functions/recovery/reconciler.ts', 'Finds and finishes stuck payments', {
       timeout: Duration.minutes(5),
-    });
-    grantTable(reconciler, payments, ['Query', 'GetItem', 'UpdateItem']);
-    grantTable(reconciler, recoveryRuns, ['GetItem', 'PutItem', 'UpdateItem', 'Query']);
-    paymentsQueue.grantSendMessages(reconciler);
+    })
+      .bindTable(payments, 'PAYMENTS_TABLE', ['Query', 'GetItem', 'UpdateItem'])
+      .bindTable(recoveryRuns, 'RECOVERY_TABLE', runsAccess)
+      .bindQueue(paymentsQueue, 'PAYMENTS_QUEUE_URL', 'send')
+      .bindSecret(providerSecret, 'PROVIDER_SECRET_ID', providerSecretId, 'read');
     new events.Rule(this, 'ReconcilerSchedule', {
       description: 'Runs the payment reconciler',
       schedule: events.Schedule.rate(Duration.minutes(config.reconcileEveryMinutes)),
       targets: [new targets.LambdaFunction(reconciler, { retryAttempts: 2 })],
     });
 
-    const recoveryApi = fn('RecoveryApiFunction', 'functions/api/recovery-api.ts', 'Recovery runs: start and status');
-    recoveryApi.addEnvironment('RECONCILER_FUNCTION_NAME', reconciler.functionName);
-    grantTable(recoveryApi, recoveryRuns, ['GetItem', 'PutItem', 'UpdateItem', 'Query']);
-    grantTable(recoveryApi, payments, ['Query']);
-    reconciler.grantInvoke(recoveryApi);
+    // Starts runs, and finishes (releasing the lock) one whose reconciler could not be started.
+    const recoveryApi = fn('RecoveryApiFunction', 'recoveryApi', 'functions/api/recovery-api.ts', 'Recovery runs: start and status')
+      .bindTable(recoveryRuns, 'RECOVERY_TABLE', runsAccess)
+      .bindTable(payments, 'PAYMENTS_TABLE', ['Query'])
+      .bindFunction(reconciler, 'RECONCILER_FUNCTION_NAME', 'invoke');
 
     // ---- API ----------------------------------------------------------------------------------
     const api = new apigw.RestApi(this, 'PaymentsApi', {

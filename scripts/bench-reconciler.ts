@@ -8,10 +8,10 @@ import { randomUUID } from 'node:crypto';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { BatchWriteCommand, DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { GetQueueAttributesCommand, SQSClient } from '@aws-sdk/client-sqs';
-import { openShards } from '../functions/adapters/dynamo/open-payments';
 import { openShardFor, PaymentRepository } from '../functions/adapters/dynamo/payment-repository';
 import { SqsPaymentQueue } from '../functions/adapters/sqs/payment-queue';
 import type { Payment } from '../functions/core/payment';
+import { silentLogger } from '../functions/core/ports';
 import { Reconciler } from '../functions/core/reconciler';
 import { createLocalResources, functionEnvironment, loadSynthesizedStack, startDynamoDbLocal, startSqsEmulator } from '@idempotent-payments/local-stack';
 import { numberArg } from './cli-args';
@@ -80,8 +80,11 @@ async function main() {
     const reconciler = new Reconciler({
       store: repo,
       queue: new SqsPaymentQueue(sqs, env.PAYMENTS_QUEUE_URL!),
-      processor: { process: async () => ({ kind: 'ignored', reason: 'leased' }) },
-      shards: openShards(),
+      processor: {
+        process: async () => ({ kind: 'ignored', reason: 'leased' }),
+        expire: async () => ({ kind: 'ignored', reason: 'leased' }),
+      },
+      logger: silentLogger,
       config: { stuckAfterSeconds: 120, openDeadlineSeconds: 86_400 },
     });
     const heapBefore = process.memoryUsage().heapUsed;

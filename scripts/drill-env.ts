@@ -1,10 +1,20 @@
 /**
- * Function settings for recovery drills and end-to-end tests: the same code paths as production with
- * seconds instead of minutes (backoff, lease, stuck threshold, run lock).
+ * Function settings for local runs, recovery drills and end-to-end tests.
  */
+
+/**
+ * Points the functions at a local provider (the simulator): its URL, and a test key in place of the
+ * Secrets Manager secret the stack names (the loader accepts PROVIDER_API_KEY only while
+ * PROVIDER_SECRET_ID is empty).
+ */
+export function localProviderEnv(providerUrl: string): Record<string, string> {
+  return { PROVIDER_URL: providerUrl, PROVIDER_SECRET_ID: '', PROVIDER_API_KEY: 'sk_test_local' };
+}
+
+/** The same code paths as production with seconds instead of minutes (backoff, lease, stuck threshold, run lock). */
 export function fastRecoveryEnv(providerUrl: string): Record<string, string> {
   return {
-    PROVIDER_URL: providerUrl,
+    ...localProviderEnv(providerUrl),
     RETRY_BASE_SECONDS: '0.2',
     RETRY_CAP_SECONDS: '5',
     LEASE_SECONDS: '5',

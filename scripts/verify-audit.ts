@@ -13,6 +13,7 @@ import { parseArgs } from 'node:util';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { AuditRepository, MAX_PAGE_SIZE, verifyPaymentAudit } from '../functions/adapters/dynamo/audit-repository';
+import { AUDIT_BY_TENANT_INDEX } from '../functions/shared/config-contract';
 import { parseIsoInstant, type ChainVerification } from '../functions/core/audit';
 
 const USAGE = 'usage: verify-audit --payment <id> | --tenant <tenantId> [--from <ISO>] [--to <ISO>]';
@@ -44,7 +45,7 @@ async function main(): Promise<number> {
   const endpoint = process.env.AWS_ENDPOINT_URL_DYNAMODB || undefined;
   const client = new DynamoDBClient({ region: process.env.AWS_REGION || 'us-east-1', ...(endpoint ? { endpoint } : {}) });
   const doc = DynamoDBDocumentClient.from(client, { marshallOptions: { removeUndefinedValues: true } });
-  const repo = new AuditRepository(doc, { audit: table, byTenantIndex: process.env.AUDIT_BY_TENANT_INDEX || 'audit-by-tenant' });
+  const repo = new AuditRepository(doc, { audit: table, byTenantIndex: process.env.AUDIT_BY_TENANT_INDEX || AUDIT_BY_TENANT_INDEX });
 
   try {
     if (values.payment !== undefined) {

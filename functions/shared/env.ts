@@ -1,56 +1,86 @@
-/** Environment read once per function load and checked, so a misconfigured function fails fast. */
-export function requireEnv(name: string, env: NodeJS.ProcessEnv = process.env): string {
-  const value = env[name];
-  if (value === undefined || value === '') throw new Error(`Missing environment variable ${name}`);
-  return value;
-}
+/**
+ * The one reader of a function's environment: parses every setting of the contract
+ * (`config-contract.ts`) once per function load and checks it, so a misconfigured function fails
+ * fast with the variable's name instead of somewhere in a handler.
+ */
+import {
+  FUNCTION_CONTRACT_VARIABLE,
+  FUNCTION_SETTINGS,
+  SETTINGS,
+  isFunctionName,
+  isRequired,
+  type FunctionName,
+  type SettingName,
+  type SettingSpec,
+} from './config-contract';
 
-export function numberEnv(name: string, fallback: number, env: NodeJS.ProcessEnv = process.env): number {
-  const raw = env[name];
-  if (raw === undefined || raw === '') return fallback;
-  const n = Number(raw);
-  if (!Number.isFinite(n)) throw new Error(`Environment variable ${name} is not a number: ${raw}`);
-  return n;
-}
+type Settings = typeof SETTINGS;
+type ValueOf<S extends SettingSpec> = S['type'] extends 'number' ? number : S['type'] extends 'boolean' ? boolean : string;
+type OptionalNames = { [N in SettingName]: Settings[N] extends { optional: true } ? N : never }[SettingName];
 
-export interface PaymentsConfig {
-  readonly paymentsTable: string;
-  readonly idempotencyTable: string;
-  readonly auditTable: string;
-  readonly recoveryTable: string;
-  readonly queueUrl: string;
-  readonly openPaymentsIndex: string;
-  readonly auditByTenantIndex: string;
-  readonly idempotencyTtlSeconds: number;
-  readonly maxAmount: number;
-  readonly maxRetries: number;
-  readonly retryBaseSeconds: number;
-  readonly retryCapSeconds: number;
-  readonly leaseSeconds: number;
+/** One field per setting, named and typed by the contract; optional settings may be undefined. */
+export type SettingsConfig = { readonly [N in Exclude<SettingName, OptionalNames> as Settings[N]['field']]: ValueOf<Settings[N]> } & {
+  readonly [N in OptionalNames as Settings[N]['field']]?: ValueOf<Settings[N]>;
+};
+
+export interface PaymentsConfig extends SettingsConfig {
+  /** The function contract this environment was built for; undefined in tests and scripts. */
+  readonly function?: FunctionName;
+  /** Provider base URL: PROVIDER_URL when set (local), else PROTOCOL://HOST:PORT. */
   readonly providerUrl: string;
-  readonly providerTimeoutMs: number;
-  readonly openDeadlineSeconds: number;
-  readonly stuckAfterSeconds: number;
 }
 
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+}
+
+function parse(name: SettingName, raw: string): string | number | boolean {
+  const spec: SettingSpec = SETTINGS[name];
+  if (spec.type === 'number') {
+    const n = Number(raw);
+    if (raw.trim() === '' || !Number.isFinite(n)) throw new ConfigError(`Environment variable ${name} is not a number: ${raw}`);
+    return n;
+  }
+  if (spec.type === 'boolean') {
+    if (raw !== 'true' && raw !== 'false') throw new ConfigError(`Environment variable ${name} is not true or false: ${raw}`);
+    return raw === 'true';
+  }
+  return raw;
+}
+
+/**
+ * Reads the configuration from `env`. The function's contract comes from PAYMENTS_FUNCTION, which the
+ * stack sets: every required setting of that contract must be present. Without it (tests, scripts)
+ * nothing is required, and a resource name that is absent is an empty string.
+ *
+ * Present values are always checked (a number must be a number). Settings outside the contract take
+ * their defaults; code that needs one must list it in FUNCTION_SETTINGS, or the stack will not set it.
+ */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): PaymentsConfig {
-  return {
-    paymentsTable: requireEnv('PAYMENTS_TABLE', env),
-    idempotencyTable: requireEnv('IDEMPOTENCY_TABLE', env),
-    auditTable: requireEnv('AUDIT_TABLE', env),
-    recoveryTable: requireEnv('RECOVERY_TABLE', env),
-    queueUrl: requireEnv('PAYMENTS_QUEUE_URL', env),
-    openPaymentsIndex: env.OPEN_PAYMENTS_INDEX || 'open-payments',
-    auditByTenantIndex: env.AUDIT_BY_TENANT_INDEX || 'audit-by-tenant',
-    idempotencyTtlSeconds: numberEnv('IDEMPOTENCY_TTL_SECONDS', 86_400, env),
-    maxAmount: numberEnv('MAX_AMOUNT', 1_000_000, env),
-    maxRetries: numberEnv('MAX_RETRIES', 3, env),
-    retryBaseSeconds: numberEnv('RETRY_BASE_SECONDS', 2, env),
-    retryCapSeconds: numberEnv('RETRY_CAP_SECONDS', 900, env),
-    leaseSeconds: numberEnv('LEASE_SECONDS', 60, env),
-    providerUrl: env.PROVIDER_URL ?? 'http://127.0.0.1:4010',
-    providerTimeoutMs: numberEnv('PROVIDER_TIMEOUT_MS', 10_000, env),
-    openDeadlineSeconds: numberEnv('OPEN_DEADLINE_SECONDS', 86_400, env),
-    stuckAfterSeconds: numberEnv('STUCK_AFTER_SECONDS', 120, env),
-  };
+  const contractName = env[FUNCTION_CONTRACT_VARIABLE] || undefined;
+  if (contractName !== undefined && !isFunctionName(contractName)) {
+    throw new ConfigError(`${FUNCTION_CONTRACT_VARIABLE}=${contractName} names no function in FUNCTION_SETTINGS`);
+  }
+  const required = new Set<SettingName>(contractName ? FUNCTION_SETTINGS[contractName].filter(isRequired) : []);
+
+  const values: Record<string, unknown> = {};
+  for (const name of Object.keys(SETTINGS) as SettingName[]) {
+    const spec: SettingSpec = SETTINGS[name];
+    const raw = env[name];
+    if (raw !== undefined && raw !== '') values[spec.field] = parse(name, raw);
+    else if (required.has(name)) throw new ConfigError(`Missing environment variable ${name} (${spec.doc}), required by the ${contractName} function`);
+    else if (spec.default !== undefined) values[spec.field] = spec.default;
+    else if (!spec.optional) values[spec.field] = '';
+  }
+  const config = values as unknown as SettingsConfig;
+
+  if (config.providerApiKey !== undefined && config.providerSecretId !== undefined) {
+    throw new ConfigError('PROVIDER_API_KEY is a local-only override and is not accepted while PROVIDER_SECRET_ID is set');
+  }
+  if (config.providerApiProtocol !== 'https' && config.providerApiProtocol !== 'http') {
+    throw new ConfigError(`PROVIDER_API_PROTOCOL must be https or http: ${config.providerApiProtocol}`);
+  }
+  const providerUrl =
+    config.providerUrlOverride ?? new URL(`${config.providerApiProtocol}://${config.providerApiHost}:${config.providerApiPort}`).origin;
+  return { ...config, ...(contractName ? { function: contractName } : {}), providerUrl };
 }

@@ -1,10 +1,25 @@
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Duration, RemovalPolicy } from 'aws-cdk-lib';
+import type * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
+import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import { NodejsFunction, OutputFormat } from 'aws-cdk-lib/aws-lambda-nodejs';
 import * as logs from 'aws-cdk-lib/aws-logs';
+import type * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
+import type * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
+import {
+  FUNCTION_CONTRACT_VARIABLE,
+  FUNCTION_SETTINGS,
+  SETTINGS,
+  defaultOf,
+  stackSettingsOf,
+  type FunctionName,
+  type SettingName,
+  type SettingOf,
+  type StageSettingName,
+} from '../../functions/shared/config-contract';
 import type { EnvironmentConfig } from '../config';
 
 const projectRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -12,19 +27,31 @@ const projectRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '
 export interface PaymentsFunctionProps {
   /** Entry file relative to the project root, e.g. `functions/api/create-payment.ts`. */
   readonly entry: string;
+  /** Which contract of FUNCTION_SETTINGS this function's code reads its environment by. */
+  readonly contract: FunctionName;
   readonly config: EnvironmentConfig;
   readonly description: string;
-  readonly environment?: Record<string, string>;
   readonly timeout?: Duration;
   readonly memorySize?: number;
 }
 
+const BINDERS = { value: 'stage settings', table: 'bindTable', queue: 'bindQueue', secret: 'bindSecret', function: 'bindFunction' } as const;
+
+export type TableAction = 'GetItem' | 'BatchGetItem' | 'Query' | 'PutItem' | 'UpdateItem' | 'DeleteItem' | 'ConditionCheckItem';
+
 /**
  * The project's Lambda defaults in one place: Node.js 22 on ARM64, ESM bundle with source maps built by
- * the locally installed esbuild, explicit log group, X-Ray tracing. The caller's environment is merged
- * over the defaults, never replacing them.
+ * the locally installed esbuild, explicit log group, X-Ray tracing.
+ *
+ * The environment is the function's config contract and nothing else: the value settings come from the
+ * stage config (or the contract's defaults), and each resource setting is bound with `bindTable`,
+ * `bindQueue`, `bindSecret` or `bindFunction`, which set the variable and the grant in one call. Binding
+ * a setting outside the contract throws; synthesis fails while a contract setting is left unbound.
  */
 export class PaymentsFunction extends NodejsFunction {
+  readonly contract: FunctionName;
+  private readonly bound = new Set<SettingName>();
+
   constructor(scope: Construct, id: string, props: PaymentsFunctionProps) {
     const { config } = props;
     const logGroup = new logs.LogGroup(scope, `${id}Logs`, {
@@ -49,7 +76,7 @@ export class PaymentsFunction extends NodejsFunction {
         POWERTOOLS_SERVICE_NAME: 'payments',
         POWERTOOLS_METRICS_NAMESPACE: 'IdempotentPayments',
         POWERTOOLS_LOG_LEVEL: config.logLevel,
-        ...props.environment,
+        [FUNCTION_CONTRACT_VARIABLE]: props.contract,
       },
       bundling: {
         format: OutputFormat.ESM,
@@ -63,6 +90,65 @@ export class PaymentsFunction extends NodejsFunction {
         banner: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);",
       },
     });
+    this.contract = props.contract;
+    for (const name of stackSettingsOf(props.contract)) {
+      if (SETTINGS[name].kind !== 'value') continue;
+      const value = config.settings[name as StageSettingName] ?? defaultOf(name);
+      if (value === undefined) throw new Error(`${name} has no default and no value for stage ${config.stage}`);
+      this.setVariable(name, String(value));
+    }
+    this.node.addValidation({
+      validate: () =>
+        stackSettingsOf(this.contract)
+          .filter((name) => !this.bound.has(name))
+          .map((name) => `${id}: ${name} is in the ${this.contract} contract but not bound; bind it with its grant (${BINDERS[SETTINGS[name].kind]})`),
+    });
+  }
+
+  /** Sets the table's name in `setting` and grants exactly `actions` on the table and its indexes. */
+  bindTable(table: dynamodb.ITable, setting: SettingOf<'table'>, actions: readonly TableAction[]): this {
+    this.setVariable(setting, table.tableName);
+    this.addToRolePolicy(
+      new iam.PolicyStatement({
+        actions: actions.map((a) => `dynamodb:${a}`),
+        resources: [table.tableArn, `${table.tableArn}/index/*`],
+      }),
+    );
+    return this;
+  }
+
+  /** Sets the queue's URL in `setting` and lets the function send to it. */
+  bindQueue(queue: sqs.IQueue, setting: SettingOf<'queue'>, access: 'send'): this {
+    this.setVariable(setting, queue.queueUrl);
+    if (access === 'send') queue.grantSendMessages(this);
+    return this;
+  }
+
+  /**
+   * Sets the secret's name (never its value) in `setting` and lets the function read the value.
+   * `secretName` is the literal name the secret was created with, so the variable is a plain string.
+   */
+  bindSecret(secret: secretsmanager.ISecret, setting: SettingOf<'secret'>, secretName: string, access: 'read'): this {
+    this.setVariable(setting, secretName);
+    if (access === 'read') secret.grantRead(this);
+    return this;
+  }
+
+  /** Sets the function's name in `setting` and lets this function invoke it. */
+  bindFunction(fn: lambda.IFunction, setting: SettingOf<'function'>, access: 'invoke'): this {
+    this.setVariable(setting, fn.functionName);
+    if (access === 'invoke') fn.grantInvoke(this);
+    return this;
+  }
+
+  private setVariable(name: SettingName, value: string): void {
+    if (!(FUNCTION_SETTINGS[this.contract] as readonly SettingName[]).includes(name)) {
+      throw new Error(`${this.node.id}: ${name} is not in the ${this.contract} contract; add it to FUNCTION_SETTINGS first`);
+    }
+    if (SETTINGS[name].setBy !== 'stack') throw new Error(`${name} is local-only and never deployed`);
+    if (this.bound.has(name)) throw new Error(`${this.node.id}: ${name} is bound twice`);
+    this.bound.add(name);
+    this.addEnvironment(name, value);
   }
 }
 

@@ -1,7 +1,10 @@
-import { App } from 'aws-cdk-lib';
+import { App, Stack } from 'aws-cdk-lib';
+import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { FUNCTION_CONTRACT_VARIABLE, FUNCTION_SETTINGS, deployedVariablesOf, isFunctionName, providerSecretName } from '../../functions/shared/config-contract';
 import { configFor, type Stage } from '../../lib/config';
+import { PaymentsFunction } from '../../lib/constructs/payments-function';
 import { PaymentsStack } from '../../lib/payments-stack';
 
 function synth(stage: Stage): Template {
@@ -108,7 +111,7 @@ describe('PaymentsStack', () => {
     });
   });
 
-  it('functions: Node.js 22 on ARM64, tracing, explicit log groups, table and queue names in the environment', () => {
+  it('functions: Node.js 22 on ARM64, tracing, explicit log groups, each its contract as environment', () => {
     const fns = t.findResources('AWS::Lambda::Function');
     expect(Object.keys(fns)).toHaveLength(8);
     for (const fn of Object.values(fns)) {
@@ -119,7 +122,7 @@ describe('PaymentsStack', () => {
         LoggingConfig: { LogGroup: expect.anything() },
       });
       const env = fn.Properties.Environment.Variables;
-      expect(Object.keys(env)).toEqual(expect.arrayContaining(['PAYMENTS_TABLE', 'IDEMPOTENCY_TABLE', 'PAYMENTS_QUEUE_URL', 'NODE_OPTIONS', 'POWERTOOLS_SERVICE_NAME']));
+      expect(Object.keys(env)).toEqual(expect.arrayContaining(['NODE_OPTIONS', 'POWERTOOLS_SERVICE_NAME', FUNCTION_CONTRACT_VARIABLE]));
     }
     t.resourceCountIs('AWS::Logs::LogGroup', 8);
   });
@@ -154,6 +157,70 @@ describe('PaymentsStack', () => {
     expect(actions.some((a: string) => a.startsWith('sqs:SendMessage'))).toBe(true);
   });
 
+  it("each function's environment is exactly what its config contract says it reads", () => {
+    const fns = Object.entries(t.findResources('AWS::Lambda::Function'));
+    const contracts = fns.map(([id, fn]) => {
+      const env: Record<string, unknown> = fn.Properties.Environment.Variables;
+      const contract = String(env[FUNCTION_CONTRACT_VARIABLE]);
+      expect(isFunctionName(contract), id).toBe(true);
+      expect(Object.keys(env).sort(), id).toEqual(deployedVariablesOf(contract as keyof typeof FUNCTION_SETTINGS).sort());
+      return contract;
+    });
+    // Every contract is deployed, once.
+    expect(contracts.sort()).toEqual(Object.keys(FUNCTION_SETTINGS).sort());
+  });
+
+  const statementsOf = (rolePrefix: string) => {
+    const role = logicalId('AWS::IAM::Role', rolePrefix);
+    return Object.values(t.findResources('AWS::IAM::Policy'))
+      .filter((p) => p.Properties.Roles.some((r: { Ref: string }) => r.Ref === role))
+      .flatMap((p) => p.Properties.PolicyDocument.Statement as { Action: string | string[]; Resource: unknown }[]);
+  };
+  const actionsOn = (rolePrefix: string, resourceId: string) =>
+    statementsOf(rolePrefix)
+      .filter((s) => JSON.stringify(s.Resource).includes(`"${resourceId}"`))
+      .flatMap((s) => [s.Action].flat());
+
+  it('the reconciler and the recovery API may release the run lock: DeleteItem on RecoveryRuns', () => {
+    const runs = logicalId('AWS::DynamoDB::Table', 'RecoveryRunsTable');
+    expect(actionsOn('ReconcilerFunctionServiceRole', runs)).toEqual(expect.arrayContaining(['dynamodb:PutItem', 'dynamodb:UpdateItem', 'dynamodb:DeleteItem', 'dynamodb:Query']));
+    expect(actionsOn('RecoveryApiFunctionServiceRole', runs)).toContain('dynamodb:DeleteItem');
+    expect(actionsOn('ReconcilerFunctionServiceRole', runs)).not.toContain('dynamodb:Scan');
+  });
+
+  it('a provider secret per stage, its name (not value) in PROVIDER_SECRET_ID, readable only by the worker and the reconciler', () => {
+    t.hasResourceProperties('AWS::SecretsManager::Secret', { Name: providerSecretName('dev'), Description: Match.stringLikeRegexp('put-secret-value') });
+    const secret = logicalId('AWS::SecretsManager::Secret', 'ProviderApiKeySecret');
+    const readers = Object.values(t.findResources('AWS::IAM::Policy'))
+      .filter((p) =>
+        (p.Properties.PolicyDocument.Statement as { Action: string | string[]; Resource: unknown }[]).some(
+          (s) => [s.Action].flat().some((a) => a.startsWith('secretsmanager:')) || JSON.stringify(s.Resource).includes(`"${secret}"`),
+        ),
+      )
+      .flatMap((p) => p.Properties.Roles.map((r: { Ref: string }) => r.Ref))
+      .sort();
+    expect(readers).toEqual([logicalId('AWS::IAM::Role', 'PaymentWorkerFunctionServiceRole'), logicalId('AWS::IAM::Role', 'ReconcilerFunctionServiceRole')].sort());
+    for (const role of ['PaymentWorkerFunctionServiceRole', 'ReconcilerFunctionServiceRole']) {
+      expect(actionsOn(role, secret)).toEqual(['secretsmanager:GetSecretValue', 'secretsmanager:DescribeSecret']);
+    }
+    t.resourceCountIs('AWS::SecretsManager::ResourcePolicy', 0);
+    for (const fn of ['PaymentWorkerFunction', 'ReconcilerFunction']) {
+      const env = t.findResources('AWS::Lambda::Function')[logicalId('AWS::Lambda::Function', fn)]!.Properties.Environment.Variables;
+      expect(env.PROVIDER_SECRET_ID).toBe(providerSecretName('dev'));
+      expect(env).toMatchObject({ PROVIDER_API_HOST: 'api.stripe.com', PROVIDER_API_PORT: '443', PROVIDER_API_PROTOCOL: 'https' });
+      expect(env.PROVIDER_API_KEY).toBeUndefined();
+    }
+  });
+
+  it('a function cannot be given a setting outside its contract, nor synthesize with one unbound', () => {
+    const app = new App({ context: { 'aws:cdk:bundling-stacks': [] } });
+    const stack = new Stack(app, 'Contract');
+    const table = new dynamodb.Table(stack, 'T', { partitionKey: { name: 'pk', type: dynamodb.AttributeType.STRING } });
+    const fn = new PaymentsFunction(stack, 'Audit', { contract: 'auditStream', entry: 'functions/audit/audit-stream.ts', description: 'x', config: configFor('dev') });
+    expect(() => fn.bindTable(table, 'PAYMENTS_TABLE', ['GetItem'])).toThrow(/PAYMENTS_TABLE is not in the auditStream contract/);
+    expect(() => app.synth()).toThrow(/AUDIT_TABLE is in the auditStream contract but not bound/);
+  });
+
   it('alarms when a dead-letter queue holds messages', () => {
     t.resourceCountIs('AWS::CloudWatch::Alarm', 2);
   });
@@ -161,6 +228,7 @@ describe('PaymentsStack', () => {
   it('prod retains data tables; dev deletes them', () => {
     const prod = synth('prod');
     for (const table of Object.values(prod.findResources('AWS::DynamoDB::Table'))) expect(table.DeletionPolicy).toBe('Retain');
+    for (const secret of Object.values(prod.findResources('AWS::SecretsManager::Secret'))) expect(secret.DeletionPolicy).toBe('Retain');
     for (const table of Object.values(t.findResources('AWS::DynamoDB::Table'))) expect(table.DeletionPolicy).toBe('Delete');
   });
 });

@@ -77,7 +77,9 @@ async function drain(): Promise<string[]> {
 beforeAll(async () => {
   [b, sim] = await Promise.all([startBackends(), startProviderSimulator({ port: 0, timeoutMs: 300 })]);
   const env = b.envOf('ReconcilerFunction');
-  repo = new PaymentRepository(b.doc, { payments: env.PAYMENTS_TABLE!, idempotency: env.IDEMPOTENCY_TABLE!, openPaymentsIndex: env.OPEN_PAYMENTS_INDEX! });
+  // The reconciler never touches idempotency keys; the test creates payments the way the API does.
+  const idempotency = b.envOf('CreatePaymentFunction').IDEMPOTENCY_TABLE!;
+  repo = new PaymentRepository(b.doc, { payments: env.PAYMENTS_TABLE!, idempotency, openPaymentsIndex: env.OPEN_PAYMENTS_INDEX! });
   queueUrl = env.PAYMENTS_QUEUE_URL!;
   queue = new SqsPaymentQueue(b.sqs, queueUrl);
   recoveryTable = env.RECOVERY_TABLE!;

@@ -52,7 +52,8 @@ beforeAll(async () => {
     b = await startBackends();
     // Hung charges answer after 2 s; the provider adapter gives up after 1 s (room for a loaded machine).
     sim = await startProviderSimulator({ port: 0, timeoutMs: 2000, seed: 42 });
-    const env = b.envOf('PaymentWorkerFunction');
+    // The worker never touches idempotency keys; the test creates payments the way the API does.
+    const env = { IDEMPOTENCY_TABLE: b.envOf('CreatePaymentFunction').IDEMPOTENCY_TABLE, ...b.envOf('PaymentWorkerFunction') };
     config = loadConfig({
       ...env,
       RETRY_BASE_SECONDS: '0.05',

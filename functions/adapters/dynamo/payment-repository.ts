@@ -20,10 +20,10 @@ import { ConcurrentUpdateError, ServiceUnavailableError } from '../../core/error
 import { isOpen, type Payment } from '../../core/payment';
 import type { IdempotencyRecord, InsertResult, OpenDuePage, PaymentStore, TouchRequest, TransitionRequest } from '../../core/ports';
 import { assertTransition } from '../../core/state-machine';
+import { SETTLED_INDEX } from '../../shared/config-contract';
 
 export type { IdempotencyRecord, InsertResult, TransitionRequest } from '../../core/ports';
-
-export const SETTLED_INDEX = 'settled-by-hour';
+export { SETTLED_INDEX };
 
 /** Open payments are spread over this many index partitions so no single partition gets hot. */
 export const OPEN_SHARDS = 16;

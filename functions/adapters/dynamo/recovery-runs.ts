@@ -5,13 +5,14 @@
 import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
 import { unmarshall } from '@aws-sdk/util-dynamodb';
 import { DeleteCommand, PutCommand, QueryCommand, UpdateCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { loadConfig, type PaymentsConfig } from '../../shared/env';
 
 /**
  * How long a run may hold the lock before another run may take over: a little over the reconciler's
  * 5-minute timeout, so a crashed run delays the next one by at most this. RECOVERY_RUN_LEASE_SECONDS
- * overrides it (drills use seconds).
+ * sets it (drills use seconds).
  */
-export const runLeaseMs = (env: NodeJS.ProcessEnv = process.env): number => Number(env.RECOVERY_RUN_LEASE_SECONDS || 360) * 1000;
+export const runLeaseMs = (config: Pick<PaymentsConfig, 'recoveryRunLeaseSeconds'> = loadConfig()): number => config.recoveryRunLeaseSeconds * 1000;
 
 export type RunStatus = 'running' | 'completed' | 'failed';
 

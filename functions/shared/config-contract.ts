@@ -1,0 +1,261 @@
+/**
+ * The configuration contract, stated once: every setting a function reads from its environment (name,
+ * type, default, meaning), the names shared by the stack and the code (indexes, the provider secret),
+ * and which function reads which settings.
+ *
+ * Both sides read this module: the CDK stack builds each function's environment from it (and binds the
+ * matching grants in the same call), and `loadConfig` parses the environment with it. So it imports
+ * nothing: no CDK, no AWS SDK, no Node APIs.
+ *
+ * Who sets a setting:
+ *   - `stack`: the CDK stack, for every function whose contract lists it (resources with their grant,
+ *     values from the stage config or the default below);
+ *   - `local`: never deployed; only the local stack, drills and tests set it, to point a function at a
+ *     simulator or inject a fault.
+ */
+
+/** DynamoDB index names: the stack creates them under these names and the code queries them. */
+export const OPEN_PAYMENTS_INDEX = 'open-payments';
+export const SETTLED_INDEX = 'settled-by-hour';
+export const AUDIT_BY_TENANT_INDEX = 'audit-by-tenant';
+
+/** Name of the provider API key secret in Secrets Manager; the operator fills in its value after deploy. */
+export const providerSecretName = (stage: string): string => `idempotent-payments/${stage}/provider-api-key`;
+
+export type SettingType = 'string' | 'number' | 'boolean';
+
+/** What a setting names: a resource is bound in the stack together with the grant that uses it. */
+export type SettingKind = 'value' | 'table' | 'queue' | 'secret' | 'function';
+
+export interface SettingSpec {
+  /** The `PaymentsConfig` field `loadConfig` puts the value in. */
+  readonly field: string;
+  readonly type: SettingType;
+  readonly kind: SettingKind;
+  readonly setBy: 'stack' | 'local';
+  /** Used when the variable is absent or empty. A setting with neither default nor `optional` is required. */
+  readonly default?: string | number | boolean;
+  /** Absent means undefined (no default, not required). */
+  readonly optional?: true;
+  readonly doc: string;
+}
+
+const table = <F extends string>(field: F, doc: string) => ({ field, type: 'string', kind: 'table', setBy: 'stack', doc }) as const;
+
+/** Every setting, keyed by its environment variable. */
+export const SETTINGS = {
+  PAYMENTS_TABLE: table('paymentsTable', 'Payments table name.'),
+  IDEMPOTENCY_TABLE: table('idempotencyTable', 'IdempotencyKeys table name.'),
+  AUDIT_TABLE: table('auditTable', 'AuditLog table name.'),
+  RECOVERY_TABLE: table('recoveryTable', 'RecoveryRuns table name.'),
+  PAYMENTS_QUEUE_URL: { field: 'queueUrl', type: 'string', kind: 'queue', setBy: 'stack', doc: 'URL of the payments queue the worker consumes.' },
+  RECONCILER_FUNCTION_NAME: {
+    field: 'reconcilerFunctionName',
+    type: 'string',
+    kind: 'function',
+    setBy: 'stack',
+    doc: 'The reconciler function the recovery API starts asynchronously.',
+  },
+  OPEN_PAYMENTS_INDEX: {
+    field: 'openPaymentsIndex',
+    type: 'string',
+    kind: 'value',
+    setBy: 'stack',
+    default: OPEN_PAYMENTS_INDEX,
+    doc: 'Sparse index of open payments (pending, processing, retrying) by shard and due time.',
+  },
+  AUDIT_BY_TENANT_INDEX: {
+    field: 'auditByTenantIndex',
+    type: 'string',
+    kind: 'value',
+    setBy: 'stack',
+    default: AUDIT_BY_TENANT_INDEX,
+    doc: 'AuditLog index by tenant and time.',
+  },
+  IDEMPOTENCY_TTL_SECONDS: {
+    field: 'idempotencyTtlSeconds',
+    type: 'number',
+    kind: 'value',
+    setBy: 'stack',
+    default: 86_400,
+    doc: 'How long an idempotency key holds its payment before it may be reused.',
+  },
+  MAX_AMOUNT: { field: 'maxAmount', type: 'number', kind: 'value', setBy: 'stack', default: 1_000_000, doc: 'Largest accepted amount, in major units of the currency.' },
+  MAX_RETRIES: { field: 'maxRetries', type: 'number', kind: 'value', setBy: 'stack', default: 3, doc: 'Retry budget of a new payment (and of an operator re-open).' },
+  RETRY_BASE_SECONDS: { field: 'retryBaseSeconds', type: 'number', kind: 'value', setBy: 'stack', default: 2, doc: 'Backoff base: full jitter over base * 2^attempt.' },
+  RETRY_CAP_SECONDS: { field: 'retryCapSeconds', type: 'number', kind: 'value', setBy: 'stack', default: 900, doc: 'Longest backoff between two attempts.' },
+  LEASE_SECONDS: {
+    field: 'leaseSeconds',
+    type: 'number',
+    kind: 'value',
+    setBy: 'stack',
+    default: 60,
+    doc: 'A processing attempt owns the payment for this long; the provider call must finish well before.',
+  },
+  OPEN_DEADLINE_SECONDS: {
+    field: 'openDeadlineSeconds',
+    type: 'number',
+    kind: 'value',
+    setBy: 'stack',
+    default: 86_400,
+    doc: 'Open payments older than this are expired by the reconciler.',
+  },
+  STUCK_AFTER_SECONDS: {
+    field: 'stuckAfterSeconds',
+    type: 'number',
+    kind: 'value',
+    setBy: 'stack',
+    default: 120,
+    doc: 'An open payment with no progress for this long is due for the reconciler.',
+  },
+  RECOVERY_RUN_LEASE_SECONDS: {
+    field: 'recoveryRunLeaseSeconds',
+    type: 'number',
+    kind: 'value',
+    setBy: 'stack',
+    default: 360,
+    doc: "How long a reconciliation run holds the run lock; a little over the reconciler's 5-minute timeout.",
+  },
+  PROVIDER_API_HOST: { field: 'providerApiHost', type: 'string', kind: 'value', setBy: 'stack', default: 'api.stripe.com', doc: 'Payment provider API host.' },
+  PROVIDER_API_PORT: { field: 'providerApiPort', type: 'number', kind: 'value', setBy: 'stack', default: 443, doc: 'Payment provider API port.' },
+  PROVIDER_API_PROTOCOL: { field: 'providerApiProtocol', type: 'string', kind: 'value', setBy: 'stack', default: 'https', doc: 'Payment provider API protocol (https; http only for a local simulator).' },
+  PROVIDER_TIMEOUT_MS: { field: 'providerTimeoutMs', type: 'number', kind: 'value', setBy: 'stack', default: 10_000, doc: 'Timeout of one provider call.' },
+  PROVIDER_SECRET_ID: {
+    field: 'providerSecretId',
+    type: 'string',
+    kind: 'secret',
+    setBy: 'stack',
+    optional: true,
+    doc: 'Name of the Secrets Manager secret holding the provider API key (the name only, never the value).',
+  },
+  BREAKER_CONSECUTIVE_FAILURES: {
+    field: 'breakerConsecutiveFailures',
+    type: 'number',
+    kind: 'value',
+    setBy: 'stack',
+    default: 5,
+    doc: 'Provider circuit breaker: opens after this many provider-wide failures in a row.',
+  },
+  BREAKER_FAILURE_RATE: {
+    field: 'breakerFailureRate',
+    type: 'number',
+    kind: 'value',
+    setBy: 'stack',
+    default: 0.5,
+    doc: 'Provider circuit breaker: opens when this share of the recent calls failed (0..1).',
+  },
+  BREAKER_OPEN_SECONDS: { field: 'breakerOpenSeconds', type: 'number', kind: 'value', setBy: 'stack', default: 30, doc: 'Provider circuit breaker: stays open this long before a probe.' },
+  PROVIDER_URL: {
+    field: 'providerUrlOverride',
+    type: 'string',
+    kind: 'value',
+    setBy: 'local',
+    optional: true,
+    doc: 'Local only: the whole provider base URL (a simulator); overrides PROVIDER_API_HOST/PORT/PROTOCOL.',
+  },
+  PROVIDER_API_KEY: {
+    field: 'providerApiKey',
+    type: 'string',
+    kind: 'value',
+    setBy: 'local',
+    optional: true,
+    doc: 'Local only (there is no Secrets Manager locally): the provider API key itself. Accepted only while PROVIDER_SECRET_ID is unset or empty.',
+  },
+  FAULT_CRASH_AFTER_CHARGE: {
+    field: 'faultCrashAfterCharge',
+    type: 'string',
+    kind: 'value',
+    setBy: 'local',
+    optional: true,
+    doc: "Local only, recovery drills: '1' crashes after every charge; 'token' only on the first attempt of tok_crash_after_charge payments.",
+  },
+} as const satisfies Record<string, SettingSpec>;
+
+export type SettingName = keyof typeof SETTINGS;
+/** Settings of one kind, e.g. `SettingOf<'table'>` for `fn.bindTable`. */
+export type SettingOf<K extends SettingKind> = { [N in SettingName]: (typeof SETTINGS)[N]['kind'] extends K ? N : never }[SettingName];
+
+/** Read wherever the provider is called (the worker, and the reconciler through the same processor). */
+const PROVIDER_CALLS: readonly SettingName[] = [
+  'PROVIDER_API_HOST',
+  'PROVIDER_API_PORT',
+  'PROVIDER_API_PROTOCOL',
+  'PROVIDER_TIMEOUT_MS',
+  'PROVIDER_SECRET_ID',
+  'PROVIDER_URL',
+  'PROVIDER_API_KEY',
+  'BREAKER_CONSECUTIVE_FAILURES',
+  'BREAKER_FAILURE_RATE',
+  'BREAKER_OPEN_SECONDS',
+  'FAULT_CRASH_AFTER_CHARGE',
+];
+const PROCESSING: readonly SettingName[] = ['PAYMENTS_TABLE', 'PAYMENTS_QUEUE_URL', 'RETRY_BASE_SECONDS', 'RETRY_CAP_SECONDS', 'LEASE_SECONDS', ...PROVIDER_CALLS];
+
+/**
+ * What each function's code reads. The stack sets exactly the `stack` settings listed here (the infra
+ * test checks the template against this), and `loadConfig` requires the required ones at cold start.
+ */
+export const FUNCTION_SETTINGS = {
+  createPayment: ['PAYMENTS_TABLE', 'IDEMPOTENCY_TABLE', 'PAYMENTS_QUEUE_URL', 'IDEMPOTENCY_TTL_SECONDS', 'MAX_AMOUNT', 'MAX_RETRIES', 'STUCK_AFTER_SECONDS'],
+  /** GET payment, status and key record; POST validate-key. */
+  paymentQueries: ['PAYMENTS_TABLE', 'IDEMPOTENCY_TABLE', 'MAX_AMOUNT'],
+  retryPayment: ['PAYMENTS_TABLE', 'PAYMENTS_QUEUE_URL', 'MAX_RETRIES', 'STUCK_AFTER_SECONDS'],
+  auditApi: ['AUDIT_TABLE', 'AUDIT_BY_TENANT_INDEX', 'PAYMENTS_TABLE'],
+  auditStream: ['AUDIT_TABLE'],
+  recoveryApi: ['RECOVERY_TABLE', 'RECOVERY_RUN_LEASE_SECONDS', 'PAYMENTS_TABLE', 'OPEN_PAYMENTS_INDEX', 'RECONCILER_FUNCTION_NAME'],
+  worker: PROCESSING,
+  reconciler: [...PROCESSING, 'OPEN_PAYMENTS_INDEX', 'RECOVERY_TABLE', 'RECOVERY_RUN_LEASE_SECONDS', 'STUCK_AFTER_SECONDS', 'OPEN_DEADLINE_SECONDS'],
+} as const satisfies Record<string, readonly SettingName[]>;
+
+export type FunctionName = keyof typeof FUNCTION_SETTINGS;
+
+/**
+ * Set by the stack on every function: which contract above the environment was built for, so
+ * `loadConfig` knows which settings are required. Not a setting: nothing else reads it.
+ */
+export const FUNCTION_CONTRACT_VARIABLE = 'PAYMENTS_FUNCTION';
+
+/** Runtime variables every function gets besides its settings (Node, stage, Powertools). */
+export const RUNTIME_VARIABLES = [
+  'NODE_OPTIONS',
+  'STAGE',
+  'POWERTOOLS_SERVICE_NAME',
+  'POWERTOOLS_METRICS_NAMESPACE',
+  'POWERTOOLS_LOG_LEVEL',
+  FUNCTION_CONTRACT_VARIABLE,
+] as const;
+
+export const isFunctionName = (name: string): name is FunctionName => Object.hasOwn(FUNCTION_SETTINGS, name);
+
+/** The settings the stack sets for a function: its contract's `stack` settings. */
+export function stackSettingsOf(fn: FunctionName): SettingName[] {
+  return (FUNCTION_SETTINGS[fn] as readonly SettingName[]).filter((n) => SETTINGS[n].setBy === 'stack');
+}
+
+/** The whole deployed environment of a function, by variable name: runtime variables plus its stack settings. */
+export function deployedVariablesOf(fn: FunctionName): string[] {
+  return [...RUNTIME_VARIABLES, ...stackSettingsOf(fn)];
+}
+
+/** A setting has no default and is not optional: a function that lists it cannot start without it. */
+export const isRequired = (name: SettingName): boolean => {
+  const s: SettingSpec = SETTINGS[name];
+  return s.default === undefined && !s.optional;
+};
+
+/** Default of a value setting, typed, for the stage config and the stack. */
+export type SettingValue<N extends SettingName> = (typeof SETTINGS)[N]['type'] extends 'number'
+  ? number
+  : (typeof SETTINGS)[N]['type'] extends 'boolean'
+    ? boolean
+    : string;
+
+/** Value settings the stack sets (not resources, not local-only). */
+export type StageSettingName = { [N in SettingName]: (typeof SETTINGS)[N] extends { kind: 'value'; setBy: 'stack' } ? N : never }[SettingName];
+
+/** Per-stage values of the stack's value settings; anything not given takes the contract's default. */
+export type StageSettings = { readonly [N in StageSettingName]?: SettingValue<N> };
+
+export function defaultOf<N extends SettingName>(name: N): SettingValue<N> | undefined {
+  return (SETTINGS[name] as SettingSpec).default as SettingValue<N> | undefined;
+}
