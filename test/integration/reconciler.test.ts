@@ -1,16 +1,18 @@
 import { randomUUID } from 'node:crypto';
 import { DeleteMessageBatchCommand, ReceiveMessageCommand } from '@aws-sdk/client-sqs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openShards } from '../../functions/adapters/dynamo/open-payments';
 import { PaymentRepository } from '../../functions/adapters/dynamo/payment-repository';
 import { RecoveryRunsRepository } from '../../functions/adapters/dynamo/recovery-runs';
-import { createHttpProvider } from '../../functions/adapters/provider/http-provider';
+import { withCrashAfterCharge } from '../../functions/adapters/provider/fault-injection';
+import { createStripeProvider } from '../../functions/adapters/provider/stripe-provider';
 import { SqsPaymentQueue } from '../../functions/adapters/sqs/payment-queue';
 import { recoveryRoute } from '../../functions/api/recovery-api';
 import { CircuitBreaker } from '../../functions/core/circuit-breaker';
 import type { Payment } from '../../functions/core/payment';
-import { PaymentProcessor } from '../../functions/core/payment-processor';
 import { PaymentsService } from '../../functions/core/payments-service';
+import { silentLogger as silent } from '../../functions/core/ports';
+import type { PaymentProvider } from '../../functions/core/ports/payment-provider';
+import { PaymentProcessor } from '../../functions/core/processing/payment-processor';
 import { Reconciler } from '../../functions/core/reconciler';
 import { createReconcilerHandler } from '../../functions/recovery/reconciler';
 import { apiHandler } from '../../functions/shared/http';
@@ -25,18 +27,20 @@ let queueUrl: string;
 let recoveryTable: string;
 const HOUR = 3_600_000;
 
-const silent = { debug() {}, info() {}, warn() {}, error() {} };
+function provider(): PaymentProvider {
+  const url = new URL(sim.url);
+  return createStripeProvider({ apiKey: 'sk_test_reconciler', host: url.hostname, port: Number(url.port), protocol: 'http', timeoutMs: 2000 });
+}
 
 function processorAt(clock: () => Date, crashAfterCharge = false) {
   return new PaymentProcessor({
-    repository: repo,
-    provider: createHttpProvider({ baseUrl: sim.url, timeoutMs: 2000 }),
+    store: repo,
+    provider: crashAfterCharge ? withCrashAfterCharge(provider(), () => true) : provider(),
     queue,
     breaker: new CircuitBreaker('test', { consecutiveFailures: 1000, failureRateThreshold: 0 }),
     config: { retryBaseSeconds: 0.05, retryCapSeconds: 1, leaseSeconds: 60, providerTimeoutMs: 2000 },
     clock,
     logger: silent,
-    faults: { crashAfterCharge },
   });
 }
 
@@ -45,8 +49,8 @@ function reconcilerAt(now: Date) {
     store: repo,
     queue,
     processor: processorAt(() => now),
-    provider: createHttpProvider({ baseUrl: sim.url, timeoutMs: 2000 }),
-    shards: openShards(),
+    provider: provider(),
+    logger: silent,
     config: { stuckAfterSeconds: 120, openDeadlineSeconds: 86_400, settleGraceMs: 1000, providerWindowMinutes: 60 },
     clock: () => now,
   });
@@ -75,7 +79,7 @@ async function drain(): Promise<string[]> {
 }
 
 beforeAll(async () => {
-  [b, sim] = await Promise.all([startBackends(), startProviderSimulator({ port: 0, timeoutMs: 300 })]);
+  [b, sim] = await Promise.all([startBackends(), startProviderSimulator({ port: 0, timeoutMs: 3000 })]);
   const env = b.envOf('ReconcilerFunction');
   // The reconciler never touches idempotency keys; the test creates payments the way the API does.
   const idempotency = b.envOf('CreatePaymentFunction').IDEMPOTENCY_TABLE!;
@@ -106,13 +110,13 @@ describe('reconciler', () => {
     expect(again.counts.requeued_pending ?? 0).toBe(0);
   });
 
-  it('finishes a payment whose worker crashed after charging: lookup, success, one charge', async () => {
+  it('finishes a payment whose worker crashed after the confirmation: settled from the intent, one capture', async () => {
     const then = new Date(Date.now() - 5 * 60_000);
     const p = await createAt(then);
     await drain();
     await expect(processorAt(() => then, true).process({ paymentId: p.id, reason: 'created' })).rejects.toThrow(/injected crash/);
     expect((await repo.get(p.id))!.status).toBe('processing');
-    expect(sim.ledger(p.id)).toHaveLength(1);
+    expect(sim.ledger(p.id).filter((e) => e.status === 'succeeded')).toHaveLength(1);
     const result = await reconcilerAt(new Date()).run();
     expect(result.counts.lease_resolved_success).toBeGreaterThanOrEqual(1);
     expect((await repo.get(p.id))!).toMatchObject({ status: 'success' });
@@ -130,7 +134,7 @@ describe('reconciler', () => {
     expect(result.counts.lease_resolved_retrying).toBeGreaterThanOrEqual(1);
     const after = (await repo.get(p.id))!;
     expect(after).toMatchObject({ status: 'retrying', retryCount: 1 });
-    expect(sim.ledger(p.id)).toHaveLength(0);
+    expect(sim.ledger(p.id).filter((e) => e.status === 'succeeded')).toHaveLength(0);
     await drain();
   });
 
@@ -157,17 +161,31 @@ describe('reconciler', () => {
     }
   });
 
-  it('reports a provider charge whose payment is not a success', async () => {
+  it('refunds a capture whose payment is failed, records the refund on the payment, and refunds it only once', async () => {
     const then = new Date(Date.now() - 10 * 60_000);
     const p = await createAt(then);
     await drain();
-    // Charged at the provider, but our record ended failed (e.g. an operator error).
-    await createHttpProvider({ baseUrl: sim.url, timeoutMs: 2000 }).charge({ idempotencyKey: `${p.id}:1`, paymentId: p.id, amountMinor: 1000, currency: 'USD', token: 'tok_success' });
+    // Captured at the provider, but our record ended failed (e.g. an operator error or a bug).
+    const prov = provider();
+    const intent = await prov.createIntent({ paymentId: p.id, amountMinor: 1000, currency: 'USD' });
+    await prov.confirmIntent(intent.id, { paymentId: p.id, attempt: 1, paymentMethod: 'tok_success' });
     const claimed = await repo.transition(p, { to: 'processing', now: then, change: { action: 'attempt_started', actor: 'worker' }, set: { attempt: 1, leaseUntil: Date.now() + 60_000 } });
     await repo.transition(claimed, { to: 'failed', now: then, change: { action: 'failed', actor: 'test' } });
     await new Promise((r) => setTimeout(r, 1100)); // past the settle grace
+    expect(sim.netCaptured(p.id)).toBe(1000);
+
     const result = await reconcilerAt(new Date()).run();
-    expect(result.discrepancies).toContainEqual(expect.objectContaining({ kind: 'CHARGE_WITHOUT_SUCCESS', paymentId: p.id, status: 'failed' }));
+    expect(result.discrepancies).toContainEqual(
+      expect.objectContaining({ kind: 'UNACCOUNTED_CAPTURE_REFUNDED', paymentId: p.id, intentId: intent.id, status: 'failed', amountMinor: 1000 }),
+    );
+    expect(result.refundsIssued).toBeGreaterThanOrEqual(1);
+    expect(sim.netCaptured(p.id)).toBe(0);
+    const after = (await repo.get(p.id))!;
+    expect(after).toMatchObject({ status: 'failed', lastChange: { action: 'refund_issued', actor: 'reconciler' } });
+    expect(after.refunds).toEqual([expect.objectContaining({ intentId: intent.id, amountMinor: 1000 })]);
+
+    await reconcilerAt(new Date()).run();
+    expect(sim.ledger(p.id).filter((e) => e.status === 'refunded')).toHaveLength(1);
   });
 });
 
@@ -182,6 +200,8 @@ describe('recovery runs', () => {
           started.push(run.runId);
         },
         openCounts: async () => ({ pending: 1, processing: 0, retrying: 0, total: 1 }),
+        runLeaseMs: 60_000,
+        logger: silent,
       }),
     );
     const ev = (method: string, resource: string) =>
@@ -195,7 +215,7 @@ describe('recovery runs', () => {
     expect(started).toEqual([runId]);
 
     // The reconciler finishes the API's run and releases the lock.
-    const handler = createReconcilerHandler({ runs, reconciler: () => reconcilerAt(new Date()) });
+    const handler = createReconcilerHandler({ runs, reconciler: () => reconcilerAt(new Date()), runLeaseMs: 60_000, logger: silent });
     const out = await handler({ source: 'recovery-api', runId, startedAt: JSON.parse(first.body).startedAt });
     expect(out).toMatchObject({ runId });
     const status = JSON.parse((await api(ev('GET', '/api/recovery/status'))).body);
