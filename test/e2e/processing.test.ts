@@ -122,7 +122,7 @@ describe('processing over HTTP', () => {
     expect(p.status).toBe('success');
     const ledger = provider!.ledger(id);
     expect(ledger).toHaveLength(1);
-    expect(ledger[0]!.idempotencyKey).toBe(`${id}:1`);
+    expect(ledger[0]!.idempotencyKey).toBe(`confirm-${id}-1`);
     const audit = await auditOf(id, p.version);
     expect(audit.verification.ok).toBe(true);
   });

@@ -164,15 +164,21 @@ export class FakeIntentProvider implements PaymentProvider {
   }
 
   async cancelIntent(intentId: string, paymentId: string): Promise<ProviderIntent> {
-    this.calls.push({ op: 'cancel', id: intentId, key: cancelIdempotencyKey(paymentId) });
+    const key = cancelIdempotencyKey(intentId);
+    this.calls.push({ op: 'cancel', id: intentId, key });
     await tick();
     if (this.failCancels) throw this.failCancels;
+    // Like a real provider: a key already used for another object is refused.
+    const prior = this.byKey.get(key);
+    if (prior && prior.fingerprint !== `cancel|${intentId}`) throw new ProviderError('rejected', 'idempotency_error', 'key reused with other parameters', { httpStatus: 400 });
     const rec = this.record(intentId);
     if (rec.locked) throw new ProviderError('throttled', 'lock_timeout', 'another request is using this intent', { httpStatus: 429 });
     if (rec.intent.status === 'succeeded' || rec.intent.status === 'canceled') {
       throw new ProviderError('rejected', 'payment_intent_unexpected_state', `intent is ${rec.intent.status}`, { intent: rec.intent, httpStatus: 400 });
     }
     this.update(rec, { ...rec.intent, status: 'canceled' });
+    this.byKey.set(key, { fingerprint: `cancel|${intentId}`, result: rec.intent });
+    void paymentId;
     return rec.intent;
   }
 

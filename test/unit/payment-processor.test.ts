@@ -450,6 +450,17 @@ describe('PaymentProcessor: never charged twice (each case failed on the per-att
     expect(s.stored()).toMatchObject({ status: 'success', intentId: 'pi_2' });
     expect(s.provider.captures('pay_1')).toBe(1);
   });
+
+  it('a re-opened payment that fails again cancels its new intent under its own key and ends failed', async () => {
+    const s = setup({ payment: { maxRetries: 0 } });
+    s.provider.confirmBehaviour = () => 'error';
+    await s.processor.process(created);
+    const p = s.stored();
+    s.repo.put({ ...p, status: 'retrying', version: p.version + 1, maxRetries: 0, intentSeq: 1, intentId: undefined, openShard: 'open#03', dueAt: T0 });
+    await expect(s.processor.process({ paymentId: 'pay_1', reason: 'operator_retry' })).resolves.toMatchObject({ status: 'failed' });
+    expect(s.provider.intents.get('pi_2')!.intent.status).toBe('canceled');
+    expect(s.provider.calls.filter((c) => c.op === 'cancel').map((c) => c.key)).toEqual(['cancel-pi_1', 'cancel-pi_2']);
+  });
 });
 
 describe('PaymentProcessor: lapsed leases and crashes', () => {

@@ -148,7 +148,7 @@ export function createStripeProvider(opts: StripeProviderOptions): PaymentProvid
 
     async cancelIntent(intentId: string, paymentId: string): Promise<ProviderIntent> {
       const pi = await call('cancel intent', () =>
-        stripe.paymentIntents.cancel(intentId, {}, { idempotencyKey: cancelIdempotencyKey(paymentId) }),
+        stripe.paymentIntents.cancel(intentId, {}, { idempotencyKey: cancelIdempotencyKey(intentId) }),
       );
       return toIntent(pi);
     },

@@ -165,9 +165,12 @@ export function confirmIdempotencyKey(paymentId: string, attempt: number): strin
   return `confirm-${paymentId}-${attempt}`;
 }
 
-/** The provider idempotency key of a cancel: one per payment. */
-export function cancelIdempotencyKey(paymentId: string): string {
-  return `cancel-${paymentId}`;
+/**
+ * The provider idempotency key of a cancel: one per intent (a re-opened payment's next intent is
+ * cancelled under its own key; the provider refuses a key reused for another object).
+ */
+export function cancelIdempotencyKey(intentId: string): string {
+  return `cancel-${intentId}`;
 }
 
 /** The provider idempotency key of a refund: one per intent and amount, so a repeated refund does nothing. */
