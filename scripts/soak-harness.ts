@@ -18,12 +18,23 @@
  * Used by `npm run soak` (10,000 payments) and by a smaller integration test.
  */
 import { randomUUID } from 'node:crypto';
-import { ScanCommand } from '@aws-sdk/client-dynamodb';
+import { GetItemCommand, ScanCommand } from '@aws-sdk/client-dynamodb';
 import { SendMessageCommand } from '@aws-sdk/client-sqs';
 import { unmarshall } from '@aws-sdk/util-dynamodb';
 import { startLocalStack } from '@idempotent-payments/local-stack';
 import { startProviderSimulator, type FaultConfig, type LedgerEntry } from '@idempotent-payments/provider-simulator';
 import { fastRecoveryEnv } from './drill-env';
+
+/** Every fault mode on at once; late commits land up to 3x the client's 1 s timeout later. */
+export const SOAK_FAULTS: FaultConfig = {
+  errorRate: 0.1,
+  timeoutRate: 0.05,
+  commitThenErrorRate: 0.05,
+  lateCommitRate: 0.05,
+  lateCommitMs: 3000,
+  resetAfterCommitRate: 0.02,
+  lookupLagMs: 2000,
+};
 
 export interface SoakOptions {
   readonly payments: number;
@@ -68,6 +79,8 @@ export interface SoakReport {
   readonly longestOpenSeconds: number;
   readonly longestStallSeconds: number;
   readonly faults: FaultConfig;
+  /** Up to 10 payments still open at the end, as stored, for diagnosis. */
+  readonly openSample: Array<Record<string, unknown>>;
 }
 
 /** The money invariants of a report: every count must be zero. */
@@ -214,6 +227,10 @@ export async function runSoak(o: SoakOptions): Promise<SoakReport> {
       }),
     );
     const sendSeconds = (Date.now() - t0) / 1000;
+    // Operators stop with the traffic: a re-open gives a failed payment a new budget, so endless
+    // re-opens would keep it open forever by design. The drain measures the system on its own.
+    stopChaos = true;
+    await chaos;
     log(`all ${sent.size} accepted in ${sendSeconds.toFixed(1)} s; draining`);
 
     // ---- Drain --------------------------------------------------------------------------------------
@@ -228,8 +245,6 @@ export async function runSoak(o: SoakOptions): Promise<SoakReport> {
       if (open === 0 || Date.now() - drainStart > o.drainTimeoutMs) break;
       await sleep(1000);
     }
-    stopChaos = true;
-    await chaos;
     const drainSeconds = (Date.now() - t0) / 1000;
     // Recovery runs may still be refunding; give the last one a moment, then read the final state.
     await sleep(3000);
@@ -251,6 +266,26 @@ export async function runSoak(o: SoakOptions): Promise<SoakReport> {
         refunds++;
         net.set(e.paymentId, (net.get(e.paymentId) ?? 0) - e.amountMinor);
       }
+    }
+    const openIds = [...sent.keys()].filter((id) => !FINAL.has(rows.get(id)?.status ?? '')).slice(0, 10);
+    const openSample: Array<Record<string, unknown>> = [];
+    for (const id of openIds) {
+      const res = await stack.clients.dynamodb.send(new GetItemCommand({ TableName: table, Key: { id: { S: id } } }));
+      const p = res.Item ? unmarshall(res.Item) : { id, missing: true };
+      openSample.push({
+        id,
+        status: p.status,
+        attempt: p.attempt,
+        retryCount: p.retryCount,
+        maxRetries: p.maxRetries,
+        intentId: p.intentId,
+        token: String(p.paymentMethod?.token ?? '').slice(0, 12),
+        lastError: p.lastError ? { code: p.lastError.code, details: p.lastError.details } : undefined,
+        lastChange: p.lastChange,
+        dueInMs: typeof p.dueAt === 'number' ? p.dueAt - Date.now() : undefined,
+        leaseInMs: typeof p.leaseUntil === 'number' ? p.leaseUntil - Date.now() : undefined,
+        ledger: provider.ledger(id).map((e) => `${e.status}:${e.intentId}`),
+      });
     }
     const byStatus: Record<string, number> = {};
     let longestOpenMs = 0;
@@ -293,6 +328,7 @@ export async function runSoak(o: SoakOptions): Promise<SoakReport> {
       longestOpenSeconds: longestOpenMs / 1000,
       longestStallSeconds: longestStallMs / 1000,
       faults: o.faults,
+      openSample,
     };
   } finally {
     await stack.stop();

@@ -7,7 +7,7 @@
  * Exits 1 when any money invariant is broken or a payment is still open after the drain window.
  */
 import { parseArgs } from 'node:util';
-import { runSoak, violations, type SoakOptions } from './soak-harness';
+import { runSoak, SOAK_FAULTS, violations, type SoakOptions } from './soak-harness';
 
 const { values: args } = parseArgs({
   options: {
@@ -29,16 +29,6 @@ function positiveInt(name: string, raw: string | undefined): number {
   return n;
 }
 
-/** Every fault mode on at once; late commits land up to 3x the client's 1 s timeout later. */
-export const SOAK_FAULTS = {
-  errorRate: 0.1,
-  timeoutRate: 0.05,
-  commitThenErrorRate: 0.05,
-  lateCommitRate: 0.05,
-  lateCommitMs: 3000,
-  resetAfterCommitRate: 0.02,
-  lookupLagMs: 2000,
-};
 
 const options: SoakOptions = {
   payments: positiveInt('payments', args.payments),
