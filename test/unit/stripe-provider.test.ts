@@ -137,7 +137,7 @@ describe('stripe provider: requests', () => {
     expect(form(c!.body)).toEqual({ payment_method: 'pm_card_visa' });
     expect(header(c!, 'Idempotency-Key')).toBe('confirm-pay_1-2');
     expect(x).toMatchObject({ path: '/v1/payment_intents/pi_1/cancel' });
-    expect(header(x!, 'Idempotency-Key')).toBe('cancel-pay_1');
+    expect(header(x!, 'Idempotency-Key')).toBe('cancel-pi_1');
     expect(form(f!.body)).toEqual({ payment_intent: 'pi_1', amount: '500', 'metadata[payment_id]': 'pay_1', 'metadata[reason]': 'orphan capture' });
     expect(header(f!, 'Idempotency-Key')).toBe('refund-pi_1-500');
   });

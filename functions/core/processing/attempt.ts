@@ -36,9 +36,14 @@ async function confirm(ctx: Ctx, p: Payment, intentId: string): Promise<Outcome>
     return confirmOutcome(intent);
   } catch (err) {
     if (!isUnexpectedState(err)) throw err;
-    // The intent is past confirmation (succeeded, cancelled) or busy: ask where it stands.
-    const intent = err.extra.intent ?? (await ctx.deps.provider.retrieveIntent(intentId));
-    return stateOutcome(intentState(intent));
+    // The intent is past confirmation (succeeded, cancelled) or busy: ask where it stands. A read that
+    // fails here leaves the outcome unknown (never a decline).
+    try {
+      return stateOutcome(intentState(err.extra.intent ?? (await ctx.deps.provider.retrieveIntent(intentId))));
+    } catch (readErr) {
+      errorOutcome(readErr); // rethrows what is not a provider answer
+      return { kind: 'unknown', code: 'INTENT_NOT_CONFIRMED', message: 'the intent refused the confirmation and could not be read' };
+    }
   }
 }
 

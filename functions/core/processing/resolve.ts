@@ -12,6 +12,7 @@ import { claim } from './claim';
 import { OutcomeUnresolvedError, type Ctx, type ProcessResult } from './context';
 import { finishNotPaid } from './finish';
 import { currentIntent } from './intent';
+import { ProviderError } from '../ports/payment-provider';
 import { errorOutcome, intentState, type IntentState } from './provider-outcome';
 import { publicMessage } from './public-messages';
 import { retryOrFail, succeed } from './settle';
@@ -64,6 +65,9 @@ async function readState(ctx: Ctx, p: Payment): Promise<IntentState> {
     return intentState(await currentIntent(ctx, p));
   } catch (err) {
     errorOutcome(err); // rethrows what is not a provider answer
+    // A read refused as "no such intent" right after the create is a read that lags, not a sick
+    // provider: unresolved, without counting against the breaker.
+    if (err instanceof ProviderError && err.kind === 'rejected') throw new OutcomeUnresolvedError(p.id, `intent not readable yet (${err.code})`);
     throw new OutcomeUnresolvedError(p.id, 'retrieve', err);
   }
 }
