@@ -22,7 +22,7 @@ import { GetItemCommand, ScanCommand } from '@aws-sdk/client-dynamodb';
 import { SendMessageCommand } from '@aws-sdk/client-sqs';
 import { unmarshall } from '@aws-sdk/util-dynamodb';
 import { startLocalStack } from '@idempotent-payments/local-stack';
-import { startProviderSimulator, type FaultConfig, type LedgerEntry } from '@idempotent-payments/provider-simulator';
+import { mulberry32, startProviderSimulator, type FaultConfig, type LedgerEntry } from '@idempotent-payments/provider-simulator';
 import { fastRecoveryEnv } from './drill-env';
 
 /** Every fault mode on at once; late commits land up to 3x the client's 1 s timeout later. */
@@ -123,7 +123,7 @@ const FINAL = new Set(['success', 'failed', 'expired']);
 
 export async function runSoak(o: SoakOptions): Promise<SoakReport> {
   const log = o.progress ?? (() => {});
-  const rnd = seeded(o.seed ?? 42);
+  const rnd = mulberry32(o.seed ?? 42);
   const provider = await startProviderSimulator({ port: 0, timeoutMs: 4000, faults: o.faults, seed: o.seed ?? 42 });
   const stack = await startLocalStack({
     apiPort: 0,
@@ -364,18 +364,6 @@ function pick(table: Array<[string, number]>, r: number): string {
     if (r < acc) return v;
   }
   return table[0]![0];
-}
-
-/** mulberry32: a small seeded PRNG, so a run's mix can be repeated. */
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

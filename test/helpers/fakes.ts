@@ -124,3 +124,29 @@ export class FakeQueue implements PaymentQueue {
   }
 }
 
+
+/** A pending payment as the API creates it; override what the test is about. */
+export function paymentFixture(over: Partial<Payment> = {}): Payment {
+  return {
+    id: 'pay_1',
+    tenantId: 'tenant-1',
+    idempotencyKey: 'key-1',
+    generation: 0,
+    requestHash: 'h',
+    amountMinor: 1250,
+    currency: 'EUR',
+    paymentMethod: { type: 'card', token: 'tok_success' },
+    metadata: { orderId: 'o-1' },
+    status: 'pending',
+    version: 1,
+    attempt: 0,
+    retryCount: 0,
+    maxRetries: 3,
+    createdAt: new Date(T0).toISOString(),
+    updatedAt: new Date(T0).toISOString(),
+    openShard: 'open#03',
+    dueAt: T0 + 120_000,
+    lastChange: { action: 'created', actor: 'api:tenant-1' },
+    ...over,
+  };
+}

@@ -14,7 +14,7 @@ import {
 import { PaymentProcessor } from '../../functions/core/processing/payment-processor';
 import { createWorkerHandler, parseWorkerMessage, PoisonMessageError } from '../../functions/worker/payment-worker';
 import { FakeIntentProvider } from '../helpers/fake-intent-provider';
-import { FakeClock, FakeQueue, FakeRepository, T0 } from '../helpers/fakes';
+import { FakeClock, FakeQueue, FakeRepository, paymentFixture, T0 } from '../helpers/fakes';
 
 // ---- Fakes and fixtures ---------------------------------------------------------------------------
 
@@ -30,30 +30,7 @@ function capturingLogger() {
 
 const CONFIG: ProcessorConfig = { retryBaseSeconds: 1, retryCapSeconds: 60, leaseSeconds: 30, providerTimeoutMs: 5000, outageDelayMs: 60_000 };
 
-function payment(over: Partial<Payment> = {}): Payment {
-  return {
-    id: 'pay_1',
-    tenantId: 'tenant-1',
-    idempotencyKey: 'key-1',
-    generation: 0,
-    requestHash: 'h',
-    amountMinor: 1250,
-    currency: 'EUR',
-    paymentMethod: { type: 'card', token: 'tok_success' },
-    metadata: { orderId: 'o-1' },
-    status: 'pending',
-    version: 1,
-    attempt: 0,
-    retryCount: 0,
-    maxRetries: 3,
-    createdAt: new Date(T0).toISOString(),
-    updatedAt: new Date(T0).toISOString(),
-    openShard: 'open#03',
-    dueAt: T0 + 120_000,
-    lastChange: { action: 'created', actor: 'api:tenant-1' },
-    ...over,
-  };
-}
+const payment = paymentFixture;
 
 function setup(opts: { payment?: Partial<Payment>; random?: () => number; deps?: Partial<PaymentProcessorDeps>; breaker?: CircuitBreaker } = {}) {
   const clock = new FakeClock();

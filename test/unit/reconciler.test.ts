@@ -5,34 +5,12 @@ import { silentLogger } from '../../functions/core/ports';
 import { PaymentProcessor } from '../../functions/core/processing/payment-processor';
 import { Reconciler } from '../../functions/core/reconciler';
 import { FakeIntentProvider } from '../helpers/fake-intent-provider';
-import { FakeClock, FakeQueue, FakeRepository, T0 } from '../helpers/fakes';
+import { FakeClock, FakeQueue, FakeRepository, paymentFixture, T0 } from '../helpers/fakes';
 
 const HOUR = 3_600_000;
 
-function payment(id: string, over: Partial<Payment> = {}): Payment {
-  return {
-    id,
-    tenantId: 'tenant-1',
-    idempotencyKey: `key-${id}`,
-    generation: 0,
-    requestHash: 'h',
-    amountMinor: 500,
-    currency: 'USD',
-    paymentMethod: { type: 'card', token: 'tok_success' },
-    metadata: {},
-    status: 'pending',
-    version: 1,
-    attempt: 0,
-    retryCount: 0,
-    maxRetries: 3,
-    createdAt: new Date(T0).toISOString(),
-    updatedAt: new Date(T0).toISOString(),
-    openShard: 'open#00',
-    dueAt: T0 + 120_000,
-    lastChange: { action: 'created', actor: 'api:tenant-1' },
-    ...over,
-  };
-}
+const payment = (id: string, over: Partial<Payment> = {}): Payment =>
+  paymentFixture({ id, idempotencyKey: `key-${id}`, amountMinor: 500, currency: 'USD', metadata: {}, openShard: 'open#00', ...over });
 
 function setup() {
   const clock = new FakeClock();

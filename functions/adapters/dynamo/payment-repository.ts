@@ -157,14 +157,7 @@ export class PaymentRepository implements PaymentStore {
     };
     const sets = ['#status = :to', '#version = :next', 'updatedAt = :now', 'lastChange = :change'];
     const removes: string[] = [];
-    let i = 0;
-    for (const [k, v] of Object.entries(req.set ?? {})) {
-      if (v === undefined) continue;
-      names[`#a${i}`] = k;
-      values[`:a${i}`] = v;
-      sets.push(`#a${i} = :a${i}`);
-      i++;
-    }
+    let i = setAttributes(req.set, names, values, sets);
     for (const k of req.remove ?? []) {
       names[`#a${i}`] = k;
       removes.push(`#a${i}`);
@@ -234,14 +227,7 @@ export class PaymentRepository implements PaymentStore {
       sets.push('dueAt = :due');
       condition += ' AND attribute_exists(openShard)';
     }
-    let i = 0;
-    for (const [k, v] of Object.entries(req.set ?? {})) {
-      if (v === undefined) continue;
-      names[`#a${i}`] = k;
-      values[`:a${i}`] = v;
-      sets.push(`#a${i} = :a${i}`);
-      i++;
-    }
+    setAttributes(req.set, names, values, sets);
     return this.conditionalUpdate(current.id, {
       UpdateExpression: `SET ${sets.join(', ')}`,
       ConditionExpression: condition,
@@ -278,6 +264,19 @@ export class PaymentRepository implements PaymentStore {
     );
     return { items: (res.Items ?? []) as Payment[], ...(res.LastEvaluatedKey ? { next: res.LastEvaluatedKey } : {}), scanned: res.ScannedCount ?? 0 };
   }
+}
+
+/** Adds `#aN = :aN` for each defined attribute; returns the next free N. */
+function setAttributes(set: object | undefined, names: Record<string, string>, values: Record<string, unknown>, sets: string[]): number {
+  let i = 0;
+  for (const [k, v] of Object.entries(set ?? {})) {
+    if (v === undefined) continue;
+    names[`#a${i}`] = k;
+    values[`:a${i}`] = v;
+    sets.push(`#a${i} = :a${i}`);
+    i++;
+  }
+  return i;
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -1052,8 +1052,8 @@ function validateFaults(raw: unknown): ActiveFaults {
   return out;
 }
 
-/** Small, fast, seedable PRNG returning floats in [0, 1). */
-function mulberry32(seed: number): () => number {
+/** Small, fast, seedable PRNG returning floats in [0, 1) (also used by load scripts for repeatable mixes). */
+export function mulberry32(seed: number): () => number {
   let a = seed >>> 0;
   return () => {
     a = (a + 0x6d2b79f5) >>> 0;
