@@ -55,6 +55,8 @@ export interface SoakOptions {
   readonly seed?: number;
   /** Progress lines (default: none). */
   readonly progress?: (line: string) => void;
+  /** Stops the run early (sending and draining end; the stack is stopped as usual). */
+  readonly signal?: AbortSignal;
 }
 
 export interface SoakReport {
@@ -153,7 +155,7 @@ export async function runSoak(o: SoakOptions): Promise<SoakReport> {
     let stopChaos = false;
     const chaos = (async () => {
       let lastRecovery = 0;
-      while (!stopChaos) {
+      while (!stopChaos && !o.signal?.aborted) {
         await sleep(o.operatorRetryEveryMs);
         const ids = [...sent.keys()];
         if (ids.length > 0) {
@@ -192,7 +194,7 @@ export async function runSoak(o: SoakOptions): Promise<SoakReport> {
     let lastLine = 0;
     await Promise.all(
       Array.from({ length: o.concurrency }, async () => {
-        while (next < o.payments) {
+        while (next < o.payments && !o.signal?.aborted) {
           next++;
           const body = {
             idempotencyKey: `soak-${randomUUID()}`,
@@ -242,7 +244,7 @@ export async function runSoak(o: SoakOptions): Promise<SoakReport> {
         lastLine = Date.now();
         log(`open ${open}, final ${finals}, longest stall ${(longestStallMs / 1000).toFixed(1)} s`);
       }
-      if (open === 0 || Date.now() - drainStart > o.drainTimeoutMs) break;
+      if (open === 0 || Date.now() - drainStart > o.drainTimeoutMs || o.signal?.aborted) break;
       await sleep(1000);
     }
     const drainSeconds = (Date.now() - t0) / 1000;

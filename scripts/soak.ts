@@ -30,7 +30,12 @@ function positiveInt(name: string, raw: string | undefined): number {
 }
 
 
+// Ctrl-C ends the run early but still stops the local stack and the simulator it started.
+const abort = new AbortController();
+for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => abort.abort());
+
 const options: SoakOptions = {
+  signal: abort.signal,
   payments: positiveInt('payments', args.payments),
   concurrency: positiveInt('concurrency', args.concurrency),
   drainTimeoutMs: positiveInt('drain-seconds', args['drain-seconds']) * 1000,
