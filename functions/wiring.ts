@@ -43,6 +43,7 @@ function build() {
         payments: config().paymentsTable,
         idempotency: config().idempotencyTable,
         openPaymentsIndex: config().openPaymentsIndex,
+        byTenantIndex: config().paymentsByTenantIndex,
       }),
   );
   const queue = once(() => new SqsPaymentQueue(sqsClient(), config().queueUrl));

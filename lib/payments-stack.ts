@@ -12,6 +12,7 @@ import type { Construct } from 'constructs';
 import {
   AUDIT_BY_TENANT_INDEX,
   OPEN_PAYMENTS_INDEX,
+  PAYMENTS_BY_TENANT_INDEX,
   SETTLED_INDEX,
   providerSecretName,
   type FunctionName,
@@ -59,6 +60,16 @@ export class PaymentsStack extends Stack {
       sortKey: { name: 'settledAt', type: dynamodb.AttributeType.NUMBER },
       projectionType: dynamodb.ProjectionType.INCLUDE,
       nonKeyAttributes: ['status', 'providerChargeId', 'amountMinor', 'currency'],
+    });
+
+    // GET /api/payments: a tenant's payments newest first. The partition is sharded per tenant
+    // (<tenantId>#<n>, n from a hash of the payment id) so one busy tenant never heats one partition;
+    // the listing merges the shards.
+    payments.addGlobalSecondaryIndex({
+      indexName: PAYMENTS_BY_TENANT_INDEX,
+      partitionKey: { name: 'tenantShard', type: dynamodb.AttributeType.STRING },
+      sortKey: { name: 'createdSort', type: dynamodb.AttributeType.STRING },
+      projectionType: dynamodb.ProjectionType.ALL,
     });
 
     const idempotencyKeys = new dynamodb.Table(this, 'IdempotencyKeysTable', {
@@ -127,9 +138,9 @@ export class PaymentsStack extends Stack {
       .bindTable(payments, 'PAYMENTS_TABLE', ['PutItem', 'GetItem'])
       .bindQueue(paymentsQueue, 'PAYMENTS_QUEUE_URL', 'send');
 
-    const paymentQueries = fn('PaymentQueriesFunction', 'paymentQueries', 'functions/api/payment-queries.ts', 'Payment lookups and key validation')
+    const paymentQueries = fn('PaymentQueriesFunction', 'paymentQueries', 'functions/api/payment-queries.ts', 'Payment lookups, listing and key validation')
       .bindTable(idempotencyKeys, 'IDEMPOTENCY_TABLE', ['GetItem'])
-      .bindTable(payments, 'PAYMENTS_TABLE', ['GetItem']);
+      .bindTable(payments, 'PAYMENTS_TABLE', ['GetItem', 'Query']);
 
     const retryPayment = fn('RetryPaymentFunction', 'retryPayment', 'functions/api/retry-payment.ts', 'POST /api/payments/{paymentID}/retry')
       .bindTable(payments, 'PAYMENTS_TABLE', ['GetItem', 'UpdateItem'])
@@ -219,19 +230,24 @@ export class PaymentsStack extends Stack {
       statusCode: '403',
       templates: errorTemplate('FORBIDDEN', false),
     });
+    // Retryable gateway errors say when to come back, as the handlers' retryable errors do.
+    const retryAfter = { 'Retry-After': "'1'" };
     api.addGatewayResponse('Throttled', {
       type: apigw.ResponseType.THROTTLED,
       statusCode: '429',
+      responseHeaders: retryAfter,
       templates: errorTemplate('RATE_LIMITED', true),
     });
     api.addGatewayResponse('Default5xx', {
       type: apigw.ResponseType.DEFAULT_5XX,
+      responseHeaders: retryAfter,
       templates: errorTemplate('INTERNAL_ERROR', true),
     });
 
     const integration = (f: lambda.IFunction) => new apigw.LambdaIntegration(f, { proxy: true });
     const apiRoot = api.root.addResource('api');
     const paymentsRes = apiRoot.addResource('payments');
+    paymentsRes.addMethod('GET', integration(paymentQueries));
     paymentsRes.addResource('process').addMethod('POST', integration(createPayment));
     paymentsRes.addResource('validate-key').addMethod('POST', integration(paymentQueries));
     paymentsRes.addResource('key').addResource('{idempotencyKey}').addMethod('GET', integration(paymentQueries));

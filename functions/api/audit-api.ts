@@ -35,7 +35,7 @@ export interface AuditApiDeps {
 }
 
 function badParam(field: string, message: string): AppError {
-  return new AppError('INVALID_QUERY_PARAMETER', message, 400, false, { field });
+  return new AppError('INVALID_QUERY_PARAMETER', message, 400, false, [{ field, code: 'INVALID_QUERY_PARAMETER', message }]);
 }
 
 /** An entry as the API shows it: stored fields without index bookkeeping (tenantSort). */

@@ -10,8 +10,10 @@ export function createPaymentRoute(deps: { payments: PaymentsService; maxAmount:
     const body = parseJsonObject(req.body);
     const request = parseCreatePaymentRequest(body, req.headers['idempotency-key'], { maxAmount: deps.maxAmount });
     const { payment, replayed } = await deps.payments.create(req.tenantId, request);
-    // A replay answers with the same status code and shape as the first response.
-    return json(201, paymentView(payment), replayed ? { 'Idempotent-Replayed': 'true' } : undefined);
+    // A replay answers with the same status code, shape and Location as the first response.
+    const headers: Record<string, string> = { Location: `/api/payments/${encodeURIComponent(payment.id)}` };
+    if (replayed) headers['Idempotent-Replayed'] = 'true';
+    return json(201, paymentView(payment), headers);
   };
 }
 

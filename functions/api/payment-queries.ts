@@ -1,7 +1,9 @@
 import { parseCreatePaymentRequest, validateIdempotencyKey } from '../core/create-request';
 import { AppError, ValidationError } from '../core/errors';
+import { listPayments, parseListParams } from '../core/list-payments';
 import { paymentView, statusView } from '../core/payment-view';
 import type { PaymentsService } from '../core/payments-service';
+import type { PaymentLister } from '../core/ports';
 import { apiHandler, json, parseJsonObject, type ApiRequest, type ApiResponse } from '../shared/http';
 import { wiring } from '../wiring';
 
@@ -11,11 +13,15 @@ function keyFrom(raw: unknown): string {
   return key;
 }
 
-/** GET payment, GET status, GET key record, POST validate-key. */
-export function paymentQueriesRoute(deps: { payments: PaymentsService; maxAmount: number }) {
+/** GET payment, GET status, GET key record, POST validate-key, GET the tenant's payments. */
+export function paymentQueriesRoute(deps: { payments: PaymentsService; lister: PaymentLister; maxAmount: number }) {
   return async (req: ApiRequest): Promise<ApiResponse> => {
     const route = `${req.method} ${req.resource}`;
     switch (route) {
+      case 'GET /api/payments': {
+        const page = await listPayments(deps.lister, req.tenantId, parseListParams(req.query));
+        return json(200, { items: page.items.map(paymentView), nextCursor: page.nextCursor, count: page.items.length });
+      }
       case 'GET /api/payments/{paymentID}':
         return json(200, paymentView(await deps.payments.get(req.tenantId, req.pathParameters.paymentID ?? '')));
       case 'GET /api/payments/{paymentID}/status':
@@ -57,5 +63,5 @@ export function paymentQueriesRoute(deps: { payments: PaymentsService; maxAmount
 
 export const handler = apiHandler((req) => {
   const w = wiring();
-  return paymentQueriesRoute({ payments: w.payments(), maxAmount: w.config().maxAmount })(req);
+  return paymentQueriesRoute({ payments: w.payments(), lister: w.store(), maxAmount: w.config().maxAmount })(req);
 });

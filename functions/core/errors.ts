@@ -8,13 +8,32 @@ export interface FieldError {
   readonly message: string;
 }
 
+/**
+ * The one shape of `error.details` in every response: an array of these (absent when there is nothing
+ * to add). `field` names the request field at fault; the other optional members carry the context of
+ * one code (the payment that holds a key, the states of a refused transition).
+ */
+export interface ErrorDetail {
+  readonly code: string;
+  readonly message: string;
+  readonly field?: string;
+  readonly paymentID?: string;
+  readonly from?: string;
+  readonly to?: string;
+}
+
+/** Seconds a client should wait before retrying a retryable error, unless the error says otherwise. */
+export const DEFAULT_RETRY_AFTER_SECONDS = 1;
+
 export class AppError extends Error {
   constructor(
     readonly code: string,
     message: string,
     readonly httpStatus: number,
     readonly retryable = false,
-    readonly details?: unknown,
+    readonly details?: readonly ErrorDetail[],
+    /** Only for retryable errors: the `Retry-After` the response carries. */
+    readonly retryAfterSeconds = retryable ? DEFAULT_RETRY_AFTER_SECONDS : undefined,
   ) {
     super(message);
     this.name = 'AppError';
@@ -41,20 +60,15 @@ export class IdempotencyKeyMismatchError extends AppError {
       'This idempotency key was already used with a different request; use a new key for a new payment',
       422,
       false,
-      { paymentID: paymentId },
+      [{ field: 'idempotencyKey', code: 'IDEMPOTENCY_KEY_MISMATCH', message: 'The key holds another request', paymentID: paymentId }],
     );
   }
 }
 
 export class InvalidStateTransitionError extends AppError {
   constructor(from: string, to: string, reason?: string) {
-    super(
-      'INVALID_STATE_TRANSITION',
-      reason ?? `A payment in status ${from} cannot move to ${to}`,
-      409,
-      false,
-      { from, to },
-    );
+    const message = reason ?? `A payment in status ${from} cannot move to ${to}`;
+    super('INVALID_STATE_TRANSITION', message, 409, false, [{ field: 'status', code: 'INVALID_STATE_TRANSITION', message, from, to }]);
   }
 }
 
@@ -68,5 +82,12 @@ export class ConcurrentUpdateError extends AppError {
 export class ServiceUnavailableError extends AppError {
   constructor(message = 'The service is busy; retry with the same idempotency key') {
     super('SERVICE_UNAVAILABLE', message, 503, true);
+  }
+}
+
+/** A listing cursor that is malformed, or was minted for another tenant or another filter. */
+export class InvalidCursorError extends AppError {
+  constructor(message = 'The cursor is not valid for this query') {
+    super('INVALID_CURSOR', message, 400, false, [{ field: 'cursor', code: 'INVALID_CURSOR', message }]);
   }
 }

@@ -2,7 +2,7 @@ import { toMajorUnits } from './money';
 import type { Payment } from './payment';
 import { maskToken } from './mask';
 
-/** The seed's Payment response shape. The card token is shown masked. */
+/** The seed's Payment response shape, plus `amountMinor` (exact integer minor units). The card token is shown masked. */
 export function paymentView(p: Payment) {
   return {
     id: p.id,
@@ -10,6 +10,7 @@ export function paymentView(p: Payment) {
     idempotencyKey: p.idempotencyKey,
     status: p.status,
     amount: toMajorUnits(p.amountMinor, p.currency),
+    amountMinor: p.amountMinor,
     currency: p.currency,
     paymentMethod: { type: p.paymentMethod.type, token: maskToken(p.paymentMethod.token) },
     metadata: p.metadata,

@@ -100,3 +100,29 @@ export interface PaymentStore {
   /** One page of open payments of one partition whose due time has passed. */
   openDue(partition: string, dueBefore: number, startKey?: Record<string, unknown>, limit?: number): Promise<OpenDuePage>;
 }
+
+// ---- Listing ----------------------------------------------------------------------------------------
+
+export interface PaymentListQuery {
+  readonly tenantId: string;
+  /** Only payments in this status. */
+  readonly status?: PaymentStatus;
+  readonly limit: number;
+  /** Opaque: a previous page's nextCursor for the same tenant and status. */
+  readonly cursor?: string;
+}
+
+export interface PaymentListPage {
+  /** Newest first (createdAt, then id, descending). */
+  readonly items: Payment[];
+  /** Null on the last page. */
+  readonly nextCursor: string | null;
+}
+
+/**
+ * A tenant's payments by index, newest first. The store mints and checks the cursor: one minted for
+ * another tenant or another status filter is an InvalidCursorError.
+ */
+export interface PaymentLister {
+  listByTenant(query: PaymentListQuery): Promise<PaymentListPage>;
+}

@@ -18,6 +18,7 @@
 export const OPEN_PAYMENTS_INDEX = 'open-payments';
 export const SETTLED_INDEX = 'settled-by-hour';
 export const AUDIT_BY_TENANT_INDEX = 'audit-by-tenant';
+export const PAYMENTS_BY_TENANT_INDEX = 'payments-by-tenant';
 
 /** Name of the provider API key secret in Secrets Manager; the operator fills in its value after deploy. */
 export const providerSecretName = (stage: string): string => `idempotent-payments/${stage}/provider-api-key`;
@@ -63,6 +64,14 @@ export const SETTINGS = {
     setBy: 'stack',
     default: OPEN_PAYMENTS_INDEX,
     doc: 'Sparse index of open payments (pending, processing, retrying) by shard and due time.',
+  },
+  PAYMENTS_BY_TENANT_INDEX: {
+    field: 'paymentsByTenantIndex',
+    type: 'string',
+    kind: 'value',
+    setBy: 'stack',
+    default: PAYMENTS_BY_TENANT_INDEX,
+    doc: "Payments index by tenant shard and creation time (GET /api/payments lists a tenant's payments from it).",
   },
   AUDIT_BY_TENANT_INDEX: {
     field: 'auditByTenantIndex',
@@ -197,8 +206,8 @@ const PROCESSING: readonly SettingName[] = ['PAYMENTS_TABLE', 'PAYMENTS_QUEUE_UR
  */
 export const FUNCTION_SETTINGS = {
   createPayment: ['PAYMENTS_TABLE', 'IDEMPOTENCY_TABLE', 'PAYMENTS_QUEUE_URL', 'IDEMPOTENCY_TTL_SECONDS', 'MAX_AMOUNT', 'MAX_RETRIES', 'STUCK_AFTER_SECONDS'],
-  /** GET payment, status and key record; POST validate-key. */
-  paymentQueries: ['PAYMENTS_TABLE', 'IDEMPOTENCY_TABLE', 'MAX_AMOUNT'],
+  /** GET payment, status and key record; POST validate-key; GET the tenant's payments. */
+  paymentQueries: ['PAYMENTS_TABLE', 'IDEMPOTENCY_TABLE', 'MAX_AMOUNT', 'PAYMENTS_BY_TENANT_INDEX'],
   retryPayment: ['PAYMENTS_TABLE', 'PAYMENTS_QUEUE_URL', 'MAX_RETRIES', 'STUCK_AFTER_SECONDS'],
   auditApi: ['AUDIT_TABLE', 'AUDIT_BY_TENANT_INDEX', 'PAYMENTS_TABLE'],
   auditStream: ['AUDIT_TABLE'],

@@ -1,5 +1,5 @@
 import type { APIGatewayProxyEvent, APIGatewayProxyResult, Context } from 'aws-lambda';
-import { AppError } from '../core/errors';
+import { AppError, DEFAULT_RETRY_AFTER_SECONDS } from '../core/errors';
 import { logger } from './logger';
 
 export const MAX_BODY_BYTES = 16 * 1024;
@@ -38,6 +38,11 @@ function errorBody(err: AppError, requestId: string) {
       requestId,
     },
   };
+}
+
+/** Every retryable error tells the client when to come back; a non-retryable one never invites a retry. */
+function retryAfter(err: AppError): Record<string, string> | undefined {
+  return err.retryable ? { 'Retry-After': String(err.retryAfterSeconds ?? DEFAULT_RETRY_AFTER_SECONDS) } : undefined;
 }
 
 function render(res: ApiResponse, requestId: string): APIGatewayProxyResult {
@@ -96,11 +101,11 @@ export function apiHandler(route: (req: ApiRequest) => Promise<ApiResponse>) {
       if (err instanceof AppError) {
         if (err.httpStatus >= 500) logger.error('request failed', { code: err.code, error: err });
         else logger.info('request rejected', { code: err.code, status: err.httpStatus });
-        return render(json(err.httpStatus, errorBody(err, requestId)), requestId);
+        return render(json(err.httpStatus, errorBody(err, requestId), retryAfter(err)), requestId);
       }
       logger.error('unhandled error', { error: err as Error });
       const internal = new AppError('INTERNAL_ERROR', 'An internal error occurred; retry with the same idempotency key', 500, true);
-      return render(json(500, errorBody(internal, requestId)), requestId);
+      return render(json(500, errorBody(internal, requestId), retryAfter(internal)), requestId);
     } finally {
       logger.removeKeys(['requestId', 'tenantId']);
     }

@@ -127,9 +127,9 @@ describe('PaymentsStack', () => {
     t.resourceCountIs('AWS::Logs::LogGroup', 8);
   });
 
-  it('REST API: all nine routes, each requiring an API key, one key per tenant on a usage plan', () => {
+  it('REST API: all ten routes, each requiring an API key, one key per tenant on a usage plan', () => {
     const methods = Object.values(t.findResources('AWS::ApiGateway::Method'));
-    expect(methods).toHaveLength(9);
+    expect(methods).toHaveLength(10);
     for (const m of methods) {
       expect(m.Properties.ApiKeyRequired).toBe(true);
       expect(m.Properties.Integration.Type).toBe('AWS_PROXY');
@@ -143,6 +143,33 @@ describe('PaymentsStack', () => {
     t.resourceCountIs('AWS::ApiGateway::UsagePlanKey', 2);
     t.hasResourceProperties('AWS::ApiGateway::RestApi', { ApiKeySourceType: 'HEADER' });
     t.hasResourceProperties('AWS::ApiGateway::GatewayResponse', { ResponseType: 'INVALID_API_KEY', StatusCode: '403' });
+  });
+
+  it("lists a tenant's payments from a per-tenant sharded index, readable only by the queries function", () => {
+    t.hasResourceProperties('AWS::DynamoDB::Table', {
+      GlobalSecondaryIndexes: Match.arrayWith([
+        {
+          IndexName: 'payments-by-tenant',
+          KeySchema: [
+            { AttributeName: 'tenantShard', KeyType: 'HASH' },
+            { AttributeName: 'createdSort', KeyType: 'RANGE' },
+          ],
+          Projection: { ProjectionType: 'ALL' },
+        },
+      ]),
+    });
+    const queries = logicalId('AWS::Lambda::Function', 'PaymentQueriesFunction');
+    const env = t.findResources('AWS::Lambda::Function')[queries]!.Properties.Environment.Variables;
+    expect(env.PAYMENTS_BY_TENANT_INDEX).toBe('payments-by-tenant');
+  });
+
+  it('retryable gateway errors (429, 5xx) carry Retry-After', () => {
+    for (const type of ['THROTTLED', 'DEFAULT_5XX']) {
+      t.hasResourceProperties('AWS::ApiGateway::GatewayResponse', {
+        ResponseType: type,
+        ResponseParameters: { 'gatewayresponse.header.Retry-After': "'1'" },
+      });
+    }
   });
 
   it('grants least privilege: the create function may not update or delete payments', () => {

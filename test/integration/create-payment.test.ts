@@ -102,7 +102,8 @@ beforeAll(async () => {
   );
   const payments = service();
   create = apiHandler(createPaymentRoute({ payments, maxAmount: 1_000_000 }));
-  queries = apiHandler(paymentQueriesRoute({ payments, maxAmount: 1_000_000 }));
+  const lister = { listByTenant: () => Promise.reject(new Error('listing is tested in list-payments.test.ts')) };
+  queries = apiHandler(paymentQueriesRoute({ payments, lister, maxAmount: 1_000_000 }));
 });
 
 afterAll(async () => {
@@ -147,7 +148,7 @@ describe('POST /api/payments/process against DynamoDB Local', () => {
     const res = await post(request(key, 11));
     expect(res.statusCode).toBe(422);
     const err = JSON.parse(res.body).error;
-    expect(err).toMatchObject({ code: 'IDEMPOTENCY_KEY_MISMATCH', retryable: false, details: { paymentID: first.id } });
+    expect(err).toMatchObject({ code: 'IDEMPOTENCY_KEY_MISMATCH', retryable: false, details: [{ field: 'idempotencyKey', paymentID: first.id }] });
     expect(err.requestId).toBeTruthy();
     expect(err.timestamp).toBeTruthy();
     expect(await paymentsWithKey(key)).toEqual(before);

@@ -75,7 +75,7 @@ describe('create payment request', () => {
       parseCreatePaymentRequest({ amount: -1, currency: 'ABC' }, undefined, limits);
       throw new Error('expected failure');
     } catch (err) {
-      const fields = ((err as ValidationError).details as { field: string }[]).map((d) => d.field);
+      const fields = ((err as ValidationError).details ?? []).map((d) => d.field);
       expect(fields).toEqual(expect.arrayContaining(['idempotencyKey', 'amount', 'currency', 'paymentMethod']));
     }
   });

@@ -45,7 +45,7 @@ describe('state machine', () => {
     try {
       assertTransition({ status: 'success' }, 'processing');
     } catch (err) {
-      expect(err).toMatchObject({ code: 'INVALID_STATE_TRANSITION', httpStatus: 409, details: { from: 'success', to: 'processing' } });
+      expect(err).toMatchObject({ code: 'INVALID_STATE_TRANSITION', httpStatus: 409, details: [{ from: 'success', to: 'processing' }] });
     }
   });
 });

@@ -20,7 +20,7 @@ import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
 import { GetCommand, PutCommand, QueryCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { unmarshall } from '@aws-sdk/util-dynamodb';
 import { verifyChain, type AuditEntry, type ChainVerification } from '../../core/audit';
-import { AppError } from '../../core/errors';
+import { AppError, InvalidCursorError } from '../../core/errors';
 import { canonicalJson } from '../../core/fingerprint';
 import { logger } from '../../shared/logger';
 
@@ -71,11 +71,7 @@ export const DEFAULT_PAGE_SIZE = 100;
 export const MAX_PAGE_SIZE = 1000;
 const MAX_CURSOR_CHARS = 2048;
 
-export class InvalidCursorError extends AppError {
-  constructor(message = 'The cursor is not valid for this query') {
-    super('INVALID_CURSOR', message, 400);
-  }
-}
+export { InvalidCursorError };
 
 type Key = Record<string, string | number>;
 

@@ -1,0 +1,210 @@
+/**
+ * The typed client: its retry policy against scripted answers, its generated types against
+ * docs/openapi.yaml, and the whole thing against the local stack, including a lost first response.
+ */
+import { readFileSync } from 'node:fs';
+import { randomUUID } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startLocalStack } from '@idempotent-payments/local-stack';
+import { startProviderSimulator } from '@idempotent-payments/provider-simulator';
+import { localProviderEnv } from '../../../scripts/drill-env';
+import { generateTypes, TYPES_PATH } from '../scripts/generate-types';
+import { createPaymentsClient, PaymentsApiError, retryDelayMs } from '../src/index';
+
+const input = { amount: 25, currency: 'USD', paymentMethod: { type: 'card' as const, token: 'tok_success' } };
+
+const paymentBody = (id: string) => ({
+  id,
+  paymentID: id,
+  idempotencyKey: 'k',
+  status: 'pending',
+  amount: 25,
+  amountMinor: 2500,
+  currency: 'USD',
+  paymentMethod: { type: 'card', token: '*****cess' },
+  metadata: {},
+  retryCount: 0,
+  maxRetries: 3,
+  lastError: null,
+  createdAt: '2026-11-26T00:00:00.000Z',
+  updatedAt: '2026-11-26T00:00:00.000Z',
+  processedAt: null,
+  nextRetryAt: null,
+  version: 1,
+});
+
+type Answer = { status: number; body?: unknown; headers?: Record<string, string> } | 'network-error';
+
+/** A fetch that answers from a script and records each request's method, path and idempotency key. */
+function scripted(answers: Answer[]) {
+  const requests: Array<{ method: string; path: string; key: string | null }> = [];
+  const delays: number[] = [];
+  const client = createPaymentsClient({
+    baseUrl: 'http://api.test',
+    apiKey: 'k1',
+    retry: { maxAttempts: 4, baseDelayMs: 100, maxDelayMs: 5_000 },
+    random: () => 0.5,
+    sleep: async (ms) => {
+      delays.push(ms);
+    },
+    fetch: async (req) => {
+      requests.push({ method: req.method, path: new URL(req.url).pathname, key: req.headers.get('idempotency-key') });
+      const a = answers.shift();
+      if (!a) throw new Error('script ran out');
+      if (a === 'network-error') throw new TypeError('fetch failed');
+      return new Response(JSON.stringify(a.body ?? {}), { status: a.status, headers: { 'content-type': 'application/json', ...a.headers } });
+    },
+  });
+  return { client, requests, delays };
+}
+
+const error = (status: number, code: string, retryable: boolean, headers?: Record<string, string>): Answer => ({
+  status,
+  headers,
+  body: { error: { code, message: code, retryable, requestId: 'r', timestamp: '2026-11-26T00:00:00.000Z', details: [{ code, message: code }] } },
+});
+
+describe('retry policy', () => {
+  it.each([
+    ['a network error', 'network-error' as Answer],
+    ['429', error(429, 'RATE_LIMITED', true)],
+    ['409 CONCURRENT_UPDATE', error(409, 'CONCURRENT_UPDATE', true)],
+    ['500', error(500, 'INTERNAL_ERROR', true)],
+    ['503', error(503, 'SERVICE_UNAVAILABLE', true)],
+    ['502 without a body', { status: 502 } as Answer],
+  ])('createPayment retries after %s with the same idempotency key', async (_name, first) => {
+    const { client, requests } = scripted([first, { status: 201, body: paymentBody('pay_1'), headers: { 'idempotent-replayed': 'true' } }]);
+    const res = await client.createPayment(input);
+    expect(res.payment.id).toBe('pay_1');
+    expect(res.replayed).toBe(true);
+    expect(requests).toHaveLength(2);
+    expect(requests[0]!.key).toBeTruthy();
+    expect(requests[1]!.key).toBe(requests[0]!.key);
+    expect(res.idempotencyKey).toBe(requests[0]!.key);
+  });
+
+  it.each([
+    ['400', error(400, 'AMOUNT_PRECISION_EXCEEDED', false), 400],
+    ['404', error(404, 'PAYMENT_NOT_FOUND', false), 404],
+    ['409 INVALID_STATE_TRANSITION', error(409, 'INVALID_STATE_TRANSITION', false), 409],
+    ['422', error(422, 'IDEMPOTENCY_KEY_MISMATCH', false), 422],
+  ])('never retries %s: it throws the API error at once', async (_name, answer, status) => {
+    const { client, requests } = scripted([answer]);
+    const err = await client.createPayment(input).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(PaymentsApiError);
+    expect(err).toMatchObject({ status, retryable: false, details: [{ code: expect.any(String) }] });
+    expect(requests).toHaveLength(1);
+  });
+
+  it('waits at least Retry-After, and gives up after maxAttempts with the last error', async () => {
+    const busy = error(503, 'SERVICE_UNAVAILABLE', true, { 'retry-after': '3' });
+    const { client, requests, delays } = scripted([busy, busy, busy, busy]);
+    const err = await client.createPayment(input).catch((e: unknown) => e);
+    expect(err).toMatchObject({ status: 503, code: 'SERVICE_UNAVAILABLE' });
+    expect(requests).toHaveLength(4);
+    expect(new Set(requests.map((r) => r.key)).size).toBe(1);
+    expect(delays).toEqual([3000, 3000, 3000]);
+  });
+
+  it('each logical payment gets its own key unless the caller gives one', async () => {
+    const ok = (): Answer => ({ status: 201, body: paymentBody('pay_x') });
+    const { client, requests } = scripted([ok(), ok(), ok()]);
+    await client.createPayment(input);
+    await client.createPayment(input);
+    await client.createPayment(input, { idempotencyKey: 'order-7' });
+    expect(requests[0]!.key).not.toBe(requests[1]!.key);
+    expect(requests[2]!.key).toBe('order-7');
+  });
+
+  it('operator actions are retried only when nothing happened (503), never after a lost answer or a 500', async () => {
+    const a = scripted([error(503, 'SERVICE_UNAVAILABLE', true), { status: 202, body: paymentBody('pay_2') }]);
+    expect((await a.client.retryPayment('pay_2')).id).toBe('pay_2');
+    expect(a.requests).toHaveLength(2);
+    const b = scripted(['network-error']);
+    await expect(b.client.retryPayment('pay_2')).rejects.toThrow('fetch failed');
+    expect(b.requests).toHaveLength(1);
+    const c = scripted([error(500, 'INTERNAL_ERROR', true)]);
+    await expect(c.client.startRecovery()).rejects.toMatchObject({ status: 500 });
+    expect(c.requests).toHaveLength(1);
+  });
+
+  it('backoff is exponential with full jitter, capped, and never below Retry-After', () => {
+    const opts = { baseDelayMs: 100, maxDelayMs: 1_000 };
+    expect(retryDelayMs(0, {}, opts, () => 0.999)).toBeLessThan(100);
+    expect(retryDelayMs(3, {}, opts, () => 0.999)).toBeCloseTo(799.2);
+    expect(retryDelayMs(3, {}, opts, () => 0)).toBe(0);
+    expect(retryDelayMs(10, {}, opts, () => 0.999)).toBeLessThanOrEqual(1_000);
+    expect(retryDelayMs(0, { retryAfter: '2' }, { maxDelayMs: 10_000 }, () => 0)).toBe(2_000);
+    expect(retryDelayMs(0, { retryAfter: '60' }, opts, () => 0)).toBe(1_000);
+    const now = Date.parse('2026-11-26T00:00:00Z');
+    expect(retryDelayMs(0, { retryAfter: 'Thu, 26 Nov 2026 00:00:03 GMT' }, { maxDelayMs: 10_000 }, () => 0, now)).toBe(3_000);
+  });
+});
+
+describe('generated types', () => {
+  it('api-types.ts is what docs/openapi.yaml generates (run npm run client:generate)', async () => {
+    expect(await generateTypes()).toBe(readFileSync(TYPES_PATH, 'utf8'));
+  });
+});
+
+describe('against the local stack', () => {
+  let stack: Awaited<ReturnType<typeof startLocalStack>> | undefined;
+  let provider: Awaited<ReturnType<typeof startProviderSimulator>> | undefined;
+
+  beforeAll(async () => {
+    provider = await startProviderSimulator({ port: 0 });
+    stack = await startLocalStack({ apiPort: 0, log: false, schedules: false, extraEnv: { ...localProviderEnv(provider.url), RETRY_BASE_SECONDS: '0.05' } });
+  });
+
+  afterAll(async () => {
+    await stack?.stop();
+    await provider?.stop();
+  });
+
+  it('a lost first response: the retry returns the same payment, replayed, and the card is charged once', async () => {
+    const sent: Array<string | null> = [];
+    let dropped = false;
+    const client = createPaymentsClient({
+      baseUrl: stack!.apiUrl,
+      apiKey: 'local-key-1',
+      retry: { baseDelayMs: 10 },
+      // The server handles the first request; its answer is lost on the way back.
+      fetch: async (req) => {
+        sent.push(req.headers.get('idempotency-key'));
+        const res = await fetch(req);
+        if (!dropped) {
+          dropped = true;
+          await res.arrayBuffer();
+          throw new TypeError('fetch failed: connection reset');
+        }
+        return res;
+      },
+    });
+    const orderId = randomUUID();
+    const { payment, replayed, idempotencyKey } = await client.createPayment({ ...input, metadata: { orderId } });
+    expect(replayed).toBe(true);
+    expect(sent).toEqual([idempotencyKey, idempotencyKey]);
+    expect(payment).toMatchObject({ idempotencyKey, amount: 25, amountMinor: 2500, currency: 'USD', metadata: { orderId } });
+    expect((await client.getKeyRecord(idempotencyKey)).paymentID).toBe(payment.id);
+
+    const deadline = Date.now() + 20_000;
+    while ((await client.getPaymentStatus(payment.id)).status !== 'success' && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
+    expect((await client.getPayment(payment.id)).status).toBe('success');
+    expect(provider!.ledger(payment.id).filter((e) => e.status === 'succeeded')).toHaveLength(1);
+  });
+
+  it("lists the tenant's payments page by page, and reports API errors typed", async () => {
+    const client = createPaymentsClient({ baseUrl: stack!.apiUrl, apiKey: 'local-key-2' });
+    const ids: string[] = [];
+    for (let i = 0; i < 5; i++) ids.push((await client.createPayment({ ...input, amount: 10 + i })).payment.id);
+    const listed: string[] = [];
+    for await (const p of client.allPayments({ limit: 2 })) listed.push(p.id);
+    expect(listed.slice(0, 5).sort()).toEqual([...ids].sort());
+    expect(new Set(listed).size).toBe(listed.length);
+
+    const err = await client.createPayment({ ...input, amount: 1.001 }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(PaymentsApiError);
+    expect(err).toMatchObject({ status: 400, code: 'AMOUNT_PRECISION_EXCEEDED', details: [{ field: 'amount' }] });
+    await expect(client.getPayment('pay_missing')).rejects.toMatchObject({ status: 404, code: 'PAYMENT_NOT_FOUND' });
+  });
+});
