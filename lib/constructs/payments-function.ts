@@ -21,6 +21,7 @@ import {
   type StageSettingName,
 } from '../../functions/shared/config-contract';
 import type { EnvironmentConfig } from '../config';
+import { METRICS_NAMESPACE, METRICS_SERVICE } from './monitoring';
 
 const projectRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 
@@ -73,8 +74,8 @@ export class PaymentsFunction extends NodejsFunction {
       environment: {
         NODE_OPTIONS: '--enable-source-maps',
         STAGE: config.stage,
-        POWERTOOLS_SERVICE_NAME: 'payments',
-        POWERTOOLS_METRICS_NAMESPACE: 'IdempotentPayments',
+        POWERTOOLS_SERVICE_NAME: METRICS_SERVICE,
+        POWERTOOLS_METRICS_NAMESPACE: METRICS_NAMESPACE,
         POWERTOOLS_LOG_LEVEL: config.logLevel,
         [FUNCTION_CONTRACT_VARIABLE]: props.contract,
       },
