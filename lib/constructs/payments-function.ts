@@ -4,7 +4,7 @@ import { Duration, RemovalPolicy } from 'aws-cdk-lib';
 import type * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
-import { NodejsFunction, OutputFormat } from 'aws-cdk-lib/aws-lambda-nodejs';
+import { LogLevel, NodejsFunction, OutputFormat } from 'aws-cdk-lib/aws-lambda-nodejs';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import type * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import type * as sqs from 'aws-cdk-lib/aws-sqs';
@@ -85,6 +85,8 @@ export class PaymentsFunction extends NodejsFunction {
         target: 'node20',
         sourceMap: true,
         minify: true,
+        // esbuild reports problems only (not bundle sizes): synth output stays readable.
+        logLevel: LogLevel.WARNING,
         mainFields: ['module', 'main'],
         // The AWS SDK v3 is provided by the runtime; CJS dependencies inside an ESM bundle need require().
         externalModules: ['@aws-sdk/*'],
