@@ -20,7 +20,7 @@ import { existsSync, mkdirSync } from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
-import { shortId, startLocalStack, type LocalStack } from '@idempotent-payments/local-stack';
+import { checkJava, JavaRequirementError, shortId, startLocalStack, type LocalStack } from '@idempotent-payments/local-stack';
 import { localProviderEnv } from '../scripts/drill-env';
 
 const projectRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -57,6 +57,17 @@ if (!Number.isInteger(port) || port < 0 || port > 65535) {
   process.exit(2);
 }
 const dataDir = args['in-memory'] ? undefined : path.resolve(args['data-dir']!);
+
+// Preflight: DynamoDB Local needs Java 17. Say so now, before a synth, not as `spawn java ENOENT` later.
+if (!(args['dynamodb-endpoint'] ?? process.env.AWS_ENDPOINT_URL_DYNAMODB)) {
+  try {
+    checkJava();
+  } catch (err) {
+    if (!(err instanceof JavaRequirementError)) throw err;
+    console.error(`Error: ${err.message}`);
+    process.exit(1);
+  }
+}
 
 let synthChild: ChildProcess | undefined;
 let starting: Promise<LocalStack | undefined> | undefined;

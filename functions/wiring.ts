@@ -3,8 +3,8 @@
  * Everything is built on first use, so a function builds (and reads the settings of) only what it uses.
  * Core code never reaches for these: it is handed them.
  */
-import { InvokeCommand, LambdaClient } from '@aws-sdk/client-lambda';
-import { documentClient, sqsClient } from './adapters/aws-clients';
+import { InvokeCommand } from '@aws-sdk/client-lambda';
+import { documentClient, lambdaClient, sqsClient } from './adapters/aws-clients';
 import { AuditRepository } from './adapters/dynamo/audit-repository';
 import { countOpenByStatus } from './adapters/dynamo/open-payments';
 import { PaymentRepository } from './adapters/dynamo/payment-repository';
@@ -12,15 +12,19 @@ import { RecoveryRunsRepository, runLeaseMs } from './adapters/dynamo/recovery-r
 import { crashAfterChargeRule, withCrashAfterCharge } from './adapters/provider/fault-injection';
 import { providerApiKey } from './adapters/provider/provider-secret';
 import { createStripeProvider } from './adapters/provider/stripe-provider';
+import { withTracing } from './adapters/provider/traced-provider';
 import { SqsPaymentQueue } from './adapters/sqs/payment-queue';
-import { CircuitBreaker, logStateChange } from './core/circuit-breaker';
+import { CircuitBreaker, logStateChange, type BreakerStateChange } from './core/circuit-breaker';
 import { PaymentsService } from './core/payments-service';
 import type { PaymentProvider } from './core/ports/payment-provider';
 import { PaymentProcessor } from './core/processing/payment-processor';
 import { Reconciler } from './core/reconciler';
+import { createAuditStreamHandler } from './audit/audit-stream';
 import { createReconcilerHandler } from './recovery/reconciler';
 import { loadConfig, type PaymentsConfig } from './shared/env';
 import { serviceLogger as logger } from './shared/logger';
+import { serviceMetrics as metrics } from './shared/metrics';
+import { tracer } from './shared/tracer';
 import { createWorkerHandler } from './worker/payment-worker';
 
 const once = <T>(make: () => T): (() => T) => {
@@ -53,6 +57,7 @@ function build() {
         store: store(),
         queue: queue(),
         logger,
+        metrics,
         idempotencyTtlSeconds: config().idempotencyTtlSeconds,
         maxRetries: config().maxRetries,
         stuckAfterSeconds: config().stuckAfterSeconds,
@@ -70,7 +75,10 @@ function build() {
         windowSize: 20,
         minimumCalls: 10,
         openMs: config().breakerOpenSeconds * 1000,
-        onStateChange: logStateChange(logger),
+        onStateChange: (change: BreakerStateChange) => {
+          logStateChange(logger)(change);
+          metrics.count('BreakerStateChanges', 1, { state: change.to });
+        },
       }),
   );
 
@@ -87,7 +95,8 @@ function build() {
       timeoutMs: c.providerTimeoutMs,
     });
     const crash = crashAfterChargeRule(c.faultCrashAfterCharge);
-    return crash ? withCrashAfterCharge(real, crash) : real;
+    // Every provider call is an X-Ray subsegment annotated with its outcome.
+    return withTracing(crash ? withCrashAfterCharge(real, crash) : real, tracer);
   });
 
   const processor = once(
@@ -98,11 +107,13 @@ function build() {
         queue: queue(),
         breaker: breaker(),
         logger,
+        metrics,
         config: config(),
       }),
   );
 
   const workerHandler = once(async () => createWorkerHandler({ processor: await processor(), logger }));
+  const auditHandler = once(() => createAuditStreamHandler({ repository: audit(), logger, metrics }));
 
   const reconcilerHandler = once(async () => {
     const c = config();
@@ -111,6 +122,7 @@ function build() {
       runs: runs(),
       runLeaseMs: runLeaseMs(c),
       logger,
+      metrics,
       reconciler: (hasTime) =>
         new Reconciler({
           store: store(),
@@ -124,13 +136,12 @@ function build() {
     });
   });
 
-  const lambda = once(() => new LambdaClient({}));
   const recoveryApi = once(() => ({
     runs: runs(),
     runLeaseMs: runLeaseMs(config()),
     logger,
     startReconciler: async (run: { runId: string; startedAt: string; trigger: string }) => {
-      await lambda().send(
+      await lambdaClient().send(
         new InvokeCommand({
           FunctionName: config().reconcilerFunctionName,
           InvocationType: 'Event',
@@ -141,7 +152,7 @@ function build() {
     openCounts: () => countOpenByStatus(documentClient(), config().paymentsTable, config().openPaymentsIndex),
   }));
 
-  return { config, logger, store, queue, payments, audit, runs, breaker, provider, processor, workerHandler, reconcilerHandler, recoveryApi };
+  return { config, logger, metrics, store, queue, payments, audit, runs, breaker, provider, processor, workerHandler, auditHandler, reconcilerHandler, recoveryApi };
 }
 
 export type Wiring = ReturnType<typeof build>;

@@ -7,8 +7,28 @@ import type { StageSettings } from '../functions/shared/config-contract';
 export const STAGES = ['dev', 'staging', 'prod'] as const;
 export type Stage = (typeof STAGES)[number];
 
+/** Thresholds of the stage's alarms (lib/constructs/monitoring.ts; README, Operations, says what each means). */
+export interface AlarmThresholds {
+  readonly api5xxRatePercent: number;
+  readonly apiP99LatencyMs: number;
+  readonly queueAgeSeconds: number;
+  readonly streamIteratorAgeSeconds: number;
+  /** Unresolved provider outcomes per reconciler run, sustained for 15 minutes. */
+  readonly unknownOutcomeBacklog: number;
+  readonly auditChainFailures: number;
+}
+
 export interface EnvironmentConfig {
   readonly stage: Stage;
+  /**
+   * Where the stage deploys. `account` unset: the account of the CLI's credentials (CDK_DEFAULT_ACCOUNT);
+   * set it for staging and prod so a deploy with the wrong credentials fails instead of landing elsewhere.
+   */
+  readonly account?: string;
+  readonly region: string;
+  /** Email addresses subscribed to the stage's alarm topic (each confirms once, from the email AWS sends). */
+  readonly alarmEmails: readonly string[];
+  readonly alarms: AlarmThresholds;
   /**
    * This stage's values of the function settings, by their environment variable. Anything not given
    * takes the default of the config contract (functions/shared/config-contract.ts), where each
@@ -29,8 +49,20 @@ export interface EnvironmentConfig {
   readonly retainData: boolean;
 }
 
+const alarms: AlarmThresholds = {
+  api5xxRatePercent: 1,
+  apiP99LatencyMs: 1000,
+  // Retries wait up to RETRY_CAP_SECONDS (900 s) on the queue; older than that means a stalled worker.
+  queueAgeSeconds: 1200,
+  streamIteratorAgeSeconds: 300,
+  unknownOutcomeBacklog: 1,
+  auditChainFailures: 1,
+};
+
 const base = {
   reconcileEveryMinutes: 1,
+  region: 'us-east-1',
+  alarms,
   lambdaMemoryMb: 512,
   workerBatchSize: 10,
   queueMaxReceiveCount: 5,
@@ -40,6 +72,7 @@ export const environments: Record<Stage, EnvironmentConfig> = {
   dev: {
     ...base,
     stage: 'dev',
+    alarmEmails: [],
     // The contract's defaults throughout, provider included (api.stripe.com:443 over https, with the
     // key from the stage's provider secret).
     settings: {},
@@ -53,6 +86,8 @@ export const environments: Record<Stage, EnvironmentConfig> = {
   staging: {
     ...base,
     stage: 'staging',
+    // Replace with the team's on-call address (and set `account`) before the first deploy.
+    alarmEmails: ['payments-oncall@example.com'],
     settings: {},
     logLevel: 'INFO',
     logRetentionDays: 30,
@@ -64,6 +99,7 @@ export const environments: Record<Stage, EnvironmentConfig> = {
   prod: {
     ...base,
     stage: 'prod',
+    alarmEmails: ['payments-oncall@example.com'],
     settings: {},
     logLevel: 'INFO',
     logRetentionDays: 365,
@@ -75,9 +111,14 @@ export const environments: Record<Stage, EnvironmentConfig> = {
   },
 };
 
+/** A stage name that is not in STAGES; bin/app.ts prints its message alone, without a stack trace. */
+export class UnknownStageError extends Error {
+  override readonly name = 'UnknownStageError';
+}
+
 export function configFor(stage: unknown): EnvironmentConfig {
   if (typeof stage !== 'string' || !(STAGES as readonly string[]).includes(stage)) {
-    throw new Error(`Unknown stage "${String(stage)}": use -c stage=${STAGES.join('|')}`);
+    throw new UnknownStageError(`Unknown stage "${String(stage)}": use -c stage=${STAGES.join('|')}`);
   }
   return environments[stage as Stage];
 }

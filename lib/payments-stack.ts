@@ -1,6 +1,5 @@
 import { CfnOutput, Duration, RemovalPolicy, Stack, type StackProps } from 'aws-cdk-lib';
 import * as apigw from 'aws-cdk-lib/aws-apigateway';
-import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as events from 'aws-cdk-lib/aws-events';
 import * as targets from 'aws-cdk-lib/aws-events-targets';
@@ -18,6 +17,7 @@ import {
   type FunctionName,
 } from '../functions/shared/config-contract';
 import type { EnvironmentConfig } from './config';
+import { Monitoring } from './constructs/monitoring';
 import { PaymentsFunction } from './constructs/payments-function';
 
 export interface PaymentsStackProps extends StackProps {
@@ -265,24 +265,44 @@ export class PaymentsStack extends Stack {
       throttle: config.apiThrottle,
       apiStages: [{ api, stage: api.deploymentStage }],
     });
-    for (const tenant of config.tenants) {
-      plan.addApiKey(api.addApiKey(`ApiKey-${tenant}`, { apiKeyName: `${config.stage}-${tenant}`, description: `tenant ${tenant}` }));
-    }
+    const apiKeys = config.tenants.map((tenant) => {
+      const key = api.addApiKey(`ApiKey-${tenant}`, { apiKeyName: `${config.stage}-${tenant}`, description: `tenant ${tenant}` });
+      plan.addApiKey(key);
+      return { tenant, key };
+    });
 
-    // ---- Alarms -------------------------------------------------------------------------------
-    for (const [name, queue] of [['PaymentsDlq', paymentsDlq], ['AuditFailuresDlq', auditFailures]] as const) {
-      new cloudwatch.Alarm(this, `${name}NotEmpty`, {
-        alarmDescription: `${name} holds messages that need an operator`,
-        metric: queue.metricApproximateNumberOfMessagesVisible({ period: Duration.minutes(1) }),
-        threshold: 0,
-        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-        evaluationPeriods: 1,
-        treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
-      });
-    }
+    // ---- Alarms and dashboard ----------------------------------------------------------------
+    const monitoring = new Monitoring(this, 'Monitoring', {
+      config,
+      functions: {
+        CreatePayment: createPayment,
+        PaymentQueries: paymentQueries,
+        RetryPayment: retryPayment,
+        AuditApi: auditApi,
+        Worker: worker,
+        AuditStream: auditWriter,
+        Reconciler: reconciler,
+        RecoveryApi: recoveryApi,
+      },
+      api,
+      paymentsQueue,
+      deadLetterQueues: { PaymentsDlq: paymentsDlq, AuditFailuresDlq: auditFailures },
+      streamConsumer: auditWriter,
+    });
 
     new CfnOutput(this, 'ApiUrl', { value: api.url });
     new CfnOutput(this, 'PaymentsTableName', { value: payments.tableName });
     new CfnOutput(this, 'PaymentsQueueUrl', { value: paymentsQueue.queueUrl });
+    // What a user needs after a deploy: the key ids (the value: aws apigateway get-api-key --include-value),
+    // the secret to store the provider key in, where alarms go and the dashboard.
+    for (const { tenant, key } of apiKeys) {
+      new CfnOutput(this, `ApiKeyId${tenant.replace(/[^A-Za-z0-9]/g, '')}`, {
+        value: key.keyId,
+        description: `API key id of ${tenant}; its value: aws apigateway get-api-key --api-key <id> --include-value --query value --output text`,
+      });
+    }
+    new CfnOutput(this, 'ProviderSecretName', { value: providerSecretId, description: 'Store the provider API key here: aws secretsmanager put-secret-value' });
+    new CfnOutput(this, 'AlarmTopicArn', { value: monitoring.topic.topicArn });
+    new CfnOutput(this, 'DashboardName', { value: monitoring.dashboard.dashboardName });
   }
 }

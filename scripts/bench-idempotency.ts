@@ -19,11 +19,17 @@ import { SqsPaymentQueue } from '../functions/adapters/sqs/payment-queue';
 import type { CreatePaymentRequest } from '../functions/core/create-request';
 import { PaymentsService } from '../functions/core/payments-service';
 import { createLocalResources, functionEnvironment, loadSynthesizedStack, startDynamoDbLocal, startSqsEmulator } from '@idempotent-payments/local-stack';
-import { numberArg } from './cli-args';
+import { cliOrExit, reporter } from './cli-args';
 
-const N = numberArg('n', 300);
-const CONCURRENCY = numberArg('concurrency', 16);
-const THROUGHPUT_N = numberArg('throughput-n', 1000);
+const args = cliOrExit('bench', {
+  n: { type: 'number', default: 300, min: 10, integer: true, doc: 'sequential creates (and replays) per contender' },
+  concurrency: { type: 'number', default: 16, min: 1, max: 256, integer: true, doc: 'requests in flight in the throughput phase' },
+  'throughput-n': { type: 'number', default: 1000, min: 1, integer: true, doc: 'creates per contender in the throughput phase' },
+});
+const N = args.n;
+const CONCURRENCY = args.concurrency;
+const THROUGHPUT_N = args['throughput-n'];
+const out = reporter(args.json);
 const credentials = { accessKeyId: 'local', secretAccessKey: 'local' };
 const region = 'us-east-1';
 
@@ -149,6 +155,7 @@ async function main() {
     const slices = 5;
     const acc = new Map(contenders.map((c) => [c.name, { create: [] as number[], replay: [] as number[], createCalls: 0, replayCalls: 0 }]));
     for (let s = 0; s < slices; s++) {
+      out.progress(`latency slice ${s + 1} of ${slices}`);
       for (const c of contenders) {
         const slice = keys.get(c.name)!.slice((s * N) / slices, ((s + 1) * N) / slices);
         const a = acc.get(c.name)!;
@@ -172,6 +179,7 @@ async function main() {
       const a = acc.get(c.name)!;
       a.create.sort((x, y) => x - y);
       a.replay.sort((x, y) => x - y);
+      out.progress(`throughput: ${c.name}`);
       const tput = await throughput(c, Array.from({ length: THROUGHPUT_N }, () => `t-${randomUUID()}`));
       results.set(c.name, {
         createP50: pct(a.create, 50),
@@ -185,16 +193,17 @@ async function main() {
     }
 
     const f = (n: number) => n.toFixed(2).padStart(9);
-    console.log(`\nIdempotency path on DynamoDB Local + fauxqs (n=${N} sequential, ${THROUGHPUT_N} at concurrency ${CONCURRENCY})\n`);
-    console.log(`${'contender'.padEnd(28)}${'create p50'.padStart(11)}${'p99'.padStart(9)}${'replay p50'.padStart(11)}${'p99'.padStart(9)}${'creates/s'.padStart(11)}${'DDB/create'.padStart(11)}${'DDB/replay'.padStart(11)}`);
+    out.line(`\nIdempotency path on DynamoDB Local + fauxqs (n=${N} sequential, ${THROUGHPUT_N} at concurrency ${CONCURRENCY})\n`);
+    out.line(`${'contender'.padEnd(28)}${'create p50'.padStart(11)}${'p99'.padStart(9)}${'replay p50'.padStart(11)}${'p99'.padStart(9)}${'creates/s'.padStart(11)}${'DDB/create'.padStart(11)}${'DDB/replay'.padStart(11)}`);
     for (const [name, r] of results) {
-      console.log(
+      out.line(
         `${name.padEnd(28)}${f(r.createP50!)}ms${f(r.createP99!).slice(2)}ms${f(r.replayP50!)}ms${f(r.replayP99!).slice(2)}ms${r.createsPerSec!.toFixed(0).padStart(11)}${r.callsPerCreate!.toFixed(2).padStart(11)}${r.callsPerReplay!.toFixed(2).padStart(11)}`,
       );
     }
     const o = results.get(ours.name)!;
     const p = results.get(powertools.name)!;
-    console.log(
+    out.report({ n: N, concurrency: CONCURRENCY, throughputN: THROUGHPUT_N, contenders: Object.fromEntries(results) });
+    out.line(
       `\nours / powertools: create p50 ${(o.createP50! / p.createP50!).toFixed(2)}x, replay p50 ${(o.replayP50! / p.replayP50!).toFixed(2)}x, ` +
         `throughput ${(o.createsPerSec! / p.createsPerSec!).toFixed(2)}x, DynamoDB calls per create ${o.callsPerCreate} vs ${p.callsPerCreate}`,
     );

@@ -14,10 +14,19 @@ import type { Payment } from '../functions/core/payment';
 import { silentLogger } from '../functions/core/ports';
 import { Reconciler } from '../functions/core/reconciler';
 import { createLocalResources, functionEnvironment, loadSynthesizedStack, startDynamoDbLocal, startSqsEmulator } from '@idempotent-payments/local-stack';
-import { numberArg } from './cli-args';
+import { cliOrExit, reporter } from './cli-args';
 
-const TOTAL = numberArg('total', 100_000);
-const STUCK = numberArg('stuck', 1_000);
+const args = cliOrExit('bench:reconciler', {
+  total: { type: 'number', default: 100_000, min: 1, integer: true, doc: 'payments in the table' },
+  stuck: { type: 'number', default: 1_000, min: 1, integer: true, doc: 'of them stuck pending (at most --total)' },
+});
+if (args.stuck > args.total) {
+  process.stderr.write(`error: --stuck (${args.stuck}) must not exceed --total (${args.total})\n`);
+  process.exit(2);
+}
+const TOTAL = args.total;
+const STUCK = args.stuck;
+const out = reporter(args.json);
 const credentials = { accessKeyId: 'local', secretAccessKey: 'local' };
 
 function payment(i: number, stuck: boolean, now: number): Payment {
@@ -65,6 +74,7 @@ async function main() {
         while (next < TOTAL) {
           const start = next;
           next += 25;
+          if (start > 0 && start % 10_000 === 0) out.progress(`loaded ${start} of ${TOTAL} payments`);
           const items = Array.from({ length: Math.min(25, TOTAL - start) }, (_, j) => payment(start + j, (start + j) % stuckEvery === 0, now));
           let req: Record<string, any> | undefined = { [env.PAYMENTS_TABLE!]: items.map((Item) => ({ PutRequest: { Item } })) };
           while (req && Object.keys(req).length) {
@@ -74,7 +84,7 @@ async function main() {
         }
       }),
     );
-    console.log(`loaded ${TOTAL} payments (${STUCK} stuck pending) in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+    out.progress(`loaded ${TOTAL} payments (${STUCK} stuck pending) in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
 
     const repo = new PaymentRepository(doc, { payments: env.PAYMENTS_TABLE!, idempotency: env.IDEMPOTENCY_TABLE!, openPaymentsIndex: env.OPEN_PAYMENTS_INDEX! });
     const reconciler = new Reconciler({
@@ -89,12 +99,15 @@ async function main() {
     });
     const heapBefore = process.memoryUsage().heapUsed;
     const r0 = performance.now();
+    out.progress('reconciler run started');
     const result = await reconciler.run();
     const seconds = (performance.now() - r0) / 1000;
     const { Attributes } = await sqs.send(new GetQueueAttributesCommand({ QueueUrl: env.PAYMENTS_QUEUE_URL!, AttributeNames: ['ApproximateNumberOfMessages'] }));
-    console.log(`reconciler run: ${JSON.stringify(result.counts)}`);
-    console.log(`items read ${result.itemsRead} of ${TOTAL} in the table (${((result.itemsRead / TOTAL) * 100).toFixed(2)}%), ${seconds.toFixed(2)} s, ${(STUCK / seconds).toFixed(0)} payments resolved/s`);
-    console.log(`messages re-queued: ${Attributes?.ApproximateNumberOfMessages}; heap growth during the run ${((process.memoryUsage().heapUsed - heapBefore) / 1e6).toFixed(1)} MB`);
+    const heapGrowthMb = (process.memoryUsage().heapUsed - heapBefore) / 1e6;
+    out.report({ total: TOTAL, stuck: STUCK, counts: result.counts, itemsRead: result.itemsRead, runSeconds: seconds, requeued: Number(Attributes?.ApproximateNumberOfMessages), heapGrowthMb });
+    out.line(`reconciler run: ${JSON.stringify(result.counts)}`);
+    out.line(`items read ${result.itemsRead} of ${TOTAL} in the table (${((result.itemsRead / TOTAL) * 100).toFixed(2)}%), ${seconds.toFixed(2)} s, ${(STUCK / seconds).toFixed(0)} payments resolved/s`);
+    out.line(`messages re-queued: ${Attributes?.ApproximateNumberOfMessages}; heap growth during the run ${heapGrowthMb.toFixed(1)} MB`);
     dynamodb.destroy();
     sqs.destroy();
   } finally {

@@ -16,7 +16,17 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort } from '@idempotent-payments/local-stack';
-import { numberArg, stringArg } from './cli-args';
+import { cliOrExit, reporter } from './cli-args';
+
+// One command line for both roles: the parent (what a user runs) and the child it restarts.
+const args = cliOrExit('crash-test', {
+  seconds: { type: 'number', default: 6, min: 1, max: 600, doc: 'how long clients send payments before the kill' },
+  concurrency: { type: 'number', default: 8, min: 1, max: 256, integer: true, doc: 'clients sending at once' },
+  child: { type: 'boolean', doc: 'internal: run the local stack (started by the parent)' },
+  'data-dir': { type: 'string', doc: 'internal: the child\'s data directory' },
+  port: { type: 'number', default: 0, min: 0, max: 65535, integer: true, doc: 'internal: the child\'s API port' },
+});
+const out = reporter(args.json);
 
 
 // ---- child: the local stack with the provider simulator, on a persistent data directory ----------
@@ -24,10 +34,11 @@ async function child() {
   const { startLocalStack } = await import('@idempotent-payments/local-stack');
   const { startProviderSimulator } = await import('@idempotent-payments/provider-simulator');
   const { fastRecoveryEnv } = await import('./drill-env');
-  const dataDir = stringArg('data-dir')!;
+  const dataDir = args['data-dir'];
+  if (!dataDir) throw new Error('--child needs --data-dir');
   const provider = await startProviderSimulator({ port: 0, ledgerFile: path.join(dataDir, 'crash-ledger.jsonl'), timeoutMs: 1500 });
   const stack = await startLocalStack({
-    apiPort: Number(stringArg('port')),
+    apiPort: args.port,
     dataDir,
     scheduleScale: 30,
     log: false,
@@ -93,12 +104,13 @@ interface Req {
 }
 
 async function parent() {
-  const seconds = numberArg('seconds', 6);
-  const concurrency = numberArg('concurrency', 8);
+  const seconds = args.seconds;
+  const concurrency = args.concurrency;
   const dataDir = mkdtempSync(path.join(tmpdir(), 'crash-test-'));
   const port = await freePort();
   const api = `http://127.0.0.1:${port}`;
   let proc = await startChild(dataDir, port);
+  out.progress(`local stack up; ${concurrency} clients send payments for ${seconds} s, then the stack is killed`);
   try {
     const tokens = ['tok_success', 'tok_success', 'tok_success', 'tok_transient_1', 'tok_slow_700'];
     const reqs: Req[] = [];
@@ -140,7 +152,7 @@ async function parent() {
     await load;
     const acceptedBeforeCrash = reqs.filter((r) => r.id).length;
     const unknownAtCrash = reqs.filter((r) => !r.id).length;
-    console.log(`sent ${reqs.length} payment requests; killed the stack (SIGKILL to its process group) with ${unknownAtCrash} responses lost`);
+    out.progress(`sent ${reqs.length} payment requests; killed the stack (SIGKILL to its process group) with ${unknownAtCrash} responses lost`);
 
     proc = await startChild(dataDir, port);
     const restartSeconds = (Date.now() - killedAt) / 1000;
@@ -155,7 +167,7 @@ async function parent() {
       );
     }
     const accepted = reqs.filter((r) => r.id);
-    console.log(`restarted on the same data in ${restartSeconds.toFixed(1)} s; ${accepted.length - acceptedBeforeCrash} more confirmed by client retries`);
+    out.progress(`restarted on the same data in ${restartSeconds.toFixed(1)} s; ${accepted.length - acceptedBeforeCrash} more confirmed by client retries`);
 
     const ids = [...new Set(accepted.map((r) => r.id!))];
     const deadline = Date.now() + 240_000;
@@ -200,10 +212,21 @@ async function parent() {
     const duplicates = [...charges.values()].filter((n) => n > 1).length;
     const lost = [...statuses.values()].filter((s) => !['success', 'failed', 'expired'].includes(s)).length;
     const successWithoutCharge = [...statuses.entries()].filter(([id, s]) => s === 'success' && !charges.has(id)).length;
-    console.log(`accepted payments: ${ids.length} (${acceptedBeforeCrash} confirmed before the crash; ${reqs.length - accepted.length} never confirmed)`);
-    console.log(`final statuses: ${JSON.stringify(byStatus)}`);
-    console.log(`recovered by the reconciler (last 10 runs): ${JSON.stringify(recoveredActions)}`);
-    console.log(`charges: ${[...charges.values()].reduce((a, b) => a + b, 0)} successful; duplicates ${duplicates}; success without charge ${successWithoutCharge}; lost ${lost}`);
+    out.report({
+      accepted: ids.length,
+      confirmedBeforeCrash: acceptedBeforeCrash,
+      neverConfirmed: reqs.length - accepted.length,
+      byStatus,
+      recoveredActions,
+      successfulCharges: [...charges.values()].reduce((a, b) => a + b, 0),
+      duplicates,
+      successWithoutCharge,
+      lost,
+    });
+    out.line(`accepted payments: ${ids.length} (${acceptedBeforeCrash} confirmed before the crash; ${reqs.length - accepted.length} never confirmed)`);
+    out.line(`final statuses: ${JSON.stringify(byStatus)}`);
+    out.line(`recovered by the reconciler (last 10 runs): ${JSON.stringify(recoveredActions)}`);
+    out.line(`charges: ${[...charges.values()].reduce((a, b) => a + b, 0)} successful; duplicates ${duplicates}; success without charge ${successWithoutCharge}; lost ${lost}`);
     if (duplicates || lost || successWithoutCharge) process.exitCode = 1;
   } finally {
     await stopChild(proc);
@@ -211,5 +234,5 @@ async function parent() {
   }
 }
 
-if (process.argv.includes('--child')) await child();
+if (args.child) await child();
 else await parent();

@@ -18,13 +18,16 @@ import type { Context, DynamoDBBatchResponse, DynamoDBRecord, DynamoDBStreamEven
 import type { AuditWriter } from '../adapters/dynamo/audit-repository';
 import { entryFromImages, GENESIS_HASH } from '../core/audit';
 import type { Payment } from '../core/payment';
-import type { Logger } from '../core/ports';
+import { noMetrics, type Logger, type Metrics } from '../core/ports';
+import { instrumented } from '../shared/instrument';
 import { serviceLogger as defaultLogger } from '../shared/logger';
 import { wiring } from '../wiring';
 
 export interface AuditStreamDeps {
   readonly repository: AuditWriter;
   readonly logger?: Logger;
+  /** AuditEntriesWritten, AuditChainFailures. Default: none. */
+  readonly metrics?: Metrics;
 }
 
 /** The previous version's entry is not in the audit log yet; the record is retried later. */
@@ -57,6 +60,7 @@ function checkPayment(p: Payment): void {
 export function createAuditStreamHandler(deps: AuditStreamDeps) {
   const log = deps.logger ?? defaultLogger;
   const repo = deps.repository;
+  const metrics = deps.metrics ?? noMetrics;
 
   return async (event: DynamoDBStreamEvent, context?: Context): Promise<DynamoDBBatchResponse> => {
     // Hashes written (or found) in this invocation, by `${paymentId}#${version}`.
@@ -93,6 +97,7 @@ export function createAuditStreamHandler(deps: AuditStreamDeps) {
             version: next.version,
             sequenceNumber: seq,
           });
+          metrics.count('AuditChainFailures', 1, { reason: 'previous_missing' });
           throw new PreviousVersionMissingError(next.id, next.version);
         }
       }
@@ -100,7 +105,9 @@ export function createAuditStreamHandler(deps: AuditStreamDeps) {
       const result = await repo.append(entry);
       // After a conflict the stored entry stands, so the next version links to its hash.
       written.set(cacheKey(entry.paymentId, entry.version), result.status === 'conflict' ? result.existing.hash : entry.hash);
+      if (result.status === 'written') metrics.count('AuditEntriesWritten');
       if (result.status === 'conflict') {
+        metrics.count('AuditChainFailures', 1, { reason: 'conflict' });
         log.error('audit entry for this version already stored with different content; kept the stored one', {
           code: 'AUDIT_ENTRY_CONFLICT',
           paymentId: entry.paymentId,
@@ -131,9 +138,7 @@ export function createAuditStreamHandler(deps: AuditStreamDeps) {
   };
 }
 
-let production: ReturnType<typeof createAuditStreamHandler> | undefined;
-
-export const handler = (event: DynamoDBStreamEvent, context: Context): Promise<DynamoDBBatchResponse> => {
-  production ??= createAuditStreamHandler({ repository: wiring().audit(), logger: wiring().logger });
-  return production(event, context);
-};
+/** The Lambda entry point, wired with the production adapters on first use. */
+export const handler = instrumented(
+  (event: DynamoDBStreamEvent, context?: Context): Promise<DynamoDBBatchResponse> => wiring().auditHandler()(event, context),
+);

@@ -6,7 +6,7 @@ import { requestFingerprint, type CreatePaymentRequest } from './create-request'
 import { AppError, IdempotencyKeyMismatchError, InvalidStateTransitionError, NotFoundError, ServiceUnavailableError } from './errors';
 import { paymentIdFor } from './ids';
 import type { Payment } from './payment';
-import { silentLogger, type IdempotencyRecord, type Logger, type PaymentQueue, type PaymentStore as Store } from './ports';
+import { noMetrics, silentLogger, type IdempotencyRecord, type Logger, type Metrics, type PaymentQueue, type PaymentStore as Store } from './ports';
 import { canReopen } from './state-machine';
 
 export type PaymentStore = Pick<Store, 'get' | 'getKey' | 'insertWithKey' | 'transition'>;
@@ -16,6 +16,8 @@ export interface PaymentsServiceDeps {
   readonly queue: PaymentQueue;
   /** Default: silent. */
   readonly logger?: Logger;
+  /** Default: none. */
+  readonly metrics?: Metrics;
   readonly clock?: () => Date;
   readonly idempotencyTtlSeconds: number;
   readonly maxRetries: number;
@@ -36,10 +38,12 @@ const MAX_GENERATION_STEPS = 5;
 export class PaymentsService {
   private readonly clock: () => Date;
   private readonly log: Logger;
+  private readonly metrics: Metrics;
 
   constructor(private readonly deps: PaymentsServiceDeps) {
     this.clock = deps.clock ?? (() => new Date());
     this.log = deps.logger ?? silentLogger;
+    this.metrics = deps.metrics ?? noMetrics;
   }
 
   /**
@@ -65,13 +69,18 @@ export class PaymentsService {
       const result = await this.deps.store.insertWithKey(payment, key, nowSeconds);
       if (result.kind === 'created') {
         await this.enqueue(payment);
+        this.metrics.count('PaymentsCreated');
         return { payment, replayed: false };
       }
       if (result.key) {
-        if (result.key.requestHash !== requestHash) throw new IdempotencyKeyMismatchError(result.key.paymentId);
+        if (result.key.requestHash !== requestHash) {
+          this.metrics.count('IdempotencyKeyMismatches');
+          throw new IdempotencyKeyMismatchError(result.key.paymentId);
+        }
         const existing =
           result.payment?.id === result.key.paymentId ? result.payment : await this.deps.store.get(result.key.paymentId);
         if (!existing) throw new AppError('INTERNAL_ERROR', 'Idempotency record without payment', 500, true);
+        this.metrics.count('PaymentsReplayed');
         return { payment: existing, replayed: true };
       }
       // The key was free (or expired) but this generation's payment exists: the key is being reused

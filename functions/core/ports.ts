@@ -16,6 +16,42 @@ export interface Logger {
 
 export const silentLogger: Logger = { debug: () => {}, info: () => {}, warn: () => {}, error: () => {} };
 
+/**
+ * Business counters, owned by the core like the Logger: wiring backs it with CloudWatch EMF. Names are
+ * the ones in `MetricName`; dimension values must stay low-cardinality (an outcome, a state), never a
+ * tenant or payment id.
+ */
+export interface Metrics {
+  count(name: MetricName, value?: number, dimensions?: Readonly<Record<string, string>>): void;
+}
+
+/** Every metric the service emits (the dashboard, alarms and README list the same names). */
+export const METRIC_NAMES = [
+  'PaymentsCreated',
+  'PaymentsReplayed',
+  'IdempotencyKeyMismatches',
+  /** Dimension `outcome`: succeeded, declined, unknown, provider_error, outage. */
+  'PaymentAttempts',
+  'RetriesScheduled',
+  /** Dimension `outcome`: what the intent showed (succeeded, declined, canceled, not_charged). */
+  'UnknownOutcomesResolved',
+  'RefundsIssued',
+  /** Dimension `state`: the state the provider circuit breaker moved to. */
+  'BreakerStateChanges',
+  'ReconcilerItemsRead',
+  'ReconcilerResolved',
+  'ReconcilerExpired',
+  'ReconcilerDiscrepancies',
+  'ReconcilerFailures',
+  /** Open payments whose provider outcome the last reconciler run could not resolve (a gauge per run). */
+  'UnknownOutcomeBacklog',
+  'AuditEntriesWritten',
+  'AuditChainFailures',
+] as const;
+export type MetricName = (typeof METRIC_NAMES)[number];
+
+export const noMetrics: Metrics = { count: () => {} };
+
 export type Clock = () => Date;
 
 // ---- Queue ------------------------------------------------------------------------------------------

@@ -1,8 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import type { Context } from 'aws-lambda';
 import type { RecoveryRun, RecoveryRunsRepository } from '../adapters/dynamo/recovery-runs';
-import type { Logger } from '../core/ports';
+import { noMetrics, type Logger, type Metrics } from '../core/ports';
 import type { Reconciler } from '../core/reconciler';
+import { instrumented } from '../shared/instrument';
 import { wiring } from '../wiring';
 
 /** Started by the API (run already recorded) or by the schedule (takes the run lock itself). */
@@ -22,10 +23,12 @@ export function createReconcilerHandler(deps: {
   /** How long a run holds the run lock before another may take over. */
   runLeaseMs: number;
   logger: Logger;
+  metrics?: Metrics;
   clock?: () => Date;
 }) {
   const clock = deps.clock ?? (() => new Date());
   const logger = deps.logger;
+  const metrics = deps.metrics ?? noMetrics;
   return async (event: ReconcilerEvent, context?: Pick<Context, 'getRemainingTimeInMillis'>) => {
     let run: RecoveryRun;
     if (event.source === 'recovery-api' && event.runId && event.startedAt) {
@@ -53,12 +56,14 @@ export function createReconcilerHandler(deps: {
         durationMs: Date.now() - t0,
         discrepancies: result.discrepancies.slice(0, 100),
       });
+      recordRunMetrics(metrics, result);
       if (result.discrepancies.length) {
         logger.error('provider reconciliation found discrepancies', { count: result.discrepancies.length, refundsIssued: result.refundsIssued });
       }
       logger.info('reconciliation run finished', { runId: run.runId, counts, itemsRead: result.itemsRead });
       return { runId: run.runId, counts, itemsRead: result.itemsRead, discrepancies: result.discrepancies.length, refundsIssued: result.refundsIssued };
     } catch (err) {
+      metrics.count('ReconcilerFailures');
       logger.error('reconciliation run failed', { runId: run.runId, error: (err as Error).name });
       await deps.runs.finish(run, { status: 'failed', finishedAt: clock().toISOString(), counts: {}, durationMs: Date.now() - t0, error: (err as Error).name });
       throw err;
@@ -66,4 +71,22 @@ export function createReconcilerHandler(deps: {
   };
 }
 
-export const handler = async (event: ReconcilerEvent, context?: Context) => (await wiring().reconcilerHandler())(event, context);
+/**
+ * A run's numbers as metrics. Resolved: payments the run moved on (lapsed leases settled, lost messages
+ * re-queued, captures settled); the backlog is what the provider could not answer this run.
+ */
+function recordRunMetrics(metrics: Metrics, result: Awaited<ReturnType<Reconciler['run']>>): void {
+  const c = result.counts;
+  const sum = (prefixes: string[]) =>
+    Object.entries(c)
+      .filter(([k]) => prefixes.some((p) => k.startsWith(p)))
+      .reduce((n, [, v]) => n + v, 0);
+  metrics.count('ReconcilerItemsRead', result.itemsRead);
+  metrics.count('ReconcilerResolved', sum(['lease_resolved_', 'requeued_', 'capture_settled_', 'deadline_']));
+  metrics.count('ReconcilerExpired', c.expired ?? 0);
+  metrics.count('ReconcilerDiscrepancies', result.discrepancies.length);
+  metrics.count('RefundsIssued', result.refundsIssued);
+  metrics.count('UnknownOutcomeBacklog', c.unresolved_at_provider ?? 0);
+}
+
+export const handler = instrumented(async (event: ReconcilerEvent, context?: Context) => (await wiring().reconcilerHandler())(event, context));

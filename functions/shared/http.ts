@@ -1,5 +1,6 @@
 import type { APIGatewayProxyEvent, APIGatewayProxyResult, Context } from 'aws-lambda';
 import { AppError, DEFAULT_RETRY_AFTER_SECONDS } from '../core/errors';
+import { instrumented } from './instrument';
 import { logger } from './logger';
 
 export const MAX_BODY_BYTES = 16 * 1024;
@@ -71,7 +72,7 @@ function decodePath(params: Record<string, string | undefined> | null): Record<s
  * No input reaches the client as a 500 with internals, and none crashes the function into a 502.
  */
 export function apiHandler(route: (req: ApiRequest) => Promise<ApiResponse>) {
-  return async (event: APIGatewayProxyEvent, context?: Context): Promise<APIGatewayProxyResult> => {
+  return instrumented(async (event: APIGatewayProxyEvent, context?: Context): Promise<APIGatewayProxyResult> => {
     const requestId = event.requestContext?.requestId ?? context?.awsRequestId ?? 'unknown';
     logger.appendKeys({ requestId });
     try {
@@ -109,7 +110,7 @@ export function apiHandler(route: (req: ApiRequest) => Promise<ApiResponse>) {
     } finally {
       logger.removeKeys(['requestId', 'tenantId']);
     }
-  };
+  });
 }
 
 /** Parses a JSON object body, or fails with INVALID_JSON. */

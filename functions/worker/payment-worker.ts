@@ -14,6 +14,7 @@ import { BatchProcessor, EventType, processPartialResponse } from '@aws-lambda-p
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
 import type { Logger } from '../core/ports';
 import type { ProcessResult, WorkerMessage } from '../core/processing/context';
+import { instrumented } from '../shared/instrument';
 import { wiring } from '../wiring';
 
 export interface MessageProcessor {
@@ -104,4 +105,4 @@ export function createWorkerHandler(deps: WorkerDeps): WorkerHandler {
 }
 
 /** The Lambda entry point, wired with the production adapters on first use. */
-export const handler = async (event: SQSEvent, context?: Context): Promise<SQSBatchResponse> => (await wiring().workerHandler())(event, context);
+export const handler = instrumented(async (event: SQSEvent, context?: Context): Promise<SQSBatchResponse> => (await wiring().workerHandler())(event, context));

@@ -4,7 +4,7 @@ import { Duration, RemovalPolicy } from 'aws-cdk-lib';
 import type * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
-import { NodejsFunction, OutputFormat } from 'aws-cdk-lib/aws-lambda-nodejs';
+import { LogLevel, NodejsFunction, OutputFormat } from 'aws-cdk-lib/aws-lambda-nodejs';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import type * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import type * as sqs from 'aws-cdk-lib/aws-sqs';
@@ -21,6 +21,7 @@ import {
   type StageSettingName,
 } from '../../functions/shared/config-contract';
 import type { EnvironmentConfig } from '../config';
+import { METRICS_NAMESPACE, METRICS_SERVICE } from './monitoring';
 
 const projectRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 
@@ -73,8 +74,8 @@ export class PaymentsFunction extends NodejsFunction {
       environment: {
         NODE_OPTIONS: '--enable-source-maps',
         STAGE: config.stage,
-        POWERTOOLS_SERVICE_NAME: 'payments',
-        POWERTOOLS_METRICS_NAMESPACE: 'IdempotentPayments',
+        POWERTOOLS_SERVICE_NAME: METRICS_SERVICE,
+        POWERTOOLS_METRICS_NAMESPACE: METRICS_NAMESPACE,
         POWERTOOLS_LOG_LEVEL: config.logLevel,
         [FUNCTION_CONTRACT_VARIABLE]: props.contract,
       },
@@ -84,6 +85,8 @@ export class PaymentsFunction extends NodejsFunction {
         target: 'node20',
         sourceMap: true,
         minify: true,
+        // esbuild reports problems only (not bundle sizes): synth output stays readable.
+        logLevel: LogLevel.WARNING,
         mainFields: ['module', 'main'],
         // The AWS SDK v3 is provided by the runtime; CJS dependencies inside an ESM bundle need require().
         externalModules: ['@aws-sdk/*'],

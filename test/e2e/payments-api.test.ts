@@ -7,6 +7,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startLocalStack } from '@idempotent-payments/local-stack';
 import { startProviderSimulator } from '@idempotent-payments/provider-simulator';
 import { localProviderEnv } from '../../scripts/drill-env';
+import { testLog } from '../helpers/test-log';
+
+const output = testLog();
 
 type Stack = Awaited<ReturnType<typeof startLocalStack>>;
 type Simulator = Awaited<ReturnType<typeof startProviderSimulator>>;
@@ -15,7 +18,7 @@ let provider: Simulator | undefined;
 
 beforeAll(async () => {
   provider = await startProviderSimulator({ port: 0 });
-  stack = await startLocalStack({ apiPort: 0, extraEnv: { ...localProviderEnv(provider.url), RETRY_BASE_SECONDS: '0.05' } });
+  stack = await startLocalStack({ apiPort: 0, log: output.log, extraEnv: { ...localProviderEnv(provider.url), RETRY_BASE_SECONDS: '0.05' } });
 });
 
 afterAll(async () => {

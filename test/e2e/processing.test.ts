@@ -9,6 +9,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fastRecoveryEnv } from '../../scripts/drill-env';
 import { startLocalStack } from '@idempotent-payments/local-stack';
 import { startProviderSimulator } from '@idempotent-payments/provider-simulator';
+import { testLog } from '../helpers/test-log';
+
+const output = testLog();
 
 let stack: Awaited<ReturnType<typeof startLocalStack>> | undefined;
 let provider: Awaited<ReturnType<typeof startProviderSimulator>> | undefined;
@@ -17,6 +20,7 @@ beforeAll(async () => {
   provider = await startProviderSimulator({ port: 0, timeoutMs: 1500 });
   stack = await startLocalStack({
     apiPort: 0,
+    log: output.log,
     // One minute of schedule every two seconds; short lease and backoff so recovery is quick.
     scheduleScale: 30,
     extraEnv: {

@@ -249,7 +249,8 @@ describe('PaymentsStack', () => {
   });
 
   it('alarms when a dead-letter queue holds messages', () => {
-    t.resourceCountIs('AWS::CloudWatch::Alarm', 2);
+    const names = Object.values(t.findResources('AWS::CloudWatch::Alarm')).map((a) => a.Properties.AlarmName as string);
+    expect(names.filter((n) => n.endsWith('DlqNotEmpty'))).toHaveLength(2);
   });
 
   it('prod retains data tables; dev deletes them', () => {

@@ -4,7 +4,12 @@
  * environment carries only the secret's id. The local stack has no Secrets Manager: there, and only
  * when no secret id is configured, `PROVIDER_API_KEY` supplies a test key.
  */
-import { getSecret } from '@aws-lambda-powertools/parameters/secrets';
+import { SecretsProvider } from '@aws-lambda-powertools/parameters/secrets';
+import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { tracer } from '../../shared/tracer';
+
+/** Built on first use, with its SDK client captured by the tracer like every other AWS client. */
+let secrets: SecretsProvider | undefined;
 
 export interface ProviderSecretConfig {
   readonly providerSecretId?: string;
@@ -13,7 +18,8 @@ export interface ProviderSecretConfig {
 
 export async function providerApiKey(c: ProviderSecretConfig): Promise<string> {
   if (c.providerSecretId) {
-    const value = await getSecret(c.providerSecretId, { maxAge: 900 });
+    secrets ??= new SecretsProvider({ awsSdkV3Client: tracer.captureAWSv3Client(new SecretsManagerClient({})) });
+    const value = await secrets.get(c.providerSecretId, { maxAge: 900 });
     if (typeof value !== 'string' || value.trim() === '') throw new Error(`provider secret ${c.providerSecretId} is empty`);
     return value.trim();
   }

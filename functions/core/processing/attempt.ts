@@ -26,9 +26,20 @@ export async function runAttempt(ctx: Ctx, p: Payment, report: (providerFailed: 
   }
   if (outcome.kind === 'unknown' && intentId) outcome = await checkOnce(ctx, intentId, outcome);
   report(isProviderFailure(outcome));
+  ctx.metrics.count('PaymentAttempts', 1, { outcome: ATTEMPT_OUTCOME[outcome.kind] });
   ctx.log.info('attempt outcome', { paymentId: p.id, attempt: p.attempt, outcome: outcome.kind, ...('code' in outcome ? { code: outcome.code } : {}) });
   return settleOutcome(ctx, p, outcome, intentId);
 }
+
+/** The `outcome` dimension of PaymentAttempts: a cancelled intent is a refusal like a decline. */
+const ATTEMPT_OUTCOME: Record<Outcome['kind'], string> = {
+  succeeded: 'succeeded',
+  declined: 'declined',
+  canceled: 'declined',
+  unknown: 'unknown',
+  retryable: 'provider_error',
+  outage: 'outage',
+};
 
 async function confirm(ctx: Ctx, p: Payment, intentId: string): Promise<Outcome> {
   try {

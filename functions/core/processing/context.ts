@@ -5,7 +5,7 @@
  */
 import type { BreakerDenial, BreakerPermit } from '../circuit-breaker';
 import type { PaymentStatus } from '../payment';
-import type { Clock, Logger, PaymentMessage, PaymentQueue, PaymentStore } from '../ports';
+import type { Clock, Logger, Metrics, PaymentMessage, PaymentQueue, PaymentStore } from '../ports';
 import type { PaymentProvider } from '../ports/payment-provider';
 import type { RandomSource } from '../retry-policy';
 
@@ -37,6 +37,8 @@ export interface PaymentProcessorDeps {
   readonly breaker: ProviderGate;
   readonly config: ProcessorConfig;
   readonly logger: Logger;
+  /** Default: none. */
+  readonly metrics?: Metrics;
   readonly clock?: Clock;
   readonly random?: RandomSource;
 }
@@ -92,6 +94,7 @@ export interface Ctx {
   readonly clock: Clock;
   readonly random: RandomSource;
   readonly log: Logger;
+  readonly metrics: Metrics;
   readonly leaseMs: number;
   readonly graceMs: number;
   readonly deferJitterMs: number;

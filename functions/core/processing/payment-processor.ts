@@ -12,6 +12,7 @@
  *   4. Only the claimer of an attempt (conditional write + lease, claim.ts) talks to the provider.
  */
 import { isTerminal, type Payment, type PaymentError } from '../payment';
+import { noMetrics } from '../ports';
 import { scheduleFor, validateBackoff } from '../retry-policy';
 import { runAttempt } from './attempt';
 import { claim } from './claim';
@@ -36,6 +37,7 @@ export class PaymentProcessor {
       clock: deps.clock ?? (() => new Date()),
       random: deps.random ?? Math.random,
       log: deps.logger,
+      metrics: deps.metrics ?? noMetrics,
       leaseMs,
       graceMs: c.retryGraceMs ?? leaseMs,
       deferJitterMs: c.deferJitterMs ?? 1000,

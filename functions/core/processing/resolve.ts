@@ -62,7 +62,9 @@ export function hasUnresolvedOutcome(p: Payment): boolean {
 
 async function readState(ctx: Ctx, p: Payment): Promise<IntentState> {
   try {
-    return intentState(await currentIntent(ctx, p));
+    const s = intentState(await currentIntent(ctx, p));
+    if (s.kind !== 'in_flight') ctx.metrics.count('UnknownOutcomesResolved', 1, { outcome: s.kind === 'confirmable' ? 'not_charged' : s.kind });
+    return s;
   } catch (err) {
     errorOutcome(err); // rethrows what is not a provider answer
     // A read refused as "no such intent" right after the create is a read that lags, not a sick

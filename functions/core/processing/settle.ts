@@ -79,7 +79,10 @@ export async function retryOrFail(ctx: Ctx, p: Payment, f: AttemptFailure, via: 
     reason: `attempt ${attempt} ${f.code}; retry ${retryCount} of ${p.maxRetries} in ${delayMs} ms (backoff cap ${capMs} ms)`,
     set: { retryCount, lastError, ...(intentId ? { intentId } : {}) },
   });
-  if (result.kind === 'settled') ctx.log.info('retry scheduled', { paymentId: p.id, attempt, retryCount, delayMs, backoffCapMs: capMs, code: f.code });
+  if (result.kind === 'settled') {
+    ctx.metrics.count('RetriesScheduled');
+    ctx.log.info('retry scheduled', { paymentId: p.id, attempt, retryCount, delayMs, backoffCapMs: capMs, code: f.code });
+  }
   return result;
 }
 

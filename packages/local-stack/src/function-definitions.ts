@@ -94,6 +94,8 @@ export function functionDefinitions(
       AWS_ENDPOINT_URL_DYNAMODB_STREAMS: endpoints.dynamodb,
       AWS_ENDPOINT_URL_SQS: endpoints.sqs,
       AWS_ENDPOINT_URL_LAMBDA: endpoints.lambda,
+      // No X-Ray daemon here: Powertools Tracer stays a no-op (the trace id still reaches the logs).
+      POWERTOOLS_TRACE_ENABLED: 'false',
       // The SDK warns once per worker that it will need Node 22; the local stack runs on Node 20.
       AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
       ...(process.env.PATH ? { PATH: process.env.PATH } : {}),

@@ -5,7 +5,7 @@
  * worker that dies or stops responding is replaced on the next invocation, as Lambda replaces a
  * sandbox.
  */
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { createInterface } from 'node:readline';
 import type { Readable } from 'node:stream';
 import { Worker } from 'node:worker_threads';
@@ -122,6 +122,7 @@ export class LocalFunction {
           logGroupName: `/aws/lambda/${this.def.id}`,
           logStreamName: this.def.env.AWS_LAMBDA_LOG_STREAM_NAME,
           clientContext: opts.clientContext,
+          traceId: traceHeader(),
         },
       });
     });
@@ -277,4 +278,10 @@ export class LocalFunction {
       await this.kill(sandbox, { errorType: 'Sandbox.Timedout', errorMessage: 'The sandbox was restarted after a timeout' });
     }
   }
+}
+
+/** An X-Ray trace header in Lambda's format, not sampled: the local stack has no X-Ray daemon. */
+function traceHeader(): string {
+  const epochHex = Math.floor(Date.now() / 1000).toString(16).padStart(8, '0');
+  return `Root=1-${epochHex}-${randomBytes(12).toString('hex')};Parent=${randomBytes(8).toString('hex')};Sampled=0`;
 }

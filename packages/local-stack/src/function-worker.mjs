@@ -120,6 +120,9 @@ function callHandler(event, c) {
       else resolve(value);
     };
     const context = makeContext(c, done);
+    // As the Lambda runtime does per invocation; Powertools Logger puts it on every line as xray_trace_id.
+    // Concurrent invocations of one sandbox share the variable (Lambda never runs two at once in one).
+    if (c.traceId) process.env._X_AMZN_TRACE_ID = c.traceId;
     try {
       const usesCallback = handler.length >= 3;
       const returned = usesCallback ? handler(event, context, done) : handler(event, context);

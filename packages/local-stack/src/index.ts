@@ -12,7 +12,7 @@ export {
   type LocalStackOptions,
   type RouteInfo,
 } from './local-stack';
-export { freePort, startDynamoDbLocal, startSqsEmulator, stopChild, type RunningEmulator } from './emulators';
+export { checkJava, freePort, JavaRequirementError, startDynamoDbLocal, startSqsEmulator, stopChild, type RunningEmulator } from './emulators';
 export {
   createLocalResources,
   functionEnvironment,
