@@ -174,7 +174,8 @@ export class PaymentsStack extends Stack {
     const reconciler = fn('ReconcilerFunction', 'reconciler', 'functions/recovery/reconciler.ts', 'Finds and finishes stuck payments', {
       timeout: Duration.minutes(5),
     })
-      .bindTable(payments, 'PAYMENTS_TABLE', ['Query', 'GetItem', 'UpdateItem'])
+      // BatchGetItem: provider reconciliation reads the payments of a page of intents in one call.
+      .bindTable(payments, 'PAYMENTS_TABLE', ['Query', 'GetItem', 'BatchGetItem', 'UpdateItem'])
       .bindTable(recoveryRuns, 'RECOVERY_TABLE', runsAccess)
       .bindQueue(paymentsQueue, 'PAYMENTS_QUEUE_URL', 'send')
       .bindSecret(providerSecret, 'PROVIDER_SECRET_ID', providerSecretId, 'read');
