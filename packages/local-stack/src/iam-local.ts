@@ -48,7 +48,10 @@ export async function startIamProxies(opts: {
   log: LogFn;
 }): Promise<LocalIam> {
   const roles = functionRoles(opts.template, (v) => resolveValue(v, opts.template, opts.resources));
-  for (const role of roles.values()) for (const s of role.skipped) opts.log(`[iam] ${s}: not evaluated`);
+  const skipped = [...roles.values()].flatMap((r) => r.skipped);
+  if (skipped.length) {
+    opts.log(`[iam] ${skipped.length} policy statement(s) or resource(s) not evaluated (conditions, or no local counterpart such as a KMS key or secret)`);
+  }
   const callers = new Map<string, IamCaller>([[ADMIN_CREDENTIALS.accessKeyId, { kind: 'admin' }]]);
   for (const [fnId, role] of roles) {
     callers.set(functionCredentials(fnId).accessKeyId, { kind: 'function', principal: assumedRoleArn(role.roleId, fnId), role });
