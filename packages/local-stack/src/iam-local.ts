@@ -27,7 +27,7 @@ export const functionCredentials = (functionId: string): Credentials => ({
 });
 
 export interface LocalIam {
-  /** Where the functions send their calls: the proxies in front of DynamoDB, SQS and the Lambda endpoint. */
+  /** Where the functions send their calls: the proxies in front of DynamoDB, SQS and the Lambda endpoint (when there is one). */
   readonly endpoints: { readonly dynamodb: string; readonly sqs: string; readonly lambda: string };
   /** Each function's role as read from the template, by function logical id. */
   readonly roles: ReadonlyMap<string, FunctionRole>;
@@ -42,7 +42,8 @@ export interface LocalIam {
 export async function startIamProxies(opts: {
   template: CfnTemplate;
   resources: LocalResources;
-  upstreams: { dynamodb: string; sqs: string; lambda: string };
+  /** Without `lambda`, no Lambda proxy is started and `endpoints.lambda` is empty. */
+  upstreams: { dynamodb: string; sqs: string; lambda?: string };
   /** The function id a name or ARN designates, if it is a local function. */
   functionArn: (nameOrArn: string) => string | undefined;
   log: LogFn;
@@ -72,16 +73,17 @@ export async function startIamProxies(opts: {
   const started: RunningIamProxy[] = [];
   try {
     for (const service of ['dynamodb', 'sqs', 'lambda'] as const) {
-      started.push(await startIamProxy({ service, upstream: opts.upstreams[service], callers, arns, log: opts.log }));
+      const upstream = opts.upstreams[service];
+      if (upstream) started.push(await startIamProxy({ service, upstream, callers, arns, log: opts.log }));
     }
   } catch (err) {
     await Promise.all(started.map((p) => p.stop()));
     throw err;
   }
-  const [dynamodb, sqs, lambda] = started as [RunningIamProxy, RunningIamProxy, RunningIamProxy];
+  const [dynamodb, sqs, lambda] = started as [RunningIamProxy, RunningIamProxy, RunningIamProxy | undefined];
   const ids = [...roles.keys()];
   return {
-    endpoints: { dynamodb: dynamodb.url, sqs: sqs.url, lambda: lambda.url },
+    endpoints: { dynamodb: dynamodb.url, sqs: sqs.url, lambda: lambda?.url ?? '' },
     roles,
     credentialsOf: (prefix) => functionCredentials(findByPrefix(ids, prefix, 'function')),
     credentialsOfFunction: functionCredentials,
