@@ -221,11 +221,17 @@ export class PaymentsStack extends Stack {
         stageName: config.stage,
         accessLogDestination: new apigw.LogGroupLogDestination(accessLogs),
         accessLogFormat: apigw.AccessLogFormat.jsonWithStandardFields(),
+        // Errors only, without request or response bodies (they carry card tokens).
+        loggingLevel: apigw.MethodLoggingLevel.ERROR,
+        dataTraceEnabled: false,
         tracingEnabled: true,
         throttlingRateLimit: config.apiThrottle.rateLimit,
         throttlingBurstLimit: config.apiThrottle.burstLimit,
       },
-      cloudWatchRole: false,
+      // API Gateway writes access and execution logs only once the account has a CloudWatch role: the
+      // stack sets it (kept when the stack is deleted, since it is an account-wide setting).
+      cloudWatchRole: true,
+      cloudWatchRoleRemovalPolicy: RemovalPolicy.RETAIN,
     });
     // API Gateway's own errors (bad key, throttling) in the same shape as the handlers' errors.
     const errorTemplate = (code: string, retryable: boolean) => ({
@@ -320,7 +326,7 @@ export class PaymentsStack extends Stack {
     acknowledge(providerSecret, 'SMG4', "a third-party provider API key: rotated at the provider by the operator, who stores the new value");
     acknowledge(api, 'APIG4', 'clients authenticate with API keys (usage plan); the key id maps to the tenant');
     acknowledge(api, 'COG4', 'no Cognito: clients are services with API keys, not end users');
-    acknowledge(api, 'APIG6', 'execution logging needs the account-wide API Gateway CloudWatch role, managed outside this stack; access logs are on');
+    acknowledge(api, 'IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs]', "API Gateway's account logging role: AWS's managed policy is the documented one for it");
     if (!config.waf) acknowledge(api, 'APIG3', `no WAF in ${config.stage}: only prod is public-facing, and the web ACL has a monthly cost`);
 
     // ---- Alarms -------------------------------------------------------------------------------
