@@ -12,6 +12,7 @@
  *   --schedule-scale <n>         run rate() schedules n times faster
  *   --dynamodb-endpoint <url>    use a running DynamoDB emulator (default $AWS_ENDPOINT_URL_DYNAMODB)
  *   --sqs-endpoint <url>         use a running SQS emulator (default $AWS_ENDPOINT_URL_SQS)
+ *   --no-iam                     do not enforce the functions' IAM roles (default: enforced)
  *
  * Ctrl-C or SIGTERM stops every process and thread it started, then exits 0.
  */
@@ -38,6 +39,7 @@ const { values: args } = parseArgs({
     'schedule-scale': { type: 'string' },
     'dynamodb-endpoint': { type: 'string' },
     'sqs-endpoint': { type: 'string' },
+    'no-iam': { type: 'boolean', default: false },
     help: { type: 'boolean', short: 'h', default: false },
   },
   strict: true,
@@ -166,6 +168,7 @@ async function main(): Promise<LocalStack | undefined> {
     extraEnv,
     scheduleScale,
     endpoints: { dynamodb: dynamodbEndpoint, sqs: sqsEndpoint },
+    iam: !args['no-iam'],
   });
 
   const keys = [...stack.apiKeys].map(([key, tenant]) => `${key} (${tenant})`).join(', ');
@@ -177,6 +180,7 @@ async function main(): Promise<LocalStack | undefined> {
     `  DynamoDB:  ${stack.endpoints.dynamodb}`,
     `  SQS:       ${stack.endpoints.sqs}`,
     `  Lambda:    ${stack.endpoints.lambda}`,
+    `  IAM:       ${stack.iam ? "each function's role enforced (its calls go through a proxy; sign with key id 'local' for full access)" : 'not enforced (--no-iam)'}`,
     `  Provider:  ${providerUrl ?? '(template value)'}`,
     `  Data:      ${dataDir ?? 'in memory'}`,
     '  Routes:',

@@ -47,6 +47,15 @@ export interface EnvironmentConfig {
   readonly tenants: readonly string[];
   /** Keep data tables and the provider secret when the stack is deleted. */
   readonly retainData: boolean;
+  /** Tables refuse DeleteTable (CloudFormation included) until this is turned off. */
+  readonly deletionProtection: boolean;
+  /** A WAF web ACL (AWS managed rules + a per-IP rate rule) in front of the API. */
+  readonly waf?: { readonly ratePer5MinPerIp: number };
+  /**
+   * Reserved concurrency of the worker: caps the calls in flight to the provider whatever the queue
+   * depth (and keeps the worker from starving the other functions). At least workerMaxConcurrency.
+   */
+  readonly workerReservedConcurrency?: number;
 }
 
 const alarms: AlarmThresholds = {
@@ -82,6 +91,7 @@ export const environments: Record<Stage, EnvironmentConfig> = {
     apiThrottle: { rateLimit: 100, burstLimit: 200 },
     tenants: ['tenant-1', 'tenant-2'],
     retainData: false,
+    deletionProtection: false,
   },
   staging: {
     ...base,
@@ -95,6 +105,8 @@ export const environments: Record<Stage, EnvironmentConfig> = {
     apiThrottle: { rateLimit: 500, burstLimit: 1000 },
     tenants: ['tenant-1', 'tenant-2'],
     retainData: true,
+    deletionProtection: false,
+    workerReservedConcurrency: 20,
   },
   prod: {
     ...base,
@@ -108,6 +120,9 @@ export const environments: Record<Stage, EnvironmentConfig> = {
     apiThrottle: { rateLimit: 2000, burstLimit: 5000 },
     tenants: ['tenant-1'],
     retainData: true,
+    deletionProtection: true,
+    waf: { ratePer5MinPerIp: 3000 },
+    workerReservedConcurrency: 200,
   },
 };
 

@@ -1,7 +1,10 @@
-import { CfnOutput, Duration, RemovalPolicy, Stack, type StackProps } from 'aws-cdk-lib';
+import { CfnOutput, Duration, RemovalPolicy, Stack, Validations, type StackProps } from 'aws-cdk-lib';
 import * as apigw from 'aws-cdk-lib/aws-apigateway';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as events from 'aws-cdk-lib/aws-events';
+import * as kms from 'aws-cdk-lib/aws-kms';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import * as wafv2 from 'aws-cdk-lib/aws-wafv2';
 import * as targets from 'aws-cdk-lib/aws-events-targets';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as sources from 'aws-cdk-lib/aws-lambda-event-sources';
@@ -18,7 +21,7 @@ import {
 } from '../functions/shared/config-contract';
 import type { EnvironmentConfig } from './config';
 import { Monitoring } from './constructs/monitoring';
-import { PaymentsFunction } from './constructs/payments-function';
+import { PaymentsFunction, retentionName } from './constructs/payments-function';
 
 export interface PaymentsStackProps extends StackProps {
   readonly config: EnvironmentConfig;
@@ -34,12 +37,22 @@ export class PaymentsStack extends Stack {
     const tableDefaults = {
       billingMode: dynamodb.BillingMode.PAY_PER_REQUEST,
       pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
+      deletionProtection: config.deletionProtection,
       removalPolicy,
     };
+    // One customer-managed key for the data that carries card tokens (payments, idempotency records,
+    // audit entries) and for the queues: access to the data needs the key too, and key use is logged.
+    const dataKey = new kms.Key(this, 'PaymentsDataKey', {
+      description: `Idempotent payments ${config.stage}: tables holding card tokens, and the queues`,
+      enableKeyRotation: true,
+      removalPolicy,
+    });
+    const cmk = { encryption: dynamodb.TableEncryption.CUSTOMER_MANAGED, encryptionKey: dataKey };
 
     // ---- Data ---------------------------------------------------------------------------------
     const payments = new dynamodb.Table(this, 'PaymentsTable', {
       ...tableDefaults,
+      ...cmk,
       partitionKey: { name: 'id', type: dynamodb.AttributeType.STRING },
       stream: dynamodb.StreamViewType.NEW_AND_OLD_IMAGES,
     });
@@ -74,12 +87,14 @@ export class PaymentsStack extends Stack {
 
     const idempotencyKeys = new dynamodb.Table(this, 'IdempotencyKeysTable', {
       ...tableDefaults,
+      ...cmk,
       partitionKey: { name: 'pk', type: dynamodb.AttributeType.STRING },
       timeToLiveAttribute: 'expiresAt',
     });
 
     const auditLog = new dynamodb.Table(this, 'AuditLogTable', {
       ...tableDefaults,
+      ...cmk,
       partitionKey: { name: 'paymentId', type: dynamodb.AttributeType.STRING },
       sortKey: { name: 'version', type: dynamodb.AttributeType.NUMBER },
     });
@@ -97,21 +112,22 @@ export class PaymentsStack extends Stack {
     });
 
     // ---- Queues -------------------------------------------------------------------------------
+    const queueEncryption = { encryption: sqs.QueueEncryption.KMS, encryptionMasterKey: dataKey, enforceSSL: true };
     const paymentsDlq = new sqs.Queue(this, 'PaymentsDlq', {
       retentionPeriod: Duration.days(14),
-      enforceSSL: true,
+      ...queueEncryption,
     });
     const paymentsQueue = new sqs.Queue(this, 'PaymentsQueue', {
       // Six times the worker timeout, as AWS recommends for Lambda event sources.
       visibilityTimeout: Duration.seconds(WORKER_TIMEOUT.toSeconds() * 6),
       deliveryDelay: Duration.seconds(0),
       retentionPeriod: Duration.days(4),
-      enforceSSL: true,
+      ...queueEncryption,
       deadLetterQueue: { queue: paymentsDlq, maxReceiveCount: config.queueMaxReceiveCount },
     });
     const auditFailures = new sqs.Queue(this, 'AuditFailuresDlq', {
       retentionPeriod: Duration.days(14),
-      enforceSSL: true,
+      ...queueEncryption,
     });
 
     // ---- Provider secret ----------------------------------------------------------------------
@@ -130,7 +146,7 @@ export class PaymentsStack extends Stack {
     // ---- Functions ----------------------------------------------------------------------------
     // Each function's environment is its config contract (functions/shared/config-contract.ts):
     // value settings from the stage config, resources bound here together with their grants.
-    const fn = (id: string, contract: FunctionName, entry: string, description: string, extra: Partial<{ timeout: Duration }> = {}) =>
+    const fn = (id: string, contract: FunctionName, entry: string, description: string, extra: Partial<{ timeout: Duration; reservedConcurrentExecutions: number }> = {}) =>
       new PaymentsFunction(this, id, { contract, entry, description, config, ...extra });
 
     const createPayment = fn('CreatePaymentFunction', 'createPayment', 'functions/api/create-payment.ts', 'POST /api/payments/process')
@@ -147,11 +163,12 @@ export class PaymentsStack extends Stack {
       .bindQueue(paymentsQueue, 'PAYMENTS_QUEUE_URL', 'send');
 
     const auditApi = fn('AuditApiFunction', 'auditApi', 'functions/api/audit-api.ts', 'GET /api/audit/payments')
-      .bindTable(auditLog, 'AUDIT_TABLE', ['Query', 'GetItem'])
+      .bindTable(auditLog, 'AUDIT_TABLE', ['Query', 'GetItem'], [AUDIT_BY_TENANT_INDEX])
       .bindTable(payments, 'PAYMENTS_TABLE', ['GetItem']);
 
     const worker = fn('PaymentWorkerFunction', 'worker', 'functions/worker/payment-worker.ts', 'Processes payment attempts from the queue', {
       timeout: WORKER_TIMEOUT,
+      reservedConcurrentExecutions: config.workerReservedConcurrency,
     })
       .bindTable(payments, 'PAYMENTS_TABLE', ['GetItem', 'UpdateItem'])
       .bindQueue(paymentsQueue, 'PAYMENTS_QUEUE_URL', 'send')
@@ -185,7 +202,8 @@ export class PaymentsStack extends Stack {
     const reconciler = fn('ReconcilerFunction', 'reconciler', 'functions/recovery/reconciler.ts', 'Finds and finishes stuck payments', {
       timeout: Duration.minutes(5),
     })
-      .bindTable(payments, 'PAYMENTS_TABLE', ['Query', 'GetItem', 'UpdateItem'])
+      // BatchGetItem: provider reconciliation reads the payments of a page of intents in one call.
+      .bindTable(payments, 'PAYMENTS_TABLE', ['GetItem', 'BatchGetItem', 'UpdateItem'], [OPEN_PAYMENTS_INDEX, SETTLED_INDEX])
       .bindTable(recoveryRuns, 'RECOVERY_TABLE', runsAccess)
       .bindQueue(paymentsQueue, 'PAYMENTS_QUEUE_URL', 'send')
       .bindSecret(providerSecret, 'PROVIDER_SECRET_ID', providerSecretId, 'read');
@@ -198,21 +216,33 @@ export class PaymentsStack extends Stack {
     // Starts runs, and finishes (releasing the lock) one whose reconciler could not be started.
     const recoveryApi = fn('RecoveryApiFunction', 'recoveryApi', 'functions/api/recovery-api.ts', 'Recovery runs: start and status')
       .bindTable(recoveryRuns, 'RECOVERY_TABLE', runsAccess)
-      .bindTable(payments, 'PAYMENTS_TABLE', ['Query'])
+      .bindTable(payments, 'PAYMENTS_TABLE', [], [OPEN_PAYMENTS_INDEX])
       .bindFunction(reconciler, 'RECONCILER_FUNCTION_NAME', 'invoke');
 
     // ---- API ----------------------------------------------------------------------------------
+    const accessLogs = new logs.LogGroup(this, 'ApiAccessLogs', {
+      retention: logs.RetentionDays[retentionName(config.logRetentionDays)],
+      removalPolicy,
+    });
     const api = new apigw.RestApi(this, 'PaymentsApi', {
       restApiName: `idempotent-payments-${config.stage}`,
       apiKeySourceType: apigw.ApiKeySourceType.HEADER,
       defaultMethodOptions: { apiKeyRequired: true },
       deployOptions: {
         stageName: config.stage,
+        accessLogDestination: new apigw.LogGroupLogDestination(accessLogs),
+        accessLogFormat: apigw.AccessLogFormat.jsonWithStandardFields(),
+        // Errors only, without request or response bodies (they carry card tokens).
+        loggingLevel: apigw.MethodLoggingLevel.ERROR,
+        dataTraceEnabled: false,
         tracingEnabled: true,
         throttlingRateLimit: config.apiThrottle.rateLimit,
         throttlingBurstLimit: config.apiThrottle.burstLimit,
       },
-      cloudWatchRole: false,
+      // API Gateway writes access and execution logs only once the account has a CloudWatch role: the
+      // stack sets it (kept when the stack is deleted, since it is an account-wide setting).
+      cloudWatchRole: true,
+      cloudWatchRoleRemovalPolicy: RemovalPolicy.RETAIN,
     });
     // API Gateway's own errors (bad key, throttling) in the same shape as the handlers' errors.
     const errorTemplate = (code: string, retryable: boolean) => ({
@@ -270,6 +300,52 @@ export class PaymentsStack extends Stack {
       plan.addApiKey(key);
       return { tenant, key };
     });
+
+    // ---- Hardening (cdk-nag AwsSolutions: fixed here, or acknowledged with a reason) -------------
+    // Parameters are checked by API Gateway; bodies have no models, since the handlers validate them
+    // with stable error codes (README, Errors).
+    const validator = api.addRequestValidator('RequestValidator', { validateRequestParameters: true, validateRequestBody: true });
+    for (const method of api.methods) (method.node.defaultChild as apigw.CfnMethod).requestValidatorId = validator.requestValidatorId;
+    if (config.waf) {
+      const managed = (name: string, priority: number): wafv2.CfnWebACL.RuleProperty => ({
+        name,
+        priority,
+        overrideAction: { none: {} },
+        statement: { managedRuleGroupStatement: { vendorName: 'AWS', name } },
+        visibilityConfig: { cloudWatchMetricsEnabled: true, metricName: name, sampledRequestsEnabled: true },
+      });
+      const acl = new wafv2.CfnWebACL(this, 'ApiWebAcl', {
+        scope: 'REGIONAL',
+        defaultAction: { allow: {} },
+        visibilityConfig: { cloudWatchMetricsEnabled: true, metricName: `payments-api-${config.stage}`, sampledRequestsEnabled: true },
+        rules: [
+          managed('AWSManagedRulesCommonRuleSet', 1),
+          managed('AWSManagedRulesKnownBadInputsRuleSet', 2),
+          {
+            name: 'RatePerIp',
+            priority: 3,
+            action: { block: {} },
+            statement: { rateBasedStatement: { limit: config.waf.ratePer5MinPerIp, aggregateKeyType: 'IP' } },
+            visibilityConfig: { cloudWatchMetricsEnabled: true, metricName: 'RatePerIp', sampledRequestsEnabled: true },
+          },
+        ],
+      });
+      new wafv2.CfnWebACLAssociation(this, 'ApiWebAclAssociation', { resourceArn: api.deploymentStage.stageArn, webAclArn: acl.attrArn });
+    }
+    const acknowledge = (scope: Construct, rule: string, reason: string) => Validations.of(scope).acknowledge({ id: `AwsSolutions::AwsSolutions-${rule}`, reason });
+    for (const f of [createPayment, paymentQueries, retryPayment, auditApi, worker, auditWriter, reconciler, recoveryApi]) {
+      acknowledge(f.role!, 'IAM5[Resource::*]', 'X-Ray PutTraceSegments/PutTelemetryRecords and DynamoDB ListStreams have no resource-level permissions');
+      acknowledge(f, 'L1', 'Node.js 22 is the runtime the bundles are built and tested for (target node20 locally); moving to 24 is a tested change');
+    }
+    for (const rule of ['IAM5[Action::kms:ReEncrypt*]', 'IAM5[Action::kms:GenerateDataKey*]']) {
+      acknowledge(auditWriter.role!, rule, "CDK's grant for the stream source's on-failure queue, on that queue's one key");
+    }
+    acknowledge(auditFailures, 'SQS3', 'it is itself a dead-letter queue: the on-failure destination of the audit stream source');
+    acknowledge(providerSecret, 'SMG4', "a third-party provider API key: rotated at the provider by the operator, who stores the new value");
+    acknowledge(api, 'APIG4', 'clients authenticate with API keys (usage plan); the key id maps to the tenant');
+    acknowledge(api, 'COG4', 'no Cognito: clients are services with API keys, not end users');
+    acknowledge(api, 'IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs]', "API Gateway's account logging role: AWS's managed policy is the documented one for it");
+    if (!config.waf) acknowledge(api, 'APIG3', `no WAF in ${config.stage}: only prod is public-facing, and the web ACL has a monthly cost`);
 
     // ---- Alarms and dashboard ----------------------------------------------------------------
     const monitoring = new Monitoring(this, 'Monitoring', {

@@ -42,7 +42,8 @@ export class Monitoring extends Construct {
     const { config } = props;
     const t = config.alarms;
     this.stage = config.stage;
-    this.topic = new sns.Topic(this, 'AlarmTopic', { displayName: `Idempotent payments alarms (${config.stage})` });
+    // Publishing only over TLS (cdk-nag SNS3); CloudWatch alarms publish with TLS.
+    this.topic = new sns.Topic(this, 'AlarmTopic', { displayName: `Idempotent payments alarms (${config.stage})`, enforceSSL: true });
     for (const email of config.alarmEmails) this.topic.addSubscription(new subscriptions.EmailSubscription(email));
 
     const fiveMinutes = Duration.minutes(5);

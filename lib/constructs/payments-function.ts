@@ -34,6 +34,7 @@ export interface PaymentsFunctionProps {
   readonly description: string;
   readonly timeout?: Duration;
   readonly memorySize?: number;
+  readonly reservedConcurrentExecutions?: number;
 }
 
 const BINDERS = { value: 'stage settings', table: 'bindTable', queue: 'bindQueue', secret: 'bindSecret', function: 'bindFunction' } as const;
@@ -59,7 +60,14 @@ export class PaymentsFunction extends NodejsFunction {
       retention: logs.RetentionDays[retentionName(config.logRetentionDays)],
       removalPolicy: config.retainData ? RemovalPolicy.RETAIN : RemovalPolicy.DESTROY,
     });
+    // The role may write to the function's own log group and nothing else of CloudWatch Logs (in place of
+    // the managed AWSLambdaBasicExecutionRole, which allows every log group).
+    const role = new iam.Role(scope, `${id}ServiceRole`, { assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com') });
+    role.addToPrincipalPolicy(
+      new iam.PolicyStatement({ actions: ['logs:CreateLogStream', 'logs:PutLogEvents'], resources: [logGroup.logGroupArn] }),
+    );
     super(scope, id, {
+      role,
       entry: path.join(projectRoot, props.entry),
       handler: 'handler',
       description: props.description,
@@ -67,6 +75,7 @@ export class PaymentsFunction extends NodejsFunction {
       architecture: lambda.Architecture.ARM_64,
       memorySize: props.memorySize ?? config.lambdaMemoryMb,
       timeout: props.timeout ?? Duration.seconds(10),
+      reservedConcurrentExecutions: props.reservedConcurrentExecutions,
       tracing: lambda.Tracing.ACTIVE,
       logGroup,
       depsLockFilePath: path.join(projectRoot, 'package-lock.json'),
@@ -108,22 +117,45 @@ export class PaymentsFunction extends NodejsFunction {
     });
   }
 
-  /** Sets the table's name in `setting` and grants exactly `actions` on the table and its indexes. */
-  bindTable(table: dynamodb.ITable, setting: SettingOf<'table'>, actions: readonly TableAction[]): this {
+  /**
+   * Sets the table's name in `setting` and grants exactly `actions` on the table, and Query on the named
+   * `indexes` only. A table encrypted with a customer-managed key also gets the key actions those table
+   * actions need (Decrypt to read; Encrypt and GenerateDataKey to write), on that key only.
+   */
+  bindTable(table: dynamodb.ITable, setting: SettingOf<'table'>, actions: readonly TableAction[], indexes: readonly string[] = []): this {
     this.setVariable(setting, table.tableName);
-    this.addToRolePolicy(
-      new iam.PolicyStatement({
-        actions: actions.map((a) => `dynamodb:${a}`),
-        resources: [table.tableArn, `${table.tableArn}/index/*`],
-      }),
-    );
+    if (actions.length) {
+      this.addToRolePolicy(new iam.PolicyStatement({ actions: actions.map((a) => `dynamodb:${a}`), resources: [table.tableArn] }));
+    }
+    if (indexes.length) {
+      this.addToRolePolicy(
+        new iam.PolicyStatement({ actions: ['dynamodb:Query'], resources: indexes.map((index) => `${table.tableArn}/index/${index}`) }),
+      );
+    }
+    if (table.encryptionKey) {
+      const writes = actions.some((a) => a === 'PutItem' || a === 'UpdateItem' || a === 'DeleteItem');
+      this.addToRolePolicy(
+        new iam.PolicyStatement({
+          actions: writes ? ['kms:Decrypt', 'kms:Encrypt', 'kms:GenerateDataKey'] : ['kms:Decrypt'],
+          resources: [table.encryptionKey.keyArn],
+        }),
+      );
+    }
     return this;
   }
 
-  /** Sets the queue's URL in `setting` and lets the function send to it. */
+  /**
+   * Sets the queue's URL in `setting` and lets the function send to it: SendMessage only, plus, for a
+   * queue encrypted with a customer-managed key, the two key actions SQS needs for a send.
+   */
   bindQueue(queue: sqs.IQueue, setting: SettingOf<'queue'>, access: 'send'): this {
     this.setVariable(setting, queue.queueUrl);
-    if (access === 'send') queue.grantSendMessages(this);
+    if (access === 'send') {
+      this.addToRolePolicy(new iam.PolicyStatement({ actions: ['sqs:SendMessage'], resources: [queue.queueArn] }));
+      if (queue.encryptionMasterKey) {
+        this.addToRolePolicy(new iam.PolicyStatement({ actions: ['kms:GenerateDataKey', 'kms:Decrypt'], resources: [queue.encryptionMasterKey.keyArn] }));
+      }
+    }
     return this;
   }
 
@@ -137,10 +169,10 @@ export class PaymentsFunction extends NodejsFunction {
     return this;
   }
 
-  /** Sets the function's name in `setting` and lets this function invoke it. */
+  /** Sets the function's name in `setting` and lets this function invoke it (unqualified: no versions or aliases). */
   bindFunction(fn: lambda.IFunction, setting: SettingOf<'function'>, access: 'invoke'): this {
     this.setVariable(setting, fn.functionName);
-    if (access === 'invoke') fn.grantInvoke(this);
+    if (access === 'invoke') this.addToRolePolicy(new iam.PolicyStatement({ actions: ['lambda:InvokeFunction'], resources: [fn.functionArn] }));
     return this;
   }
 
@@ -155,7 +187,7 @@ export class PaymentsFunction extends NodejsFunction {
   }
 }
 
-function retentionName(days: number): keyof typeof logs.RetentionDays {
+export function retentionName(days: number): keyof typeof logs.RetentionDays {
   const byDays: Record<number, keyof typeof logs.RetentionDays> = {
     1: 'ONE_DAY',
     3: 'THREE_DAYS',

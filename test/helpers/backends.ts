@@ -6,7 +6,17 @@
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { SQSClient } from '@aws-sdk/client-sqs';
-import { createLocalResources, functionEnvironment, loadSynthesizedStack, type LocalResources, type RunningEmulator, startDynamoDbLocal, startSqsEmulator } from '@idempotent-payments/local-stack';
+import {
+  createLocalResources,
+  functionEnvironment,
+  loadSynthesizedStack,
+  startDynamoDbLocal,
+  startIamProxies,
+  startSqsEmulator,
+  type LocalIam,
+  type LocalResources,
+  type RunningEmulator,
+} from '@idempotent-payments/local-stack';
 
 export interface Backends {
   readonly dynamodb: DynamoDBClient;
@@ -16,6 +26,13 @@ export interface Backends {
   readonly resources: LocalResources;
   /** Environment of a function from the template (logical id prefix), resolved to these backends. */
   envOf(functionPrefix: string): Record<string, string>;
+  /**
+   * Clients that act as the function (logical id prefix): its own credentials, through the local stack's
+   * IAM proxy, so a call its role does not allow fails with AccessDeniedException as in AWS.
+   */
+  as(functionPrefix: string): { dynamodb: DynamoDBClient; doc: DynamoDBDocumentClient; sqs: SQSClient };
+  /** The IAM proxies and the denials so far. */
+  readonly iam: LocalIam;
   stop(): Promise<void>;
 }
 
@@ -39,7 +56,24 @@ export async function startBackends(): Promise<Backends> {
     const doc = DynamoDBDocumentClient.from(dynamodb, { marshallOptions: { removeUndefinedValues: true } });
     const { template } = loadSynthesizedStack();
     const resources = await createLocalResources(template, { dynamodb, sqs });
+    const functionIds = Object.keys(template.Resources).filter((k) => template.Resources[k]!.Type === 'AWS::Lambda::Function');
+    const iam = await startIamProxies({
+      template,
+      resources,
+      upstreams: endpoints,
+      functionArn: (name) => functionIds.find((id) => name === id || name.endsWith(`:${id}`)),
+      log: () => {},
+    });
+    const made: Array<{ destroy(): void }> = [];
     return {
+      iam,
+      as(prefix) {
+        const creds = iam.credentialsOf(prefix);
+        const fnDynamodb = new DynamoDBClient({ endpoint: iam.endpoints.dynamodb, region, credentials: creds });
+        const fnSqs = new SQSClient({ endpoint: iam.endpoints.sqs, region, credentials: creds, useQueueUrlAsEndpoint: false });
+        made.push(fnDynamodb, fnSqs);
+        return { dynamodb: fnDynamodb, doc: DynamoDBDocumentClient.from(fnDynamodb, { marshallOptions: { removeUndefinedValues: true } }), sqs: fnSqs };
+      },
       dynamodb,
       doc,
       sqs,
@@ -53,6 +87,8 @@ export async function startBackends(): Promise<Backends> {
         return functionEnvironment(template, id, resources);
       },
       async stop() {
+        for (const c of made) c.destroy();
+        await iam.stop();
         dynamodb.destroy();
         sqs.destroy();
         await Promise.all(started.map((e) => e.stop()));

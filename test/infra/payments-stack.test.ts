@@ -124,7 +124,8 @@ describe('PaymentsStack', () => {
       const env = fn.Properties.Environment.Variables;
       expect(Object.keys(env)).toEqual(expect.arrayContaining(['NODE_OPTIONS', 'POWERTOOLS_SERVICE_NAME', FUNCTION_CONTRACT_VARIABLE]));
     }
-    t.resourceCountIs('AWS::Logs::LogGroup', 8);
+    // One per function, and the API's access logs.
+    t.resourceCountIs('AWS::Logs::LogGroup', 9);
   });
 
   it('REST API: all ten routes, each requiring an API key, one key per tenant on a usage plan', () => {

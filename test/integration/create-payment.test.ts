@@ -17,17 +17,19 @@ let tables: { payments: string; idempotency: string };
 let queueUrl: string;
 let now = new Date('2026-11-25T10:00:00Z');
 let dynamoCalls = 0;
+/** The create function's own clients: its role's grants are enforced (local stack IAM proxy). */
+let fn: ReturnType<Backends['as']>;
 
 function service() {
   const env = b.envOf('CreatePaymentFunction');
-  const repo = new PaymentRepository(b.doc, {
+  const repo = new PaymentRepository(fn.doc, {
     payments: env.PAYMENTS_TABLE!,
     idempotency: env.IDEMPOTENCY_TABLE!,
     openPaymentsIndex: env.OPEN_PAYMENTS_INDEX!,
   });
   return new PaymentsService({
     store: repo,
-    queue: new SqsPaymentQueue(b.sqs, env.PAYMENTS_QUEUE_URL!),
+    queue: new SqsPaymentQueue(fn.sqs, env.PAYMENTS_QUEUE_URL!),
     clock: () => now,
     idempotencyTtlSeconds: 86_400,
     maxRetries: 3,
@@ -93,7 +95,8 @@ beforeAll(async () => {
   const env = b.envOf('CreatePaymentFunction');
   tables = { payments: env.PAYMENTS_TABLE!, idempotency: env.IDEMPOTENCY_TABLE! };
   queueUrl = env.PAYMENTS_QUEUE_URL!;
-  b.dynamodb.middlewareStack.add(
+  fn = b.as('CreatePaymentFunction');
+  fn.dynamodb.middlewareStack.add(
     (next) => async (args) => {
       dynamoCalls++;
       return next(args);

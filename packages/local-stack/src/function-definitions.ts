@@ -41,6 +41,7 @@ export function functionDefinitions(
   endpoints: RuntimeEndpoints,
   extraEnv: Record<string, string> = {},
   log: LogFn = () => {},
+  credentialsOf: (functionId: string) => { accessKeyId: string; secretAccessKey: string } = () => ({ accessKeyId: 'local', secretAccessKey: 'local' }),
 ): FunctionDefinition[] {
   const defs: FunctionDefinition[] = [];
   // Bundles leave '@aws-sdk/*' to the runtime; here Node finds it by walking up from the asset.
@@ -87,9 +88,9 @@ export function functionDefinitions(
       AWS_EXECUTION_ENV: `AWS_Lambda_${runtime}`,
       LAMBDA_TASK_ROOT: assetDir,
       _HANDLER: handler,
-      // Local credentials and emulator endpoints.
-      AWS_ACCESS_KEY_ID: 'local',
-      AWS_SECRET_ACCESS_KEY: 'local',
+      // The function's own credentials (the IAM proxy maps them to its role) and the endpoints.
+      AWS_ACCESS_KEY_ID: credentialsOf(id).accessKeyId,
+      AWS_SECRET_ACCESS_KEY: credentialsOf(id).secretAccessKey,
       AWS_ENDPOINT_URL_DYNAMODB: endpoints.dynamodb,
       AWS_ENDPOINT_URL_DYNAMODB_STREAMS: endpoints.dynamodb,
       AWS_ENDPOINT_URL_SQS: endpoints.sqs,

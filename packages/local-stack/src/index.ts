@@ -25,4 +25,7 @@ export {
   type LocalResources,
   type SynthesizedStack,
 } from './template';
+export { ADMIN_CREDENTIALS, functionCredentials, startIamProxies, type Credentials, type LocalIam } from './iam-local';
+export { evaluate, functionRoles, type Decision, type FunctionRole, type PolicyStatement } from './iam-policy';
+export { accessDenied, requiredAuthorizations, startIamProxy, type IamCaller, type RunningIamProxy } from './iam-proxy';
 export { shortId, type LogFn } from './util';

@@ -15,6 +15,7 @@ import { buildRestApi, listRoutes, type RestApiModel, type RouteInfo } from './a
 import { startDynamoDbLocal, startSqsEmulator } from './emulators';
 import { eventSourceMappings } from './event-sources';
 import { functionDefinitions } from './function-definitions';
+import { ADMIN_CREDENTIALS, startIamProxies, type LocalIam } from './iam-local';
 import { LambdaInvocationError, type InvocationOutcome, type InvocationRecord } from './function-invocation';
 import { FunctionRegistry } from './function-registry';
 import { AsyncInvoker, startLambdaEndpoint } from './lambda-endpoint';
@@ -57,6 +58,11 @@ export interface LocalStackOptions {
   readonly streamPollIntervalMs?: number;
   /** Delays before the retries of failed asynchronous invocations. Default 1 and 2 minutes, as Lambda. */
   readonly asyncRetryDelaysMs?: number[];
+  /**
+   * Enforce each function's IAM role (default true): functions reach DynamoDB, SQS and the Lambda
+   * endpoint through an authorizing proxy that evaluates their role's policies from the template.
+   */
+  readonly iam?: boolean;
 }
 
 export interface LocalStack {
@@ -71,6 +77,11 @@ export interface LocalStack {
   readonly schedules: ScheduleRule[];
   /** API key → tenant. */
   readonly apiKeys: ReadonlyMap<string, string>;
+  /**
+   * The IAM proxies the functions call (absent with `iam: false`), the credentials of each function
+   * (by logical id prefix) and the denials so far.
+   */
+  readonly iam?: LocalIam;
   /** Clients bound to the emulators, for tests and tools. */
   readonly clients: { readonly dynamodb: DynamoDBClient; readonly sqs: SQSClient; readonly streams: DynamoDBStreamsClient };
   /** Invokes the function whose logical id starts with the prefix; resolves to its result, rejects with LambdaInvocationError. */
@@ -122,7 +133,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
   const { template } = stack;
   const apiKeys = parseApiKeys(options.apiKeys ?? process.env.LOCAL_API_KEYS ?? DEFAULT_API_KEYS);
   const teardown = new Teardown(log);
-  const credentials = { accessKeyId: 'local', secretAccessKey: 'local' };
+  const credentials = ADMIN_CREDENTIALS;
 
   try {
     // ---- Emulators ----
@@ -167,7 +178,22 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     const lambda = await startLambdaEndpoint({ registry: () => registry, asyncInvoker: () => asyncInvoker, port: options.lambdaPort, log });
     teardown.add('Lambda endpoint', () => lambda.stop());
     const endpoints = { dynamodb: dynamodbEndpoint, sqs: sqsEndpoint, lambda: lambda.url };
-    registry = new FunctionRegistry(functionDefinitions(stack, resources, endpoints, options.extraEnv, log), log);
+    let iam: LocalIam | undefined;
+    if (options.iam !== false) {
+      iam = await startIamProxies({
+        template,
+        resources,
+        upstreams: endpoints,
+        functionArn: (name) => registry?.get(name)?.id,
+        log,
+      });
+      teardown.add('IAM proxies', () => iam!.stop());
+    }
+    const functionEndpoints = iam?.endpoints ?? endpoints;
+    registry = new FunctionRegistry(
+      functionDefinitions(stack, resources, functionEndpoints, options.extraEnv, log, iam ? (id) => iam!.credentialsOfFunction(id) : undefined),
+      log,
+    );
     const functions = registry;
     teardown.add('functions', () => functions.stop());
     asyncInvoker = new AsyncInvoker(registry, log, options.asyncRetryDelaysMs);
@@ -259,6 +285,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       routes: listRoutes(api),
       schedules: rules,
       apiKeys,
+      iam,
       clients,
       async invokeOutcome(prefix, event = {}) {
         const fn = functions.byPrefix(prefix);

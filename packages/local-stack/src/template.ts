@@ -150,6 +150,12 @@ export async function createLocalResources(
   return { tables, queues };
 }
 
+/** A local table's ARN: the form Fn::GetAtt Arn resolves to and the IAM proxy checks requests against. */
+export const localTableArn = (tableName: string) => `arn:aws:dynamodb:local:000000000000:table/${tableName}`;
+
+/** A local function's ARN, by logical id. */
+export const localFunctionArn = (functionId: string) => `arn:aws:lambda:local:000000000000:function:${functionId}`;
+
 /**
  * Resolves the intrinsic functions CDK emits in function environments (Ref and Fn::GetAtt of tables,
  * queues and functions, Fn::Join) to the local resources.
@@ -178,7 +184,7 @@ function resolveRef(id: string, attr: string, template: CfnTemplate, local: Loca
   if (type === 'AWS::DynamoDB::Table') {
     const t = local.tables[id]!;
     if (attr === 'Ref') return t.name;
-    if (attr === 'Arn') return `arn:aws:dynamodb:local:000000000000:table/${t.name}`;
+    if (attr === 'Arn') return localTableArn(t.name);
     if (attr === 'StreamArn' && t.streamArn) return t.streamArn;
   }
   if (type === 'AWS::SQS::Queue') {
@@ -189,7 +195,7 @@ function resolveRef(id: string, attr: string, template: CfnTemplate, local: Loca
   }
   if (type === 'AWS::Lambda::Function') {
     if (attr === 'Ref') return id;
-    if (attr === 'Arn') return `arn:aws:lambda:local:000000000000:function:${id}`;
+    if (attr === 'Arn') return localFunctionArn(id);
   }
   throw new Error(`Cannot resolve ${attr} of ${id} (${type ?? 'unknown'}) locally`);
 }

@@ -106,9 +106,11 @@ describe('API Gateway', () => {
     expect(env).toMatchObject({
       AWS_LAMBDA_FUNCTION_NAME: ids.queries,
       AWS_REGION: 'us-east-1',
-      AWS_ENDPOINT_URL_DYNAMODB: stack.endpoints.dynamodb,
-      AWS_ENDPOINT_URL_SQS: stack.endpoints.sqs,
-      AWS_ENDPOINT_URL_LAMBDA: stack.endpoints.lambda,
+      // The IAM proxies in front of the backends, and the function's own credentials.
+      AWS_ENDPOINT_URL_DYNAMODB: stack.iam!.endpoints.dynamodb,
+      AWS_ENDPOINT_URL_SQS: stack.iam!.endpoints.sqs,
+      AWS_ENDPOINT_URL_LAMBDA: stack.iam!.endpoints.lambda,
+      AWS_ACCESS_KEY_ID: stack.iam!.credentialsOf(ids.queries).accessKeyId,
       PAYMENTS_TABLE: stack.resources.tables[ids.table]!.name,
       // Only what its config contract reads: the queries function sends no messages.
       PAYMENTS_QUEUE_URL: null,
