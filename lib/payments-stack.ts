@@ -156,7 +156,7 @@ export class PaymentsStack extends Stack {
 
     const paymentQueries = fn('PaymentQueriesFunction', 'paymentQueries', 'functions/api/payment-queries.ts', 'Payment lookups, listing and key validation')
       .bindTable(idempotencyKeys, 'IDEMPOTENCY_TABLE', ['GetItem'])
-      .bindTable(payments, 'PAYMENTS_TABLE', ['GetItem', 'Query']);
+      .bindTable(payments, 'PAYMENTS_TABLE', ['GetItem'], [PAYMENTS_BY_TENANT_INDEX]);
 
     const retryPayment = fn('RetryPaymentFunction', 'retryPayment', 'functions/api/retry-payment.ts', 'POST /api/payments/{paymentID}/retry')
       .bindTable(payments, 'PAYMENTS_TABLE', ['GetItem', 'UpdateItem'])
