@@ -3,8 +3,10 @@
  * Everything is built on first use, so a function builds (and reads the settings of) only what it uses.
  * Core code never reaches for these: it is handed them.
  */
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { InvokeCommand, LambdaClient } from '@aws-sdk/client-lambda';
 import { documentClient, sqsClient } from './adapters/aws-clients';
+import { operatorIdempotency as makeOperatorIdempotency, type IdempotentRunner } from './adapters/dynamo/operator-idempotency';
 import { AuditRepository } from './adapters/dynamo/audit-repository';
 import { countOpenByStatus } from './adapters/dynamo/open-payments';
 import { PaymentRepository } from './adapters/dynamo/payment-repository';
@@ -20,6 +22,7 @@ import { PaymentProcessor } from './core/processing/payment-processor';
 import { Reconciler } from './core/reconciler';
 import { createReconcilerHandler } from './recovery/reconciler';
 import { loadConfig, type PaymentsConfig } from './shared/env';
+import { parsePrincipalMap } from './shared/http';
 import { serviceLogger as logger } from './shared/logger';
 import { createWorkerHandler } from './worker/payment-worker';
 
@@ -140,7 +143,13 @@ function build() {
     openCounts: () => countOpenByStatus(documentClient(), config().paymentsTable, config().openPaymentsIndex),
   }));
 
-  return { config, logger, store, queue, payments, audit, runs, breaker, provider, processor, workerHandler, reconcilerHandler, recoveryApi };
+  // API key id → tenant or operator (API_KEY_PRINCIPALS); see functions/shared/http.ts.
+  const principals = once(() => parsePrincipalMap(config().apiKeyPrincipals));
+  const operatorIdempotency = once((): IdempotentRunner | undefined =>
+    config().operatorIdempotencyTable ? makeOperatorIdempotency(new DynamoDBClient({ maxAttempts: 3 }), config().operatorIdempotencyTable) : undefined,
+  );
+
+  return { config, logger, principals, operatorIdempotency, store, queue, payments, audit, runs, breaker, provider, processor, workerHandler, reconcilerHandler, recoveryApi };
 }
 
 export type Wiring = ReturnType<typeof build>;

@@ -4,7 +4,12 @@
  * return the stored item (ReturnValuesOnConditionCheckFailure), so no second read is needed.
  */
 import { createHash } from 'node:crypto';
-import { ConditionalCheckFailedException, TransactionCanceledException } from '@aws-sdk/client-dynamodb';
+import {
+  ConditionalCheckFailedException,
+  IdempotentParameterMismatchException,
+  TransactionCanceledException,
+  TransactionInProgressException,
+} from '@aws-sdk/client-dynamodb';
 import { unmarshall } from '@aws-sdk/util-dynamodb';
 import {
   BatchGetCommand,
@@ -51,6 +56,21 @@ export interface PaymentTables {
 
 const TRANSACTION_RETRIES = 8;
 
+/**
+ * The TransactWriteItems ClientRequestToken of one create: the same request (tenant, key, generation,
+ * request hash) at the same instant (createdAt) always yields the same token, so a resend of that write
+ * (the SDK's retry after a lost response, or our retry of a transaction conflict) is recognised by
+ * DynamoDB for 10 minutes and answered with success instead of failing its own conditions as a replay
+ * would. createdAt is part of it because a later request carries other timestamps: with the same token
+ * DynamoDB would reject it as IdempotentParameterMismatch instead of evaluating it.
+ */
+export function createRequestToken(key: Pick<IdempotencyRecord, 'tenantId' | 'idempotencyKey' | 'generation' | 'requestHash' | 'createdAt'>): string {
+  return createHash('sha256')
+    .update([key.tenantId, key.idempotencyKey, String(key.generation), key.requestHash, key.createdAt].join('\u0000'))
+    .digest('base64url')
+    .slice(0, 36);
+}
+
 export class PaymentRepository implements PaymentStore {
   constructor(
     private readonly doc: DynamoDBDocumentClient,
@@ -96,10 +116,12 @@ export class PaymentRepository implements PaymentStore {
   async insertWithKey(newPayment: Payment, key: IdempotencyRecord, nowEpochSeconds: number): Promise<InsertResult> {
     const keyItem = { ...key, pk: keyPk(key.tenantId, key.idempotencyKey) };
     const payment = { ...newPayment, openShard: openShardFor(newPayment.id) };
+    const token = createRequestToken(key);
     for (let attempt = 0; ; attempt++) {
       try {
         await this.doc.send(
           new TransactWriteCommand({
+            ClientRequestToken: token,
             TransactItems: [
               {
                 Put: {
@@ -123,6 +145,20 @@ export class PaymentRepository implements PaymentStore {
         );
         return { kind: 'created' };
       } catch (err) {
+        if (err instanceof IdempotentParameterMismatchException) {
+          // Another write used this token with other values (only possible within one millisecond):
+          // whatever it wrote is read back and treated like a failed condition.
+          const [storedKey, stored] = await Promise.all([this.getKey(key.tenantId, key.idempotencyKey), this.get(newPayment.id)]);
+          const live = storedKey && storedKey.expiresAt > nowEpochSeconds ? storedKey : undefined;
+          if (live || stored) return { kind: 'conflict', key: live, payment: stored };
+          throw new ServiceUnavailableError();
+        }
+        if (err instanceof TransactionInProgressException) {
+          // The first send of this very write is still being applied: wait for it, then resend.
+          if (attempt >= TRANSACTION_RETRIES) throw new ServiceUnavailableError();
+          await sleep(Math.min(500, 20 * 2 ** attempt));
+          continue;
+        }
         if (!(err instanceof TransactionCanceledException)) throw err;
         const reasons = err.CancellationReasons ?? [];
         const codes = reasons.map((r) => r.Code ?? 'None');

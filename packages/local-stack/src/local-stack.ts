@@ -10,7 +10,7 @@ import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DynamoDBStreamsClient } from '@aws-sdk/client-dynamodb-streams';
 import { SQSClient } from '@aws-sdk/client-sqs';
 import { startApiGateway } from './api-gateway-server';
-import { parseApiKeys } from './api-keys';
+import { apiKeyPrincipals, localApiKeyId, parseApiKeys } from './api-keys';
 import { buildRestApi, listRoutes, type RestApiModel, type RouteInfo } from './api-model';
 import { startDynamoDbLocal, startSqsEmulator } from './emulators';
 import { eventSourceMappings } from './event-sources';
@@ -30,7 +30,13 @@ import { errorMessage, findByPrefix, makeLog, referencedId, shortId, type LogFn 
 export { LambdaInvocationError, type InvocationOutcome, type InvocationRecord } from './function-invocation';
 export type { RouteInfo } from './api-model';
 
-export const DEFAULT_API_KEYS = 'local-key-1:tenant-1,local-key-2:tenant-2';
+export const DEFAULT_API_KEYS = 'local-key-1:tenant-1,local-key-2:tenant-2,local-operator-key:operator:local';
+
+/**
+ * The function environment variable that maps API key ids to principals. The template's value names the
+ * deployed keys; locally it is replaced, in the functions that have it, by the LOCAL_API_KEYS mapping.
+ */
+export const API_KEY_PRINCIPALS_VARIABLE = 'API_KEY_PRINCIPALS';
 
 export interface LocalStackOptions {
   /** Cloud assembly directory (run `cdk synth` first). Default `cdk.out`. */
@@ -41,7 +47,10 @@ export interface LocalStackOptions {
   readonly lambdaPort?: number;
   /** Persistent DynamoDB Local data (and stream checkpoints) in this directory; in memory when absent. */
   readonly dataDir?: string;
-  /** `key:tenant` pairs, comma-separated, or key → tenant. Default $LOCAL_API_KEYS or two local keys. */
+  /**
+   * `key:tenant` or `key:operator:<name>` pairs, comma-separated, or key → who. Default $LOCAL_API_KEYS
+   * or DEFAULT_API_KEYS (two tenants, one operator). Several keys may name one tenant (rotation).
+   */
   readonly apiKeys?: string | Record<string, string>;
   /** Merged over every function's environment (e.g. PROVIDER_URL of a simulator). */
   readonly extraEnv?: Record<string, string>;
@@ -69,8 +78,10 @@ export interface LocalStack {
   readonly functions: string[];
   readonly routes: RouteInfo[];
   readonly schedules: ScheduleRule[];
-  /** API key → tenant. */
+  /** API key → who (tenant id, or `operator:<name>`). */
   readonly apiKeys: ReadonlyMap<string, string>;
+  /** API key → the apiKeyId the functions see. */
+  readonly apiKeyIds: ReadonlyMap<string, string>;
   /** Clients bound to the emulators, for tests and tools. */
   readonly clients: { readonly dynamodb: DynamoDBClient; readonly sqs: SQSClient; readonly streams: DynamoDBStreamsClient };
   /** Invokes the function whose logical id starts with the prefix; resolves to its result, rejects with LambdaInvocationError. */
@@ -121,6 +132,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
   const stack = loadSynthesizedStack(options.cdkOut ?? 'cdk.out');
   const { template } = stack;
   const apiKeys = parseApiKeys(options.apiKeys ?? process.env.LOCAL_API_KEYS ?? DEFAULT_API_KEYS);
+  const apiKeyIds = new Map([...apiKeys.keys()].map((k) => [k, localApiKeyId(k)]));
   const teardown = new Teardown(log);
   const credentials = { accessKeyId: 'local', secretAccessKey: 'local' };
 
@@ -167,7 +179,10 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     const lambda = await startLambdaEndpoint({ registry: () => registry, asyncInvoker: () => asyncInvoker, port: options.lambdaPort, log });
     teardown.add('Lambda endpoint', () => lambda.stop());
     const endpoints = { dynamodb: dynamodbEndpoint, sqs: sqsEndpoint, lambda: lambda.url };
-    registry = new FunctionRegistry(functionDefinitions(stack, resources, endpoints, options.extraEnv, log), log);
+    registry = new FunctionRegistry(
+      functionDefinitions(stack, resources, endpoints, options.extraEnv, log, { [API_KEY_PRINCIPALS_VARIABLE]: apiKeyPrincipals(apiKeys) }),
+      log,
+    );
     const functions = registry;
     teardown.add('functions', () => functions.stop());
     asyncInvoker = new AsyncInvoker(registry, log, options.asyncRetryDelaysMs);
@@ -177,7 +192,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
 
     // ---- API ----
     const api = buildRestApi(template) ?? emptyApi();
-    const gateway = await startApiGateway({ model: api, registry, apiKeys, port: options.apiPort ?? 3000, log });
+    const gateway = await startApiGateway({ model: api, registry, apiKeys: apiKeyIds, port: options.apiPort ?? 3000, log });
     teardown.add('API', () => gateway.stop());
 
     // ---- Event sources ----
@@ -259,6 +274,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       routes: listRoutes(api),
       schedules: rules,
       apiKeys,
+      apiKeyIds,
       clients,
       async invokeOutcome(prefix, event = {}) {
         const fn = functions.byPrefix(prefix);

@@ -9,7 +9,7 @@ import { PutItemCommand } from '@aws-sdk/client-dynamodb';
 import { SendMessageCommand } from '@aws-sdk/client-sqs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { gatewayResponse } from '../src/api-gateway-responses';
-import { parseApiKeys } from '../src/api-keys';
+import { localApiKeyId, parseApiKeys } from '../src/api-keys';
 import { buildRestApi, listRoutes, type RestApiModel } from '../src/api-model';
 import { buildProxyEvent, proxyResultToResponse } from '../src/api-proxy-integration';
 import { matchResource, methodFor } from '../src/api-route-matcher';
@@ -300,13 +300,13 @@ describe('the real bundles on the local stack', () => {
     expect(seen.filter((r) => r.source === 'api')).toHaveLength(0);
   });
 
-  it('passes a request with a key to its function, with the tenant as apiKeyId (also under the stage prefix)', async () => {
+  it("passes a request with a key to its function, with the key's opaque id as apiKeyId (also under the stage prefix)", async () => {
     for (const prefix of ['', '/dev']) {
       const wait = stack!.waitForInvocation((r) => r.source === 'api' && r.functionId === fn('CreatePaymentFunction'));
       const res = await post(`${prefix}/api/payments/process`, { 'x-api-key': 'local-key-2' });
       expect([403, 404, 502]).not.toContain(res.status);
       const r = await wait;
-      expect((r.event as any).requestContext.identity).toMatchObject({ apiKey: 'local-key-2', apiKeyId: 'tenant-2' });
+      expect((r.event as any).requestContext.identity).toMatchObject({ apiKey: 'local-key-2', apiKeyId: localApiKeyId('local-key-2') });
       expect((r.event as any).resource).toBe('/api/payments/process');
     }
   });
