@@ -34,8 +34,9 @@ export function operatorIdempotency(client: DynamoDBClient, tableName: string): 
     expiresAfterSeconds: OPERATOR_IDEMPOTENCY_SECONDS,
     throwOnNoIdempotencyKey: true,
   });
-  // The second argument (the action itself) is not hashed: dataIndexArgument picks the first.
-  const idempotent = makeIdempotent(async (_key: OperatorRequestKey, run: () => Promise<unknown>) => run(), {
+  // The second argument (the action itself) is not hashed: dataIndexArgument picks the first. The
+  // result is stored as JSON data: undefined fields are dropped first (the store cannot marshal them).
+  const idempotent = makeIdempotent(async (_key: OperatorRequestKey, run: () => Promise<unknown>) => JSON.parse(JSON.stringify(await run())) as unknown, {
     persistenceStore,
     config,
     keyPrefix: 'operator',
