@@ -4,7 +4,7 @@
  */
 import { requestFingerprint, type CreatePaymentRequest } from './create-request';
 import { AppError, IdempotencyKeyMismatchError, InvalidStateTransitionError, NotFoundError, ServiceUnavailableError } from './errors';
-import { paymentIdFor } from './ids';
+import { paymentIdFor, requestId as newWriteId } from './ids';
 import type { Payment } from './payment';
 import { actorOf, ForbiddenError, type Principal } from './principal';
 import { silentLogger, type IdempotencyRecord, type Logger, type PaymentQueue, type PaymentStore as Store } from './ports';
@@ -61,6 +61,8 @@ export class PaymentsService {
     const now = this.clock();
     const nowSeconds = Math.floor(now.getTime() / 1000);
     const requestHash = requestFingerprint(req);
+    // One id per create call: the store derives the write's ClientRequestToken from it and the request.
+    const writeId = newWriteId();
     let generation = 0;
     for (let step = 0; step < MAX_GENERATION_STEPS; step++) {
       const payment = this.newPayment(tenantId, req, requestHash, generation, now);
@@ -73,7 +75,7 @@ export class PaymentsService {
         createdAt: now.toISOString(),
         expiresAt: nowSeconds + this.deps.idempotencyTtlSeconds,
       };
-      const result = await this.deps.store.insertWithKey(payment, key, nowSeconds);
+      const result = await this.deps.store.insertWithKey(payment, key, nowSeconds, writeId);
       if (result.kind === 'created') {
         await this.enqueue(payment);
         return { payment, replayed: false };

@@ -3,7 +3,7 @@
  * transaction; every later change is a conditional update on (version, status). Failed conditions
  * return the stored item (ReturnValuesOnConditionCheckFailure), so no second read is needed.
  */
-import { createHash } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import {
   ConditionalCheckFailedException,
   IdempotentParameterMismatchException,
@@ -57,16 +57,16 @@ export interface PaymentTables {
 const TRANSACTION_RETRIES = 8;
 
 /**
- * The TransactWriteItems ClientRequestToken of one create: the same request (tenant, key, generation,
- * request hash) at the same instant (createdAt) always yields the same token, so a resend of that write
- * (the SDK's retry after a lost response, or our retry of a transaction conflict) is recognised by
- * DynamoDB for 10 minutes and answered with success instead of failing its own conditions as a replay
- * would. createdAt is part of it because a later request carries other timestamps: with the same token
- * DynamoDB would reject it as IdempotentParameterMismatch instead of evaluating it.
+ * The TransactWriteItems ClientRequestToken of one create call: derived from the request (tenant, key,
+ * generation, request hash) and the call's writeId. A resend of that very write (the SDK's retry after
+ * a lost response, or our retry of a transaction conflict) carries the same token, so DynamoDB (for 10
+ * minutes) answers it with success instead of failing its conditions as if it were a replay; the
+ * payment is then queued. Another call, even an identical request in the same millisecond, has its own
+ * writeId and is evaluated normally (a replay, answered from the failed conditions).
  */
-export function createRequestToken(key: Pick<IdempotencyRecord, 'tenantId' | 'idempotencyKey' | 'generation' | 'requestHash' | 'createdAt'>): string {
+export function createRequestToken(key: Pick<IdempotencyRecord, 'tenantId' | 'idempotencyKey' | 'generation' | 'requestHash'>, writeId: string): string {
   return createHash('sha256')
-    .update([key.tenantId, key.idempotencyKey, String(key.generation), key.requestHash, key.createdAt].join('\u0000'))
+    .update([key.tenantId, key.idempotencyKey, String(key.generation), key.requestHash, writeId].join('\u0000'))
     .digest('base64url')
     .slice(0, 36);
 }
@@ -113,10 +113,10 @@ export class PaymentRepository implements PaymentStore {
    * expired; the payment id must be unused. Transaction conflicts with concurrent identical requests
    * are retried with jitter; the loser then sees the winner's records.
    */
-  async insertWithKey(newPayment: Payment, key: IdempotencyRecord, nowEpochSeconds: number): Promise<InsertResult> {
+  async insertWithKey(newPayment: Payment, key: IdempotencyRecord, nowEpochSeconds: number, writeId: string = randomUUID()): Promise<InsertResult> {
     const keyItem = { ...key, pk: keyPk(key.tenantId, key.idempotencyKey) };
     const payment = { ...newPayment, openShard: openShardFor(newPayment.id) };
-    const token = createRequestToken(key);
+    const token = createRequestToken(key, writeId);
     for (let attempt = 0; ; attempt++) {
       try {
         await this.doc.send(
@@ -146,8 +146,8 @@ export class PaymentRepository implements PaymentStore {
         return { kind: 'created' };
       } catch (err) {
         if (err instanceof IdempotentParameterMismatchException) {
-          // Another write used this token with other values (only possible within one millisecond):
-          // whatever it wrote is read back and treated like a failed condition.
+          // This token was used with other values (a caller reusing a writeId): whatever that write
+          // stored is read back and treated like a failed condition.
           const [storedKey, stored] = await Promise.all([this.getKey(key.tenantId, key.idempotencyKey), this.get(newPayment.id)]);
           const live = storedKey && storedKey.expiresAt > nowEpochSeconds ? storedKey : undefined;
           if (live || stored) return { kind: 'conflict', key: live, payment: stored };
