@@ -228,7 +228,7 @@ describe('event sources', () => {
     const stream = await viaStream;
     expect(stream.functionId).toBe(ids.audit);
     const change = (stream.event as any).Records.find((x: any) => x.dynamodb.Keys.id.S === id);
-    expect(change).toMatchObject({ eventName: 'INSERT', dynamodb: { NewImage: { id: { S: id }, meta: { M: {} }, tenant: { S: 'tenant-1' } }, StreamViewType: 'NEW_AND_OLD_IMAGES' } });
+    expect(change).toMatchObject({ eventName: 'INSERT', dynamodb: { NewImage: { id: { S: id }, meta: { M: {} }, tenant: { S: localApiKeyId('local-key-1') } }, StreamViewType: 'NEW_AND_OLD_IMAGES' } });
   });
 
   it('SQS: reported item failures come back after the visibility timeout and reach the DLQ after maxReceiveCount', async () => {

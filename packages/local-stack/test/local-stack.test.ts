@@ -63,7 +63,9 @@ describe('API model from the template', () => {
   it('shapes gateway errors with the template GatewayResponses', () => {
     const forbidden = gatewayResponse(api, 'INVALID_API_KEY', ctx);
     expect(forbidden.status).toBe(403);
-    expect(JSON.parse(forbidden.body.toString())).toEqual({ error: { code: 'FORBIDDEN', message: 'Forbidden', retryable: false, requestId: 'req-1' } });
+    expect(JSON.parse(forbidden.body.toString())).toEqual({
+      error: { code: 'FORBIDDEN', message: 'Forbidden', retryable: false, timestamp: expect.stringMatching(/^\d{2}\/\w{3}\/\d{4}:\d{2}:\d{2}:\d{2} \+0000$/), requestId: 'req-1' },
+    });
     expect(forbidden.headers['x-amzn-ErrorType']).toEqual(['ForbiddenException']);
 
     const missing = gatewayResponse(api, 'MISSING_AUTHENTICATION_TOKEN', ctx);
@@ -73,11 +75,13 @@ describe('API model from the template', () => {
     // A Lambda failure is a DEFAULT_5XX: the template's template, API Gateway's 502.
     const failed = gatewayResponse(api, 'DEFAULT_5XX', ctx);
     expect(failed.status).toBe(502);
-    expect(JSON.parse(failed.body.toString())).toEqual({ error: { code: 'INTERNAL_ERROR', message: 'Internal server error', retryable: true, requestId: 'req-1' } });
-    // No INTEGRATION_TIMEOUT response in the template: DEFAULT_5XX shapes it, with its own 504.
+    expect(JSON.parse(failed.body.toString())).toEqual({
+      error: { code: 'INTERNAL_ERROR', message: 'Internal server error', retryable: true, timestamp: expect.any(String), requestId: 'req-1' },
+    });
+    // The template's INTEGRATION_TIMEOUT response, with API Gateway's 504.
     const timeout = gatewayResponse(api, 'INTEGRATION_TIMEOUT', ctx);
     expect(timeout.status).toBe(504);
-    expect(JSON.parse(timeout.body.toString()).error.message).toBe('Endpoint request timed out');
+    expect(JSON.parse(timeout.body.toString()).error).toMatchObject({ code: 'UPSTREAM_TIMEOUT', message: 'Endpoint request timed out' });
     // Without any GatewayResponse, API Gateway's own body.
     const bare = gatewayResponse({ gatewayResponses: new Map() }, 'INVALID_API_KEY', ctx);
     expect(JSON.parse(bare.body.toString())).toEqual({ message: 'Forbidden' });
