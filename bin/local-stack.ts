@@ -157,7 +157,7 @@ async function main(): Promise<LocalStack | undefined> {
     endpoints: { dynamodb: dynamodbEndpoint, sqs: sqsEndpoint },
   });
 
-  const keys = [...stack.apiKeys].map(([key, who]) => `${key} (${who.startsWith('operator:') ? who : `tenant ${who.replace(/^tenant:/, '')}`})`).join(', ');
+  const keys = [...stack.apiKeys].map(([key, who]) => `${key} (${who})`).join(', ');
   const lines = [
     '',
     `Local stack ${stack.stackName} is running`,
