@@ -5,6 +5,7 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startLocalStack } from '@idempotent-payments/local-stack';
+import { localProviderEnv } from '../../scripts/drill-env';
 import { startProviderSimulator } from '@idempotent-payments/provider-simulator';
 
 type Stack = Awaited<ReturnType<typeof startLocalStack>>;
@@ -14,7 +15,8 @@ let provider: Simulator | undefined;
 
 beforeAll(async () => {
   provider = await startProviderSimulator({ port: 0 });
-  stack = await startLocalStack({ apiPort: 0, extraEnv: { PROVIDER_URL: provider.url, RETRY_BASE_SECONDS: '0.05' } });
+  // localProviderEnv: the simulator's URL and a test key in place of the stage's provider secret.
+  stack = await startLocalStack({ apiPort: 0, extraEnv: { ...localProviderEnv(provider.url), RETRY_BASE_SECONDS: '0.05' } });
 });
 
 afterAll(async () => {
