@@ -171,7 +171,7 @@ async function main(): Promise<LocalStack | undefined> {
     iam: !args['no-iam'],
   });
 
-  const keys = [...stack.apiKeys].map(([key, tenant]) => `${key} (${tenant})`).join(', ');
+  const keys = [...stack.apiKeys].map(([key, who]) => `${key} (${who})`).join(', ');
   const lines = [
     '',
     `Local stack ${stack.stackName} is running`,

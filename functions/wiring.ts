@@ -3,8 +3,10 @@
  * Everything is built on first use, so a function builds (and reads the settings of) only what it uses.
  * Core code never reaches for these: it is handed them.
  */
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { InvokeCommand } from '@aws-sdk/client-lambda';
 import { documentClient, lambdaClient, sqsClient } from './adapters/aws-clients';
+import { operatorIdempotency as makeOperatorIdempotency, type IdempotentRunner } from './adapters/dynamo/operator-idempotency';
 import { AuditRepository } from './adapters/dynamo/audit-repository';
 import { countOpenByStatus } from './adapters/dynamo/open-payments';
 import { PaymentRepository } from './adapters/dynamo/payment-repository';
@@ -22,6 +24,7 @@ import { Reconciler } from './core/reconciler';
 import { createAuditStreamHandler } from './audit/audit-stream';
 import { createReconcilerHandler } from './recovery/reconciler';
 import { loadConfig, type PaymentsConfig } from './shared/env';
+import { parsePrincipalMap } from './shared/http';
 import { serviceLogger as logger } from './shared/logger';
 import { serviceMetrics as metrics } from './shared/metrics';
 import { tracer } from './shared/tracer';
@@ -152,7 +155,31 @@ function build() {
     openCounts: () => countOpenByStatus(documentClient(), config().paymentsTable, config().openPaymentsIndex),
   }));
 
-  return { config, logger, metrics, store, queue, payments, audit, runs, breaker, provider, processor, workerHandler, auditHandler, reconcilerHandler, recoveryApi };
+  // API key id → tenant or operator (API_KEY_PRINCIPALS); see functions/shared/http.ts.
+  const principals = once(() => parsePrincipalMap(config().apiKeyPrincipals));
+  const operatorIdempotency = once((): IdempotentRunner | undefined =>
+    config().operatorIdempotencyTable ? makeOperatorIdempotency(new DynamoDBClient({ maxAttempts: 3 }), config().operatorIdempotencyTable) : undefined,
+  );
+
+  return {
+    config,
+    logger,
+    metrics,
+    principals,
+    operatorIdempotency,
+    store,
+    queue,
+    payments,
+    audit,
+    runs,
+    breaker,
+    provider,
+    processor,
+    workerHandler,
+    auditHandler,
+    reconcilerHandler,
+    recoveryApi,
+  };
 }
 
 export type Wiring = ReturnType<typeof build>;

@@ -43,8 +43,18 @@ export interface EnvironmentConfig {
   readonly workerMaxConcurrency: number;
   readonly queueMaxReceiveCount: number;
   readonly apiThrottle: { readonly rateLimit: number; readonly burstLimit: number };
-  /** One API key is created per tenant; the key's id is the tenant id the handlers see. */
+  /**
+   * One API key per tenant (named `<stage>-<tenant>`). The handlers see the key's id and map it to the
+   * tenant id through API_KEY_PRINCIPALS, so a tenant keeps its data when its key changes.
+   */
   readonly tenants: readonly string[];
+  /**
+   * Key rotation: a tenant's key versions, when not just the first. `v1` is the key `<stage>-<tenant>`;
+   * any other version `<stage>-<tenant>-<version>`. All listed keys work (the overlap); see README.
+   */
+  readonly tenantKeys?: Readonly<Record<string, readonly string[]>>;
+  /** Operator API keys (their own usage plan), one per name; the actor is `operator:<name>`. */
+  readonly operators: readonly string[];
   /** Keep data tables and the provider secret when the stack is deleted. */
   readonly retainData: boolean;
   /** Tables refuse DeleteTable (CloudFormation included) until this is turned off. */
@@ -90,6 +100,7 @@ export const environments: Record<Stage, EnvironmentConfig> = {
     workerMaxConcurrency: 5,
     apiThrottle: { rateLimit: 100, burstLimit: 200 },
     tenants: ['tenant-1', 'tenant-2'],
+    operators: ['ops'],
     retainData: false,
     deletionProtection: false,
   },
@@ -104,6 +115,7 @@ export const environments: Record<Stage, EnvironmentConfig> = {
     workerMaxConcurrency: 20,
     apiThrottle: { rateLimit: 500, burstLimit: 1000 },
     tenants: ['tenant-1', 'tenant-2'],
+    operators: ['ops'],
     retainData: true,
     deletionProtection: false,
     workerReservedConcurrency: 20,
@@ -119,6 +131,7 @@ export const environments: Record<Stage, EnvironmentConfig> = {
     workerMaxConcurrency: 200,
     apiThrottle: { rateLimit: 2000, burstLimit: 5000 },
     tenants: ['tenant-1'],
+    operators: ['ops'],
     retainData: true,
     deletionProtection: true,
     waf: { ratePer5MinPerIp: 3000 },

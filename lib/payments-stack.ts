@@ -21,7 +21,7 @@ import {
 } from '../functions/shared/config-contract';
 import type { EnvironmentConfig } from './config';
 import { Monitoring } from './constructs/monitoring';
-import { PaymentsFunction, retentionName } from './constructs/payments-function';
+import { PaymentsFunction, retentionName, type ApiKeyPrincipal } from './constructs/payments-function';
 
 export interface PaymentsStackProps extends StackProps {
   readonly config: EnvironmentConfig;
@@ -244,35 +244,34 @@ export class PaymentsStack extends Stack {
       cloudWatchRole: true,
       cloudWatchRoleRemovalPolicy: RemovalPolicy.RETAIN,
     });
-    // API Gateway's own errors (bad key, throttling) in the same shape as the handlers' errors.
+    // API Gateway's own errors (bad key, throttling, too large, timeouts) in the same shape as the
+    // handlers' errors. API Gateway has no ISO clock variable: timestamp is $context.requestTime
+    // (e.g. 26/Nov/2026:06:29:11 +0000).
     const errorTemplate = (code: string, retryable: boolean) => ({
       'application/json':
         `{"error":{"code":"${code}","message":$context.error.messageString,` +
-        `"retryable":${retryable},"requestId":"$context.requestId"}}`,
+        `"retryable":${retryable},"timestamp":"$context.requestTime","requestId":"$context.requestId"}}`,
     });
-    api.addGatewayResponse('ApiKeyError', {
-      type: apigw.ResponseType.INVALID_API_KEY,
-      statusCode: '403',
-      templates: errorTemplate('FORBIDDEN', false),
-    });
-    api.addGatewayResponse('MissingAuth', {
-      type: apigw.ResponseType.MISSING_AUTHENTICATION_TOKEN,
-      statusCode: '403',
-      templates: errorTemplate('FORBIDDEN', false),
-    });
+    const gatewayErrors: Array<[string, apigw.ResponseType, string | undefined, string, boolean]> = [
+      ['ApiKeyError', apigw.ResponseType.INVALID_API_KEY, '403', 'FORBIDDEN', false],
+      ['MissingAuth', apigw.ResponseType.MISSING_AUTHENTICATION_TOKEN, '403', 'FORBIDDEN', false],
+      ['AccessDenied', apigw.ResponseType.ACCESS_DENIED, '403', 'FORBIDDEN', false],
+      ['Throttled', apigw.ResponseType.THROTTLED, '429', 'RATE_LIMITED', true],
+      ['QuotaExceeded', apigw.ResponseType.QUOTA_EXCEEDED, '429', 'RATE_LIMITED', true],
+      ['TooLarge', apigw.ResponseType.REQUEST_TOO_LARGE, '413', 'PAYLOAD_TOO_LARGE', false],
+      ['IntegrationTimeout', apigw.ResponseType.INTEGRATION_TIMEOUT, '504', 'UPSTREAM_TIMEOUT', true],
+      ['Default4xx', apigw.ResponseType.DEFAULT_4XX, undefined, 'BAD_REQUEST', false],
+      ['Default5xx', apigw.ResponseType.DEFAULT_5XX, undefined, 'INTERNAL_ERROR', true],
+    ];
     // Retryable gateway errors say when to come back, as the handlers' retryable errors do.
-    const retryAfter = { 'Retry-After': "'1'" };
-    api.addGatewayResponse('Throttled', {
-      type: apigw.ResponseType.THROTTLED,
-      statusCode: '429',
-      responseHeaders: retryAfter,
-      templates: errorTemplate('RATE_LIMITED', true),
-    });
-    api.addGatewayResponse('Default5xx', {
-      type: apigw.ResponseType.DEFAULT_5XX,
-      responseHeaders: retryAfter,
-      templates: errorTemplate('INTERNAL_ERROR', true),
-    });
+    for (const [id, type, statusCode, code, retryable] of gatewayErrors) {
+      api.addGatewayResponse(id, {
+        type,
+        ...(statusCode ? { statusCode } : {}),
+        ...(retryable ? { responseHeaders: { 'Retry-After': "'1'" } } : {}),
+        templates: errorTemplate(code, retryable),
+      });
+    }
 
     const integration = (f: lambda.IFunction) => new apigw.LambdaIntegration(f, { proxy: true });
     const apiRoot = api.root.addResource('api');
@@ -295,11 +294,45 @@ export class PaymentsStack extends Stack {
       throttle: config.apiThrottle,
       apiStages: [{ api, stage: api.deploymentStage }],
     });
-    const apiKeys = config.tenants.map((tenant) => {
-      const key = api.addApiKey(`ApiKey-${tenant}`, { apiKeyName: `${config.stage}-${tenant}`, description: `tenant ${tenant}` });
-      plan.addApiKey(key);
-      return { tenant, key };
+
+    // ---- Tenancy and operators ----------------------------------------------------------------
+    // API keys are credentials, not identities: each key's id maps to a stable tenant id or to an
+    // operator (API_KEY_PRINCIPALS), so a tenant's key can rotate (several keys, one tenant) and
+    // operator keys (own usage plan) reach the operator routes. Operator requests with an
+    // Idempotency-Key header are recorded in their own table (Powertools idempotency).
+    // Keys are created without stage keys (the usage plans tie them to the stage): the functions'
+    // environment names the keys, and keys tied to the stage would make the deployment depend on them.
+    const principals: ApiKeyPrincipal[] = [];
+    const apiKeys: Array<{ tenant: string; key: apigw.IApiKey }> = [];
+    for (const tenant of config.tenants) {
+      for (const version of config.tenantKeys?.[tenant] ?? ['v1']) {
+        const suffix = version === 'v1' ? '' : `-${version}`;
+        const key = new apigw.ApiKey(api, `ApiKey-${tenant}${suffix}`, { apiKeyName: `${config.stage}-${tenant}${suffix}`, description: `tenant ${tenant} (${version})` });
+        plan.addApiKey(key);
+        principals.push({ key, principal: `tenant:${tenant}` });
+        apiKeys.push({ tenant: `${tenant}${suffix}`, key });
+      }
+    }
+    const operatorPlan = api.addUsagePlan('OperatorUsagePlan', {
+      name: `idempotent-payments-${config.stage}-operators`,
+      throttle: { rateLimit: 10, burstLimit: 20 },
+      apiStages: [{ api, stage: api.deploymentStage }],
     });
+    for (const name of config.operators) {
+      const key = new apigw.ApiKey(api, `OperatorApiKey-${name}`, { apiKeyName: `${config.stage}-operator-${name}`, description: `operator ${name}` });
+      operatorPlan.addApiKey(key);
+      principals.push({ key, principal: `operator:${name}` });
+    }
+    for (const f of [createPayment, paymentQueries, retryPayment, auditApi, recoveryApi]) f.bindApiKeys('API_KEY_PRINCIPALS', principals);
+
+    const operatorIdempotency = new dynamodb.Table(this, 'OperatorIdempotencyTable', {
+      ...tableDefaults,
+      partitionKey: { name: 'id', type: dynamodb.AttributeType.STRING },
+      timeToLiveAttribute: 'expiration',
+    });
+    const idempotencyAccess = ['GetItem', 'PutItem', 'UpdateItem', 'DeleteItem'] as const;
+    retryPayment.bindTable(operatorIdempotency, 'OPERATOR_IDEMPOTENCY_TABLE', idempotencyAccess);
+    recoveryApi.bindTable(operatorIdempotency, 'OPERATOR_IDEMPOTENCY_TABLE', idempotencyAccess);
 
     // ---- Hardening (cdk-nag AwsSolutions: fixed here, or acknowledged with a reason) -------------
     // Parameters are checked by API Gateway; bodies have no models, since the handlers validate them

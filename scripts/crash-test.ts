@@ -188,7 +188,7 @@ async function parent() {
     const byStatus: Record<string, number> = {};
     for (const s of statuses.values()) byStatus[s] = (byStatus[s] ?? 0) + 1;
 
-    const recovery = (await (await fetch(`${api}/api/recovery/status`, { headers: { 'x-api-key': 'local-key-1' } })).json()) as {
+    const recovery = (await (await fetch(`${api}/api/recovery/status`, { headers: { 'x-api-key': 'local-operator-key' } })).json()) as {
       runs: Array<{ counts: Record<string, number> }>;
     };
     const recoveredActions: Record<string, number> = {};

@@ -166,7 +166,7 @@ export async function runSoak(o: SoakOptions): Promise<SoakReport> {
         }
         if (Date.now() - lastRecovery >= o.recoveryEveryMs) {
           lastRecovery = Date.now();
-          const res = await fetch(`${api}/api/recovery/process`, { method: 'POST', headers: { 'x-api-key': 'local-key-1' } }).catch(() => undefined);
+          const res = await fetch(`${api}/api/recovery/process`, { method: 'POST', headers: { 'x-api-key': 'local-operator-key' } }).catch(() => undefined);
           if (res && res.status < 300) recoveryRuns++;
           await res?.text().catch(() => undefined);
         }

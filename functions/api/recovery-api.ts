@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { RecoveryRun, RecoveryRunsRepository } from '../adapters/dynamo/recovery-runs';
 import { AppError } from '../core/errors';
 import type { Logger } from '../core/ports';
+import { actorOf } from '../core/principal';
 import { apiHandler, json, type ApiRequest, type ApiResponse } from '../shared/http';
 import { wiring } from '../wiring';
 
@@ -22,7 +23,7 @@ export function recoveryRoute(deps: RecoveryApiDeps) {
     const route = `${req.method} ${req.resource}`;
     if (route === 'POST /api/recovery/process') {
       const runId = `run_${clock().getTime()}_${randomUUID().slice(0, 8)}`;
-      const { started, run } = await deps.runs.start(runId, `api:${req.tenantId}`, clock(), deps.runLeaseMs);
+      const { started, run } = await deps.runs.start(runId, actorOf(req.principal), clock(), deps.runLeaseMs);
       if (!started) return json(200, { runId: run.runId, status: 'running', alreadyRunning: true, startedAt: run.startedAt });
       try {
         await deps.startReconciler(run);
@@ -41,4 +42,5 @@ export function recoveryRoute(deps: RecoveryApiDeps) {
   };
 }
 
-export const handler = apiHandler((req) => recoveryRoute(wiring().recoveryApi())(req));
+/** Recovery runs over every tenant and shows their payment ids: operators only (tenants get 403 OPERATOR_ONLY). */
+export const handler = apiHandler((req) => recoveryRoute(wiring().recoveryApi())(req), { access: 'operator', operatorIdempotent: true });

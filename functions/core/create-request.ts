@@ -62,6 +62,13 @@ export function resolveIdempotencyKey(bodyKey: unknown, headerKey: string | unde
   return validateIdempotencyKey(bodyKey ?? headerKey);
 }
 
+/**
+ * Metadata keys that are names of Object.prototype (`constructor`, `__proto__`, `toString`, ...) are
+ * rejected: as object keys they are dropped (`__proto__`) or break the DynamoDB marshaller
+ * (`constructor`), so no store could keep them as given. Rejecting them behaves the same everywhere.
+ */
+const RESERVED_METADATA_KEYS = new Set([...Object.getOwnPropertyNames(Object.prototype), '__proto__', 'prototype']);
+
 function validateMetadata(raw: unknown, errors: FieldError[]): Record<string, string> {
   if (raw === undefined || raw === null) return {};
   if (typeof raw !== 'object' || Array.isArray(raw)) {
@@ -79,8 +86,12 @@ function validateMetadata(raw: unknown, errors: FieldError[]): Record<string, st
       errors.push({ field: `metadata.${k.slice(0, 40)}`, code: 'INVALID_METADATA', message: `metadata keys must be 1-${METADATA_LIMITS.maxKeyLength} characters` });
       continue;
     }
-    if (typeof v !== 'string' && typeof v !== 'number' && typeof v !== 'boolean') {
-      errors.push({ field: `metadata.${k}`, code: 'INVALID_METADATA', message: 'metadata values must be strings, numbers or booleans' });
+    if (RESERVED_METADATA_KEYS.has(k)) {
+      errors.push({ field: `metadata.${k}`, code: 'INVALID_METADATA', message: `metadata key ${k} is reserved` });
+      continue;
+    }
+    if ((typeof v !== 'string' && typeof v !== 'number' && typeof v !== 'boolean') || (typeof v === 'number' && !Number.isFinite(v))) {
+      errors.push({ field: `metadata.${k}`, code: 'INVALID_METADATA', message: 'metadata values must be strings, finite numbers or booleans' });
       continue;
     }
     const text = String(v);

@@ -1,6 +1,32 @@
 import { toMajorUnits } from './money';
-import type { Payment } from './payment';
+import type { Payment, PaymentError } from './payment';
 import { maskToken } from './mask';
+import { publicMessage } from './processing/public-messages';
+
+const ERROR_CODE = /^[A-Z][A-Z0-9_]{0,63}$/;
+const SAFE_WORD = /^[a-z][a-z_]{0,31}$/;
+
+/**
+ * lastError as the API shows it: our code, our sentence for it, and only numbers and short enum words
+ * of the details. Whatever a provider wrote (messages, echoed tokens, unbounded text) is never shown,
+ * even if an older version of the worker stored it.
+ */
+export function publicError(e: PaymentError | undefined) {
+  if (!e) return null;
+  const code = typeof e.code === 'string' && ERROR_CODE.test(e.code) ? e.code : 'PAYMENT_ERROR';
+  const details: Record<string, number | string> = {};
+  for (const [k, v] of Object.entries(e.details ?? {}).slice(0, 20)) {
+    if (!SAFE_WORD.test(k) && !/^[a-zA-Z]{1,32}$/.test(k)) continue;
+    if ((typeof v === 'number' && Number.isFinite(v)) || (typeof v === 'string' && SAFE_WORD.test(v))) details[k] = v;
+  }
+  return {
+    code,
+    message: publicMessage(code),
+    ...(Object.keys(details).length ? { details } : {}),
+    retryable: e.retryable === true,
+    timestamp: e.timestamp,
+  };
+}
 
 /** The seed's Payment response shape, plus `amountMinor` (exact integer minor units). The card token is shown masked. */
 export function paymentView(p: Payment) {
@@ -16,7 +42,7 @@ export function paymentView(p: Payment) {
     metadata: p.metadata,
     retryCount: p.retryCount,
     maxRetries: p.maxRetries,
-    lastError: p.lastError ?? null,
+    lastError: publicError(p.lastError),
     createdAt: p.createdAt,
     updatedAt: p.updatedAt,
     processedAt: p.processedAt ?? null,
@@ -31,7 +57,7 @@ export function statusView(p: Payment) {
     status: p.status,
     retryCount: p.retryCount,
     maxRetries: p.maxRetries,
-    lastError: p.lastError ?? null,
+    lastError: publicError(p.lastError),
     updatedAt: p.updatedAt,
     processedAt: p.processedAt ?? null,
     nextRetryAt: p.status === 'retrying' && p.nextAttemptAt ? new Date(p.nextAttemptAt).toISOString() : null,

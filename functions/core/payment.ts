@@ -74,6 +74,8 @@ export interface Payment {
    */
   readonly intentSeq?: number;
   readonly providerChargeId?: string;
+  /** Operator re-opens of this failed payment so far; bounded by MAX_REOPENS. */
+  readonly reopenCount?: number;
   /** Money returned by the reconciler for captures no payment accounts for (audited). */
   readonly refunds?: readonly RefundRecord[];
   /** Present only on successful payments: sparse index for provider reconciliation by hour. */

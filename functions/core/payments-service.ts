@@ -4,8 +4,9 @@
  */
 import { requestFingerprint, type CreatePaymentRequest } from './create-request';
 import { AppError, IdempotencyKeyMismatchError, InvalidStateTransitionError, NotFoundError, ServiceUnavailableError } from './errors';
-import { paymentIdFor } from './ids';
+import { paymentIdFor, requestId as newWriteId } from './ids';
 import type { Payment } from './payment';
+import { actorOf, ForbiddenError, type Principal } from './principal';
 import { noMetrics, silentLogger, type IdempotencyRecord, type Logger, type Metrics, type PaymentQueue, type PaymentStore as Store } from './ports';
 import { canReopen } from './state-machine';
 
@@ -35,6 +36,16 @@ const isLive = (r: IdempotencyRecord | undefined, now: Date): r is IdempotencyRe
 
 const MAX_GENERATION_STEPS = 5;
 
+/** How often an operator may re-open one failed payment; each re-open is a new provider intent. */
+export const MAX_REOPENS = 3;
+
+/**
+ * Ids this API ever hands out are short and URL-safe; anything else cannot name a payment, so it is a
+ * 404 without a read (DynamoDB rejects keys over 2,048 bytes with a validation error, which was a 500).
+ */
+const PAYMENT_ID_SHAPE = /^[A-Za-z0-9_-]{1,128}$/;
+export const isPaymentIdShape = (id: string): boolean => PAYMENT_ID_SHAPE.test(id);
+
 export class PaymentsService {
   private readonly clock: () => Date;
   private readonly log: Logger;
@@ -54,6 +65,8 @@ export class PaymentsService {
     const now = this.clock();
     const nowSeconds = Math.floor(now.getTime() / 1000);
     const requestHash = requestFingerprint(req);
+    // One id per create call: the store derives the write's ClientRequestToken from it and the request.
+    const writeId = newWriteId();
     let generation = 0;
     for (let step = 0; step < MAX_GENERATION_STEPS; step++) {
       const payment = this.newPayment(tenantId, req, requestHash, generation, now);
@@ -66,7 +79,7 @@ export class PaymentsService {
         createdAt: now.toISOString(),
         expiresAt: nowSeconds + this.deps.idempotencyTtlSeconds,
       };
-      const result = await this.deps.store.insertWithKey(payment, key, nowSeconds);
+      const result = await this.deps.store.insertWithKey(payment, key, nowSeconds, writeId);
       if (result.kind === 'created') {
         await this.enqueue(payment);
         this.metrics.count('PaymentsCreated');
@@ -84,9 +97,11 @@ export class PaymentsService {
         return { payment: existing, replayed: true };
       }
       // The key was free (or expired) but this generation's payment exists: the key is being reused
-      // after expiry, so the new payment takes the next generation.
+      // after expiry, so the new payment takes the generation after the expired record's (which may be
+      // many reuses ahead of the payment found here), never a search from 0.
       if (!result.payment) throw new AppError('INTERNAL_ERROR', 'Create conflict without a reason', 500, true);
-      generation = result.payment.generation + 1;
+      const expired = await this.deps.store.getKey(tenantId, req.idempotencyKey);
+      generation = Math.max(result.payment.generation, expired?.generation ?? 0) + 1;
     }
     throw new ServiceUnavailableError();
   }
@@ -127,6 +142,7 @@ export class PaymentsService {
 
   /** A payment of this tenant, or 404 (another tenant's payment is indistinguishable from none). */
   async get(tenantId: string, paymentId: string): Promise<Payment> {
+    if (!isPaymentIdShape(paymentId)) throw new NotFoundError('payment');
     const p = await this.deps.store.get(paymentId);
     if (!p || p.tenantId !== tenantId) throw new NotFoundError('payment');
     return p;
@@ -147,18 +163,26 @@ export class PaymentsService {
   }
 
   /**
-   * Runs a retrying payment now, or re-opens a failed one whose last error was retryable (an audited
-   * operator action). Anything else is an invalid transition.
+   * Runs a retrying payment now (its tenant or an operator), or re-opens a failed one whose last error
+   * was retryable (operators only, at most MAX_REOPENS times, each time on a new provider intent).
+   * Anything else is an invalid transition. The caller is recorded as the actor.
    */
-  async retryNow(tenantId: string, paymentId: string, reason: string | undefined): Promise<Payment> {
-    const p = await this.get(tenantId, paymentId);
-    const actor = `operator:${tenantId}`;
+  async retryNow(caller: Principal, paymentId: string, reason: string | undefined): Promise<Payment> {
+    const p = caller.kind === 'tenant' ? await this.get(caller.tenantId, paymentId) : await this.anyTenant(paymentId);
+    const actor = actorOf(caller);
     if (p.status === 'retrying') {
       await this.deps.queue.send({ paymentId: p.id, reason: 'operator_retry' });
-      this.log.info('operator retry requested', { paymentId: p.id, actor, reason });
+      this.log.info('retry now requested', { paymentId: p.id, actor, reason });
       return p;
     }
     if (canReopen(p)) {
+      if (caller.kind !== 'operator') throw new ForbiddenError('OPERATOR_ONLY', 'Re-opening a failed payment needs an operator API key');
+      const reopens = p.reopenCount ?? 0;
+      if (reopens >= MAX_REOPENS) {
+        throw new AppError('REOPEN_LIMIT_REACHED', `This payment was already re-opened ${reopens} times, the most allowed`, 409, false, [
+          { code: 'REOPEN_LIMIT_REACHED', message: `re-opened ${reopens} of at most ${MAX_REOPENS} times` },
+        ]);
+      }
       const now = this.clock();
       const reopened = await this.deps.store.transition(p, {
         to: 'retrying',
@@ -167,7 +191,12 @@ export class PaymentsService {
         change: { action: 'operator_reopen', actor, reason: reason ?? 'manual retry' },
         // A re-opened payment gets a fresh retry budget on top of the attempts already made, and a new
         // provider intent: its previous intent was cancelled before it failed and can never succeed.
-        set: { maxRetries: p.retryCount + this.deps.maxRetries, nextAttemptAt: now.getTime(), intentSeq: (p.intentSeq ?? 0) + 1 },
+        set: {
+          maxRetries: p.retryCount + this.deps.maxRetries,
+          nextAttemptAt: now.getTime(),
+          intentSeq: (p.intentSeq ?? 0) + 1,
+          reopenCount: reopens + 1,
+        },
         remove: ['intentId'],
         dueAt: now.getTime() + this.deps.stuckAfterSeconds * 1000,
       });
@@ -181,5 +210,13 @@ export class PaymentsService {
         ? 'Payment failed with a non-retryable error and cannot be retried'
         : `Only retrying payments (or failed ones with a retryable error) can be retried; this one is ${p.status}`,
     );
+  }
+
+  /** Operators act across tenants; the id is still checked for shape first. */
+  private async anyTenant(paymentId: string): Promise<Payment> {
+    if (!isPaymentIdShape(paymentId)) throw new NotFoundError('payment');
+    const p = await this.deps.store.get(paymentId);
+    if (!p) throw new NotFoundError('payment');
+    return p;
   }
 }

@@ -125,8 +125,11 @@ export interface PaymentStore {
   /** Up to 100 payments by id in one round trip; missing ids are absent from the result. */
   getMany(ids: readonly string[]): Promise<Map<string, Payment>>;
   getKey(tenantId: string, key: string): Promise<IdempotencyRecord | undefined>;
-  /** Key record and payment in one transaction. */
-  insertWithKey(payment: Payment, key: IdempotencyRecord, nowEpochSeconds: number): Promise<InsertResult>;
+  /**
+   * Key record and payment in one transaction. `writeId` names this one create call: resending the same
+   * write with the same id (after a lost response) is recognised as that write.
+   */
+  insertWithKey(payment: Payment, key: IdempotencyRecord, nowEpochSeconds: number, writeId?: string): Promise<InsertResult>;
   /** One state-machine transition, conditional on the caller's version and status. */
   transition(current: Payment, req: TransitionRequest): Promise<Payment>;
   /** A new version in the same status (throws ConcurrentUpdateError when the payment moved). */

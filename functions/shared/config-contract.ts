@@ -26,7 +26,7 @@ export const providerSecretName = (stage: string): string => `idempotent-payment
 export type SettingType = 'string' | 'number' | 'boolean';
 
 /** What a setting names: a resource is bound in the stack together with the grant that uses it. */
-export type SettingKind = 'value' | 'table' | 'queue' | 'secret' | 'function';
+export type SettingKind = 'value' | 'table' | 'queue' | 'secret' | 'function' | 'apiKeys';
 
 export interface SettingSpec {
   /** The `PaymentsConfig` field `loadConfig` puts the value in. */
@@ -49,6 +49,15 @@ export const SETTINGS = {
   IDEMPOTENCY_TABLE: table('idempotencyTable', 'IdempotencyKeys table name.'),
   AUDIT_TABLE: table('auditTable', 'AuditLog table name.'),
   RECOVERY_TABLE: table('recoveryTable', 'RecoveryRuns table name.'),
+  OPERATOR_IDEMPOTENCY_TABLE: table('operatorIdempotencyTable', 'Powertools idempotency records of operator requests sent with an Idempotency-Key.'),
+  API_KEY_PRINCIPALS: {
+    field: 'apiKeyPrincipals',
+    type: 'string',
+    kind: 'apiKeys',
+    setBy: 'stack',
+    optional: true,
+    doc: 'Who each API key is: `<apiKeyId>=tenant:<id>` or `<apiKeyId>=operator:<name>`, comma-separated. Unset only in handler tests (then the key id is the tenant id).',
+  },
   PAYMENTS_QUEUE_URL: { field: 'queueUrl', type: 'string', kind: 'queue', setBy: 'stack', doc: 'URL of the payments queue the worker consumes.' },
   RECONCILER_FUNCTION_NAME: {
     field: 'reconcilerFunctionName',
@@ -205,13 +214,13 @@ const PROCESSING: readonly SettingName[] = ['PAYMENTS_TABLE', 'PAYMENTS_QUEUE_UR
  * test checks the template against this), and `loadConfig` requires the required ones at cold start.
  */
 export const FUNCTION_SETTINGS = {
-  createPayment: ['PAYMENTS_TABLE', 'IDEMPOTENCY_TABLE', 'PAYMENTS_QUEUE_URL', 'IDEMPOTENCY_TTL_SECONDS', 'MAX_AMOUNT', 'MAX_RETRIES', 'STUCK_AFTER_SECONDS'],
+  createPayment: ['API_KEY_PRINCIPALS', 'PAYMENTS_TABLE', 'IDEMPOTENCY_TABLE', 'PAYMENTS_QUEUE_URL', 'IDEMPOTENCY_TTL_SECONDS', 'MAX_AMOUNT', 'MAX_RETRIES', 'STUCK_AFTER_SECONDS'],
   /** GET payment, status and key record; POST validate-key; GET the tenant's payments. */
-  paymentQueries: ['PAYMENTS_TABLE', 'IDEMPOTENCY_TABLE', 'MAX_AMOUNT', 'PAYMENTS_BY_TENANT_INDEX'],
-  retryPayment: ['PAYMENTS_TABLE', 'PAYMENTS_QUEUE_URL', 'MAX_RETRIES', 'STUCK_AFTER_SECONDS'],
-  auditApi: ['AUDIT_TABLE', 'AUDIT_BY_TENANT_INDEX', 'PAYMENTS_TABLE'],
+  paymentQueries: ['API_KEY_PRINCIPALS', 'PAYMENTS_TABLE', 'IDEMPOTENCY_TABLE', 'MAX_AMOUNT', 'PAYMENTS_BY_TENANT_INDEX'],
+  retryPayment: ['API_KEY_PRINCIPALS', 'OPERATOR_IDEMPOTENCY_TABLE', 'PAYMENTS_TABLE', 'PAYMENTS_QUEUE_URL', 'MAX_RETRIES', 'STUCK_AFTER_SECONDS'],
+  auditApi: ['API_KEY_PRINCIPALS', 'AUDIT_TABLE', 'AUDIT_BY_TENANT_INDEX', 'PAYMENTS_TABLE'],
   auditStream: ['AUDIT_TABLE'],
-  recoveryApi: ['RECOVERY_TABLE', 'RECOVERY_RUN_LEASE_SECONDS', 'PAYMENTS_TABLE', 'OPEN_PAYMENTS_INDEX', 'RECONCILER_FUNCTION_NAME'],
+  recoveryApi: ['API_KEY_PRINCIPALS', 'OPERATOR_IDEMPOTENCY_TABLE', 'RECOVERY_TABLE', 'RECOVERY_RUN_LEASE_SECONDS', 'PAYMENTS_TABLE', 'OPEN_PAYMENTS_INDEX', 'RECONCILER_FUNCTION_NAME'],
   worker: PROCESSING,
   reconciler: [...PROCESSING, 'OPEN_PAYMENTS_INDEX', 'RECOVERY_TABLE', 'RECOVERY_RUN_LEASE_SECONDS', 'STUCK_AFTER_SECONDS', 'OPEN_DEADLINE_SECONDS'],
 } as const satisfies Record<string, readonly SettingName[]>;

@@ -1,11 +1,18 @@
 import type { APIGatewayProxyEvent, APIGatewayProxyResult, Context } from 'aws-lambda';
-import { AppError, DEFAULT_RETRY_AFTER_SECONDS } from '../core/errors';
+import type { IdempotentRunner } from '../adapters/dynamo/operator-idempotency';
+import { validateIdempotencyKey } from '../core/create-request';
+import { AppError, DEFAULT_RETRY_AFTER_SECONDS, ValidationError } from '../core/errors';
+import { actorOf, ForbiddenError, parsePrincipal, type Principal } from '../core/principal';
+import { wiring } from '../wiring';
 import { instrumented } from './instrument';
 import { logger } from './logger';
 
 export const MAX_BODY_BYTES = 16 * 1024;
 
 export interface ApiRequest {
+  /** The caller: a tenant, or (on routes that allow it) an operator. */
+  readonly principal: Principal;
+  /** The calling tenant's id; empty for an operator. */
   readonly tenantId: string;
   readonly requestId: string;
   readonly method: string;
@@ -54,30 +61,72 @@ function render(res: ApiResponse, requestId: string): APIGatewayProxyResult {
   };
 }
 
-function decodePath(params: Record<string, string | undefined> | null): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const [k, v] of Object.entries(params ?? {})) {
-    if (v === undefined) continue;
-    try {
-      out[k] = decodeURIComponent(v);
-    } catch {
-      out[k] = v;
-    }
+/**
+ * API key id → principal, from API_KEY_PRINCIPALS: `<apiKeyId>=tenant:<id>` or
+ * `<apiKeyId>=operator:<name>` pairs, comma-separated. Several key ids may name one tenant (rotation).
+ */
+export type PrincipalMap = ReadonlyMap<string, Principal>;
+
+export function parsePrincipalMap(spec: string | undefined): PrincipalMap | undefined {
+  if (spec === undefined || spec.trim() === '') return undefined;
+  const out = new Map<string, Principal>();
+  for (const pair of spec.split(',').map((s) => s.trim()).filter(Boolean)) {
+    const at = pair.indexOf('=');
+    const principal = at > 0 ? parsePrincipal(pair.slice(at + 1)) : undefined;
+    if (!principal) throw new Error(`API_KEY_PRINCIPALS: bad entry "${pair}"; expected <apiKeyId>=tenant:<id> or <apiKeyId>=operator:<name>`);
+    out.set(pair.slice(0, at), principal);
   }
   return out;
 }
 
 /**
+ * The caller behind an API key id. With a principal map (always, in a deployed stack) an unmapped key
+ * is refused. Without one (handler tests only) the key id is taken as the tenant id and nobody is an
+ * operator.
+ */
+export function principalOf(apiKeyId: string | null | undefined, principals: PrincipalMap | undefined): Principal {
+  if (!apiKeyId) throw new AppError('FORBIDDEN', 'A valid API key is required', 403);
+  if (!principals) return { kind: 'tenant', tenantId: apiKeyId };
+  const p = principals.get(apiKeyId);
+  if (!p) throw new AppError('FORBIDDEN', 'A valid API key is required', 403);
+  return p;
+}
+
+export interface ApiHandlerOptions {
+  /** Who may call the route: tenants (the default), operators only, or both. */
+  readonly access?: 'tenant' | 'operator' | 'any';
+  /** An operator's request with an Idempotency-Key header runs at most once; repeats get its response. */
+  readonly operatorIdempotent?: boolean;
+  /** Defaults to this function instance's wiring. */
+  readonly identity?: () => { readonly principals: PrincipalMap | undefined; readonly idempotent?: IdempotentRunner };
+}
+
+const defaultIdentity = () => ({
+  principals: wiring().principals(),
+  // Built only for the operator routes that use it.
+  get idempotent() {
+    return wiring().operatorIdempotency();
+  },
+});
+
+/**
  * Adapts an API Gateway proxy event to a use case call and maps every error to the one error shape.
  * No input reaches the client as a 500 with internals, and none crashes the function into a 502.
+ *
+ * Path parameters are used as API Gateway passes them: it has already percent-decoded them once.
  */
-export function apiHandler(route: (req: ApiRequest) => Promise<ApiResponse>) {
+export function apiHandler(route: (req: ApiRequest) => Promise<ApiResponse>, options: ApiHandlerOptions = {}) {
+  const access = options.access ?? 'tenant';
+  const identity = options.identity ?? defaultIdentity;
   return instrumented(async (event: APIGatewayProxyEvent, context?: Context): Promise<APIGatewayProxyResult> => {
     const requestId = event.requestContext?.requestId ?? context?.awsRequestId ?? 'unknown';
     logger.appendKeys({ requestId });
     try {
-      const tenantId = event.requestContext?.identity?.apiKeyId;
-      if (!tenantId) throw new AppError('FORBIDDEN', 'A valid API key is required', 403);
+      const ids = identity();
+      const principal = principalOf(event.requestContext?.identity?.apiKeyId, ids.principals);
+      if (access === 'operator' && principal.kind !== 'operator') throw new ForbiddenError('OPERATOR_ONLY', 'This route needs an operator API key');
+      if (access === 'tenant' && principal.kind !== 'tenant') throw new ForbiddenError('TENANT_ONLY', 'This route is for tenant API keys');
+      const tenantId = principal.kind === 'tenant' ? principal.tenantId : '';
       const headers: Record<string, string> = {};
       for (const [k, v] of Object.entries(event.headers ?? {})) if (v !== undefined) headers[k.toLowerCase()] = v;
       const body = event.body == null ? undefined : event.isBase64Encoded ? Buffer.from(event.body, 'base64').toString('utf8') : event.body;
@@ -86,18 +135,24 @@ export function apiHandler(route: (req: ApiRequest) => Promise<ApiResponse>) {
       }
       const query: Record<string, string> = {};
       for (const [k, v] of Object.entries(event.queryStringParameters ?? {})) if (v !== undefined) query[k] = v;
-      logger.appendKeys({ tenantId });
-      const res = await route({
-        tenantId,
-        requestId,
-        method: event.httpMethod,
-        resource: event.resource,
-        headers,
-        pathParameters: decodePath(event.pathParameters),
-        query,
-        body,
-      });
-      return render(res, requestId);
+      logger.appendKeys(principal.kind === 'tenant' ? { tenantId } : { operator: principal.name });
+      const pathParameters: Record<string, string> = {};
+      for (const [k, v] of Object.entries(event.pathParameters ?? {})) if (v !== undefined) pathParameters[k] = v;
+      const req: ApiRequest = { principal, tenantId, requestId, method: event.httpMethod, resource: event.resource, headers, pathParameters, query, body };
+      const headerKey = headers['idempotency-key'];
+      if (options.operatorIdempotent && principal.kind === 'operator' && headerKey !== undefined) {
+        const idempotent = ids.idempotent;
+        if (!idempotent) throw new AppError('SERVICE_UNAVAILABLE', 'Idempotent operator requests are not configured', 503, true);
+        const key = validateIdempotencyKey(headerKey, 'Idempotency-Key');
+        if (typeof key !== 'string') throw new ValidationError([key]);
+        const res = await idempotent(
+          { actor: actorOf(principal), route: `${req.method} ${req.resource}`, target: Object.values(pathParameters).join('/'), idempotencyKey: key, body: body ?? '' },
+          () => route(req),
+          context,
+        );
+        return render(res, requestId);
+      }
+      return render(await route(req), requestId);
     } catch (err) {
       if (err instanceof AppError) {
         if (err.httpStatus >= 500) logger.error('request failed', { code: err.code, error: err });
@@ -108,7 +163,7 @@ export function apiHandler(route: (req: ApiRequest) => Promise<ApiResponse>) {
       const internal = new AppError('INTERNAL_ERROR', 'An internal error occurred; retry with the same idempotency key', 500, true);
       return render(json(500, errorBody(internal, requestId), retryAfter(internal)), requestId);
     } finally {
-      logger.removeKeys(['requestId', 'tenantId']);
+      logger.removeKeys(['requestId', 'tenantId', 'operator']);
     }
   });
 }

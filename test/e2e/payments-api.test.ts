@@ -18,6 +18,7 @@ let provider: Simulator | undefined;
 
 beforeAll(async () => {
   provider = await startProviderSimulator({ port: 0 });
+  // localProviderEnv: the simulator's URL and a test key in place of the stage's provider secret.
   stack = await startLocalStack({ apiPort: 0, log: output.log, extraEnv: { ...localProviderEnv(provider.url), RETRY_BASE_SECONDS: '0.05' } });
 });
 

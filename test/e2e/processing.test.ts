@@ -39,10 +39,10 @@ afterAll(async () => {
   await provider?.stop();
 });
 
-async function call(method: string, path: string, body?: unknown) {
+async function call(method: string, path: string, body?: unknown, apiKey = 'local-key-1') {
   const res = await fetch(`${stack!.apiUrl}${path}`, {
     method,
-    headers: { 'x-api-key': 'local-key-1', 'content-type': 'application/json' },
+    headers: { 'x-api-key': apiKey, 'content-type': 'application/json' },
     body: body === undefined ? undefined : JSON.stringify(body),
   });
   return { status: res.status, json: (await res.json()) as any };
@@ -158,7 +158,8 @@ describe('processing over HTTP', () => {
     expect(caps).toEqual([200, 400, 800]);
     expect(audit.verification.ok).toBe(true);
 
-    const reopened = await call('POST', `/api/payments/${id}/retry`, { reason: 'provider incident resolved' });
+    // Re-opening is an operator action: the operator key (see DEFAULT_API_KEYS).
+    const reopened = await call('POST', `/api/payments/${id}/retry`, { reason: 'provider incident resolved' }, 'local-operator-key');
     expect(reopened.status).toBe(202);
     expect(reopened.json.status).toBe('retrying');
     const again = await until(
@@ -171,7 +172,7 @@ describe('processing over HTTP', () => {
       (r) => r.json.entries?.some((e: any) => e.action === 'operator_reopen'),
     ).then((r) => r.json);
     const reopen = trail.entries.find((e: any) => e.action === 'operator_reopen');
-    expect(reopen).toMatchObject({ fromStatus: 'failed', toStatus: 'retrying', actor: 'operator:tenant-1', reason: 'provider incident resolved' });
+    expect(reopen).toMatchObject({ fromStatus: 'failed', toStatus: 'retrying', actor: 'operator:local', reason: 'provider incident resolved' });
     expect(trail.verification.ok).toBe(true);
   });
 

@@ -101,11 +101,11 @@ export class FakeRepository implements PaymentStore {
     return { items, scanned: items.length };
   }
 
-  async getKey(): Promise<IdempotencyRecord | undefined> {
+  async getKey(_tenantId: string, _key: string): Promise<IdempotencyRecord | undefined> {
     throw new Error('not used by these tests');
   }
 
-  async insertWithKey(): Promise<InsertResult> {
+  async insertWithKey(_payment: Payment, _key: IdempotencyRecord, _now: number, _writeId?: string): Promise<InsertResult> {
     throw new Error('not used by these tests');
   }
 }

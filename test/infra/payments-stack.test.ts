@@ -71,7 +71,7 @@ describe('PaymentsStack', () => {
         { AttributeName: 'sk', KeyType: 'RANGE' },
       ],
     });
-    t.resourceCountIs('AWS::DynamoDB::Table', 4);
+    t.resourceCountIs('AWS::DynamoDB::Table', 5); // + operator idempotency records
   });
 
   it('payments queue redrives to a DLQ and outlives the worker timeout', () => {
@@ -140,8 +140,8 @@ describe('PaymentsStack', () => {
     expect(parts).toEqual(
       expect.arrayContaining(['api', 'payments', 'process', 'validate-key', 'key', '{idempotencyKey}', '{paymentID}', 'status', 'retry', 'audit', 'recovery']),
     );
-    t.resourceCountIs('AWS::ApiGateway::ApiKey', 2);
-    t.resourceCountIs('AWS::ApiGateway::UsagePlanKey', 2);
+    t.resourceCountIs('AWS::ApiGateway::ApiKey', 3); // two tenants, one operator
+    t.resourceCountIs('AWS::ApiGateway::UsagePlanKey', 3);
     t.hasResourceProperties('AWS::ApiGateway::RestApi', { ApiKeySourceType: 'HEADER' });
     t.hasResourceProperties('AWS::ApiGateway::GatewayResponse', { ResponseType: 'INVALID_API_KEY', StatusCode: '403' });
   });

@@ -7,6 +7,7 @@ import { PaymentRepository } from '../../functions/adapters/dynamo/payment-repos
 import { SqsPaymentQueue } from '../../functions/adapters/sqs/payment-queue';
 import { createPaymentRoute } from '../../functions/api/create-payment';
 import { paymentQueriesRoute } from '../../functions/api/payment-queries';
+import { paymentIdFor } from '../../functions/core/ids';
 import type { Payment } from '../../functions/core/payment';
 import { PaymentsService } from '../../functions/core/payments-service';
 import { apiHandler } from '../../functions/shared/http';
@@ -229,6 +230,40 @@ describe('POST /api/payments/process against DynamoDB Local', () => {
     } finally {
       now = saved;
     }
+  });
+
+  it('reuses an expired key any number of times: each reuse takes the next generation (no 503 after five)', async () => {
+    const key = `k-${randomUUID()}`;
+    const saved = now;
+    try {
+      const ids: string[] = [];
+      for (let i = 0; i < 8; i++) {
+        now = new Date(saved.getTime() + i * (86_400_000 + 1000));
+        const res = await post(request(key, 10 + i));
+        expect(res.statusCode, res.body).toBe(201);
+        ids.push(JSON.parse(res.body).id);
+      }
+      expect(new Set(ids).size).toBe(8);
+      expect((await paymentsWithKey(key)).map((p) => p.generation).sort((a, b) => a - b)).toEqual([0, 1, 2, 3, 4, 5, 6, 7]);
+    } finally {
+      now = saved;
+    }
+  });
+
+  it('a resent create transaction (lost response) is recognised by its ClientRequestToken as the same write', async () => {
+    const env = b.envOf('CreatePaymentFunction');
+    const repo = new PaymentRepository(b.doc, { payments: env.PAYMENTS_TABLE!, idempotency: env.IDEMPOTENCY_TABLE!, openPaymentsIndex: env.OPEN_PAYMENTS_INDEX! });
+    const { payment: model } = await service().create('tenant-token', { idempotencyKey: `k-${randomUUID()}`, amountMinor: 100, currency: 'USD', paymentMethod: { type: 'card', token: 'tok_success' }, metadata: {} });
+    const key = `k-${randomUUID()}`;
+    const payment = { ...model, id: paymentIdFor('tenant-token', key, 0), idempotencyKey: key };
+    const record = { tenantId: 'tenant-token', idempotencyKey: key, paymentId: payment.id, generation: 0, requestHash: model.requestHash, createdAt: now.toISOString(), expiresAt: Math.floor(now.getTime() / 1000) + 3600 };
+    const nowSeconds = Math.floor(now.getTime() / 1000);
+    expect(await repo.insertWithKey(payment, record, nowSeconds, 'write-1')).toEqual({ kind: 'created' });
+    // The same write sent again (its response was lost): DynamoDB answers success for the same token.
+    expect(await repo.insertWithKey(payment, record, nowSeconds, 'write-1')).toEqual({ kind: 'created' });
+    // Another call with the identical request is evaluated and meets the key it holds.
+    const other = await repo.insertWithKey(payment, record, nowSeconds, 'write-2');
+    expect(other).toMatchObject({ kind: 'conflict', key: { paymentId: payment.id } });
   });
 
   it('serves the payment, its status and its key record', async () => {

@@ -3,8 +3,13 @@
  * transaction; every later change is a conditional update on (version, status). Failed conditions
  * return the stored item (ReturnValuesOnConditionCheckFailure), so no second read is needed.
  */
-import { createHash } from 'node:crypto';
-import { ConditionalCheckFailedException, TransactionCanceledException } from '@aws-sdk/client-dynamodb';
+import { createHash, randomUUID } from 'node:crypto';
+import {
+  ConditionalCheckFailedException,
+  IdempotentParameterMismatchException,
+  TransactionCanceledException,
+  TransactionInProgressException,
+} from '@aws-sdk/client-dynamodb';
 import { unmarshall } from '@aws-sdk/util-dynamodb';
 import {
   BatchGetCommand,
@@ -120,6 +125,21 @@ export function decodeListCursor(cursor: string, tenantId: string, status: Payme
 
 const TRANSACTION_RETRIES = 8;
 
+/**
+ * The TransactWriteItems ClientRequestToken of one create call: derived from the request (tenant, key,
+ * generation, request hash) and the call's writeId. A resend of that very write (the SDK's retry after
+ * a lost response, or our retry of a transaction conflict) carries the same token, so DynamoDB (for 10
+ * minutes) answers it with success instead of failing its conditions as if it were a replay; the
+ * payment is then queued. Another call, even an identical request in the same millisecond, has its own
+ * writeId and is evaluated normally (a replay, answered from the failed conditions).
+ */
+export function createRequestToken(key: Pick<IdempotencyRecord, 'tenantId' | 'idempotencyKey' | 'generation' | 'requestHash'>, writeId: string): string {
+  return createHash('sha256')
+    .update([key.tenantId, key.idempotencyKey, String(key.generation), key.requestHash, writeId].join('\u0000'))
+    .digest('base64url')
+    .slice(0, 36);
+}
+
 export class PaymentRepository implements PaymentStore, PaymentLister {
   constructor(
     private readonly doc: DynamoDBDocumentClient,
@@ -162,7 +182,7 @@ export class PaymentRepository implements PaymentStore, PaymentLister {
    * expired; the payment id must be unused. Transaction conflicts with concurrent identical requests
    * are retried with jitter; the loser then sees the winner's records.
    */
-  async insertWithKey(newPayment: Payment, key: IdempotencyRecord, nowEpochSeconds: number): Promise<InsertResult> {
+  async insertWithKey(newPayment: Payment, key: IdempotencyRecord, nowEpochSeconds: number, writeId: string = randomUUID()): Promise<InsertResult> {
     const keyItem = { ...key, pk: keyPk(key.tenantId, key.idempotencyKey) };
     const payment = {
       ...newPayment,
@@ -170,10 +190,12 @@ export class PaymentRepository implements PaymentStore, PaymentLister {
       tenantShard: tenantShardFor(newPayment.tenantId, newPayment.id),
       createdSort: createdSortFor(newPayment),
     };
+    const token = createRequestToken(key, writeId);
     for (let attempt = 0; ; attempt++) {
       try {
         await this.doc.send(
           new TransactWriteCommand({
+            ClientRequestToken: token,
             TransactItems: [
               {
                 Put: {
@@ -197,6 +219,20 @@ export class PaymentRepository implements PaymentStore, PaymentLister {
         );
         return { kind: 'created' };
       } catch (err) {
+        if (err instanceof IdempotentParameterMismatchException) {
+          // This token was used with other values (a caller reusing a writeId): whatever that write
+          // stored is read back and treated like a failed condition.
+          const [storedKey, stored] = await Promise.all([this.getKey(key.tenantId, key.idempotencyKey), this.get(newPayment.id)]);
+          const live = storedKey && storedKey.expiresAt > nowEpochSeconds ? storedKey : undefined;
+          if (live || stored) return { kind: 'conflict', key: live, payment: stored };
+          throw new ServiceUnavailableError();
+        }
+        if (err instanceof TransactionInProgressException) {
+          // The first send of this very write is still being applied: wait for it, then resend.
+          if (attempt >= TRANSACTION_RETRIES) throw new ServiceUnavailableError();
+          await sleep(Math.min(500, 20 * 2 ** attempt));
+          continue;
+        }
         if (!(err instanceof TransactionCanceledException)) throw err;
         const reasons = err.CancellationReasons ?? [];
         const codes = reasons.map((r) => r.Code ?? 'None');

@@ -3,6 +3,7 @@
  * shaped by the template's AWS::ApiGateway::GatewayResponse resources.
  */
 import type { RestApiModel } from './api-model';
+import { formatRequestTime } from './api-proxy-integration';
 
 /** API Gateway's own errors: default status, message and x-amzn-ErrorType. */
 export const GATEWAY_ERRORS: Record<string, { status: number; message: string; errorType: string }> = {
@@ -53,6 +54,8 @@ export function gatewayResponse(model: Pick<RestApiModel, 'gatewayResponses'>, t
     'error.responseType': type,
     'error.validationErrorString': '',
     requestId: ctx.requestId,
+    requestTime: formatRequestTime(Date.now()),
+    requestTimeEpoch: String(Date.now()),
     extendedRequestId: ctx.extendedRequestId,
     stage: ctx.stage,
     apiId: ctx.apiId,

@@ -16,7 +16,7 @@ import { errorMessage, listenOnLoopback, shortId, type LogFn } from './util';
 export interface ApiGatewayOptions {
   readonly model: RestApiModel;
   readonly registry: FunctionRegistry;
-  /** API key → tenant (API key id). */
+  /** API key → its id (requestContext.identity.apiKeyId). */
   readonly apiKeys: Map<string, string>;
   /** 0: a free port. */
   readonly port: number;
@@ -83,10 +83,10 @@ export async function startApiGateway(opts: ApiGatewayOptions): Promise<RunningA
       let apiKeyId: string | undefined;
       if (apiMethod.apiKeyRequired) {
         const key = Object.entries(requestHeaders).find(([k]) => k.toLowerCase() === 'x-api-key')?.[1];
-        const tenant = key !== undefined ? apiKeys.get(key) : undefined;
-        if (key === undefined || tenant === undefined) return finish(gatewayResponse(model, 'INVALID_API_KEY', routeCtx));
+        const keyId = key !== undefined ? apiKeys.get(key) : undefined;
+        if (key === undefined || keyId === undefined) return finish(gatewayResponse(model, 'INVALID_API_KEY', routeCtx));
         apiKey = key;
-        apiKeyId = tenant;
+        apiKeyId = keyId;
       }
 
       if (apiMethod.integrationType === 'MOCK') return finish(mockResponse(apiMethod, requestId));
@@ -119,6 +119,18 @@ export async function startApiGateway(opts: ApiGatewayOptions): Promise<RunningA
   });
   server.requestTimeout = 0;
   server.headersTimeout = 60_000;
+  // Requests Node rejects before the gateway sees them (headers over its limit: 431; malformed: 400)
+  // get the gateway's error shape too, from the DEFAULT_4XX response with the real status.
+  server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
+    if (!socket.writable) return socket.destroy();
+    const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : 400;
+    const ctx: GatewayContext = { requestId: randomUUID(), extendedRequestId: randomUUID().replace(/-/g, '').slice(0, 16), stage: model.stageName, apiId: model.apiId };
+    const r = gatewayResponse(model, 'DEFAULT_4XX', ctx);
+    const reason = status === 431 ? 'Request Header Fields Too Large' : 'Bad Request';
+    const head = [`HTTP/1.1 ${status} ${reason}`, ...Object.entries(r.headers).map(([k, v]) => `${k}: ${v[0]}`), `Content-Length: ${r.body.length}`, 'Connection: close'];
+    socket.end(`${head.join('\r\n')}\r\n\r\n${r.body.toString()}`);
+    log(`(client error) → ${status}`);
+  });
 
   return listenOnLoopback(server, opts.port);
 }

@@ -133,7 +133,7 @@ function isBinaryType(binaryTypes: readonly string[], contentType: string): bool
 }
 
 /** `25/Nov/2026:06:29:11 +0000`, as in requestContext.requestTime. */
-function formatRequestTime(epoch: number): string {
+export function formatRequestTime(epoch: number): string {
   const d = new Date(epoch);
   const months = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
   const p = (n: number) => String(n).padStart(2, '0');

@@ -42,6 +42,8 @@ export function functionDefinitions(
   extraEnv: Record<string, string> = {},
   log: LogFn = () => {},
   credentialsOf: (functionId: string) => { accessKeyId: string; secretAccessKey: string } = () => ({ accessKeyId: 'local', secretAccessKey: 'local' }),
+  /** Values that replace the template's, only in the functions whose template sets the variable. */
+  templateOverrides: Record<string, string> = {},
 ): FunctionDefinition[] {
   const defs: FunctionDefinition[] = [];
   // Bundles leave '@aws-sdk/*' to the runtime; here Node finds it by walking up from the asset.
@@ -68,6 +70,10 @@ export function functionDefinitions(
 
     const templateEnv: Record<string, string> = {};
     for (const [k, v] of Object.entries<unknown>(props.Environment?.Variables ?? {})) {
+      if (Object.hasOwn(templateOverrides, k)) {
+        templateEnv[k] = templateOverrides[k]!;
+        continue;
+      }
       try {
         templateEnv[k] = resolveValue(v, stack.template, local);
       } catch (err) {

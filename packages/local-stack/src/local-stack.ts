@@ -10,7 +10,7 @@ import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DynamoDBStreamsClient } from '@aws-sdk/client-dynamodb-streams';
 import { SQSClient } from '@aws-sdk/client-sqs';
 import { startApiGateway } from './api-gateway-server';
-import { parseApiKeys } from './api-keys';
+import { apiKeyPrincipals, localApiKeyId, parseApiKeys } from './api-keys';
 import { buildRestApi, listRoutes, type RestApiModel, type RouteInfo } from './api-model';
 import { startDynamoDbLocal, startSqsEmulator } from './emulators';
 import { eventSourceMappings } from './event-sources';
@@ -31,7 +31,13 @@ import { errorMessage, findByPrefix, makeLog, referencedId, shortId, type LogFn 
 export { LambdaInvocationError, type InvocationOutcome, type InvocationRecord } from './function-invocation';
 export type { RouteInfo } from './api-model';
 
-export const DEFAULT_API_KEYS = 'local-key-1:tenant-1,local-key-2:tenant-2';
+export const DEFAULT_API_KEYS = 'local-key-1:tenant-1,local-key-2:tenant-2,local-operator-key:operator:local';
+
+/**
+ * The function environment variable that maps API key ids to principals. The template's value names the
+ * deployed keys; locally it is replaced, in the functions that have it, by the LOCAL_API_KEYS mapping.
+ */
+export const API_KEY_PRINCIPALS_VARIABLE = 'API_KEY_PRINCIPALS';
 
 export interface LocalStackOptions {
   /** Cloud assembly directory (run `cdk synth` first). Default `cdk.out`. */
@@ -42,7 +48,10 @@ export interface LocalStackOptions {
   readonly lambdaPort?: number;
   /** Persistent DynamoDB Local data (and stream checkpoints) in this directory; in memory when absent. */
   readonly dataDir?: string;
-  /** `key:tenant` pairs, comma-separated, or key → tenant. Default $LOCAL_API_KEYS or two local keys. */
+  /**
+   * `key:tenant` or `key:operator:<name>` pairs, comma-separated, or key → who. Default $LOCAL_API_KEYS
+   * or DEFAULT_API_KEYS (two tenants, one operator). Several keys may name one tenant (rotation).
+   */
   readonly apiKeys?: string | Record<string, string>;
   /** Merged over every function's environment (e.g. PROVIDER_URL of a simulator). */
   readonly extraEnv?: Record<string, string>;
@@ -75,13 +84,15 @@ export interface LocalStack {
   readonly functions: string[];
   readonly routes: RouteInfo[];
   readonly schedules: ScheduleRule[];
-  /** API key → tenant. */
+  /** API key → who (tenant id, or `operator:<name>`). */
   readonly apiKeys: ReadonlyMap<string, string>;
   /**
    * The IAM proxies the functions call (absent with `iam: false`), the credentials of each function
    * (by logical id prefix) and the denials so far.
    */
   readonly iam?: LocalIam;
+  /** API key → the apiKeyId the functions see. */
+  readonly apiKeyIds: ReadonlyMap<string, string>;
   /** Clients bound to the emulators, for tests and tools. */
   readonly clients: { readonly dynamodb: DynamoDBClient; readonly sqs: SQSClient; readonly streams: DynamoDBStreamsClient };
   /** Invokes the function whose logical id starts with the prefix; resolves to its result, rejects with LambdaInvocationError. */
@@ -132,6 +143,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
   const stack = loadSynthesizedStack(options.cdkOut ?? 'cdk.out');
   const { template } = stack;
   const apiKeys = parseApiKeys(options.apiKeys ?? process.env.LOCAL_API_KEYS ?? DEFAULT_API_KEYS);
+  const apiKeyIds = new Map([...apiKeys.keys()].map((k) => [k, localApiKeyId(k)]));
   const teardown = new Teardown(log);
   const credentials = ADMIN_CREDENTIALS;
 
@@ -191,7 +203,15 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     }
     const functionEndpoints = iam?.endpoints ?? endpoints;
     registry = new FunctionRegistry(
-      functionDefinitions(stack, resources, functionEndpoints, options.extraEnv, log, iam ? (id) => iam!.credentialsOfFunction(id) : undefined),
+      functionDefinitions(
+        stack,
+        resources,
+        functionEndpoints,
+        options.extraEnv,
+        log,
+        iam ? (id) => iam!.credentialsOfFunction(id) : undefined,
+        { [API_KEY_PRINCIPALS_VARIABLE]: apiKeyPrincipals(apiKeys) },
+      ),
       log,
     );
     const functions = registry;
@@ -203,7 +223,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
 
     // ---- API ----
     const api = buildRestApi(template) ?? emptyApi();
-    const gateway = await startApiGateway({ model: api, registry, apiKeys, port: options.apiPort ?? 3000, log });
+    const gateway = await startApiGateway({ model: api, registry, apiKeys: apiKeyIds, port: options.apiPort ?? 3000, log });
     teardown.add('API', () => gateway.stop());
 
     // ---- Event sources ----
@@ -286,6 +306,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       schedules: rules,
       apiKeys,
       iam,
+      apiKeyIds,
       clients,
       async invokeOutcome(prefix, event = {}) {
         const fn = functions.byPrefix(prefix);

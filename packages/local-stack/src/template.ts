@@ -193,6 +193,8 @@ function resolveRef(id: string, attr: string, template: CfnTemplate, local: Loca
     if (attr === 'Arn') return q.arn;
     if (attr === 'QueueName') return q.name;
   }
+  // An API key's Ref is its id; local keys come from LOCAL_API_KEYS, so the logical id stands in.
+  if (type === 'AWS::ApiGateway::ApiKey' && attr === 'Ref') return id;
   if (type === 'AWS::Lambda::Function') {
     if (attr === 'Ref') return id;
     if (attr === 'Arn') return localFunctionArn(id);

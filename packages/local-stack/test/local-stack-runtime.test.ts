@@ -8,7 +8,7 @@ import { PutItemCommand } from '@aws-sdk/client-dynamodb';
 import { ReceiveMessageCommand, SendMessageCommand } from '@aws-sdk/client-sqs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startApiGateway } from '../src/api-gateway-server';
-import { parseApiKeys } from '../src/api-keys';
+import { localApiKeyId, parseApiKeys } from '../src/api-keys';
 import { buildRestApi } from '../src/api-model';
 import type { InvocationRecord } from '../src/function-invocation';
 import { FunctionRegistry } from '../src/function-registry';
@@ -96,7 +96,7 @@ describe('API Gateway', () => {
       multiValueQueryStringParameters: { x: ['1', '2'], y: ['é'] },
       body: null,
       isBase64Encoded: false,
-      requestContext: { stage: 'dev', resourcePath: '/api/payments/{paymentID}/status', identity: { apiKey: 'local-key-2', apiKeyId: 'tenant-2', sourceIp: '127.0.0.1' } },
+      requestContext: { stage: 'dev', resourcePath: '/api/payments/{paymentID}/status', identity: { apiKey: 'local-key-2', apiKeyId: localApiKeyId('local-key-2'), sourceIp: '127.0.0.1' } },
     });
     expect(event.headers['X-Custom']).toBe('v');
     expect(event.requestContext.requestId).toBe(res.headers.get('x-amzn-requestid'));
@@ -230,7 +230,7 @@ describe('event sources', () => {
     const stream = await viaStream;
     expect(stream.functionId).toBe(ids.audit);
     const change = (stream.event as any).Records.find((x: any) => x.dynamodb.Keys.id.S === id);
-    expect(change).toMatchObject({ eventName: 'INSERT', dynamodb: { NewImage: { id: { S: id }, meta: { M: {} }, tenant: { S: 'tenant-1' } }, StreamViewType: 'NEW_AND_OLD_IMAGES' } });
+    expect(change).toMatchObject({ eventName: 'INSERT', dynamodb: { NewImage: { id: { S: id }, meta: { M: {} }, tenant: { S: localApiKeyId('local-key-1') } }, StreamViewType: 'NEW_AND_OLD_IMAGES' } });
   });
 
   it('SQS: reported item failures come back after the visibility timeout and reach the DLQ after maxReceiveCount', async () => {

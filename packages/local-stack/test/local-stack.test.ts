@@ -9,7 +9,7 @@ import { PutItemCommand } from '@aws-sdk/client-dynamodb';
 import { SendMessageCommand } from '@aws-sdk/client-sqs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { gatewayResponse } from '../src/api-gateway-responses';
-import { parseApiKeys } from '../src/api-keys';
+import { localApiKeyId, parseApiKeys } from '../src/api-keys';
 import { buildRestApi, listRoutes, type RestApiModel } from '../src/api-model';
 import { buildProxyEvent, proxyResultToResponse } from '../src/api-proxy-integration';
 import { matchResource, methodFor } from '../src/api-route-matcher';
@@ -63,7 +63,9 @@ describe('API model from the template', () => {
   it('shapes gateway errors with the template GatewayResponses', () => {
     const forbidden = gatewayResponse(api, 'INVALID_API_KEY', ctx);
     expect(forbidden.status).toBe(403);
-    expect(JSON.parse(forbidden.body.toString())).toEqual({ error: { code: 'FORBIDDEN', message: 'Forbidden', retryable: false, requestId: 'req-1' } });
+    expect(JSON.parse(forbidden.body.toString())).toEqual({
+      error: { code: 'FORBIDDEN', message: 'Forbidden', retryable: false, timestamp: expect.stringMatching(/^\d{2}\/\w{3}\/\d{4}:\d{2}:\d{2}:\d{2} \+0000$/), requestId: 'req-1' },
+    });
     expect(forbidden.headers['x-amzn-ErrorType']).toEqual(['ForbiddenException']);
 
     const missing = gatewayResponse(api, 'MISSING_AUTHENTICATION_TOKEN', ctx);
@@ -73,11 +75,13 @@ describe('API model from the template', () => {
     // A Lambda failure is a DEFAULT_5XX: the template's template, API Gateway's 502.
     const failed = gatewayResponse(api, 'DEFAULT_5XX', ctx);
     expect(failed.status).toBe(502);
-    expect(JSON.parse(failed.body.toString())).toEqual({ error: { code: 'INTERNAL_ERROR', message: 'Internal server error', retryable: true, requestId: 'req-1' } });
-    // No INTEGRATION_TIMEOUT response in the template: DEFAULT_5XX shapes it, with its own 504.
+    expect(JSON.parse(failed.body.toString())).toEqual({
+      error: { code: 'INTERNAL_ERROR', message: 'Internal server error', retryable: true, timestamp: expect.any(String), requestId: 'req-1' },
+    });
+    // The template's INTEGRATION_TIMEOUT response, with API Gateway's 504.
     const timeout = gatewayResponse(api, 'INTEGRATION_TIMEOUT', ctx);
     expect(timeout.status).toBe(504);
-    expect(JSON.parse(timeout.body.toString()).error.message).toBe('Endpoint request timed out');
+    expect(JSON.parse(timeout.body.toString()).error).toMatchObject({ code: 'UPSTREAM_TIMEOUT', message: 'Endpoint request timed out' });
     // Without any GatewayResponse, API Gateway's own body.
     const bare = gatewayResponse({ gatewayResponses: new Map() }, 'INVALID_API_KEY', ctx);
     expect(JSON.parse(bare.body.toString())).toEqual({ message: 'Forbidden' });
@@ -300,13 +304,13 @@ describe('the real bundles on the local stack', () => {
     expect(seen.filter((r) => r.source === 'api')).toHaveLength(0);
   });
 
-  it('passes a request with a key to its function, with the tenant as apiKeyId (also under the stage prefix)', async () => {
+  it("passes a request with a key to its function, with the key's opaque id as apiKeyId (also under the stage prefix)", async () => {
     for (const prefix of ['', '/dev']) {
       const wait = stack!.waitForInvocation((r) => r.source === 'api' && r.functionId === fn('CreatePaymentFunction'));
       const res = await post(`${prefix}/api/payments/process`, { 'x-api-key': 'local-key-2' });
       expect([403, 404, 502]).not.toContain(res.status);
       const r = await wait;
-      expect((r.event as any).requestContext.identity).toMatchObject({ apiKey: 'local-key-2', apiKeyId: 'tenant-2' });
+      expect((r.event as any).requestContext.identity).toMatchObject({ apiKey: 'local-key-2', apiKeyId: localApiKeyId('local-key-2') });
       expect((r.event as any).resource).toBe('/api/payments/process');
     }
   });
