@@ -128,13 +128,13 @@ export const SETTINGS = {
     optional: true,
     doc: 'Name of the Secrets Manager secret holding the provider API key (the name only, never the value).',
   },
-  BREAKER_CONSECUTIVE_FAILURES: {
-    field: 'breakerConsecutiveFailures',
+  BREAKER_MIN_FAILING_PAYMENTS: {
+    field: 'breakerMinFailingPayments',
     type: 'number',
     kind: 'value',
     setBy: 'stack',
-    default: 5,
-    doc: 'Provider circuit breaker: opens after this many provider-wide failures in a row.',
+    default: 10,
+    doc: 'Provider circuit breaker: distinct payments that must have failed within the window before it may open (one card failing again counts once).',
   },
   BREAKER_FAILURE_RATE: {
     field: 'breakerFailureRate',
@@ -142,7 +142,15 @@ export const SETTINGS = {
     kind: 'value',
     setBy: 'stack',
     default: 0.5,
-    doc: 'Provider circuit breaker: opens when this share of the recent calls failed (0..1).',
+    doc: "Provider circuit breaker: opens when this share of the window's payments failed, for every tenant with traffic (0..1; 0 never opens).",
+  },
+  BREAKER_WINDOW_SECONDS: {
+    field: 'breakerWindowSeconds',
+    type: 'number',
+    kind: 'value',
+    setBy: 'stack',
+    default: 30,
+    doc: 'Provider circuit breaker: the sliding window its failure rate is computed over.',
   },
   BREAKER_OPEN_SECONDS: { field: 'breakerOpenSeconds', type: 'number', kind: 'value', setBy: 'stack', default: 30, doc: 'Provider circuit breaker: stays open this long before a probe.' },
   PROVIDER_URL: {
@@ -184,8 +192,9 @@ const PROVIDER_CALLS: readonly SettingName[] = [
   'PROVIDER_SECRET_ID',
   'PROVIDER_URL',
   'PROVIDER_API_KEY',
-  'BREAKER_CONSECUTIVE_FAILURES',
+  'BREAKER_MIN_FAILING_PAYMENTS',
   'BREAKER_FAILURE_RATE',
+  'BREAKER_WINDOW_SECONDS',
   'BREAKER_OPEN_SECONDS',
   'FAULT_CRASH_AFTER_CHARGE',
 ];

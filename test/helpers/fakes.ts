@@ -91,6 +91,17 @@ export class FakeRepository implements PaymentStore {
     return structuredClone(next);
   }
 
+  postponed = 0;
+
+  async postpone(current: Payment, dueAt: number): Promise<boolean> {
+    await Promise.resolve();
+    const stored = this.items.get(current.id);
+    if (!stored || stored.version !== current.version || stored.status !== current.status || !stored.openShard || !((stored.dueAt ?? 0) < dueAt)) return false;
+    this.items.set(stored.id, { ...stored, dueAt });
+    this.postponed++;
+    return true;
+  }
+
   openPartitions(): readonly string[] {
     return ['open#00', 'open#03'];
   }

@@ -43,7 +43,7 @@ function setup() {
     store: repo,
     provider,
     queue,
-    breaker: new CircuitBreaker('p', { consecutiveFailures: 1000, failureRateThreshold: 0 }),
+    breaker: new CircuitBreaker('p', { failureRateThreshold: 0 }),
     config: { retryBaseSeconds: 1, retryCapSeconds: 60, leaseSeconds: 30, providerTimeoutMs: 5000 },
     clock: clock.now,
     random: () => 0.5,
