@@ -174,8 +174,10 @@ export class PaymentsStack extends Stack {
     const reconciler = fn('ReconcilerFunction', 'reconciler', 'functions/recovery/reconciler.ts', 'Finds and finishes stuck payments', {
       timeout: Duration.minutes(5),
     })
-      .bindTable(payments, 'PAYMENTS_TABLE', ['Query', 'GetItem', 'UpdateItem'])
-      .bindTable(recoveryRuns, 'RECOVERY_TABLE', runsAccess)
+      // BatchGetItem: the provider comparison reads the payments of a page of intents at once.
+      .bindTable(payments, 'PAYMENTS_TABLE', ['Query', 'GetItem', 'BatchGetItem', 'UpdateItem'])
+      // GetItem: the saved cursor the next run resumes from.
+      .bindTable(recoveryRuns, 'RECOVERY_TABLE', [...runsAccess, 'GetItem'])
       .bindQueue(paymentsQueue, 'PAYMENTS_QUEUE_URL', 'send')
       .bindSecret(providerSecret, 'PROVIDER_SECRET_ID', providerSecretId, 'read');
     new events.Rule(this, 'ReconcilerSchedule', {

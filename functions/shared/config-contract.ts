@@ -105,8 +105,10 @@ export const SETTINGS = {
     type: 'number',
     kind: 'value',
     setBy: 'stack',
-    default: 120,
-    doc: 'An open payment with no progress for this long is due for the reconciler.',
+    // A pending payment's message is provably lost only after the queue's expected latency (60 s) plus
+    // one visibility timeout (180 s: a worker that took the message and died hides it that long).
+    default: 240,
+    doc: "An open payment with no progress for this long is due for the reconciler; at least the queue's visibility timeout plus its expected latency.",
   },
   RECOVERY_RUN_LEASE_SECONDS: {
     field: 'recoveryRunLeaseSeconds',

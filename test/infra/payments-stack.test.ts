@@ -181,6 +181,21 @@ describe('PaymentsStack', () => {
       .filter((s) => JSON.stringify(s.Resource).includes(`"${resourceId}"`))
       .flatMap((s) => [s.Action].flat());
 
+  it('a pending payment is re-queued only once its message is provably lost: stuck-after ≥ visibility timeout + 60 s latency', () => {
+    const visibility = Number(t.findResources('AWS::SQS::Queue')[logicalId('AWS::SQS::Queue', 'PaymentsQueue')]!.Properties.VisibilityTimeout);
+    const stuck = Object.values(t.findResources('AWS::Lambda::Function'))
+      .map((fn) => fn.Properties.Environment.Variables.STUCK_AFTER_SECONDS)
+      .filter((v) => v !== undefined)
+      .map(Number);
+    expect(stuck.length).toBeGreaterThan(0);
+    for (const s of stuck) expect(s).toBeGreaterThanOrEqual(visibility + 60);
+  });
+
+  it('the reconciler reads payments in batches and its saved cursor: BatchGetItem on Payments, GetItem on RecoveryRuns', () => {
+    expect(actionsOn('ReconcilerFunctionServiceRole', logicalId('AWS::DynamoDB::Table', 'PaymentsTable'))).toContain('dynamodb:BatchGetItem');
+    expect(actionsOn('ReconcilerFunctionServiceRole', logicalId('AWS::DynamoDB::Table', 'RecoveryRunsTable'))).toContain('dynamodb:GetItem');
+  });
+
   it('the reconciler and the recovery API may release the run lock: DeleteItem on RecoveryRuns', () => {
     const runs = logicalId('AWS::DynamoDB::Table', 'RecoveryRunsTable');
     expect(actionsOn('ReconcilerFunctionServiceRole', runs)).toEqual(expect.arrayContaining(['dynamodb:PutItem', 'dynamodb:UpdateItem', 'dynamodb:DeleteItem', 'dynamodb:Query']));
