@@ -61,6 +61,11 @@ export interface AuditEntry {
   readonly hash: string;
   /** Sort key of the audit-by-tenant index: `${timestamp}#${paymentId}#${version padded}`. */
   readonly tenantSort: string;
+  /**
+   * Set on an entry rebuilt after its own stream record was lost: built from the next version's old
+   * image, so its `changes` are unknown (empty) and its fromStatus is the previous entry's toStatus.
+   */
+  readonly repairedFrom?: 'next_version_old_image';
 }
 
 export type ChainProblem = 'HASH_MISMATCH' | 'BROKEN_LINK' | 'MISSING_VERSION' | 'DUPLICATE';
@@ -206,6 +211,20 @@ export function entryFromImages(newImage: Payment, oldImage: Payment | undefined
     prevHash: newImage.version === 1 ? GENESIS_HASH : prevHash,
     tenantSort: tenantSortKey(timestamp, newImage.id, newImage.version),
   };
+  return { ...unhashed, hash: hashEntry(unhashed) };
+}
+
+/**
+ * The entry of a version whose own stream record was lost, rebuilt from the image the next version's
+ * record carries as its old image. `previous` is the stored entry of the version before it (absent for
+ * version 1, which is rebuilt exactly). The content says it was repaired; the chain stays verifiable.
+ */
+export function repairedEntry(image: Payment, previous: AuditEntry | undefined): AuditEntry {
+  const exact = entryFromImages(image, undefined, previous?.hash ?? GENESIS_HASH);
+  if (image.version === 1) return exact;
+  if (!previous || previous.version !== image.version - 1) throw new RangeError(`repairing v${image.version} needs the entry of v${image.version - 1}`);
+  const { hash: _h, ...rest } = exact;
+  const unhashed: Omit<AuditEntry, 'hash'> = { ...rest, fromStatus: previous.toStatus, details: { ...rest.details, changes: {} }, repairedFrom: 'next_version_old_image' };
   return { ...unhashed, hash: hashEntry(unhashed) };
 }
 
