@@ -74,7 +74,9 @@ export class PaymentsStack extends Stack {
     });
     auditLog.addGlobalSecondaryIndex({
       indexName: AUDIT_BY_TENANT_INDEX,
-      partitionKey: { name: 'tenantId', type: dynamodb.AttributeType.STRING },
+      // tenantId#<shard of the payment>: a tenant's audit writes spread over AUDIT_TENANT_SHARDS partitions
+      // (docs/capacity.md); listing a tenant merges the shards.
+      partitionKey: { name: 'tenantShard', type: dynamodb.AttributeType.STRING },
       sortKey: { name: 'tenantSort', type: dynamodb.AttributeType.STRING },
       projectionType: dynamodb.ProjectionType.ALL,
     });

@@ -17,7 +17,8 @@
 /** DynamoDB index names: the stack creates them under these names and the code queries them. */
 export const OPEN_PAYMENTS_INDEX = 'open-payments';
 export const SETTLED_INDEX = 'settled-by-hour';
-export const AUDIT_BY_TENANT_INDEX = 'audit-by-tenant';
+/** Keyed by tenantShard (`${tenantId}#${nn}`), so one busy tenant's audit writes spread over 16 partitions. */
+export const AUDIT_BY_TENANT_INDEX = 'audit-by-tenant-shard';
 
 /** Name of the provider API key secret in Secrets Manager; the operator fills in its value after deploy. */
 export const providerSecretName = (stage: string): string => `idempotent-payments/${stage}/provider-api-key`;
