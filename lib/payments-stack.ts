@@ -121,7 +121,7 @@ export class PaymentsStack extends Stack {
     // ---- Functions ----------------------------------------------------------------------------
     // Each function's environment is its config contract (functions/shared/config-contract.ts):
     // value settings from the stage config, resources bound here together with their grants.
-    const fn = (id: string, contract: FunctionName, entry: string, description: string, extra: Partial<{ timeout: Duration }> = {}) =>
+    const fn = (id: string, contract: FunctionName, entry: string, description: string, extra: Partial<{ timeout: Duration; reservedConcurrentExecutions: number }> = {}) =>
       new PaymentsFunction(this, id, { contract, entry, description, config, ...extra });
 
     const createPayment = fn('CreatePaymentFunction', 'createPayment', 'functions/api/create-payment.ts', 'POST /api/payments/process')
@@ -143,6 +143,8 @@ export class PaymentsStack extends Stack {
 
     const worker = fn('PaymentWorkerFunction', 'worker', 'functions/worker/payment-worker.ts', 'Processes payment attempts from the queue', {
       timeout: WORKER_TIMEOUT,
+      // Worker sizing arithmetic: lib/config.ts workerPaymentsPerSecond.
+      ...(config.workerReservedConcurrency !== undefined ? { reservedConcurrentExecutions: config.workerReservedConcurrency } : {}),
     })
       .bindTable(payments, 'PAYMENTS_TABLE', ['GetItem', 'UpdateItem'])
       .bindQueue(paymentsQueue, 'PAYMENTS_QUEUE_URL', 'send')
@@ -175,6 +177,7 @@ export class PaymentsStack extends Stack {
     const runsAccess = ['PutItem', 'UpdateItem', 'DeleteItem', 'Query'] as const;
     const reconciler = fn('ReconcilerFunction', 'reconciler', 'functions/recovery/reconciler.ts', 'Finds and finishes stuck payments', {
       timeout: Duration.minutes(5),
+      ...(config.reconcilerReservedConcurrency !== undefined ? { reservedConcurrentExecutions: config.reconcilerReservedConcurrency } : {}),
     })
       // BatchGetItem: the provider comparison reads the payments of a page of intents at once.
       .bindTable(payments, 'PAYMENTS_TABLE', ['Query', 'GetItem', 'BatchGetItem', 'UpdateItem'])

@@ -33,6 +33,7 @@ export interface PaymentsFunctionProps {
   readonly description: string;
   readonly timeout?: Duration;
   readonly memorySize?: number;
+  readonly reservedConcurrentExecutions?: number;
 }
 
 const BINDERS = { value: 'stage settings', table: 'bindTable', queue: 'bindQueue', secret: 'bindSecret', function: 'bindFunction' } as const;
@@ -66,6 +67,7 @@ export class PaymentsFunction extends NodejsFunction {
       architecture: lambda.Architecture.ARM_64,
       memorySize: props.memorySize ?? config.lambdaMemoryMb,
       timeout: props.timeout ?? Duration.seconds(10),
+      ...(props.reservedConcurrentExecutions !== undefined ? { reservedConcurrentExecutions: props.reservedConcurrentExecutions } : {}),
       tracing: lambda.Tracing.ACTIVE,
       logGroup,
       depsLockFilePath: path.join(projectRoot, 'package-lock.json'),

@@ -3,7 +3,7 @@ import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { FUNCTION_CONTRACT_VARIABLE, FUNCTION_SETTINGS, deployedVariablesOf, isFunctionName, providerSecretName } from '../../functions/shared/config-contract';
-import { configFor, type Stage } from '../../lib/config';
+import { AVERAGE_PAYMENTS_PER_SECOND, PEAK_FACTOR, configFor, workerPaymentsPerSecond, type Stage } from '../../lib/config';
 import { PaymentsFunction } from '../../lib/constructs/payments-function';
 import { PaymentsStack } from '../../lib/payments-stack';
 
@@ -90,6 +90,16 @@ describe('PaymentsStack', () => {
       RedrivePolicy: { deadLetterTargetArn: { 'Fn::GetAtt': [dlq, 'Arn'] }, maxReceiveCount: 5 },
     });
     t.hasResourceProperties('AWS::SQS::Queue', { MessageRetentionPeriod: 14 * 86400 });
+  });
+
+  it('prod worker fleet settles 10× the average payment rate with headroom, and reserves what it may use', () => {
+    const prod = configFor('prod');
+    expect(AVERAGE_PAYMENTS_PER_SECOND).toBeCloseTo(115.7, 1);
+    expect(workerPaymentsPerSecond(prod)).toBeGreaterThanOrEqual(PEAK_FACTOR * AVERAGE_PAYMENTS_PER_SECOND * 1.3);
+    const p = synth('prod');
+    p.hasResourceProperties('AWS::Lambda::EventSourceMapping', { BatchSize: prod.workerBatchSize, ScalingConfig: { MaximumConcurrency: prod.workerMaxConcurrency } });
+    p.hasResourceProperties('AWS::Lambda::Function', { Description: 'Processes payment attempts from the queue', ReservedConcurrentExecutions: prod.workerMaxConcurrency });
+    p.hasResourceProperties('AWS::Lambda::Function', { Description: 'Finds and finishes stuck payments', ReservedConcurrentExecutions: 1 });
   });
 
   it('worker consumes the queue with partial batch responses', () => {
