@@ -2,9 +2,16 @@
  * Payments under provider faults, end to end on the local stack: N payments with good cards are sent
  * over HTTP while the provider simulator fails a share of charges (5xx without charging) and times out
  * a share (charging, then never answering). Waits until no payment is open and prints the outcome,
- * attempts, retries, and the ledger check: exactly one successful charge per payment.
+ * attempts, retries, and the ledger check: exactly one successful charge per payment. Liveness too:
+ * drain time, the longest stretch with work open and nothing settling, the longest time one payment
+ * stayed open, and how many breaker log lines the functions wrote.
  *
  *   npx tsx scripts/load-faults.ts [--n 1000] [--concurrency 20] [--error-rate 0.1] [--timeout-rate 0.01]
+ *
+ * Noisy neighbour: tenant-2 sends --noisy-n always-failing cards (tok_fail_always) while tenant-1
+ * sends --n good ones; prints tenant-1's time to success (p50/p99). `--noisy-n 0` is tenant-1's solo run.
+ *
+ *   npx tsx scripts/load-faults.ts --noisy --n 200 --noisy-n 100 --error-rate 0 --timeout-rate 0
  */
 import { randomUUID } from 'node:crypto';
 import { ScanCommand } from '@aws-sdk/client-dynamodb';
@@ -15,46 +22,74 @@ import { startLocalStack } from '@idempotent-payments/local-stack';
 import { startProviderSimulator } from '@idempotent-payments/provider-simulator';
 import { numberArg } from './cli-args';
 
+const NOISY = process.argv.includes('--noisy');
 const N = numberArg('n', 1000);
+const NOISY_N = NOISY ? numberArg('noisy-n', 100) : 0;
 const CONCURRENCY = numberArg('concurrency', 20);
 const ERROR_RATE = numberArg('error-rate', 0.1);
 const TIMEOUT_RATE = numberArg('timeout-rate', 0.01);
 const MAX_WAIT_MS = numberArg('max-wait-seconds', 600) * 1000;
+const STALL_MS = 15_000;
+
+const OPEN = new Set(['pending', 'processing', 'retrying']);
+const quantile = (xs: number[], q: number) => {
+  if (xs.length === 0) return NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.ceil(q * s.length) - 1)]!;
+};
 
 async function main() {
   const provider = await startProviderSimulator({ port: 0, timeoutMs: 1500, faults: { errorRate: ERROR_RATE, timeoutRate: TIMEOUT_RATE, seed: 7 } });
+  const logLines = { total: 0, breaker: 0, deferred: 0 };
   const stack = await startLocalStack({
     apiPort: 0,
     scheduleScale: 30,
-    log: false,
-    extraEnv: { ...fastRecoveryEnv(provider.url), POWERTOOLS_LOG_LEVEL: 'ERROR' },
+    // Function output is counted, not printed: the breaker must not write a line per message.
+    log: (line: string) => {
+      logLines.total++;
+      if (line.includes('circuit breaker')) logLines.breaker++;
+      if (line.includes('deferred')) logLines.deferred++;
+    },
+    extraEnv: { ...fastRecoveryEnv(provider.url), POWERTOOLS_LOG_LEVEL: 'WARN' },
   });
   try {
     const ids: string[] = [];
+    const noisyIds: string[] = [];
     let rejected = 0;
+    const work = [
+      ...Array.from({ length: N }, () => ({ key: 'local-key-1', token: 'tok_success', into: ids })),
+      ...Array.from({ length: NOISY_N }, () => ({ key: 'local-key-2', token: 'tok_fail_always', into: noisyIds })),
+    ];
+    // Interleave the two tenants so the noisy one is sending while the other is.
+    if (NOISY_N > 0) work.sort(() => Math.random() - 0.5);
     let next = 0;
     const t0 = performance.now();
     await Promise.all(
       Array.from({ length: CONCURRENCY }, async () => {
-        while (next < N) {
-          next++;
+        while (next < work.length) {
+          const w = work[next++]!;
           const res = await fetch(`${stack.apiUrl}/api/payments/process`, {
             method: 'POST',
-            headers: { 'x-api-key': 'local-key-1', 'content-type': 'application/json' },
-            body: JSON.stringify({ idempotencyKey: `load-${randomUUID()}`, amount: 10, currency: 'USD', paymentMethod: { type: 'card', token: 'tok_success' } }),
+            headers: { 'x-api-key': w.key, 'content-type': 'application/json' },
+            body: JSON.stringify({ idempotencyKey: `load-${randomUUID()}`, amount: 10, currency: 'USD', paymentMethod: { type: 'card', token: w.token } }),
           });
           const body = (await res.json()) as { id?: string };
-          if (res.status === 201 && body.id) ids.push(body.id);
+          if (res.status === 201 && body.id) w.into.push(body.id);
           else rejected++;
         }
       }),
     );
     const acceptSeconds = (performance.now() - t0) / 1000;
-    console.log(`accepted ${ids.length} of ${N} in ${acceptSeconds.toFixed(1)} s (${(ids.length / acceptSeconds).toFixed(0)}/s), rejected ${rejected}`);
+    console.log(`accepted ${ids.length + noisyIds.length} of ${work.length} in ${acceptSeconds.toFixed(1)} s (${((ids.length + noisyIds.length) / acceptSeconds).toFixed(0)}/s), rejected ${rejected}`);
 
     const table = Object.entries(stack.resources.tables).find(([k]) => k.startsWith('PaymentsTable'))![1].name;
-    const wanted = new Set(ids);
+    const wanted = new Set([...ids, ...noisyIds]);
     let payments: Payment[] = [];
+    // Liveness: settled count over time; a stall is a stretch with open work and no payment settling.
+    let lastFinal = -1;
+    let lastProgressAt = performance.now();
+    let longestStallMs = 0;
+    const stalls: number[] = [];
     for (;;) {
       payments = [];
       let start: Record<string, any> | undefined;
@@ -63,8 +98,20 @@ async function main() {
         payments.push(...(res.Items ?? []).map((i) => unmarshall(i) as Payment).filter((p) => wanted.has(p.id)));
         start = res.LastEvaluatedKey;
       } while (start);
-      const open = payments.filter((p) => ['pending', 'processing', 'retrying'].includes(p.status)).length;
-      if (open === 0 || performance.now() - t0 > MAX_WAIT_MS) break;
+      const open = payments.filter((p) => OPEN.has(p.status)).length;
+      const final = payments.length - open;
+      const now = performance.now();
+      if (final !== lastFinal) {
+        const stalled = now - lastProgressAt;
+        if (stalled >= STALL_MS) stalls.push(stalled);
+        longestStallMs = Math.max(longestStallMs, stalled);
+        lastFinal = final;
+        lastProgressAt = now;
+      }
+      if (open === 0 || now - t0 > MAX_WAIT_MS) {
+        if (open > 0) longestStallMs = Math.max(longestStallMs, now - lastProgressAt);
+        break;
+      }
       await new Promise((r) => setTimeout(r, 1000));
     }
     const seconds = (performance.now() - t0) / 1000;
@@ -73,20 +120,31 @@ async function main() {
     const attempts = payments.reduce((a, p) => a + p.attempt, 0);
     const retries = payments.reduce((a, p) => a + p.retryCount, 0);
     const maxRetry = Math.max(...payments.map((p) => p.retryCount));
+    const openMs = payments.map((p) => Date.parse(p.updatedAt) - Date.parse(p.createdAt));
     const ledger = provider.ledger().filter((e) => e.status === 'succeeded' && wanted.has(e.paymentId));
     const chargesPer = new Map<string, number>();
     for (const e of ledger) chargesPer.set(e.paymentId, (chargesPer.get(e.paymentId) ?? 0) + 1);
     const duplicates = [...chargesPer.values()].filter((c) => c > 1).length;
     const successWithoutCharge = payments.filter((p) => p.status === 'success' && !chargesPer.has(p.id)).length;
     const chargedNotSuccess = [...chargesPer.keys()].filter((id) => payments.find((p) => p.id === id)?.status !== 'success').length;
-    const lost = ids.length - payments.length;
-    console.log(`all settled after ${seconds.toFixed(1)} s: ${JSON.stringify(byStatus)}`);
-    console.log(`attempts ${attempts}, retries ${retries} (max ${maxRetry} for one payment), success rate ${(((byStatus.success ?? 0) / ids.length) * 100).toFixed(2)}%`);
+    const lost = wanted.size - payments.length;
+    const stillOpen = payments.filter((p) => OPEN.has(p.status)).length;
+    console.log(`${stillOpen === 0 ? 'all settled' : `${stillOpen} STILL OPEN`} after ${seconds.toFixed(1)} s: ${JSON.stringify(byStatus)}`);
+    console.log(`attempts ${attempts}, retries ${retries} (max ${maxRetry} for one payment), success rate ${(((byStatus.success ?? 0) / wanted.size) * 100).toFixed(2)}%`);
     console.log(
-      `ledger: ${ledger.length} successful charges for ${ids.length} payments; duplicates ${duplicates}, ` +
-        `success without charge ${successWithoutCharge}, charged but not success ${chargedNotSuccess}, lost ${lost}`,
+      `liveness: drain ${seconds.toFixed(1)} s, longest stretch without a payment settling ${(longestStallMs / 1000).toFixed(1)} s ` +
+        `(stretches >= ${STALL_MS / 1000} s: ${stalls.length}), longest open ${(Math.max(...openMs) / 1000).toFixed(1)} s, p99 open ${(quantile(openMs, 0.99) / 1000).toFixed(1)} s`,
     );
-    if (duplicates || successWithoutCharge || chargedNotSuccess || lost) process.exitCode = 1;
+    console.log(`logs: ${logLines.total} function log lines at WARN+, ${logLines.breaker} breaker state-change lines, ${logLines.deferred} mentioning deferral`);
+    if (NOISY) {
+      const mine = new Set(ids);
+      const t1 = payments.filter((p) => mine.has(p.id) && p.status === 'success').map((p) => Date.parse(p.processedAt ?? p.updatedAt) - Date.parse(p.createdAt));
+      console.log(
+        `noisy neighbour (tenant-2: ${NOISY_N} x tok_fail_always): tenant-1 ${t1.length}/${ids.length} succeeded, time to success ` +
+          `p50 ${(quantile(t1, 0.5) / 1000).toFixed(2)} s, p99 ${(quantile(t1, 0.99) / 1000).toFixed(2)} s, max ${(Math.max(...t1) / 1000).toFixed(2)} s`,
+      );
+    }
+    if (duplicates || successWithoutCharge || chargedNotSuccess || lost || stillOpen) process.exitCode = 1;
   } finally {
     await stack.stop();
     await provider.stop();
