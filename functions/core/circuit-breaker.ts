@@ -15,7 +15,8 @@
  *   closed    calls pass; results are recorded.
  *   open      calls are refused until `openMs` after opening (`retryAt` says when); then half-open.
  *   half-open ordinary payments are admitted as probes, at most `halfOpenProbes` in flight.
- *             `successesToClose` successful probes close the breaker; a failed probe opens it again.
+ *             `successesToClose` successful probes close the breaker; probes of `failuresToReopen`
+ *             distinct payments failing open it again (so one bad card drawn as a probe cannot).
  *             Callers beyond the probe slots are refused with `retryAt` a short `halfOpenRetryMs` later,
  *             not another whole open period. A probe whose caller never reports frees its slot after
  *             `probeTimeoutMs`.
@@ -63,6 +64,8 @@ export interface CircuitBreakerOptions {
   readonly halfOpenProbes?: number;
   /** Successful probes needed to close. Default 2. */
   readonly successesToClose?: number;
+  /** Failed probes (distinct payments) that open the breaker again. Default 2 (1 with a single probe slot). */
+  readonly failuresToReopen?: number;
   /** A caller refused while half-open may come back after this. Default 5 s. */
   readonly halfOpenRetryMs?: number;
   /** An admitted probe that never reports frees its slot after this. Default 30 s. */
@@ -144,6 +147,7 @@ export class CircuitBreaker {
   private readonly openMs: number;
   private readonly halfOpenProbes: number;
   private readonly successesToClose: number;
+  private readonly failuresToReopen: number;
   private readonly halfOpenRetryMs: number;
   private readonly probeTimeoutMs: number;
   private readonly now: () => number;
@@ -158,6 +162,7 @@ export class CircuitBreaker {
   private openedAt: number | undefined;
   private openUntil: number | undefined;
   private probeSuccesses = 0;
+  private readonly probeFailures = new Set<string>();
   private refused = 0;
   private readonly probes = new Map<number, number>();
   private nextProbeId = 1;
@@ -174,6 +179,7 @@ export class CircuitBreaker {
     this.openMs = opts.openMs ?? 30_000;
     this.halfOpenProbes = opts.halfOpenProbes ?? 3;
     this.successesToClose = opts.successesToClose ?? 2;
+    this.failuresToReopen = opts.failuresToReopen ?? Math.min(2, this.halfOpenProbes);
     this.halfOpenRetryMs = opts.halfOpenRetryMs ?? 5_000;
     this.probeTimeoutMs = opts.probeTimeoutMs ?? 30_000;
     this.now = opts.now ?? Date.now;
@@ -185,6 +191,7 @@ export class CircuitBreaker {
     int(this.minTenantPayments, 1, 'minTenantPayments');
     int(this.halfOpenProbes, 1, 'halfOpenProbes');
     int(this.successesToClose, 1, 'successesToClose');
+    int(this.failuresToReopen, 1, 'failuresToReopen');
     if (!(this.rateThreshold >= 0 && this.rateThreshold <= 1)) throw new RangeError('failureRateThreshold must be in [0, 1]');
     for (const [what, v] of [['windowMs', this.windowMs], ['openMs', this.openMs], ['halfOpenRetryMs', this.halfOpenRetryMs], ['probeTimeoutMs', this.probeTimeoutMs]] as const) {
       if (!(v > 0)) throw new RangeError(`${what} must be > 0`);
@@ -273,7 +280,11 @@ export class CircuitBreaker {
 
   private record(caller: BreakerCaller, failed: boolean, probe: boolean): void {
     if (this.current === 'half_open' && probe) {
-      if (failed) return this.open('half-open probe failed');
+      if (failed) {
+        this.probeFailures.add(caller.paymentId);
+        if (this.probeFailures.size >= this.failuresToReopen) this.open(`${this.probeFailures.size} half-open probe(s) failed`);
+        return;
+      }
       this.probeSuccesses++;
       if (this.probeSuccesses >= this.successesToClose) this.transition('closed', `${this.probeSuccesses} probe(s) succeeded`);
       return;
@@ -343,6 +354,7 @@ export class CircuitBreaker {
     this.refused = 0;
     this.probes.clear();
     this.probeSuccesses = 0;
+    this.probeFailures.clear();
     this.window.clear();
     if (to === 'closed') {
       this.openedAt = undefined;

@@ -169,14 +169,18 @@ describe('circuit breaker: open and half-open', () => {
     expect(breaker.snapshot()).toMatchObject({ windowPayments: 0, failingPayments: 0 });
   });
 
-  it('a failed probe opens again for another open period', () => {
+  it('failed probes of two payments open it again for another open period; one bad card drawn as a probe does not', () => {
     const { breaker, changes, now } = openBreaker();
-    permit(breaker).failure();
+    permit(breaker, { paymentId: 'pay_bad_card' }).failure();
+    expect(breaker.state).toBe('half_open');
+    permit(breaker, { paymentId: 'pay_bad_card' }).failure();
+    expect(breaker.state).toBe('half_open');
+    permit(breaker, { paymentId: 'pay_other' }).failure();
     expect(breaker.state).toBe('open');
     const d = breaker.acquire();
     expect(d).toEqual({ allowed: false, state: 'open', retryAt: now() + 1000 });
     expect(changes.map((c) => `${c.from}->${c.to}`)).toEqual(['closed->open', 'open->half_open', 'half_open->open']);
-    expect(changes[2]!.reason).toBe('half-open probe failed');
+    expect(changes[2]!.reason).toBe('2 half-open probe(s) failed');
   });
 
   it('a probe that never reports frees its slot after probeTimeoutMs', () => {
