@@ -135,7 +135,7 @@ async function main() {
       `liveness: drain ${seconds.toFixed(1)} s, longest stretch without a payment settling ${(longestStallMs / 1000).toFixed(1)} s ` +
         `(stretches >= ${STALL_MS / 1000} s: ${stalls.length}), longest open ${(Math.max(...openMs) / 1000).toFixed(1)} s, p99 open ${(quantile(openMs, 0.99) / 1000).toFixed(1)} s`,
     );
-    console.log(`logs: ${logLines.total} function log lines at WARN+, ${logLines.breaker} breaker state-change lines, ${logLines.deferred} mentioning deferral`);
+    console.log(`logs: ${logLines.total} lines from the local stack and its functions (WARN+), ${logLines.breaker} breaker state-change lines, ${logLines.deferred} mentioning deferral`);
     if (NOISY) {
       const mine = new Set(ids);
       const t1 = payments.filter((p) => mine.has(p.id) && p.status === 'success').map((p) => Date.parse(p.processedAt ?? p.updatedAt) - Date.parse(p.createdAt));
