@@ -132,6 +132,10 @@ async function main() {
     console.log(`${stillOpen === 0 ? 'all settled' : `${stillOpen} STILL OPEN`} after ${seconds.toFixed(1)} s: ${JSON.stringify(byStatus)}`);
     console.log(`attempts ${attempts}, retries ${retries} (max ${maxRetry} for one payment), success rate ${(((byStatus.success ?? 0) / wanted.size) * 100).toFixed(2)}%`);
     console.log(
+      `ledger: ${ledger.length} successful charges for ${wanted.size} payments; duplicates ${duplicates}, ` +
+        `success without charge ${successWithoutCharge}, charged but not success ${chargedNotSuccess}, lost ${lost}`,
+    );
+    console.log(
       `liveness: drain ${seconds.toFixed(1)} s, longest stretch without a payment settling ${(longestStallMs / 1000).toFixed(1)} s ` +
         `(stretches >= ${STALL_MS / 1000} s: ${stalls.length}), longest open ${(Math.max(...openMs) / 1000).toFixed(1)} s, p99 open ${(quantile(openMs, 0.99) / 1000).toFixed(1)} s`,
     );
