@@ -151,7 +151,10 @@ async function main() {
           `${result.truncated ? `stopped for time, resumes at partition ${result.cursor.openPartition}${result.cursor.captures ? ' + provider window' : ''}` : 'finished'} ${JSON.stringify(result.counts)}`,
       );
       cursor = result.cursor;
+      // Done when a run finishes, or once every stuck payment was handled and the whole provider
+      // window compared at least once (each later run compares the window again).
       if (!result.truncated) break;
+      if ((totals.counts.requeued_pending ?? 0) >= STUCK && totals.intentsRead >= intents.length) break;
     }
     const { Attributes } = await sqs.send(new GetQueueAttributesCommand({ QueueUrl: env.PAYMENTS_QUEUE_URL!, AttributeNames: ['ApproximateNumberOfMessages'] }));
     console.log(`all runs: ${JSON.stringify(totals.counts)}`);
