@@ -73,10 +73,9 @@ function build() {
   const breaker = once(
     () =>
       new CircuitBreaker('provider', {
-        consecutiveFailures: config().breakerConsecutiveFailures,
+        minFailingPayments: config().breakerMinFailingPayments,
         failureRateThreshold: config().breakerFailureRate,
-        windowSize: 20,
-        minimumCalls: 10,
+        windowMs: config().breakerWindowSeconds * 1000,
         openMs: config().breakerOpenSeconds * 1000,
         onStateChange: (change: BreakerStateChange) => {
           logStateChange(logger)(change);
@@ -111,7 +110,8 @@ function build() {
         breaker: breaker(),
         logger,
         metrics,
-        config: config(),
+        // Deferred messages come back spread over half an open period after the breaker reopens.
+        config: { ...config(), deferJitterMs: config().breakerOpenSeconds * 500 },
       }),
   );
 

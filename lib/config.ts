@@ -40,7 +40,22 @@ export interface EnvironmentConfig {
   readonly logRetentionDays: number;
   readonly lambdaMemoryMb: number;
   readonly workerBatchSize: number;
+  /** Concurrent worker batches the queue's event source may run (its maximumConcurrency). */
   readonly workerMaxConcurrency: number;
+  /**
+   * Seconds one batch takes end to end (provider latency dominates; ~2 s measured for a batch of 10 on
+   * the local stack, where messages of a batch run in parallel). Used only for the sizing arithmetic.
+   */
+  readonly workerBatchSeconds: number;
+  /**
+   * Reserved concurrency of the worker: the ceiling on concurrent provider conversations (× batch
+   * size), so a queue backlog cannot turn into more provider traffic than the provider agreed to take,
+   * and the worker's capacity cannot be eaten by other functions. Unset where the account's
+   * concurrency is too small to reserve from (dev).
+   */
+  readonly workerReservedConcurrency?: number;
+  /** The reconciler runs alone (the run lock); reserving 1 also keeps a retried schedule from stacking provider comparisons. */
+  readonly reconcilerReservedConcurrency?: number;
   readonly queueMaxReceiveCount: number;
   readonly apiThrottle: { readonly rateLimit: number; readonly burstLimit: number };
   /**
@@ -61,11 +76,6 @@ export interface EnvironmentConfig {
   readonly deletionProtection: boolean;
   /** A WAF web ACL (AWS managed rules + a per-IP rate rule) in front of the API. */
   readonly waf?: { readonly ratePer5MinPerIp: number };
-  /**
-   * Reserved concurrency of the worker: caps the calls in flight to the provider whatever the queue
-   * depth (and keeps the worker from starving the other functions). At least workerMaxConcurrency.
-   */
-  readonly workerReservedConcurrency?: number;
 }
 
 const alarms: AlarmThresholds = {
@@ -84,8 +94,26 @@ const base = {
   alarms,
   lambdaMemoryMb: 512,
   workerBatchSize: 10,
+  workerBatchSeconds: 2,
   queueMaxReceiveCount: 5,
 } as const;
+
+/** 10M payments a day on average. */
+export const AVERAGE_PAYMENTS_PER_SECOND = 10_000_000 / 86_400; // ≈ 116
+/** Peaks are 10× the average. */
+export const PEAK_FACTOR = 10;
+
+/**
+ * Payments a second the worker fleet settles at full scale: every allowed batch busy, each taking
+ * workerBatchSeconds for workerBatchSize messages.
+ *
+ *   prod: 350 batches × 10 messages / 2 s = 1,750 payments/s
+ *       = 15.1× the average of 116/s, i.e. the 10× peak (1,157/s) with 51% headroom for slower
+ *         provider answers (1.5 s more per batch before the peak no longer fits: 350 × 10 / 1,157 = 3.0 s).
+ *   Provider side: at most 350 × 10 = 3,500 conversations in flight (the reserved concurrency caps it).
+ */
+export const workerPaymentsPerSecond = (c: Pick<EnvironmentConfig, 'workerMaxConcurrency' | 'workerBatchSize' | 'workerBatchSeconds'>): number =>
+  (c.workerMaxConcurrency * c.workerBatchSize) / c.workerBatchSeconds;
 
 export const environments: Record<Stage, EnvironmentConfig> = {
   dev: {
@@ -128,14 +156,16 @@ export const environments: Record<Stage, EnvironmentConfig> = {
     logLevel: 'INFO',
     logRetentionDays: 365,
     lambdaMemoryMb: 1024,
-    workerMaxConcurrency: 200,
+    // Sizing: see workerPaymentsPerSecond (350 × 10 / 2 s = 1,750/s ≥ 10 × 116/s with 51% headroom).
+    workerMaxConcurrency: 350,
+    workerReservedConcurrency: 350,
+    reconcilerReservedConcurrency: 1,
     apiThrottle: { rateLimit: 2000, burstLimit: 5000 },
     tenants: ['tenant-1'],
     operators: ['ops'],
     retainData: true,
     deletionProtection: true,
     waf: { ratePer5MinPerIp: 3000 },
-    workerReservedConcurrency: 200,
   },
 };
 

@@ -100,7 +100,9 @@ export class PaymentsStack extends Stack {
     });
     auditLog.addGlobalSecondaryIndex({
       indexName: AUDIT_BY_TENANT_INDEX,
-      partitionKey: { name: 'tenantId', type: dynamodb.AttributeType.STRING },
+      // tenantId#<shard of the payment>: a tenant's audit writes spread over AUDIT_TENANT_SHARDS partitions
+      // (docs/capacity.md); listing a tenant merges the shards.
+      partitionKey: { name: 'tenantShard', type: dynamodb.AttributeType.STRING },
       sortKey: { name: 'tenantSort', type: dynamodb.AttributeType.STRING },
       projectionType: dynamodb.ProjectionType.ALL,
     });
@@ -168,7 +170,8 @@ export class PaymentsStack extends Stack {
 
     const worker = fn('PaymentWorkerFunction', 'worker', 'functions/worker/payment-worker.ts', 'Processes payment attempts from the queue', {
       timeout: WORKER_TIMEOUT,
-      reservedConcurrentExecutions: config.workerReservedConcurrency,
+      // Worker sizing arithmetic: lib/config.ts workerPaymentsPerSecond.
+      ...(config.workerReservedConcurrency !== undefined ? { reservedConcurrentExecutions: config.workerReservedConcurrency } : {}),
     })
       .bindTable(payments, 'PAYMENTS_TABLE', ['GetItem', 'UpdateItem'])
       .bindQueue(paymentsQueue, 'PAYMENTS_QUEUE_URL', 'send')
@@ -201,10 +204,12 @@ export class PaymentsStack extends Stack {
     const runsAccess = ['PutItem', 'UpdateItem', 'DeleteItem', 'Query'] as const;
     const reconciler = fn('ReconcilerFunction', 'reconciler', 'functions/recovery/reconciler.ts', 'Finds and finishes stuck payments', {
       timeout: Duration.minutes(5),
+      ...(config.reconcilerReservedConcurrency !== undefined ? { reservedConcurrentExecutions: config.reconcilerReservedConcurrency } : {}),
     })
-      // BatchGetItem: provider reconciliation reads the payments of a page of intents in one call.
+      // BatchGetItem: the provider comparison reads the payments of a page of intents at once.
       .bindTable(payments, 'PAYMENTS_TABLE', ['GetItem', 'BatchGetItem', 'UpdateItem'], [OPEN_PAYMENTS_INDEX, SETTLED_INDEX])
-      .bindTable(recoveryRuns, 'RECOVERY_TABLE', runsAccess)
+      // GetItem: the saved cursor the next run resumes from.
+      .bindTable(recoveryRuns, 'RECOVERY_TABLE', [...runsAccess, 'GetItem'])
       .bindQueue(paymentsQueue, 'PAYMENTS_QUEUE_URL', 'send')
       .bindSecret(providerSecret, 'PROVIDER_SECRET_ID', providerSecretId, 'read');
     new events.Rule(this, 'ReconcilerSchedule', {

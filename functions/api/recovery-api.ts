@@ -10,7 +10,7 @@ export interface RecoveryApiDeps {
   readonly runs: RecoveryRunsRepository;
   /** Starts the reconciler asynchronously for an already started run. */
   readonly startReconciler: (run: RecoveryRun) => Promise<void>;
-  readonly openCounts: () => Promise<Record<string, number>>;
+  readonly openCounts: () => Promise<Record<string, number | boolean>>;
   /** How long a run holds the run lock before another may take over. */
   readonly runLeaseMs: number;
   readonly logger: Logger;

@@ -8,6 +8,13 @@
  * appended in version order. Redelivery is harmless: appends are conditional and an identical stored
  * entry counts as success (see AuditRepository for the conflict policy).
  *
+ * Repair: a stream record can be lost for good (its retries ran out while the table throttled). Then
+ * the next version's record finds its predecessor neither stored nor anywhere in its batch, which on
+ * an ordered stream shard means that record was given up. Its old image IS the lost version, so the
+ * handler writes the lost entry from it (see repairedEntry) and goes on: one gap is closed instead of
+ * every later version failing with PreviousVersionMissing forever. Two lost versions in a row still
+ * wait (the older one's image is gone); a predecessor that is in the batch is always waited for.
+ *
  * REMOVE events write nothing (payments are never deleted; one showing up is logged as a warning).
  * A MODIFY whose version did not change is not a new version and writes nothing.
  */
@@ -16,7 +23,7 @@ import type { AttributeValue } from '@aws-sdk/client-dynamodb';
 import { unmarshall } from '@aws-sdk/util-dynamodb';
 import type { Context, DynamoDBBatchResponse, DynamoDBRecord, DynamoDBStreamEvent } from 'aws-lambda';
 import type { AuditWriter } from '../adapters/dynamo/audit-repository';
-import { entryFromImages, GENESIS_HASH } from '../core/audit';
+import { entryFromImages, GENESIS_HASH, repairedEntry } from '../core/audit';
 import type { Payment } from '../core/payment';
 import { noMetrics, type Logger, type Metrics } from '../core/ports';
 import { instrumented } from '../shared/instrument';
@@ -66,6 +73,22 @@ export function createAuditStreamHandler(deps: AuditStreamDeps) {
     // Hashes written (or found) in this invocation, by `${paymentId}#${version}`.
     const written = new Map<string, string>();
     const cacheKey = (id: string, version: number) => `${id}#${version}`;
+    // Every version this batch carries: a predecessor listed here is waited for, never repaired.
+    const inBatch = new Set(
+      event.Records.map((r) => image(r.dynamodb?.NewImage))
+        .filter((p): p is Payment => p !== undefined)
+        .map((p) => cacheKey(p.id, p.version)),
+    );
+
+    /** Writes the lost predecessor from the old image; its hash, or '' when it cannot be repaired. */
+    const repair = async (lost: Payment): Promise<string> => {
+      const before = lost.version > 1 ? await repo.get(lost.id, lost.version - 1) : undefined;
+      if (lost.version > 1 && !before) return '';
+      const entry = repairedEntry(lost, before);
+      const result = await repo.append(entry);
+      log.warn('audit gap repaired from the next version\'s old image', { code: 'AUDIT_GAP_REPAIRED', paymentId: lost.id, version: lost.version });
+      return result.status === 'conflict' ? result.existing.hash : entry.hash;
+    };
 
     const handleRecord = async (record: DynamoDBRecord): Promise<void> => {
       const seq = record.dynamodb?.SequenceNumber;
@@ -91,6 +114,11 @@ export function createAuditStreamHandler(deps: AuditStreamDeps) {
       if (next.version > 1) {
         prevHash =
           written.get(cacheKey(next.id, next.version - 1)) ?? (await repo.get(next.id, next.version - 1))?.hash ?? '';
+        if (!prevHash && prev && prev.version === next.version - 1 && !inBatch.has(cacheKey(prev.id, prev.version))) {
+          checkPayment(prev);
+          prevHash = await repair(prev);
+          if (prevHash) written.set(cacheKey(prev.id, prev.version), prevHash);
+        }
         if (!prevHash) {
           log.warn('previous audit entry missing; record will be retried', {
             paymentId: next.id,

@@ -134,6 +134,11 @@ export interface PaymentStore {
   transition(current: Payment, req: TransitionRequest): Promise<Payment>;
   /** A new version in the same status (throws ConcurrentUpdateError when the payment moved). */
   touch(current: Payment, req: TouchRequest): Promise<Payment>;
+  /**
+   * Moves an open payment's due time later, keeping its version (nothing to audit: no new version).
+   * False when the payment moved on, is no longer open, or is already due later.
+   */
+  postpone(current: Payment, dueAt: number): Promise<boolean>;
   /** The partitions of the open-payments index; the reconciler walks them in turn. */
   openPartitions(): readonly string[];
   /** One page of open payments of one partition whose due time has passed. */

@@ -9,6 +9,11 @@
  *   - past its deadline → expired, after its intent is cancelled (a success if the intent had succeeded);
  *   - pending never picked up, or retrying past its due time → re-queued (its message was lost).
  *
+ * Budget: every page starts only while `hasTime()` says so. A run that stops early hands back a cursor
+ * (ReconcilerCursor, saved by the caller) and the next run resumes there; a run that finishes moves
+ * its starting open partition on by one, so under a backlog no partition waits behind the others. An
+ * unfinished provider comparison is resumed first, in the same window, from the last intent checked.
+ *
  * Captures: pages through the provider's intents of a time window. A captured intent that no payment
  * accounts for (no payment, a failed or expired payment, or a second intent of a successful payment) is
  * refunded with an idempotent refund, recorded on the payment as an audited version, and reported in
@@ -64,7 +69,18 @@ export interface Discrepancy {
   readonly refundId?: string;
 }
 
+/** Where the next run starts. Plain data: the caller stores it between runs. */
+export interface ReconcilerCursor {
+  /** Index into openPartitions() where the next run starts, and the page key it stopped at there. */
+  readonly openPartition: number;
+  readonly openStartKey?: Record<string, unknown>;
+  /** An unfinished provider comparison: its window (epoch ms) and the last intent listed. */
+  readonly captures?: { readonly from: number; readonly to: number; readonly after?: string };
+}
+
 export interface ReconcileResult {
+  /** Where the next run starts. */
+  readonly cursor: ReconcilerCursor;
   readonly counts: Record<string, number>;
   readonly itemsRead: number;
   readonly intentsRead: number;
@@ -84,31 +100,44 @@ export class Reconciler {
     this.hasTime = deps.hasTime ?? (() => true);
   }
 
-  async run(): Promise<ReconcileResult> {
+  async run(cursor: ReconcilerCursor = { openPartition: 0 }): Promise<ReconcileResult> {
     const counts: Record<string, number> = {};
     const bump = (k: string) => (counts[k] = (counts[k] ?? 0) + 1);
-    const { itemsRead, truncated } = await this.finishOpen(bump);
-    const captures = this.deps.provider && !truncated ? await this.checkCaptures(bump) : { discrepancies: [], intentsRead: 0, truncated: false };
+    const noCaptures = { discrepancies: [] as Discrepancy[], intentsRead: 0, truncated: false, next: undefined };
+    // An unfinished comparison goes first, so a standing open backlog cannot starve it.
+    const resumed = this.deps.provider && cursor.captures ? await this.checkCaptures(bump, cursor.captures) : noCaptures;
+    const open = await this.finishOpen(bump, cursor);
+    const fresh = this.deps.provider && !cursor.captures ? await this.checkCaptures(bump) : noCaptures;
+    const captures = cursor.captures ? resumed : fresh;
+    const discrepancies = [...resumed.discrepancies, ...(cursor.captures ? [] : fresh.discrepancies)];
     return {
+      cursor: { ...open.next, ...(captures.next ? { captures: captures.next } : {}) },
       counts,
-      itemsRead,
-      intentsRead: captures.intentsRead,
-      discrepancies: captures.discrepancies,
-      refundsIssued: captures.discrepancies.filter((d) => d.kind === 'UNACCOUNTED_CAPTURE_REFUNDED').length,
-      truncated: truncated || captures.truncated,
+      itemsRead: open.itemsRead,
+      intentsRead: resumed.intentsRead + (cursor.captures ? 0 : fresh.intentsRead),
+      discrepancies,
+      refundsIssued: discrepancies.filter((d) => d.kind === 'UNACCOUNTED_CAPTURE_REFUNDED').length,
+      truncated: open.truncated || captures.truncated,
     };
   }
 
   // ---- Open payments -------------------------------------------------------------------------------
 
-  private async finishOpen(bump: (k: string) => void): Promise<{ itemsRead: number; truncated: boolean }> {
+  private async finishOpen(
+    bump: (k: string) => void,
+    cursor: ReconcilerCursor,
+  ): Promise<{ itemsRead: number; truncated: boolean; next: Pick<ReconcilerCursor, 'openPartition' | 'openStartKey'> }> {
     const concurrency = this.deps.config.concurrency ?? 8;
     const startedAt = this.clock().getTime();
+    const partitions = this.deps.store.openPartitions();
+    const first = ((cursor.openPartition % partitions.length) + partitions.length) % partitions.length;
     let itemsRead = 0;
-    for (const partition of this.deps.store.openPartitions()) {
-      let start: Record<string, unknown> | undefined;
+    for (let k = 0; k < partitions.length; k++) {
+      const index = (first + k) % partitions.length;
+      const partition = partitions[index]!;
+      let start: Record<string, unknown> | undefined = k === 0 ? cursor.openStartKey : undefined;
       do {
-        if (!this.hasTime()) return { itemsRead, truncated: true };
+        if (!this.hasTime()) return { itemsRead, truncated: true, next: { openPartition: index, ...(start ? { openStartKey: start } : {}) } };
         const page = await this.deps.store.openDue(partition, startedAt, start, this.deps.config.pageSize ?? 100);
         itemsRead += page.scanned;
         start = page.next;
@@ -127,7 +156,7 @@ export class Reconciler {
         });
       } while (start);
     }
-    return { itemsRead, truncated: false };
+    return { itemsRead, truncated: false, next: { openPartition: (first + 1) % partitions.length } };
   }
 
   /** Decides and applies one action; returns the action's name for the run's counts. */
@@ -164,16 +193,21 @@ export class Reconciler {
 
   // ---- Captures ------------------------------------------------------------------------------------
 
-  private async checkCaptures(bump: (k: string) => void): Promise<{ discrepancies: Discrepancy[]; intentsRead: number; truncated: boolean }> {
+  private async checkCaptures(
+    bump: (k: string) => void,
+    resume?: ReconcilerCursor['captures'],
+  ): Promise<{ discrepancies: Discrepancy[]; intentsRead: number; truncated: boolean; next: ReconcilerCursor['captures'] }> {
     const provider = this.deps.provider!;
     const now = this.clock().getTime();
-    const to = new Date(now - (this.deps.config.settleGraceMs ?? 5 * 60_000));
-    const from = new Date(now - (this.deps.config.providerWindowMinutes ?? 120) * 60_000);
+    const to = new Date(resume?.to ?? now - (this.deps.config.settleGraceMs ?? 5 * 60_000));
+    const from = new Date(resume?.from ?? now - (this.deps.config.providerWindowMinutes ?? 120) * 60_000);
     const out: Discrepancy[] = [];
     let intentsRead = 0;
-    let cursor: string | undefined;
+    let cursor: string | undefined = resume?.after;
     do {
-      if (!this.hasTime()) return { discrepancies: out, intentsRead, truncated: true };
+      if (!this.hasTime()) {
+        return { discrepancies: out, intentsRead, truncated: true, next: { from: from.getTime(), to: to.getTime(), ...(cursor ? { after: cursor } : {}) } };
+      }
       const page = await provider.listIntents({ from, to, limit: 100, ...(cursor ? { startingAfter: cursor } : {}) });
       intentsRead += page.intents.length;
       cursor = page.nextCursor;
@@ -183,7 +217,7 @@ export class Reconciler {
         if (d) out.push(d);
       }
     } while (cursor);
-    return { discrepancies: out, intentsRead, truncated: false };
+    return { discrepancies: out, intentsRead, truncated: false, next: undefined };
   }
 
   private async checkIntent(intent: ProviderIntent, p: Payment | undefined, bump: (k: string) => void): Promise<Discrepancy | undefined> {

@@ -18,7 +18,7 @@ export interface ReconcilerEvent {
 const SAFETY_MS = 20_000;
 
 export function createReconcilerHandler(deps: {
-  runs: RecoveryRunsRepository;
+  runs: Pick<RecoveryRunsRepository, 'start' | 'finish' | 'cursor' | 'saveCursor'>;
   reconciler: (hasTime: () => boolean) => Reconciler;
   /** How long a run holds the run lock before another may take over. */
   runLeaseMs: number;
@@ -44,7 +44,9 @@ export function createReconcilerHandler(deps: {
     const t0 = Date.now();
     const hasTime = () => (context ? context.getRemainingTimeInMillis() > SAFETY_MS : true);
     try {
-      const result = await deps.reconciler(hasTime).run();
+      // Resume where the last run stopped; the next run starts where this one stops.
+      const result = await deps.reconciler(hasTime).run(await deps.runs.cursor());
+      await deps.runs.saveCursor(result.cursor, clock());
       const counts = { ...result.counts, ...(result.truncated ? { truncated: 1 } : {}) };
       await deps.runs.finish(run, {
         status: 'completed',
@@ -60,7 +62,7 @@ export function createReconcilerHandler(deps: {
       if (result.discrepancies.length) {
         logger.error('provider reconciliation found discrepancies', { count: result.discrepancies.length, refundsIssued: result.refundsIssued });
       }
-      logger.info('reconciliation run finished', { runId: run.runId, counts, itemsRead: result.itemsRead });
+      logger.info('reconciliation run finished', { runId: run.runId, counts, itemsRead: result.itemsRead, cursor: result.cursor });
       return { runId: run.runId, counts, itemsRead: result.itemsRead, discrepancies: result.discrepancies.length, refundsIssued: result.refundsIssued };
     } catch (err) {
       metrics.count('ReconcilerFailures');

@@ -17,7 +17,8 @@
 /** DynamoDB index names: the stack creates them under these names and the code queries them. */
 export const OPEN_PAYMENTS_INDEX = 'open-payments';
 export const SETTLED_INDEX = 'settled-by-hour';
-export const AUDIT_BY_TENANT_INDEX = 'audit-by-tenant';
+/** Keyed by tenantShard (`${tenantId}#${nn}`), so one busy tenant's audit writes spread over 16 partitions. */
+export const AUDIT_BY_TENANT_INDEX = 'audit-by-tenant-shard';
 export const PAYMENTS_BY_TENANT_INDEX = 'payments-by-tenant';
 
 /** Name of the provider API key secret in Secrets Manager; the operator fills in its value after deploy. */
@@ -123,8 +124,10 @@ export const SETTINGS = {
     type: 'number',
     kind: 'value',
     setBy: 'stack',
-    default: 120,
-    doc: 'An open payment with no progress for this long is due for the reconciler.',
+    // A pending payment's message is provably lost only after the queue's expected latency (60 s) plus
+    // one visibility timeout (180 s: a worker that took the message and died hides it that long).
+    default: 240,
+    doc: "An open payment with no progress for this long is due for the reconciler; at least the queue's visibility timeout plus its expected latency.",
   },
   RECOVERY_RUN_LEASE_SECONDS: {
     field: 'recoveryRunLeaseSeconds',
@@ -146,13 +149,13 @@ export const SETTINGS = {
     optional: true,
     doc: 'Name of the Secrets Manager secret holding the provider API key (the name only, never the value).',
   },
-  BREAKER_CONSECUTIVE_FAILURES: {
-    field: 'breakerConsecutiveFailures',
+  BREAKER_MIN_FAILING_PAYMENTS: {
+    field: 'breakerMinFailingPayments',
     type: 'number',
     kind: 'value',
     setBy: 'stack',
-    default: 5,
-    doc: 'Provider circuit breaker: opens after this many provider-wide failures in a row.',
+    default: 10,
+    doc: 'Provider circuit breaker: distinct payments that must have failed within the window before it may open (one card failing again counts once).',
   },
   BREAKER_FAILURE_RATE: {
     field: 'breakerFailureRate',
@@ -160,7 +163,15 @@ export const SETTINGS = {
     kind: 'value',
     setBy: 'stack',
     default: 0.5,
-    doc: 'Provider circuit breaker: opens when this share of the recent calls failed (0..1).',
+    doc: "Provider circuit breaker: opens when this share of the window's payments failed, for every tenant with traffic (0..1; 0 never opens).",
+  },
+  BREAKER_WINDOW_SECONDS: {
+    field: 'breakerWindowSeconds',
+    type: 'number',
+    kind: 'value',
+    setBy: 'stack',
+    default: 30,
+    doc: 'Provider circuit breaker: the sliding window its failure rate is computed over.',
   },
   BREAKER_OPEN_SECONDS: { field: 'breakerOpenSeconds', type: 'number', kind: 'value', setBy: 'stack', default: 30, doc: 'Provider circuit breaker: stays open this long before a probe.' },
   PROVIDER_URL: {
@@ -202,8 +213,9 @@ const PROVIDER_CALLS: readonly SettingName[] = [
   'PROVIDER_SECRET_ID',
   'PROVIDER_URL',
   'PROVIDER_API_KEY',
-  'BREAKER_CONSECUTIVE_FAILURES',
+  'BREAKER_MIN_FAILING_PAYMENTS',
   'BREAKER_FAILURE_RATE',
+  'BREAKER_WINDOW_SECONDS',
   'BREAKER_OPEN_SECONDS',
   'FAULT_CRASH_AFTER_CHARGE',
 ];

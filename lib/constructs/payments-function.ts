@@ -89,7 +89,7 @@ export class PaymentsFunction extends NodejsFunction {
       architecture: lambda.Architecture.ARM_64,
       memorySize: props.memorySize ?? config.lambdaMemoryMb,
       timeout: props.timeout ?? Duration.seconds(10),
-      reservedConcurrentExecutions: props.reservedConcurrentExecutions,
+      ...(props.reservedConcurrentExecutions !== undefined ? { reservedConcurrentExecutions: props.reservedConcurrentExecutions } : {}),
       tracing: lambda.Tracing.ACTIVE,
       logGroup,
       depsLockFilePath: path.join(projectRoot, 'package-lock.json'),

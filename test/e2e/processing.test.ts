@@ -28,7 +28,7 @@ beforeAll(async () => {
       FAULT_CRASH_AFTER_CHARGE: 'token',
       // The provider's 503s of different payments add up; keep the breaker out of these scenarios
       // (its own behaviour is covered by the unit tests).
-      BREAKER_CONSECUTIVE_FAILURES: '50',
+      BREAKER_MIN_FAILING_PAYMENTS: '1000',
       BREAKER_FAILURE_RATE: '1',
     },
   });

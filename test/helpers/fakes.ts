@@ -91,14 +91,32 @@ export class FakeRepository implements PaymentStore {
     return structuredClone(next);
   }
 
+  postponed = 0;
+
+  async postpone(current: Payment, dueAt: number): Promise<boolean> {
+    await Promise.resolve();
+    const stored = this.items.get(current.id);
+    if (!stored || stored.version !== current.version || stored.status !== current.status || !stored.openShard || !((stored.dueAt ?? 0) < dueAt)) return false;
+    this.items.set(stored.id, { ...stored, dueAt });
+    this.postponed++;
+    return true;
+  }
+
   openPartitions(): readonly string[] {
     return ['open#00', 'open#03'];
   }
 
-  async openDue(partition: string, dueBefore: number): Promise<OpenDuePage> {
+  /** Pages like the index query: ordered by due time then id, `limit` items, a page key to go on. */
+  async openDue(partition: string, dueBefore: number, startKey?: Record<string, unknown>, limit = 100): Promise<OpenDuePage> {
     await Promise.resolve();
-    const items = [...this.items.values()].filter((p) => p.openShard === partition && (p.dueAt ?? 0) <= dueBefore).map((p) => structuredClone(p));
-    return { items, scanned: items.length };
+    const order = (p: Payment) => `${String(p.dueAt ?? 0).padStart(16, '0')}#${p.id}`;
+    const all = [...this.items.values()]
+      .filter((p) => p.openShard === partition && (p.dueAt ?? 0) <= dueBefore)
+      .filter((p) => !startKey || order(p) > String(startKey.order))
+      .sort((a, b) => (order(a) < order(b) ? -1 : 1));
+    const items = all.slice(0, limit).map((p) => structuredClone(p));
+    const last = items.at(-1);
+    return { items, scanned: items.length, ...(all.length > limit && last ? { next: { order: order(last) } } : {}) };
   }
 
   async getKey(_tenantId: string, _key: string): Promise<IdempotencyRecord | undefined> {

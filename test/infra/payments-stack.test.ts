@@ -3,7 +3,7 @@ import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { FUNCTION_CONTRACT_VARIABLE, FUNCTION_SETTINGS, deployedVariablesOf, isFunctionName, providerSecretName } from '../../functions/shared/config-contract';
-import { configFor, type Stage } from '../../lib/config';
+import { AVERAGE_PAYMENTS_PER_SECOND, PEAK_FACTOR, configFor, workerPaymentsPerSecond, type Stage } from '../../lib/config';
 import { PaymentsFunction } from '../../lib/constructs/payments-function';
 import { PaymentsStack } from '../../lib/payments-stack';
 
@@ -63,7 +63,16 @@ describe('PaymentsStack', () => {
         { AttributeName: 'paymentId', KeyType: 'HASH' },
         { AttributeName: 'version', KeyType: 'RANGE' },
       ],
-      GlobalSecondaryIndexes: [Match.objectLike({ IndexName: 'audit-by-tenant' })],
+      GlobalSecondaryIndexes: [
+        Match.objectLike({
+          IndexName: 'audit-by-tenant-shard',
+          // Sharded: one tenant's entries spread over partitions, so its audit writes cannot throttle one.
+          KeySchema: [
+            { AttributeName: 'tenantShard', KeyType: 'HASH' },
+            { AttributeName: 'tenantSort', KeyType: 'RANGE' },
+          ],
+        }),
+      ],
     });
     t.hasResourceProperties('AWS::DynamoDB::Table', {
       KeySchema: [
@@ -81,6 +90,16 @@ describe('PaymentsStack', () => {
       RedrivePolicy: { deadLetterTargetArn: { 'Fn::GetAtt': [dlq, 'Arn'] }, maxReceiveCount: 5 },
     });
     t.hasResourceProperties('AWS::SQS::Queue', { MessageRetentionPeriod: 14 * 86400 });
+  });
+
+  it('prod worker fleet settles 10× the average payment rate with headroom, and reserves what it may use', () => {
+    const prod = configFor('prod');
+    expect(AVERAGE_PAYMENTS_PER_SECOND).toBeCloseTo(115.7, 1);
+    expect(workerPaymentsPerSecond(prod)).toBeGreaterThanOrEqual(PEAK_FACTOR * AVERAGE_PAYMENTS_PER_SECOND * 1.3);
+    const p = synth('prod');
+    p.hasResourceProperties('AWS::Lambda::EventSourceMapping', { BatchSize: prod.workerBatchSize, ScalingConfig: { MaximumConcurrency: prod.workerMaxConcurrency } });
+    p.hasResourceProperties('AWS::Lambda::Function', { Description: 'Processes payment attempts from the queue', ReservedConcurrentExecutions: prod.workerMaxConcurrency });
+    p.hasResourceProperties('AWS::Lambda::Function', { Description: 'Finds and finishes stuck payments', ReservedConcurrentExecutions: 1 });
   });
 
   it('worker consumes the queue with partial batch responses', () => {
@@ -208,6 +227,21 @@ describe('PaymentsStack', () => {
     statementsOf(rolePrefix)
       .filter((s) => JSON.stringify(s.Resource).includes(`"${resourceId}"`))
       .flatMap((s) => [s.Action].flat());
+
+  it('a pending payment is re-queued only once its message is provably lost: stuck-after ≥ visibility timeout + 60 s latency', () => {
+    const visibility = Number(t.findResources('AWS::SQS::Queue')[logicalId('AWS::SQS::Queue', 'PaymentsQueue')]!.Properties.VisibilityTimeout);
+    const stuck = Object.values(t.findResources('AWS::Lambda::Function'))
+      .map((fn) => fn.Properties.Environment.Variables.STUCK_AFTER_SECONDS)
+      .filter((v) => v !== undefined)
+      .map(Number);
+    expect(stuck.length).toBeGreaterThan(0);
+    for (const s of stuck) expect(s).toBeGreaterThanOrEqual(visibility + 60);
+  });
+
+  it('the reconciler reads payments in batches and its saved cursor: BatchGetItem on Payments, GetItem on RecoveryRuns', () => {
+    expect(actionsOn('ReconcilerFunctionServiceRole', logicalId('AWS::DynamoDB::Table', 'PaymentsTable'))).toContain('dynamodb:BatchGetItem');
+    expect(actionsOn('ReconcilerFunctionServiceRole', logicalId('AWS::DynamoDB::Table', 'RecoveryRunsTable'))).toContain('dynamodb:GetItem');
+  });
 
   it('the reconciler and the recovery API may release the run lock: DeleteItem on RecoveryRuns', () => {
     const runs = logicalId('AWS::DynamoDB::Table', 'RecoveryRunsTable');

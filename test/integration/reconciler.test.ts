@@ -37,7 +37,7 @@ function processorAt(clock: () => Date, crashAfterCharge = false) {
     store: repo,
     provider: crashAfterCharge ? withCrashAfterCharge(provider(), () => true) : provider(),
     queue,
-    breaker: new CircuitBreaker('test', { consecutiveFailures: 1000, failureRateThreshold: 0 }),
+    breaker: new CircuitBreaker('test', { minFailingPayments: 1_000_000 }),
     config: { retryBaseSeconds: 0.05, retryCapSeconds: 1, leaseSeconds: 60, providerTimeoutMs: 2000 },
     clock,
     logger: silent,

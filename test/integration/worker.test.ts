@@ -103,6 +103,7 @@ beforeAll(async () => {
     const processor = new PaymentProcessor({
       store: {
         get: (id) => real.get(id),
+        postpone: (p, dueAt) => real.postpone(p, dueAt),
         transition: (p, req) => {
           transitions.set(p.id, [...(transitions.get(p.id) ?? []), req]);
           return real.transition(p, req);
@@ -110,7 +111,7 @@ beforeAll(async () => {
       },
       provider,
       queue,
-      breaker: new CircuitBreaker('provider', { consecutiveFailures: 10, failureRateThreshold: 0.6, minimumCalls: 20, openMs: 500 }),
+      breaker: new CircuitBreaker('provider', { minFailingPayments: 10, failureRateThreshold: 0.6, openMs: 500 }),
       config,
       logger: silent,
     });

@@ -319,6 +319,8 @@ describe('cursors', () => {
 
 // ---- stream handler with an in-memory audit log ----------------------------------------------
 
+const silentLog = { debug() {}, info() {}, warn() {}, error() {} };
+
 class MemoryAudit implements AuditWriter {
   readonly items = new Map<string, AuditEntry>();
   appends = 0;
@@ -398,16 +400,55 @@ describe('audit stream handler', () => {
     expect(verifyChain(chain).ok).toBe(true);
   });
 
-  it('fails every later version of a payment whose earlier record failed, but not other payments', async () => {
+  it('fails every later version of a payment whose earlier record failed in the batch, but not other payments', async () => {
     const store = new MemoryAudit();
-    const handler = createAuditStreamHandler({ repository: store });
+    const append = store.append.bind(store);
+    store.append = async (e) => {
+      if (e.paymentId === 'pay_a' && e.version === 1) throw new Error('throttled');
+      return append(e);
+    };
+    const handler = createAuditStreamHandler({ repository: store, logger: silentLog });
     const a = recordsOf(lifecycle('pay_a'));
     const b = recordsOf(lifecycle('pay_b'));
-    // pay_a version 1 missing from the batch.
-    const res = await handler(eventOf(a[1]!, b[0]!, a[2]!, b[1]!));
-    expect(res.batchItemFailures.map((f) => f.itemIdentifier)).toEqual([a[1]!.dynamodb!.SequenceNumber, a[2]!.dynamodb!.SequenceNumber]);
+    const res = await handler(eventOf(a[0]!, b[0]!, a[1]!, a[2]!, b[1]!));
+    expect(res.batchItemFailures.map((f) => f.itemIdentifier)).toEqual([a[0], a[1], a[2]].map((r) => r!.dynamodb!.SequenceNumber));
     expect(store.chain('pay_b').map((e) => e.version)).toEqual([1, 2]);
     expect(store.chain('pay_a')).toEqual([]);
+  });
+
+  it('repairs a dropped stream record: the next version writes the lost entry from its old image, and the chain verifies', async () => {
+    const store = new MemoryAudit();
+    const warnings: string[] = [];
+    const handler = createAuditStreamHandler({ repository: store, logger: { ...silentLog, warn: (m) => warnings.push(m) } });
+    const [r1, r2, r3, r4, r5] = recordsOf(lifecycle());
+    expect((await handler(eventOf(r1!))).batchItemFailures).toEqual([]);
+    void r2; // version 2's record is lost for good (retries ran out)
+    expect((await handler(eventOf(r3!, r4!))).batchItemFailures).toEqual([]);
+    expect((await handler(eventOf(r5!))).batchItemFailures).toEqual([]);
+    const chain = store.chain('pay_0000000000000000000000000a');
+    expect(chain.map((e) => e.version)).toEqual([1, 2, 3, 4, 5]);
+    expect(verifyChain(chain)).toEqual({ ok: true, count: 5 });
+    const full = chainOf(lifecycle());
+    // The repaired entry says so; its transition is right, its field diff is unknown.
+    expect(chain[1]).toMatchObject({ version: 2, repairedFrom: 'next_version_old_image', fromStatus: full[1]!.fromStatus, toStatus: full[1]!.toStatus, details: { changes: {} } });
+    expect(warnings).toEqual(["audit gap repaired from the next version's old image"]);
+    // A lost version 1 is rebuilt exactly.
+    const s2 = new MemoryAudit();
+    const h2 = createAuditStreamHandler({ repository: s2, logger: silentLog });
+    const [q1, q2] = recordsOf(lifecycle('pay_b'));
+    void q1;
+    expect((await h2(eventOf(q2!))).batchItemFailures).toEqual([]);
+    expect(s2.chain('pay_b')).toEqual(chainOf(lifecycle('pay_b')).slice(0, 2));
+  });
+
+  it('two lost versions in a row cannot be repaired: the record keeps failing rather than linking across the gap', async () => {
+    const store = new MemoryAudit();
+    const handler = createAuditStreamHandler({ repository: store, logger: silentLog });
+    const [r1, , , r4] = recordsOf(lifecycle());
+    await handler(eventOf(r1!));
+    const res = await handler(eventOf(r4!));
+    expect(res.batchItemFailures).toEqual([{ itemIdentifier: r4!.dynamodb!.SequenceNumber }]);
+    expect(store.chain('pay_0000000000000000000000000a').map((e) => e.version)).toEqual([1]);
   });
 
   it('writes nothing for REMOVE events or for a modify that keeps the version', async () => {

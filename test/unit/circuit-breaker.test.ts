@@ -3,6 +3,7 @@ import {
   CircuitBreaker,
   CircuitBreakerRegistry,
   CircuitOpenError,
+  type BreakerCaller,
   type BreakerPermit,
   type BreakerStateChange,
   type CircuitBreakerOptions,
@@ -14,6 +15,10 @@ function setup(opts: CircuitBreakerOptions = {}) {
   const breaker = new CircuitBreaker('provider-a', {
     now: () => t,
     onStateChange: (c) => changes.push(c),
+    minFailingPayments: 3,
+    failureRateThreshold: 0.5,
+    windowMs: 10_000,
+    openMs: 10_000,
     ...opts,
   });
   return {
@@ -26,125 +31,160 @@ function setup(opts: CircuitBreakerOptions = {}) {
   };
 }
 
-const permit = (b: CircuitBreaker): BreakerPermit => {
-  const p = b.acquire();
+const permit = (b: CircuitBreaker, caller?: BreakerCaller): BreakerPermit => {
+  const p = b.acquire(caller);
   if (!p.allowed) throw new Error('expected a permit');
   return p;
 };
-const fail = (b: CircuitBreaker, n = 1) => {
-  for (let i = 0; i < n; i++) permit(b).failure();
+let seq = 0;
+/** n results, each for a new payment of `tenantId` (or for `paymentId` every time when given). */
+const fail = (b: CircuitBreaker, n = 1, tenantId = 't1', paymentId?: string) => {
+  for (let i = 0; i < n; i++) permit(b, { paymentId: paymentId ?? `pay_f${++seq}`, tenantId }).failure();
 };
-const succeed = (b: CircuitBreaker, n = 1) => {
-  for (let i = 0; i < n; i++) permit(b).success();
+const succeed = (b: CircuitBreaker, n = 1, tenantId = 't1') => {
+  for (let i = 0; i < n; i++) permit(b, { paymentId: `pay_s${++seq}`, tenantId }).success();
 };
 
-describe('circuit breaker: consecutive failures', () => {
-  it('opens after N consecutive failures and refuses calls until the open time is over', () => {
-    const { breaker, changes, advance, now } = setup({ consecutiveFailures: 3, failureRateThreshold: 0, openMs: 10_000 });
+describe('circuit breaker: what counts as provider-wide failure', () => {
+  it('opens once K distinct payments failed and the failure rate over the window reaches the threshold', () => {
+    const { breaker, changes, now } = setup();
+    succeed(breaker, 2);
     fail(breaker, 2);
-    expect(breaker.state).toBe('closed');
+    expect(breaker.state).toBe('closed'); // 2 failing payments < K = 3
     fail(breaker);
-    expect(breaker.state).toBe('open');
-    expect(changes).toEqual([expect.objectContaining({ name: 'provider-a', from: 'closed', to: 'open', reason: '3 consecutive failures' })]);
-
-    const denied = breaker.acquire();
-    expect(denied).toEqual({ allowed: false, state: 'open', retryAt: now() + 10_000 });
-    advance(9_999);
-    expect(breaker.acquire().allowed).toBe(false);
-    advance(1);
-    expect(breaker.state).toBe('half_open');
+    expect(breaker.state).toBe('open'); // 3 of 5 payments failed
+    expect(changes).toEqual([
+      expect.objectContaining({ name: 'provider-a', from: 'closed', to: 'open', reason: '3 of 5 payments failed within 10000 ms', failingPayments: 3, failingTenants: 1 }),
+    ]);
+    expect(breaker.acquire()).toEqual({ allowed: false, state: 'open', retryAt: now() + 10_000 });
   });
 
-  it('a success resets the consecutive count', () => {
-    const { breaker } = setup({ consecutiveFailures: 3, failureRateThreshold: 0 });
-    fail(breaker, 2);
-    succeed(breaker);
-    fail(breaker, 2);
-    expect(breaker.state).toBe('closed');
-    expect(breaker.snapshot().consecutiveFailures).toBe(2);
-  });
-});
-
-describe('circuit breaker: failure rate', () => {
-  it('opens when the failure share of the window reaches the threshold, once minimumCalls are seen', () => {
-    const { breaker } = setup({ consecutiveFailures: 0, failureRateThreshold: 0.5, windowSize: 10, minimumCalls: 6 });
-    // F S F S F : 3/5 failures but below minimumCalls
-    for (const f of [true, false, true, false, true]) (f ? fail : succeed)(breaker);
-    expect(breaker.state).toBe('closed');
-    succeed(breaker); // 3/6 = 0.5 but the rule is checked on failures only
-    expect(breaker.state).toBe('closed');
-    fail(breaker); // 4/7
-    expect(breaker.state).toBe('open');
-  });
-
-  it('only the last windowSize results count', () => {
-    const { breaker } = setup({ consecutiveFailures: 0, failureRateThreshold: 0.5, windowSize: 4, minimumCalls: 4 });
-    fail(breaker);
-    succeed(breaker, 3); // window: F S S S
-    succeed(breaker); // window: S S S S
-    fail(breaker); // window: S S S F → 0.25
-    expect(breaker.state).toBe('closed');
-    expect(breaker.snapshot()).toMatchObject({ windowCalls: 4, windowFailures: 1 });
-  });
-
-  it('a 10% error rate never trips the default rules on a long run of spread failures', () => {
+  it('one card failing again and again is one failing payment, however many times it fails', () => {
     const { breaker } = setup();
-    for (let i = 0; i < 1000; i++) (i % 10 === 0 ? fail : succeed)(breaker);
+    fail(breaker, 50, 't1', 'pay_bad_card');
     expect(breaker.state).toBe('closed');
+    expect(breaker.snapshot()).toMatchObject({ windowPayments: 1, failingPayments: 1 });
+  });
+
+  it('stays closed while the failure rate is below the threshold, however many payments fail (a 25% fault rate)', () => {
+    const { breaker } = setup({ minFailingPayments: 3 });
+    for (let i = 0; i < 40; i++) {
+      succeed(breaker, 3);
+      fail(breaker);
+    }
+    expect(breaker.state).toBe('closed');
+    expect(breaker.snapshot()).toMatchObject({ windowPayments: 160, failingPayments: 40 });
+  });
+
+  it('counts only the window: failures older than windowMs are forgotten', () => {
+    const { breaker, advance } = setup();
+    fail(breaker, 2);
+    advance(10_000);
+    fail(breaker);
+    expect(breaker.state).toBe('closed');
+    expect(breaker.snapshot()).toMatchObject({ windowPayments: 1, failingPayments: 1 });
+  });
+
+  it("a payment's latest result is the one that counts: a retry that succeeds takes its failure back", () => {
+    const { breaker } = setup();
+    fail(breaker, 1, 't1', 'pay_a');
+    fail(breaker, 1, 't1', 'pay_b');
+    permit(breaker, { paymentId: 'pay_a', tenantId: 't1' }).success();
+    fail(breaker, 1, 't1', 'pay_c');
+    expect(breaker.state).toBe('closed'); // failing: b, c
+    fail(breaker, 1, 't1', 'pay_d');
+    expect(breaker.state).toBe('open'); // b, c, d of a, b, c, d
+  });
+
+  it("tenant fairness: one tenant's always-failing cards do not open the breaker while another tenant's payments succeed", () => {
+    const { breaker } = setup({ minTenantPayments: 5 });
+    succeed(breaker, 5, 'tenant-1');
+    fail(breaker, 100, 'tenant-2');
+    expect(breaker.state).toBe('closed');
+    expect(breaker.snapshot()).toMatchObject({ failingPayments: 100, failingTenants: 1 });
+    // Both tenants failing is the provider failing.
+    fail(breaker, 5, 'tenant-1');
+    expect(breaker.state).toBe('open');
+  });
+
+  it('a tenant with too few payments in the window does not keep the breaker closed', () => {
+    const { breaker } = setup({ minTenantPayments: 5 });
+    succeed(breaker, 4, 'tenant-1');
+    fail(breaker, 4, 'tenant-2');
+    expect(breaker.state).toBe('open'); // 4 of 8 failed and tenant-1's 4 successes are too few to vouch for the provider
+  });
+
+  it('a failure rate threshold of 0 never opens', () => {
+    const { breaker } = setup({ failureRateThreshold: 0 });
+    fail(breaker, 100);
+    expect(breaker.state).toBe('closed');
+  });
+
+  it('calls without a caller count as a payment each', () => {
+    const { breaker } = setup();
+    for (let i = 0; i < 3; i++) permit(breaker).failure();
+    expect(breaker.state).toBe('open');
   });
 });
 
-describe('circuit breaker: half-open probes', () => {
+describe('circuit breaker: open and half-open', () => {
   const openBreaker = (opts: CircuitBreakerOptions = {}) => {
-    const s = setup({ consecutiveFailures: 1, failureRateThreshold: 0, openMs: 1000, ...opts });
-    fail(s.breaker);
+    const s = setup({ openMs: 1000, ...opts });
+    fail(s.breaker, 3);
+    expect(s.breaker.state).toBe('open');
     s.advance(1000);
     return s;
   };
 
-  it('admits one probe; others are refused while it is in flight', () => {
-    const { breaker, now } = openBreaker({ probeTimeoutMs: 5000 });
-    const probe = permit(breaker);
-    expect(probe.probe).toBe(true);
-    const other = breaker.acquire();
-    expect(other).toEqual({ allowed: false, state: 'half_open', retryAt: now() + 5000 });
-    probe.success();
-    expect(breaker.state).toBe('closed');
-    expect(permit(breaker).probe).toBe(false);
+  it('refuses calls until the open time is over, then admits probes', () => {
+    const { breaker, advance, now } = setup({ openMs: 10_000 });
+    fail(breaker, 3);
+    const opened = now();
+    advance(9_999);
+    expect(breaker.acquire()).toEqual({ allowed: false, state: 'open', retryAt: opened + 10_000 });
+    advance(1);
+    expect(breaker.state).toBe('half_open');
+    expect(permit(breaker, { paymentId: 'pay_x', tenantId: 't1' }).probe).toBe(true);
   });
 
-  it('a failed probe opens again for another open period', () => {
-    const { breaker, changes, now } = openBreaker();
-    permit(breaker).failure();
-    expect(breaker.state).toBe('open');
-    const d = breaker.acquire();
-    expect(d.allowed).toBe(false);
-    if (!d.allowed) expect(d.retryAt).toBe(now() + 1000);
-    expect(changes.map((c) => `${c.from}->${c.to}`)).toEqual(['closed->open', 'open->half_open', 'half_open->open']);
-    expect(changes[2]!.reason).toBe('half-open probe failed');
+  it('probes are ordinary payments with a bounded number in flight; callers beyond that come back after halfOpenRetryMs', () => {
+    const { breaker, now } = openBreaker({ halfOpenProbes: 3, halfOpenRetryMs: 2000 });
+    const probes = [1, 2, 3].map((i) => permit(breaker, { paymentId: `pay_p${i}` }));
+    expect(probes.every((p) => p.probe)).toBe(true);
+    expect(breaker.acquire({ paymentId: 'pay_p4' })).toEqual({ allowed: false, state: 'half_open', retryAt: now() + 2000 });
+    probes[0]!.release();
+    expect(permit(breaker, { paymentId: 'pay_p4' }).probe).toBe(true);
   });
 
-  it('needs successesToClose probes to close', () => {
-    const { breaker } = openBreaker({ successesToClose: 2, halfOpenProbes: 2 });
+  it('successesToClose successful probes close the breaker', () => {
+    const { breaker, changes } = openBreaker({ successesToClose: 2 });
     const a = permit(breaker);
     const b = permit(breaker);
-    expect(breaker.acquire().allowed).toBe(false);
     a.success();
     expect(breaker.state).toBe('half_open');
     b.success();
     expect(breaker.state).toBe('closed');
+    expect(changes.at(-1)).toMatchObject({ from: 'half_open', to: 'closed', reason: '2 probe(s) succeeded' });
+    // Closed starts from an empty window: the failures that opened it are gone.
+    expect(breaker.snapshot()).toMatchObject({ windowPayments: 0, failingPayments: 0 });
   });
 
-  it('a released probe frees its slot without deciding anything', () => {
-    const { breaker } = openBreaker();
-    permit(breaker).release();
+  it('failed probes of two payments open it again for another open period; one bad card drawn as a probe does not', () => {
+    const { breaker, changes, now } = openBreaker();
+    permit(breaker, { paymentId: 'pay_bad_card' }).failure();
     expect(breaker.state).toBe('half_open');
-    permit(breaker).success();
-    expect(breaker.state).toBe('closed');
+    permit(breaker, { paymentId: 'pay_bad_card' }).failure();
+    expect(breaker.state).toBe('half_open');
+    permit(breaker, { paymentId: 'pay_other' }).failure();
+    expect(breaker.state).toBe('open');
+    const d = breaker.acquire();
+    expect(d).toEqual({ allowed: false, state: 'open', retryAt: now() + 1000 });
+    expect(changes.map((c) => `${c.from}->${c.to}`)).toEqual(['closed->open', 'open->half_open', 'half_open->open']);
+    expect(changes[2]!.reason).toBe('2 half-open probe(s) failed');
   });
 
   it('a probe that never reports frees its slot after probeTimeoutMs', () => {
-    const { breaker, advance } = openBreaker({ probeTimeoutMs: 2000 });
+    const { breaker, advance } = openBreaker({ halfOpenProbes: 1, probeTimeoutMs: 2000, successesToClose: 1 });
     permit(breaker); // crashed caller, never reports
     expect(breaker.acquire().allowed).toBe(false);
     advance(2000);
@@ -154,27 +194,42 @@ describe('circuit breaker: half-open probes', () => {
     expect(breaker.state).toBe('closed');
   });
 
-  it('ignores late results of calls admitted before the last state change', () => {
-    const { breaker } = setup({ consecutiveFailures: 2, failureRateThreshold: 0, openMs: 1000 });
-    const slow = permit(breaker);
-    fail(breaker, 2);
+  it('ignores late results of calls admitted before the last state change; reporting twice counts once', () => {
+    const { breaker } = setup();
+    const slow = permit(breaker, { paymentId: 'pay_slow' });
+    fail(breaker, 3);
     expect(breaker.state).toBe('open');
-    slow.success(); // admitted while closed; must not close the open breaker
+    slow.success();
     expect(breaker.state).toBe('open');
-  });
 
-  it('reporting twice counts once', () => {
-    const { breaker } = setup({ consecutiveFailures: 2, failureRateThreshold: 0 });
-    const p = permit(breaker);
+    const s2 = setup();
+    const p = permit(s2.breaker);
     p.failure();
     p.failure();
-    expect(breaker.state).toBe('closed');
+    fail(s2.breaker, 1);
+    expect(s2.breaker.snapshot().failingPayments).toBe(2);
+  });
+});
+
+describe('circuit breaker: quiet accounting', () => {
+  it('refusals are counted and reported once, with the state change that ends them', () => {
+    const { breaker, changes, advance } = setup({ openMs: 1000 });
+    fail(breaker, 3);
+    for (let i = 0; i < 250; i++) expect(breaker.acquire().allowed).toBe(false);
+    expect(breaker.snapshot().refused).toBe(250);
+    advance(1000);
+    expect(breaker.state).toBe('half_open');
+    expect(changes.map((c) => [c.to, c.refused, c.transitions])).toEqual([
+      ['open', 0, 1],
+      ['half_open', 250, 2],
+    ]);
+    expect(breaker.snapshot().refused).toBe(0);
   });
 });
 
 describe('circuit breaker: call helper, registry, validation', () => {
   it('call() records thrown errors and classified results, and throws CircuitOpenError when open', async () => {
-    const { breaker } = setup({ consecutiveFailures: 2, failureRateThreshold: 0 });
+    const { breaker } = setup({ minFailingPayments: 2 });
     await expect(breaker.call(async () => 'ok')).resolves.toBe('ok');
     await expect(breaker.call(async () => 'bad', (r) => r === 'bad')).resolves.toBe('bad');
     await expect(breaker.call(async () => Promise.reject(new Error('boom')))).rejects.toThrow('boom');
@@ -182,20 +237,19 @@ describe('circuit breaker: call helper, registry, validation', () => {
   });
 
   it('registry keeps one breaker per key and exposes snapshots for metrics', () => {
-    const reg = new CircuitBreakerRegistry({ consecutiveFailures: 1, failureRateThreshold: 0, onStateChange: () => {} });
+    const reg = new CircuitBreakerRegistry({ minFailingPayments: 1, onStateChange: () => {} });
     expect(reg.get('a')).toBe(reg.get('a'));
     fail(reg.get('b'));
     expect(reg.snapshots().map((s) => [s.name, s.state])).toEqual([
       ['a', 'closed'],
       ['b', 'open'],
     ]);
-    expect(reg.snapshots()[1]).toMatchObject({ transitions: 1, consecutiveFailures: 1 });
+    expect(reg.snapshots()[1]).toMatchObject({ transitions: 1 });
   });
 
   it('a throwing state listener does not break the breaker', () => {
     const b = new CircuitBreaker('x', {
-      consecutiveFailures: 1,
-      failureRateThreshold: 0,
+      minFailingPayments: 1,
       onStateChange: () => {
         throw new Error('listener');
       },
@@ -205,9 +259,10 @@ describe('circuit breaker: call helper, registry, validation', () => {
   });
 
   it('rejects invalid options', () => {
-    expect(() => new CircuitBreaker('x', { consecutiveFailures: 0, failureRateThreshold: 0 })).toThrow(RangeError);
+    expect(() => new CircuitBreaker('x', { minFailingPayments: 0 })).toThrow(RangeError);
     expect(() => new CircuitBreaker('x', { failureRateThreshold: 2 })).toThrow(RangeError);
-    expect(() => new CircuitBreaker('x', { windowSize: 0 })).toThrow(RangeError);
+    expect(() => new CircuitBreaker('x', { windowMs: 0 })).toThrow(RangeError);
     expect(() => new CircuitBreaker('x', { openMs: 0 })).toThrow(RangeError);
+    expect(() => new CircuitBreaker('x', { halfOpenProbes: 0 })).toThrow(RangeError);
   });
 });

@@ -53,7 +53,7 @@ function setup(behaviours: ConfirmBehaviour[]) {
     store: repo,
     provider,
     queue,
-    breaker: new CircuitBreaker('test', { consecutiveFailures: 100, failureRateThreshold: 0, now: () => clock.t }),
+    breaker: new CircuitBreaker('test', { minFailingPayments: 1_000_000, now: () => clock.t }),
     config: { retryBaseSeconds: 1, retryCapSeconds: 60, leaseSeconds: 30, providerTimeoutMs: 5000 },
     clock: clock.now,
     random: () => 0.5,

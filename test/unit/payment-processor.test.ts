@@ -38,7 +38,7 @@ function setup(opts: { payment?: Partial<Payment>; random?: () => number; deps?:
   const provider = new FakeIntentProvider(() => clock.t);
   const queue = new FakeQueue();
   const breaker =
-    opts.breaker ?? new CircuitBreaker('test-provider', { consecutiveFailures: 100, failureRateThreshold: 0, now: () => clock.t });
+    opts.breaker ?? new CircuitBreaker('test-provider', { failureRateThreshold: 0, now: () => clock.t });
   repo.put(payment(opts.payment));
   const processor = new PaymentProcessor({
     store: repo,
@@ -572,8 +572,8 @@ describe('PaymentProcessor: expiry', () => {
 describe('PaymentProcessor: circuit breaker', () => {
   function withBreaker() {
     let t = T0;
-    const breaker = new CircuitBreaker('p', { consecutiveFailures: 2, failureRateThreshold: 0, openMs: 10_000, now: () => t });
-    const s = setup({ breaker });
+    const breaker = new CircuitBreaker('p', { minFailingPayments: 2, openMs: 10_000, halfOpenProbes: 1, successesToClose: 1, now: () => t });
+    const s = setup({ breaker, deps: { config: { ...CONFIG, deferJitterMs: 1000 } } });
     s.clock.t = T0;
     const sync = () => {
       t = s.clock.t;
@@ -611,7 +611,7 @@ describe('PaymentProcessor: circuit breaker', () => {
 
   it('lapsed-lease recovery is deferred too while the breaker is open (no retrieve, no change)', async () => {
     let t: number = T0;
-    const breaker = new CircuitBreaker('p', { consecutiveFailures: 1, failureRateThreshold: 0, openMs: 5000, now: () => t });
+    const breaker = new CircuitBreaker('p', { minFailingPayments: 1, openMs: 5000, now: () => t });
     const s = setup({ breaker, payment: { status: 'processing', attempt: 1, version: 2, leaseUntil: T0 - 1 } });
     const p = breaker.acquire();
     if (p.allowed) p.failure();
@@ -621,6 +621,49 @@ describe('PaymentProcessor: circuit breaker', () => {
     expect(s.stored().version).toBe(2);
     t += 5000;
     await expect(s.processor.process(created)).resolves.toMatchObject({ kind: 'settled', via: 'retrieve' });
+  });
+
+  it('a deferral re-sends once past the open period plus a spread, moves dueAt past it, and logs nothing', async () => {
+    let t: number = T0;
+    const logged: string[] = [];
+    const log: Logger = { debug: (m) => logged.push(m), info: (m) => logged.push(m), warn: (m) => logged.push(m), error: (m) => logged.push(m) };
+    const breaker = new CircuitBreaker('p', { minFailingPayments: 1, openMs: 30_000, now: () => t });
+    // Created long ago enough that its due time would come before the deferred message.
+    const s = setup({ breaker, random: () => 0.25, payment: { dueAt: T0 + 20_000 }, deps: { logger: log, config: { ...CONFIG, deferJitterMs: 20_000 } } });
+    const p = breaker.acquire();
+    if (p.allowed) p.failure();
+    expect(breaker.state).toBe('open');
+    t += 10_000;
+    s.clock.t = t;
+    const before = s.stored();
+    const r = await s.processor.process(created);
+    // Open until T0 + 30 s, then a quarter of the 20 s spread: one message, not a loop of short delays.
+    expect(r).toEqual({ kind: 'deferred', notBefore: T0 + 35_000, delaySeconds: 25 });
+    expect(s.queue.sent).toEqual([{ message: { ...created, reason: 'deferred', notBefore: T0 + 35_000 }, delaySeconds: 25 }]);
+    // Due for the reconciler only a grace (the lease) after the deferred message: it is not re-queued meanwhile.
+    expect(s.stored()).toEqual({ ...before, dueAt: T0 + 35_000 + 30_000 });
+    expect(logged).toEqual([]);
+    // A payment already due later keeps its due time.
+    s.queue.sent.length = 0;
+    s.repo.put({ ...s.stored(), dueAt: T0 + 500_000 });
+    await s.processor.process(created);
+    expect(s.stored().dueAt).toBe(T0 + 500_000);
+    expect(s.repo.postponed).toBe(1);
+  });
+
+  it("one tenant's failing cards do not defer another tenant's payments", async () => {
+    let t: number = T0;
+    const breaker = new CircuitBreaker('p', { minFailingPayments: 3, minTenantPayments: 3, now: () => t });
+    const s = setup({ breaker });
+    s.clock.t = t;
+    s.provider.confirmBehaviour = (req) => (req.paymentId.startsWith('pay_t2') ? 'error' : 'succeed');
+    for (let i = 0; i < 3; i++) s.repo.put(payment({ id: `pay_t1_${i}` }));
+    for (let i = 0; i < 20; i++) s.repo.put(payment({ id: `pay_t2_${i}`, tenantId: 'tenant-2' }));
+    for (let i = 0; i < 3; i++) await s.processor.process({ paymentId: `pay_t1_${i}`, reason: 'created' });
+    for (let i = 0; i < 20; i++) await s.processor.process({ paymentId: `pay_t2_${i}`, reason: 'created' });
+    expect(breaker.state).toBe('closed');
+    s.repo.put(payment({ id: 'pay_t1_next' }));
+    await expect(s.processor.process({ paymentId: 'pay_t1_next', reason: 'created' })).resolves.toMatchObject({ kind: 'settled', status: 'success' });
   });
 
   it('a declined card counts as a healthy provider', async () => {

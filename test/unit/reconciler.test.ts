@@ -21,14 +21,15 @@ function setup() {
     store: repo,
     provider,
     queue,
-    breaker: new CircuitBreaker('p', { consecutiveFailures: 1000, failureRateThreshold: 0 }),
+    breaker: new CircuitBreaker('p', { failureRateThreshold: 0 }),
     config: { retryBaseSeconds: 1, retryCapSeconds: 60, leaseSeconds: 30, providerTimeoutMs: 5000 },
     clock: clock.now,
     random: () => 0.5,
     logger: silentLogger,
   });
-  const reconciler = (pageSize?: number) =>
+  const reconciler = (pageSize?: number, hasTime?: () => boolean) =>
     new Reconciler({
+      ...(hasTime ? { hasTime } : {}),
       store: repo,
       queue,
       processor,
@@ -157,5 +158,76 @@ describe('Reconciler: open payments', () => {
     const r = await s.reconciler().run();
     expect(r.counts.lease_resolved_success).toBe(1);
     expect(s.provider.count('confirm')).toBe(0);
+  });
+});
+
+describe('Reconciler: within its budget, resuming across runs', () => {
+  /** A budget of `pages` page reads per run (the check before each page). */
+  const budget = (pages: number) => {
+    let left = pages;
+    return () => left-- > 0;
+  };
+
+  it('stops when its time is up, hands back a cursor, and the next runs resume there until every due payment is handled once', async () => {
+    const s = setup();
+    for (let i = 0; i < 25; i++) s.repo.put(payment(`pay_a${String(i).padStart(2, '0')}`, { dueAt: T0, openShard: 'open#00' }));
+    for (let i = 0; i < 15; i++) s.repo.put(payment(`pay_b${String(i).padStart(2, '0')}`, { dueAt: T0, openShard: 'open#03' }));
+    s.clock.advance(5 * 60_000);
+
+    const first = await s.reconciler(10, budget(2)).run();
+    expect(first).toMatchObject({ truncated: true, itemsRead: 20, counts: { requeued_pending: 20 } });
+    expect(first.cursor).toMatchObject({ openPartition: 0, openStartKey: expect.anything() });
+
+    // The first run had no time left for the provider comparison either: it saved its window and the
+    // second run does it first (one page), then the rest of open#00 (5) and a page of open#03 (10).
+    expect(first.cursor.captures).toBeDefined();
+    const asked: Array<Record<string, unknown> | undefined> = [];
+    const openDue = s.repo.openDue.bind(s.repo);
+    s.repo.openDue = (partition, dueBefore, startKey, limit) => (asked.push(startKey), openDue(partition, dueBefore, startKey, limit));
+    const second = await s.reconciler(10, budget(3)).run(first.cursor);
+    expect(asked[0]).toEqual(first.cursor.openStartKey);
+    expect(second.cursor.captures).toBeUndefined();
+    expect(second).toMatchObject({ truncated: true, itemsRead: 15 });
+    expect(second.cursor).toMatchObject({ openPartition: 1, openStartKey: expect.anything() });
+
+    const third = await s.reconciler(10, budget(10)).run(second.cursor);
+    expect(third).toMatchObject({ truncated: false, itemsRead: 5 });
+    // Finished (it started at partition 1): the next run starts one partition on, at 0.
+    expect(third.cursor).toEqual({ openPartition: 0 });
+    const sent = s.queue.sent.map((m) => m.message.paymentId);
+    expect(sent).toHaveLength(40);
+    expect(new Set(sent).size).toBe(40);
+  });
+
+  it('rotates its starting partition: a finished run hands the next one the partition after the one it started at', async () => {
+    const s = setup();
+    s.repo.put(payment('pay_a', { dueAt: T0, openShard: 'open#00' }));
+    s.repo.put(payment('pay_b', { dueAt: T0, openShard: 'open#03' }));
+    s.clock.advance(5 * 60_000);
+    const fromZero = await s.reconciler().run({ openPartition: 0 });
+    expect(fromZero.cursor).toEqual({ openPartition: 1 });
+    expect(s.queue.sent.map((m) => m.message.paymentId)).toEqual(['pay_a', 'pay_b']);
+    s.queue.sent.length = 0;
+    s.clock.advance(5 * 60_000);
+    const fromOne = await s.reconciler().run(fromZero.cursor);
+    expect(fromOne.cursor).toEqual({ openPartition: 0 });
+    expect(s.queue.sent.map((m) => m.message.paymentId)).toEqual(['pay_b', 'pay_a']);
+  });
+
+  it('the provider comparison stops within budget and resumes in the same window from the last intent listed', async () => {
+    const s = setup();
+    for (let i = 0; i < 250; i++) await s.capturedIntent(`pay_${i}`);
+    s.clock.advance(5 * 60_000);
+    // One provider page per run (the open phase has no due payments: one empty page read per partition).
+    const first = await s.reconciler(undefined, budget(3)).run();
+    expect(first).toMatchObject({ truncated: true, intentsRead: 100, refundsIssued: 100 });
+    expect(first.cursor.captures).toMatchObject({ after: expect.any(String) });
+    s.clock.advance(60 * 60_000);
+    const second = await s.reconciler(undefined, budget(1)).run(first.cursor);
+    expect(second).toMatchObject({ intentsRead: 100, refundsIssued: 100 });
+    const third = await s.reconciler(undefined, budget(10)).run(second.cursor);
+    expect(third).toMatchObject({ intentsRead: 50, refundsIssued: 50 });
+    expect(third.cursor.captures).toBeUndefined();
+    for (let i = 0; i < 250; i++) expect(s.provider.netCaptured(`pay_${i}`)).toBe(0);
   });
 });

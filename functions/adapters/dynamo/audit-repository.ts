@@ -1,5 +1,6 @@
 /**
- * The AuditLog table (pk paymentId, sk version) and its audit-by-tenant index (tenantId, tenantSort).
+ * The AuditLog table (pk paymentId, sk version) and its audit-by-tenant index (tenantShard, tenantSort),
+ * where tenantShard is the tenant plus one of AUDIT_TENANT_SHARDS shards (see tenantShardKey).
  *
  * Append policy: an entry is written once, with `attribute_not_exists(paymentId)` on its
  * (paymentId, version) key, and is never overwritten or deleted by this code.
@@ -19,7 +20,7 @@
 import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
 import { GetCommand, PutCommand, QueryCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { unmarshall } from '@aws-sdk/util-dynamodb';
-import { verifyChain, type AuditEntry, type ChainVerification } from '../../core/audit';
+import { tenantShardsOf, verifyChain, type AuditEntry, type ChainVerification } from '../../core/audit';
 import { AppError, InvalidCursorError } from '../../core/errors';
 import { canonicalJson } from '../../core/fingerprint';
 import { logger } from '../../shared/logger';
@@ -179,51 +180,66 @@ export class AuditRepository implements AuditReader, AuditWriter {
     return this.page((res.Items ?? []) as AuditEntry[], limit, (e) => ({ paymentId: e.paymentId, version: e.version }));
   }
 
+  /**
+   * A tenant's entries in a time range, newest first by default. The index partitions a tenant into
+   * AUDIT_TENANT_SHARDS shards, so this is a scatter-gather: each shard is asked for up to limit + 1
+   * entries past the cursor, and the merge by tenantSort (unique: time, payment, version) returns the
+   * first `limit`. The cursor is the last returned entry's tenantSort, valid for every shard alike.
+   */
   async listForTenant(tenantId: string, opts: TenantListOptions = {}): Promise<AuditPage> {
     const limit = pageSize(opts.limit);
-    const start = opts.cursor
-      ? decodeCursor(
-          opts.cursor,
-          { paymentId: 'string', version: 'number', tenantId: 'string', tenantSort: 'string' },
-          { tenantId },
-        )
-      : undefined;
-    // A cursor from another range would make DynamoDB reject the query; reject it here as a 400.
-    const sortKey = start?.tenantSort as string | undefined;
-    if (sortKey !== undefined && ((opts.from !== undefined && sortKey < opts.from) || (opts.to !== undefined && sortKey > `${opts.to}$`))) {
-      throw new InvalidCursorError();
-    }
-    const values: Record<string, string> = { ':t': tenantId };
-    let range = '';
+    const asc = (opts.order ?? 'desc') === 'asc';
+    const after = opts.cursor ? (decodeCursor(opts.cursor, { tenantId: 'string', tenantSort: 'string' }, { tenantId }).tenantSort as string) : undefined;
     // tenantSort starts with the ISO timestamp; '$' sorts after '#', so `${to}$` includes `to` itself.
-    if (opts.from !== undefined && opts.to !== undefined) {
+    const lo = opts.from;
+    const hi = opts.to !== undefined ? `${opts.to}$` : undefined;
+    // A cursor from another range: reject it as a 400 rather than answer something odd.
+    if (after !== undefined && ((lo !== undefined && after < lo) || (hi !== undefined && after > hi))) throw new InvalidCursorError();
+    // The range still to read: past the cursor in the reading direction.
+    const from = asc ? (after ?? lo) : lo;
+    const to = asc ? hi : (after ?? hi);
+    const exclusive = (sort: string) => sort !== after;
+
+    const perShard = await Promise.all(tenantShardsOf(tenantId).map((shard) => this.shardPage(shard, from, to, asc, limit + 1, exclusive)));
+    const merged = perShard.flat().sort((a, b) => (a.tenantSort < b.tenantSort ? -1 : a.tenantSort > b.tenantSort ? 1 : 0) * (asc ? 1 : -1));
+    return this.page(merged.slice(0, limit + 1), limit, (e) => ({ tenantId, tenantSort: e.tenantSort }));
+  }
+
+  /** Up to `want` entries of one index shard in [from, to] (either open), in order, skipping the cursor's own entry. */
+  private async shardPage(shard: string, from: string | undefined, to: string | undefined, asc: boolean, want: number, keep: (sort: string) => boolean): Promise<AuditEntry[]> {
+    const values: Record<string, string> = { ':t': shard };
+    let range = '';
+    if (from !== undefined && to !== undefined) {
       range = ' AND tenantSort BETWEEN :from AND :to';
-      values[':from'] = opts.from;
-      values[':to'] = `${opts.to}$`;
-    } else if (opts.from !== undefined) {
+      values[':from'] = from;
+      values[':to'] = to;
+    } else if (from !== undefined) {
       range = ' AND tenantSort >= :from';
-      values[':from'] = opts.from;
-    } else if (opts.to !== undefined) {
+      values[':from'] = from;
+    } else if (to !== undefined) {
       range = ' AND tenantSort <= :to';
-      values[':to'] = `${opts.to}$`;
+      values[':to'] = to;
     }
-    const res = await this.doc.send(
-      new QueryCommand({
-        TableName: this.tables.audit,
-        IndexName: this.tables.byTenantIndex,
-        KeyConditionExpression: `tenantId = :t${range}`,
-        ExpressionAttributeValues: values,
-        ScanIndexForward: (opts.order ?? 'desc') === 'asc',
-        ExclusiveStartKey: start,
-        Limit: limit + 1,
-      }),
-    );
-    return this.page((res.Items ?? []) as AuditEntry[], limit, (e) => ({
-      paymentId: e.paymentId,
-      version: e.version,
-      tenantId: e.tenantId,
-      tenantSort: e.tenantSort,
-    }));
+    if (from !== undefined && to !== undefined && from > to) return [];
+    const out: AuditEntry[] = [];
+    let start: Record<string, unknown> | undefined;
+    do {
+      const res = await this.doc.send(
+        new QueryCommand({
+          TableName: this.tables.audit,
+          IndexName: this.tables.byTenantIndex,
+          KeyConditionExpression: `tenantShard = :t${range}`,
+          ExpressionAttributeValues: values,
+          ScanIndexForward: asc,
+          ExclusiveStartKey: start,
+          // One more than wanted covers the cursor's own entry, which the inclusive range returns again.
+          Limit: want + 1,
+        }),
+      );
+      for (const e of (res.Items ?? []) as AuditEntry[]) if (keep(e.tenantSort)) out.push(e);
+      start = res.LastEvaluatedKey;
+    } while (start && out.length < want);
+    return out.slice(0, want);
   }
 
   private page(items: AuditEntry[], limit: number, keyOf: (e: AuditEntry) => Key): AuditPage {

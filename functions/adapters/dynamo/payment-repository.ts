@@ -346,6 +346,26 @@ export class PaymentRepository implements PaymentStore, PaymentLister {
     });
   }
 
+  async postpone(current: Payment, dueAt: number): Promise<boolean> {
+    try {
+      await this.doc.send(
+        new UpdateCommand({
+          TableName: this.tables.payments,
+          Key: { id: current.id },
+          UpdateExpression: 'SET dueAt = :due',
+          // Same version and status as read, still open, and only ever later: a racing writer wins.
+          ConditionExpression: '#version = :v AND #status = :s AND attribute_exists(openShard) AND dueAt < :due',
+          ExpressionAttributeNames: { '#version': 'version', '#status': 'status' },
+          ExpressionAttributeValues: { ':v': current.version, ':s': current.status, ':due': dueAt },
+        }),
+      );
+      return true;
+    } catch (err) {
+      if (err instanceof ConditionalCheckFailedException) return false;
+      throw err;
+    }
+  }
+
   /** Successful payments settled in one (hour, shard) bucket. */
   async settledIn(bucket: string, startKey?: Record<string, unknown>) {
     const res = await this.doc.send(

@@ -1,10 +1,12 @@
 /**
  * Reconciliation runs in the RecoveryRuns table: one item per run (pk RUN, sk <startedAt>#<runId>)
  * and a lock item (pk LOCK) so at most one run is active; starting while one runs returns that run.
+ * One cursor item (pk CURSOR) says where the next run starts (written by the run holding the lock).
  */
 import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
 import { unmarshall } from '@aws-sdk/util-dynamodb';
-import { DeleteCommand, PutCommand, QueryCommand, UpdateCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { DeleteCommand, GetCommand, PutCommand, QueryCommand, UpdateCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import type { ReconcilerCursor } from '../../core/reconciler';
 import { loadConfig, type PaymentsConfig } from '../../shared/env';
 
 /**
@@ -105,6 +107,16 @@ export class RecoveryRunsRepository {
       .catch((err) => {
         if (!(err instanceof ConditionalCheckFailedException)) throw err;
       });
+  }
+
+  /** Where the next run starts; the first run starts at the beginning. */
+  async cursor(): Promise<ReconcilerCursor> {
+    const { Item } = await this.doc.send(new GetCommand({ TableName: this.table, Key: { pk: 'CURSOR', sk: 'CURSOR' }, ConsistentRead: true }));
+    return (Item?.cursor as ReconcilerCursor | undefined) ?? { openPartition: 0 };
+  }
+
+  async saveCursor(cursor: ReconcilerCursor, now: Date): Promise<void> {
+    await this.doc.send(new PutCommand({ TableName: this.table, Item: { pk: 'CURSOR', sk: 'CURSOR', cursor, savedAt: now.toISOString() } }));
   }
 
   async latest(limit = 10): Promise<RecoveryRun[]> {

@@ -3,18 +3,18 @@
  * (claim, attempt, resolve, settle, finish) are plain functions over this context, so each file reads
  * top to bottom.
  */
-import type { BreakerDenial, BreakerPermit } from '../circuit-breaker';
+import type { BreakerCaller, BreakerDenial, BreakerPermit } from '../circuit-breaker';
 import type { PaymentStatus } from '../payment';
 import type { Clock, Logger, Metrics, PaymentMessage, PaymentQueue, PaymentStore } from '../ports';
 import type { PaymentProvider } from '../ports/payment-provider';
 import type { RandomSource } from '../retry-policy';
 
 /** The part of PaymentStore the processor uses. */
-export type ProcessorStore = Pick<PaymentStore, 'get' | 'transition'>;
+export type ProcessorStore = Pick<PaymentStore, 'get' | 'transition' | 'postpone'>;
 
 /** The part of CircuitBreaker the processor uses. */
 export interface ProviderGate {
-  acquire(): BreakerPermit | BreakerDenial;
+  acquire(caller?: BreakerCaller): BreakerPermit | BreakerDenial;
 }
 
 export interface ProcessorConfig {
@@ -24,7 +24,10 @@ export interface ProcessorConfig {
   readonly providerTimeoutMs: number;
   /** A retrying payment is due for the reconciler this long after nextAttemptAt. Default: the lease. */
   readonly retryGraceMs?: number;
-  /** Spread of re-sends deferred by an open breaker, so they do not all come back at once. Default 1000. */
+  /**
+   * Spread of re-sends deferred by an open breaker, added after the breaker's retry time, so they do not
+   * all come back at once. Default 10 s (wiring: half the open period).
+   */
   readonly deferJitterMs?: number;
   /** How long a payment waits when the provider refuses our credentials (an outage). Default 60 s. */
   readonly outageDelayMs?: number;

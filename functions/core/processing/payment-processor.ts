@@ -40,7 +40,7 @@ export class PaymentProcessor {
       metrics: deps.metrics ?? noMetrics,
       leaseMs,
       graceMs: c.retryGraceMs ?? leaseMs,
-      deferJitterMs: c.deferJitterMs ?? 1000,
+      deferJitterMs: c.deferJitterMs ?? 10_000,
       outageDelayMs: c.outageDelayMs ?? 60_000,
     };
   }
@@ -108,7 +108,7 @@ export class PaymentProcessor {
     message: WorkerMessage,
     step: (report: (providerFailed: boolean) => void) => Promise<ProcessResult>,
   ): Promise<ProcessResult> {
-    const permit = this.ctx.deps.breaker.acquire();
+    const permit = this.ctx.deps.breaker.acquire({ paymentId: p.id, tenantId: p.tenantId });
     if (!permit.allowed) return this.defer(p, message, permit.retryAt);
     let verdict: 'success' | 'failure' | 'release' = 'release';
     const report = (failed: boolean) => {
@@ -126,14 +126,22 @@ export class PaymentProcessor {
     }
   }
 
-  /** Breaker open: send the same message again for later. No state change, no retry consumed. */
+  /**
+   * Breaker refused: send the same message once more, due when the breaker admits calls again plus a
+   * random spread, and move the payment's due time past it so the reconciler does not re-queue a payment
+   * whose message is waiting. No status change, no retry consumed, no log line (the breaker counts
+   * refusals and logs them with its next state change).
+   */
   private async defer(p: Payment, message: WorkerMessage, retryAt: number): Promise<ProcessResult> {
     const ctx = this.ctx;
     const now = ctx.clock().getTime();
     const notBefore = Math.max(retryAt, now) + Math.round(ctx.random() * ctx.deferJitterMs);
     const s = scheduleFor(notBefore - now, now);
     await ctx.deps.queue.send({ ...message, reason: 'deferred', notBefore }, s.delaySeconds);
-    ctx.log.warn('provider circuit open; attempt deferred', { paymentId: p.id, status: p.status, attempt: p.attempt, notBefore, delaySeconds: s.delaySeconds });
+    if (p.dueAt !== undefined && p.dueAt < notBefore + ctx.graceMs) {
+      // Best effort: if this write fails the reconciler may re-queue early, which is harmless.
+      await ctx.deps.store.postpone(p, notBefore + ctx.graceMs).catch(() => false);
+    }
     return { kind: 'deferred', notBefore, delaySeconds: s.delaySeconds };
   }
 }

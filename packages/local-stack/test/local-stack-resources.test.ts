@@ -98,7 +98,7 @@ describe('local resources follow the template', () => {
     expect(table.StreamSpecification?.StreamViewType).toBe('NEW_AND_OLD_IMAGES');
     expect(await delayOf(s, ids.queue)).toBe('7');
     const auditTable = await keyOf(s, ids.auditTable);
-    expect(auditTable.GlobalSecondaryIndexes?.map((g) => g.IndexName).sort()).toEqual(['audit-by-tenant', 'by-extra']);
+    expect(auditTable.GlobalSecondaryIndexes?.map((g) => g.IndexName).sort()).toEqual(['audit-by-tenant-shard', 'by-extra']);
     const kept = await s.clients.dynamodb.send(new GetItemCommand({ TableName: s.resources.tables[ids.auditTable]!.name, Key: { paymentId: { S: 'p1' }, version: { N: '1' } } }));
     expect(kept.Item).toBeDefined();
 
