@@ -35,7 +35,7 @@ beforeAll(() => {
 describe('tenancy in the stack', () => {
   it('maps every key id to its principal in each API function, and operator keys sit on their own plan', () => {
     const expected = [`${keyIdOf(t, 'dev-tenant-1')}=tenant:tenant-1`, `${keyIdOf(t, 'dev-tenant-2')}=tenant:tenant-2`, `${keyIdOf(t, 'dev-operator-ops')}=operator:ops`];
-    for (const d of ['POST /api/payments/process', 'Payment lookups and key validation', 'POST /api/payments/{paymentID}/retry', 'GET /api/audit/payments', 'Recovery runs: start and status']) {
+    for (const d of ['POST /api/payments/process', 'Payment lookups, listing and key validation', 'POST /api/payments/{paymentID}/retry', 'GET /api/audit/payments', 'Recovery runs: start and status']) {
       expect(principalsOf(t, d)).toEqual(expected);
     }
     const plans = t.findResources('AWS::ApiGateway::UsagePlan');
