@@ -122,6 +122,8 @@ interface Row {
 }
 
 const FINAL = new Set(['success', 'failed', 'expired']);
+/** The local stack's default operator key: re-opens and recovery runs are operator actions. */
+const OPERATOR_KEY = 'local-operator-key';
 
 export async function runSoak(o: SoakOptions): Promise<SoakReport> {
   const log = o.progress ?? (() => {});
@@ -160,7 +162,7 @@ export async function runSoak(o: SoakOptions): Promise<SoakReport> {
         const ids = [...sent.keys()];
         if (ids.length > 0) {
           const id = ids[Math.floor(rnd() * ids.length)]!;
-          const res = await post(`/api/payments/${id}/retry`, { reason: 'soak operator' }).catch(() => undefined);
+          const res = await post(`/api/payments/${id}/retry`, { reason: 'soak operator' }, OPERATOR_KEY).catch(() => undefined);
           if (res && (res.status === 202 || res.status === 409)) operatorRetries++;
           await res?.text().catch(() => undefined);
         }
