@@ -666,6 +666,27 @@ describe('PaymentProcessor: circuit breaker', () => {
     await expect(s.processor.process({ paymentId: 'pay_t1_next', reason: 'created' })).resolves.toMatchObject({ kind: 'settled', status: 'success' });
   });
 
+  it('payments that keep failing on retries do not open the breaker; new payments failing do', async () => {
+    let t = T0;
+    const breaker = new CircuitBreaker('p', { minFailingPayments: 3, failureRateThreshold: 0.5, openMs: 10_000, now: () => t });
+    const s = setup({ breaker });
+    s.provider.confirmBehaviour = () => 'error';
+    s.provider.failReads = new ProviderError('unknown', 'HTTP_503', 'down');
+    // Five payments already on their retries (attempt > 0): their failures are their own.
+    for (const id of ['r1', 'r2', 'r3', 'r4', 'r5']) {
+      s.repo.put(paymentFixture({ id, status: 'retrying', attempt: 1, retryCount: 1, version: 3 }));
+      await s.processor.process({ paymentId: id, reason: 'retry' });
+    }
+    expect(breaker.state).toBe('closed');
+    // Three new payments failing on their first attempt: provider-wide failure.
+    for (const id of ['n1', 'n2', 'n3']) {
+      s.repo.put(paymentFixture({ id }));
+      await s.processor.process({ paymentId: id, reason: 'created' });
+    }
+    t = s.clock.t;
+    expect(breaker.state).toBe('open');
+  });
+
   it('a declined card counts as a healthy provider', async () => {
     const { processor, provider, repo, breaker } = withBreaker();
     provider.confirmBehaviour = () => 'decline';

@@ -122,7 +122,11 @@ export class PaymentProcessor {
       if (err instanceof OutcomeUnresolvedError && err.cause !== undefined) report(true);
       throw err;
     } finally {
-      permit[verdict]();
+      // A payment that already failed before and fails again is that payment's problem (a bad card, a
+      // token the provider keeps refusing), not evidence about the provider: it casts no failure vote.
+      // Otherwise the last failing cards of a backlog look like an outage and hold the breaker open.
+      // Its success still counts: a working call is evidence of health.
+      permit[verdict === 'failure' && p.attempt > 0 ? 'release' : verdict]();
     }
   }
 
