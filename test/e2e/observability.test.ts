@@ -84,7 +84,9 @@ describe('metrics and logs', () => {
     expect((await post({ ...body, amount: 11 })).status).toBe(422);
 
     const deadline = Date.now() + 20_000;
-    while (total(emfBlocks(), 'PaymentAttempts') < 1 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
+    // Wait for both the worker's metric and its log line: they reach the captured output separately.
+    const attemptLogged = () => jsonLines().some((l) => l.fn.startsWith('PaymentWorkerFunction') && l.body.message === 'attempt outcome');
+    while ((total(emfBlocks(), 'PaymentAttempts') < 1 || !attemptLogged()) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
 
     const blocks = emfBlocks();
     expect(blocks.length).toBeGreaterThan(0);

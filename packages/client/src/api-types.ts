@@ -380,10 +380,7 @@ export interface components {
                 message: string;
                 details?: components["schemas"]["ErrorDetail"][];
                 retryable: boolean;
-                /**
-                 * Format: date-time
-                 * @description Absent on API Gateway's own errors
-                 */
+                /** @description ISO 8601 from the service. API Gateway's own errors (bad key, throttling, too large, timeouts) carry API Gateway's request time instead, e.g. 26/Nov/2026:06:29:11 +0000. */
                 timestamp?: string;
                 requestId: string;
             };
