@@ -10,7 +10,7 @@ import type { MetricName, Metrics } from '../../functions/core/ports';
 import { ProviderError } from '../../functions/core/ports/payment-provider';
 import { PaymentProcessor } from '../../functions/core/processing/payment-processor';
 import { FakeIntentProvider, type ConfirmBehaviour } from '../helpers/fake-intent-provider';
-import { FakeClock, FakeQueue, FakeRepository, T0 } from '../helpers/fakes';
+import { FakeClock, FakeQueue, FakeRepository, paymentFixture } from '../helpers/fakes';
 
 function recordingMetrics() {
   const counts: Array<{ name: MetricName; value: number; dimensions?: Readonly<Record<string, string>> }> = [];
@@ -28,26 +28,8 @@ function setup(behaviours: ConfirmBehaviour[]) {
   provider.confirmBehaviour = () => behaviours[Math.min(n++, behaviours.length - 1)]!;
   const queue = new FakeQueue();
   const { counts, metrics } = recordingMetrics();
-  const iso = new Date(T0).toISOString();
-  const p: Payment = {
-    id: 'pay_1',
-    tenantId: 'tenant-1',
-    idempotencyKey: 'key-1',
-    generation: 0,
-    requestHash: 'h',
-    amountMinor: 1250,
-    currency: 'EUR',
-    paymentMethod: { type: 'card', token: 'tok_success' },
-    metadata: {},
-    status: 'pending',
-    version: 1,
-    attempt: 0,
-    retryCount: 0,
-    maxRetries: 3,
-    createdAt: iso,
-    updatedAt: iso,
-    lastChange: { action: 'created', actor: 'api:tenant-1' },
-  };
+  const p: Payment = paymentFixture({ metadata: {}, openShard: undefined, dueAt: undefined });
+
   repo.put(p);
   const processor = new PaymentProcessor({
     store: repo,

@@ -126,7 +126,8 @@ export class PaymentProcessor {
       // token the provider keeps refusing), not evidence about the provider: it casts no failure vote.
       // Otherwise the last failing cards of a backlog look like an outage and hold the breaker open.
       // Its success still counts: a working call is evidence of health.
-      permit[verdict === 'failure' && p.attempt > 0 ? 'release' : verdict]();
+      const v = verdict as 'success' | 'failure' | 'release'; // set inside `report`
+      permit[v === 'failure' && p.attempt > 0 ? 'release' : v]();
     }
   }
 
