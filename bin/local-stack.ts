@@ -186,7 +186,9 @@ async function main(): Promise<LocalStack | undefined> {
     '  Routes:',
     ...stack.routes.map((r) => `    ${r.method.padEnd(6)} ${r.path}  → ${r.functionId ? shortId(r.functionId) : r.integrationType}${r.apiKeyRequired ? '' : '  (no API key)'}`),
     '',
-    `  curl -X POST ${stack.apiUrl}${stack.routes[0]?.path ?? '/'} -H 'x-api-key: ${[...stack.apiKeys.keys()][0] ?? ''}' -H 'content-type: application/json' -d '{}'`,
+    '  Try it:',
+    `  curl -s ${stack.apiUrl}/api/payments/process -H 'x-api-key: ${[...stack.apiKeys.keys()][0] ?? ''}' -H 'content-type: application/json' \\`,
+    `    -d '{"idempotencyKey":"order-1","amount":49.99,"currency":"USD","paymentMethod":{"type":"card","token":"pm_card_visa"}}'`,
     '',
     'Press Ctrl-C to stop.',
   ];
