@@ -1,6 +1,8 @@
 /**
  * Function settings for local runs, recovery drills and end-to-end tests.
  */
+import { startLocalStack, type LocalStackOptions } from '@idempotent-payments/local-stack';
+import { startProviderSimulator } from '@idempotent-payments/provider-simulator';
 
 /**
  * Points the functions at a local provider (the simulator): its URL, and a test key in place of the
@@ -23,4 +25,27 @@ export function fastRecoveryEnv(providerUrl: string): Record<string, string> {
     // A run killed with the stack would otherwise hold the run lock for the production 6 minutes.
     RECOVERY_RUN_LEASE_SECONDS: '10',
   };
+}
+
+/**
+ * The local stack with the provider simulator in front of its functions, as tests and drills run it:
+ * stop() ends both, the stack first.
+ */
+export async function startLocalRun(options: { extraEnv?: Record<string, string> } & Omit<LocalStackOptions, 'extraEnv'> = {}) {
+  const provider = await startProviderSimulator({ port: 0 });
+  try {
+    const { extraEnv, ...rest } = options;
+    const stack = await startLocalStack({ apiPort: 0, ...rest, extraEnv: { ...localProviderEnv(provider.url), ...extraEnv } });
+    return {
+      stack,
+      provider,
+      stop: async () => {
+        await stack.stop();
+        await provider.stop();
+      },
+    };
+  } catch (err) {
+    await provider.stop();
+    throw err;
+  }
 }

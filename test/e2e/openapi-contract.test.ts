@@ -9,9 +9,7 @@ import Ajv2020 from 'ajv/dist/2020';
 import addFormats from 'ajv-formats';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
-import { startLocalStack } from '@idempotent-payments/local-stack';
-import { startProviderSimulator } from '@idempotent-payments/provider-simulator';
-import { localProviderEnv } from '../../scripts/drill-env';
+import { startLocalRun } from '../../scripts/drill-env';
 import { projectRoot } from '../helpers/project-root';
 
 type Doc = {
@@ -26,17 +24,16 @@ addFormats(ajv);
 ajv.addVocabulary(['openapi', 'info', 'servers', 'security', 'tags', 'paths', 'components']);
 ajv.addSchema({ $id: 'openapi', ...doc });
 
-let stack: Awaited<ReturnType<typeof startLocalStack>> | undefined;
-let provider: Awaited<ReturnType<typeof startProviderSimulator>> | undefined;
+let run: Awaited<ReturnType<typeof startLocalRun>> | undefined;
+let stack: NonNullable<typeof run>['stack'] | undefined;
 
 beforeAll(async () => {
-  provider = await startProviderSimulator({ port: 0 });
-  stack = await startLocalStack({ apiPort: 0, log: false, schedules: false, extraEnv: { ...localProviderEnv(provider.url), RETRY_BASE_SECONDS: '0.05' } });
+  run = await startLocalRun({ log: false, schedules: false, extraEnv: { RETRY_BASE_SECONDS: '0.05' } });
+  stack = run.stack;
 });
 
 afterAll(async () => {
-  await stack?.stop();
-  await provider?.stop();
+  await run?.stop();
 });
 
 /** Every response checked: its status is documented for the operation, and its body and headers match. */

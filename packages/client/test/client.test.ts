@@ -7,7 +7,7 @@ import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startLocalStack } from '@idempotent-payments/local-stack';
 import { startProviderSimulator } from '@idempotent-payments/provider-simulator';
-import { localProviderEnv } from '../../../scripts/drill-env';
+import { startLocalRun } from '../../../scripts/drill-env';
 import { generateTypes, TYPES_PATH } from '../scripts/generate-types';
 import { createPaymentsClient, PaymentsApiError, retryDelayMs } from '../src/index';
 
@@ -150,15 +150,15 @@ describe('generated types', () => {
 describe('against the local stack', () => {
   let stack: Awaited<ReturnType<typeof startLocalStack>> | undefined;
   let provider: Awaited<ReturnType<typeof startProviderSimulator>> | undefined;
+  let run: Awaited<ReturnType<typeof startLocalRun>> | undefined;
 
   beforeAll(async () => {
-    provider = await startProviderSimulator({ port: 0 });
-    stack = await startLocalStack({ apiPort: 0, log: false, schedules: false, extraEnv: { ...localProviderEnv(provider.url), RETRY_BASE_SECONDS: '0.05' } });
+    run = await startLocalRun({ log: false, schedules: false, extraEnv: { RETRY_BASE_SECONDS: '0.05' } });
+    ({ stack, provider } = run);
   });
 
   afterAll(async () => {
-    await stack?.stop();
-    await provider?.stop();
+    await run?.stop();
   });
 
   it('a lost first response: the retry returns the same payment, replayed, and the card is charged once', async () => {
