@@ -4,9 +4,10 @@ import { isOpen, type Payment } from '../../functions/core/payment';
 import type { IdempotencyRecord, InsertResult, OpenDuePage, PaymentMessage, PaymentQueue, PaymentStore, TouchRequest, TransitionRequest } from '../../functions/core/ports';
 import type { WorkerMessage } from '../../functions/core/processing/context';
 import { assertTransition } from '../../functions/core/state-machine';
+import { TEST_EPOCH } from './clock';
 
-
-export const T0 = Date.parse('2030-01-01T00:00:00.000Z');
+/** Fixed clocks start at the real date's current hour (see clock.ts), never at a calendar date. */
+export const T0 = TEST_EPOCH;
 
 export class FakeClock {
   t = T0;

@@ -27,6 +27,7 @@ import { createAuditStreamHandler } from '../../functions/audit/audit-stream';
 import { entryFromImages, GENESIS_HASH, type AuditEntry } from '../../functions/core/audit';
 import type { Payment, PaymentStatus } from '../../functions/core/payment';
 import { apiHandler } from '../../functions/shared/http';
+import { DAY_MS, HOUR_MS, isoAt, TEST_EPOCH } from '../helpers/clock';
 
 const exec = promisify(execFile);
 const region = 'us-east-1';
@@ -263,7 +264,7 @@ async function runCli(args: string[]): Promise<{ code: number; out: any }> {
 // ---- tests --------------------------------------------------------------------------------------
 
 describe('audit trail on DynamoDB Local', () => {
-  const T0 = Date.parse('2024-05-01T10:00:00.000Z');
+  const T0 = TEST_EPOCH;
 
   it('appends exactly versions 1..N in order with a verifying chain, and redelivery changes nothing', async () => {
     const { id, images } = await drivePayment('tenant-a', T0);
@@ -355,7 +356,7 @@ describe('audit trail on DynamoDB Local', () => {
     const [bad, good, tenant] = await Promise.all([
       runCli(['--payment', id]),
       runCli(['--payment', cleanId]),
-      runCli(['--tenant', 'tenant-t', '--from', '2024-05-01T12:00:00Z']),
+      runCli(['--tenant', 'tenant-t', '--from', isoAt(2 * HOUR_MS)]),
     ]);
     expect(bad.code).toBe(1);
     expect(bad.out).toMatchObject({ paymentId: id, ok: false, version: 3, problem: 'HASH_MISMATCH' });
@@ -369,7 +370,7 @@ describe('audit trail on DynamoDB Local', () => {
   it('pages 1,000 entries with limit 100 in both orders with no gaps or repeats', async () => {
     const tenantId = 'tenant-bulk';
     const id = 'pay_bulk_0001';
-    const start = Date.parse('2024-06-01T00:00:00.000Z');
+    const start = TEST_EPOCH + DAY_MS;
     const statuses: PaymentStatus[] = ['processing', 'retrying'];
     const entries: AuditEntry[] = [];
     let prev: Payment | undefined;
@@ -438,17 +439,17 @@ describe('audit trail on DynamoDB Local', () => {
     expect(await verifyPaymentAudit(audit, id)).toEqual({ ok: true, count: 1000 });
 
     // Through the API: cursors chain pages; a forged or foreign cursor is a 400.
-    const first = await callApi({ from: '2024-06-01T00:05:00Z', to: '2024-06-01T00:10:00Z', limit: '100', order: 'asc' }, tenantId);
+    const first = await callApi({ from: isoAt(DAY_MS + 5 * 60_000), to: isoAt(DAY_MS + 10 * 60_000), limit: '100', order: 'asc' }, tenantId);
     expect(first.status).toBe(200);
     expect(first.body.entries.map((e: any) => e.version)).toEqual(Array.from({ length: 100 }, (_, i) => i + 300));
-    const second = await callApi({ from: '2024-06-01T00:05:00Z', to: '2024-06-01T00:10:00Z', limit: '100', order: 'asc', cursor: first.body.nextCursor }, tenantId);
+    const second = await callApi({ from: isoAt(DAY_MS + 5 * 60_000), to: isoAt(DAY_MS + 10 * 60_000), limit: '100', order: 'asc', cursor: first.body.nextCursor }, tenantId);
     expect(second.body.entries.map((e: any) => e.version)).toEqual(Array.from({ length: 100 }, (_, i) => i + 400));
     expect((await callApi({ limit: '100', cursor: first.body.nextCursor }, 'tenant-a')).body.error.code).toBe('INVALID_CURSOR');
     expect((await callApi({ cursor: 'eyJmb28iOjF9' }, tenantId)).body.error.code).toBe('INVALID_CURSOR');
   });
 
   it('lists a tenant time range scoped to the caller, with inclusive bounds', async () => {
-    const base = Date.parse('2024-07-01T08:00:00.000Z');
+    const base = TEST_EPOCH + 2 * DAY_MS;
     const a = await drivePayment('tenant-r1', base);
     const b = await drivePayment('tenant-r2', base);
     expect((await handler(batch([...recordsFor(a.images), ...recordsFor(b.images)]))).batchItemFailures).toEqual([]);
@@ -484,7 +485,7 @@ describe('audit trail on DynamoDB Local', () => {
 
   it("spreads one tenant's entries over the index shards and merges them back: pages in both orders with no gaps or repeats", async () => {
     const tenantId = `tenant-shards-${randomUUID().slice(0, 6)}`;
-    const base = Date.parse('2024-08-01T00:00:00.000Z');
+    const base = TEST_EPOCH + 3 * DAY_MS;
     const driven = await Promise.all(Array.from({ length: 12 }, (_, i) => drivePayment(tenantId, base + i * 100)));
     expect((await handler(batch(driven.flatMap((d) => recordsFor(d.images))))).batchItemFailures).toEqual([]);
     const all = (await scanAudit()).map((r) => unmarshall(r) as AuditEntry).filter((e) => e.tenantId === tenantId);
@@ -515,7 +516,7 @@ describe('audit trail on DynamoDB Local', () => {
   });
 
   it('repairs a dropped stream record through the real repository: the chain verifies with no gap', async () => {
-    const { id, images } = await drivePayment('tenant-drop', Date.parse('2024-09-01T00:00:00.000Z'));
+    const { id, images } = await drivePayment('tenant-drop', TEST_EPOCH + 4 * DAY_MS);
     const records = recordsFor(images);
     // Version 3's record is lost for good; the others arrive in order, in two invocations.
     expect((await handler(batch(records.slice(0, 2)))).batchItemFailures).toEqual([]);

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { DeleteMessageBatchCommand, ReceiveMessageCommand } from '@aws-sdk/client-sqs';
-import { ScanCommand } from '@aws-sdk/lib-dynamodb';
+import { GetCommand, PutCommand, ScanCommand } from '@aws-sdk/lib-dynamodb';
 import type { APIGatewayProxyEvent } from 'aws-lambda';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PaymentRepository } from '../../functions/adapters/dynamo/payment-repository';
@@ -12,11 +12,13 @@ import type { Payment } from '../../functions/core/payment';
 import { PaymentsService } from '../../functions/core/payments-service';
 import { apiHandler } from '../../functions/shared/http';
 import { startBackends, type Backends } from '../helpers/backends';
+import { TEST_EPOCH } from '../helpers/clock';
 
 let b: Backends;
 let tables: { payments: string; idempotency: string };
 let queueUrl: string;
-let now = new Date('2026-11-25T10:00:00Z');
+// Relative to the real date: the keys written here must not lie behind it (see helpers/clock.ts).
+let now = new Date(TEST_EPOCH);
 let dynamoCalls = 0;
 /** The create function's own clients: its role's grants are enforced (local stack IAM proxy). */
 let fn: ReturnType<Backends['as']>;
@@ -305,4 +307,21 @@ describe('POST /api/payments/process against DynamoDB Local', () => {
     expect(conflict.statusCode).toBe(400);
     expect(JSON.parse(conflict.body).error.code).toBe('IDEMPOTENCY_KEY_CONFLICT');
   });
+});
+
+describe('DynamoDB Local TTL and the test clock', () => {
+  // Why this file's clock starts at the real date: DynamoDB Local 3.3 deletes items whose TTL is behind
+  // its own clock (a sweep about every 10 s). Under `npm run test:clock` (faketime) this also proves the
+  // emulator's clock moved with Node's: an item behind Node's clock but ahead of the real date is deleted.
+  it('deletes a key whose expiresAt is behind the clock and keeps one ahead of it', async () => {
+    const nowSeconds = Math.floor(Date.now() / 1000);
+    const behind = { pk: `ttl-test#${randomUUID()}`, expiresAt: nowSeconds - 3600 };
+    const ahead = { pk: `ttl-test#${randomUUID()}`, expiresAt: nowSeconds + 3600 };
+    for (const item of [behind, ahead]) await b.doc.send(new PutCommand({ TableName: tables.idempotency, Item: item }));
+    const exists = async (pk: string) => (await b.doc.send(new GetCommand({ TableName: tables.idempotency, Key: { pk }, ConsistentRead: true }))).Item !== undefined;
+    const deadline = Date.now() + 45_000;
+    while ((await exists(behind.pk)) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 500));
+    expect(await exists(behind.pk)).toBe(false);
+    expect(await exists(ahead.pk)).toBe(true);
+  }, 60_000);
 });

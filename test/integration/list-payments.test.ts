@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PaymentRepository, TENANT_SHARDS, tenantShardFor } from '../../functions/adapters/dynamo/payment-repository';
 import type { Payment, PaymentStatus } from '../../functions/core/payment';
 import { startBackends, type Backends } from '../helpers/backends';
+import { isoAt } from '../helpers/clock';
 
 let b: Backends;
 let repo: PaymentRepository;
@@ -39,7 +40,7 @@ async function seed(n: number, statusOf: (i: number) => PaymentStatus = () => 'p
   const tenantId = `tenant-${randomUUID()}`;
   const created: Payment[] = [];
   for (let i = 0; i < n; i++) {
-    const at = new Date(Date.UTC(2026, 10, 1, 0, 0, i)).toISOString();
+    const at = isoAt(i * 1000);
     const p: Payment = {
       id: `pay_${randomUUID().replaceAll('-', '')}`,
       tenantId,
