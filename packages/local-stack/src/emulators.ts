@@ -3,7 +3,9 @@
  * and the fauxqs SQS emulator. Both listen on 127.0.0.1 only and both are stopped by PID.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdirSync, readdirSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import * as os from 'node:os';
 import { createRequire } from 'node:module';
 import * as net from 'node:net';
 import * as path from 'node:path';
@@ -123,12 +125,54 @@ export interface DynamoDbLocalOptions {
   readonly heapMb?: number;
 }
 
+/**
+ * JVM start-up is the slow part of starting DynamoDB Local; on a loaded machine (CI shares its cores) it
+ * has been seen to take over 30 s. A wait for a process to start, not for a result.
+ */
+const DYNAMODB_START_TIMEOUT_MS = 90_000;
+
+const LAUNCHER = 'LoopbackDynamoDbLocal';
+
+/**
+ * The launcher compiled once per source and Java version, into a cache directory shared by every start
+ * (`java File.java` compiles it in memory at every start: about twice the CPU of starting from a class).
+ * Compiled into a fresh directory and renamed into place, so concurrent starts never see half a file.
+ * Undefined when it cannot be compiled here: the caller falls back to running the source file.
+ */
+function compiledLauncher(classPath: string): string | undefined {
+  const source = path.join(here, 'java', `${LAUNCHER}.java`);
+  const version = spawnSync('java', ['-version'], { encoding: 'utf8' });
+  const hash = createHash('sha256').update(readFileSync(source)).update(`${version.stderr}${version.stdout}`).digest('hex').slice(0, 16);
+  const root = path.join(os.tmpdir(), 'local-stack-java');
+  const dir = path.join(root, hash);
+  if (existsSync(path.join(dir, `${LAUNCHER}.class`))) return dir;
+  mkdirSync(root, { recursive: true });
+  const work = mkdtempSync(path.join(root, 'build-'));
+  const r = spawnSync('java', ['-m', 'jdk.compiler/com.sun.tools.javac.Main', '-d', work, '-cp', classPath, source], { encoding: 'utf8', timeout: 120_000 });
+  if (r.status !== 0 || !existsSync(path.join(work, `${LAUNCHER}.class`))) {
+    rmSync(work, { recursive: true, force: true });
+    return undefined;
+  }
+  try {
+    renameSync(work, dir);
+  } catch {
+    // Another start renamed its build into place first: use that one.
+    rmSync(work, { recursive: true, force: true });
+  }
+  return existsSync(path.join(dir, `${LAUNCHER}.class`)) ? dir : undefined;
+}
+
 export async function startDynamoDbLocal(opts: DynamoDbLocalOptions = {}): Promise<RunningEmulator> {
   checkJava();
   const port = opts.port || (await freePort());
   const dir = dynamoDbLocalDir();
   const storage = opts.dbPath ? ['-dbPath', opts.dbPath] : ['-inMemory'];
   if (opts.dbPath) mkdirSync(opts.dbPath, { recursive: true });
+  const classPath = `${path.join(dir, 'DynamoDBLocal.jar')}${path.delimiter}${path.join(dir, 'DynamoDBLocal_lib', '*')}`;
+  const compiled = compiledLauncher(classPath);
+  const launcher = compiled
+    ? ['-cp', `${compiled}${path.delimiter}${classPath}`, LAUNCHER]
+    : ['-cp', classPath, path.join(here, 'java', `${LAUNCHER}.java`)];
   const child = spawn(
     'java',
     [
@@ -136,9 +180,7 @@ export async function startDynamoDbLocal(opts: DynamoDbLocalOptions = {}): Promi
       '-XX:+UseSerialGC',
       '-XX:TieredStopAtLevel=1',
       `-Djava.library.path=${path.join(dir, 'DynamoDBLocal_lib')}`,
-      '-cp',
-      `${path.join(dir, 'DynamoDBLocal.jar')}${path.delimiter}${path.join(dir, 'DynamoDBLocal_lib', '*')}`,
-      path.join(here, 'java', 'LoopbackDynamoDbLocal.java'),
+      ...launcher,
       '-sharedDb',
       '-disableTelemetry',
       ...storage,
@@ -158,7 +200,7 @@ export async function startDynamoDbLocal(opts: DynamoDbLocalOptions = {}): Promi
   child.stdout?.on('data', collect);
   child.stderr?.on('data', collect);
   try {
-    await waitForPort(port, child, 30_000);
+    await waitForPort(port, child, DYNAMODB_START_TIMEOUT_MS);
   } catch (err) {
     await stopChild(child);
     throw new Error(`${(err as Error).message}\n${output.join('')}`);
