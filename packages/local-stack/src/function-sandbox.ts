@@ -37,9 +37,21 @@ interface Sandbox {
   checking?: Promise<void>;
 }
 
+/** Invocations of one function that run at once in its worker thread; the rest wait (see `slot`). */
+const MAX_IN_FLIGHT = 16;
+
+const failure = (requestId: string, started: number, error: LambdaError): InvocationOutcome => ({
+  ok: false,
+  requestId,
+  durationMs: Date.now() - started,
+  error,
+});
+
 export class LocalFunction {
   private sandbox?: Sandbox;
   private seq = 0;
+  private inFlight = 0;
+  private readonly waiting: Array<() => void> = [];
   private stopped = false;
   private readonly pongs = new Map<number, () => void>();
 
@@ -69,15 +81,44 @@ export class LocalFunction {
   /** Runs one invocation. Never rejects: failures are `{ok: false}` outcomes, as Lambda reports them. */
   async invoke(event: unknown, opts: InvokeOptions = {}): Promise<InvocationOutcome> {
     const requestId = opts.requestId ?? randomUUID();
-    const started = Date.now();
-    const fail = (error: LambdaError): InvocationOutcome => ({ ok: false, requestId, durationMs: Date.now() - started, error });
-    if (this.stopped) return fail({ errorType: 'Runtime.Stopped', errorMessage: 'The local stack is stopping' });
+    if (this.stopped) return failure(requestId, Date.now(), { errorType: 'Runtime.Stopped', errorMessage: 'The local stack is stopping' });
     let eventJson: string;
     try {
       eventJson = event === undefined ? '{}' : JSON.stringify(event);
     } catch (err) {
-      return fail({ errorType: 'InvalidRequestContentException', errorMessage: `Could not serialize the event: ${errorMessage(err)}` });
+      return failure(requestId, Date.now(), { errorType: 'InvalidRequestContentException', errorMessage: `Could not serialize the event: ${errorMessage(err)}` });
     }
+    const release = await this.slot();
+    try {
+      return await this.dispatch(eventJson, requestId, opts);
+    } finally {
+      release();
+    }
+  }
+
+  /**
+   * In Lambda each instance serves one request at a time, on its own CPU share, so a function's Timeout
+   * measures that request alone. Here one worker thread serves them all: with hundreds in flight on two
+   * cores every one of them would run slowly and time out together. So at most MAX_IN_FLIGHT run at once
+   * and the rest wait for a slot (as a burst waits for Lambda to scale), and the Timeout counts from the
+   * start of each invocation.
+   */
+  private slot(): Promise<() => void> {
+    const release = () => {
+      const next = this.waiting.shift();
+      if (next) next();
+      else this.inFlight--;
+    };
+    if (this.inFlight < MAX_IN_FLIGHT) {
+      this.inFlight++;
+      return Promise.resolve(release);
+    }
+    return new Promise((resolve) => this.waiting.push(() => resolve(release)));
+  }
+
+  private async dispatch(eventJson: string, requestId: string, opts: InvokeOptions): Promise<InvocationOutcome> {
+    const started = Date.now();
+    const fail = (error: LambdaError): InvocationOutcome => failure(requestId, started, error);
     let sandbox: Sandbox;
     try {
       for (;;) {
