@@ -19,7 +19,7 @@ import {
   type SortOrder,
 } from '../adapters/dynamo/audit-repository';
 import { parseIsoInstant, type AuditEntry } from '../core/audit';
-import { AppError, NotFoundError } from '../core/errors';
+import { AppError, InvalidCursorError, NotFoundError } from '../core/errors';
 import type { Payment } from '../core/payment';
 import { apiHandler, json, type ApiRequest, type ApiResponse } from '../shared/http';
 import { wiring } from '../wiring';
@@ -106,7 +106,7 @@ export function parseAuditQuery(query: Record<string, string>): AuditQuery {
   const to = instant('to');
   if (from !== undefined && to !== undefined && from > to) throw badParam('from', 'from must not be after to');
 
-  if (query.cursor !== undefined && query.cursor === '') throw new AppError('INVALID_CURSOR', 'The cursor is empty', 400);
+  if (query.cursor !== undefined && query.cursor === '') throw new InvalidCursorError('The cursor is empty');
   return { paymentId, from, to, limit, cursor: query.cursor, order, verify };
 }
 

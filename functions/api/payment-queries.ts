@@ -1,4 +1,4 @@
-import { parseCreatePaymentRequest, validateIdempotencyKey } from '../core/create-request';
+import { parseCreatePaymentRequest, resolveIdempotencyKey, validateIdempotencyKey } from '../core/create-request';
 import { AppError, ValidationError } from '../core/errors';
 import { listPayments, parseListParams } from '../core/list-payments';
 import { paymentView, statusView } from '../core/payment-view';
@@ -7,8 +7,7 @@ import type { PaymentLister } from '../core/ports';
 import { apiHandler, json, parseJsonObject, type ApiRequest, type ApiResponse } from '../shared/http';
 import { wiring } from '../wiring';
 
-function keyFrom(raw: unknown): string {
-  const key = validateIdempotencyKey(raw);
+function checked(key: ReturnType<typeof validateIdempotencyKey>): string {
   if (typeof key !== 'string') throw new ValidationError([key]);
   return key;
 }
@@ -27,7 +26,7 @@ export function paymentQueriesRoute(deps: { payments: PaymentsService; lister: P
       case 'GET /api/payments/{paymentID}/status':
         return json(200, statusView(await deps.payments.get(req.tenantId, req.pathParameters.paymentID ?? '')));
       case 'GET /api/payments/key/{idempotencyKey}': {
-        const { record, payment } = await deps.payments.keyRecord(req.tenantId, keyFrom(req.pathParameters.idempotencyKey));
+        const { record, payment } = await deps.payments.keyRecord(req.tenantId, checked(validateIdempotencyKey(req.pathParameters.idempotencyKey)));
         return json(200, {
           key: record.idempotencyKey,
           paymentID: record.paymentId,
@@ -38,10 +37,11 @@ export function paymentQueriesRoute(deps: { payments: PaymentsService; lister: P
         });
       }
       case 'POST /api/payments/validate-key': {
-        const body = parseJsonObject(req.body);
-        const key = keyFrom(body.idempotencyKey ?? req.headers['idempotency-key']);
+        const body = parseJsonObject(req);
+        // The key comes as for a create: body or header, and both must agree.
+        const key = checked(resolveIdempotencyKey(body.idempotencyKey, req.headers['idempotency-key']));
         // With the payment fields present, the request is compared with the one that holds the key.
-        const hasRequest = ['amount', 'currency', 'paymentMethod'].some((f) => body[f] !== undefined);
+        const hasRequest = ['amount', 'currency', 'paymentMethod', 'metadata'].some((f) => body[f] !== undefined);
         const request = hasRequest
           ? parseCreatePaymentRequest({ ...body, idempotencyKey: key }, undefined, { maxAmount: deps.maxAmount })
           : undefined;

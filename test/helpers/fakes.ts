@@ -143,6 +143,22 @@ export class FakeQueue implements PaymentQueue {
 }
 
 
+/** Enough of the store for create and replay: the key and the payment, written together. */
+export class KeyedStore {
+  readonly keys = new Map<string, IdempotencyRecord>();
+  readonly payments = new FakeRepository();
+  get = (id: string) => this.payments.get(id);
+  transition = () => Promise.reject(new Error('not used'));
+  getKey = async (): Promise<IdempotencyRecord | undefined> => undefined;
+  async insertWithKey(payment: Payment, key: IdempotencyRecord): Promise<InsertResult> {
+    const held = this.keys.get(key.idempotencyKey);
+    if (held) return { kind: 'conflict', key: held, payment: await this.payments.get(held.paymentId) };
+    this.keys.set(key.idempotencyKey, key);
+    this.payments.put(payment);
+    return { kind: 'created' };
+  }
+}
+
 /** A pending payment as the API creates it; override what the test is about. */
 export function paymentFixture(over: Partial<Payment> = {}): Payment {
   return {

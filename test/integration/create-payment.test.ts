@@ -46,7 +46,7 @@ function event(method: string, resource: string, opts: { body?: unknown; tenant?
     httpMethod: method,
     resource,
     path: resource,
-    headers: opts.headers ?? {},
+    headers: { 'content-type': 'application/json', ...opts.headers },
     pathParameters: opts.path ?? null,
     queryStringParameters: null,
     body: opts.body === undefined ? null : typeof opts.body === 'string' ? opts.body : JSON.stringify(opts.body),
