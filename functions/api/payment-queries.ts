@@ -1,3 +1,4 @@
+import type { CursorSeal } from '../core/cursor-seal';
 import { parseCreatePaymentRequest, resolveIdempotencyKey, validateIdempotencyKey } from '../core/create-request';
 import { AppError, ValidationError } from '../core/errors';
 import { listPayments, parseListParams } from '../core/list-payments';
@@ -13,12 +14,12 @@ function checked(key: ReturnType<typeof validateIdempotencyKey>): string {
 }
 
 /** GET payment, GET status, GET key record, POST validate-key, GET the tenant's payments. */
-export function paymentQueriesRoute(deps: { payments: PaymentsService; lister: PaymentLister; maxAmount: number }) {
+export function paymentQueriesRoute(deps: { payments: PaymentsService; lister: PaymentLister; cursors: CursorSeal; maxAmount: number }) {
   return async (req: ApiRequest): Promise<ApiResponse> => {
     const route = `${req.method} ${req.resource}`;
     switch (route) {
       case 'GET /api/payments': {
-        const page = await listPayments(deps.lister, req.tenantId, parseListParams(req.query));
+        const page = await listPayments(deps.lister, deps.cursors, req.tenantId, parseListParams(req.query));
         return json(200, { items: page.items.map(paymentView), nextCursor: page.nextCursor, count: page.items.length });
       }
       case 'GET /api/payments/{paymentID}':
@@ -63,5 +64,5 @@ export function paymentQueriesRoute(deps: { payments: PaymentsService; lister: P
 
 export const handler = apiHandler((req) => {
   const w = wiring();
-  return paymentQueriesRoute({ payments: w.payments(), lister: w.store(), maxAmount: w.config().maxAmount })(req);
+  return paymentQueriesRoute({ payments: w.payments(), lister: w.store(), cursors: w.cursors(), maxAmount: w.config().maxAmount })(req);
 });

@@ -1,4 +1,5 @@
 /** In-memory fakes of the core's ports with the same contracts as the adapters (conditional writes). */
+import { hmacCursorSeal } from '../../functions/core/cursor-seal';
 import { ConcurrentUpdateError } from '../../functions/core/errors';
 import { isOpen, type Payment } from '../../functions/core/payment';
 import type { IdempotencyRecord, InsertResult, OpenDuePage, PaymentMessage, PaymentQueue, PaymentStore, TouchRequest, TransitionRequest } from '../../functions/core/ports';
@@ -184,3 +185,6 @@ export function paymentFixture(over: Partial<Payment> = {}): Payment {
     ...over,
   };
 }
+
+/** Listing cursors signed as in AWS, with a fixed test key. */
+export const testCursorSeal = () => hmacCursorSeal(async () => 'test-cursor-signing-key-0123456789');

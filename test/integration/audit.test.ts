@@ -27,6 +27,7 @@ import { createAuditStreamHandler } from '../../functions/audit/audit-stream';
 import { entryFromImages, GENESIS_HASH, type AuditEntry } from '../../functions/core/audit';
 import type { Payment, PaymentStatus } from '../../functions/core/payment';
 import { apiHandler } from '../../functions/shared/http';
+import { testCursorSeal } from '../helpers/fakes';
 
 const exec = promisify(execFile);
 const region = 'us-east-1';
@@ -235,7 +236,7 @@ function apiEvent(query: Record<string, string>, tenant: string): APIGatewayProx
 }
 
 async function callApi(query: Record<string, string>, tenant: string) {
-  const res = await apiHandler(auditApiRoute({ audit, payments: paymentsRepo }))(apiEvent(query, tenant));
+  const res = await apiHandler(auditApiRoute({ audit, payments: paymentsRepo, cursors: testCursorSeal() }))(apiEvent(query, tenant));
   return { status: res.statusCode, body: JSON.parse(res.body) };
 }
 

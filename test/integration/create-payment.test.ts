@@ -12,6 +12,7 @@ import type { Payment } from '../../functions/core/payment';
 import { PaymentsService } from '../../functions/core/payments-service';
 import { apiHandler } from '../../functions/shared/http';
 import { startBackends, type Backends } from '../helpers/backends';
+import { testCursorSeal } from '../helpers/fakes';
 
 let b: Backends;
 let tables: { payments: string; idempotency: string };
@@ -107,7 +108,7 @@ beforeAll(async () => {
   const payments = service();
   create = apiHandler(createPaymentRoute({ payments, maxAmount: 1_000_000 }));
   const lister = { listByTenant: () => Promise.reject(new Error('listing is tested in list-payments.test.ts')) };
-  queries = apiHandler(paymentQueriesRoute({ payments, lister, maxAmount: 1_000_000 }));
+  queries = apiHandler(paymentQueriesRoute({ payments, lister, cursors: testCursorSeal(), maxAmount: 1_000_000 }));
 });
 
 afterAll(async () => {
