@@ -22,8 +22,8 @@ import { paymentQueriesRoute } from '../../functions/api/payment-queries';
 import { retryPaymentRoute } from '../../functions/api/retry-payment';
 import { PaymentsService } from '../../functions/core/payments-service';
 import { apiHandler, type ApiHandlerOptions, type ApiRequest, type ApiResponse } from '../../functions/shared/http';
-import { FakeClock, FakeQueue, KeyedStore, paymentFixture } from '../helpers/fakes';
-import { declaredCodes, documentAllows, responseProblems, type DocRequest } from '../helpers/openapi';
+import { FakeClock, FakeQueue, KeyedStore, paymentFixture, testCursorSeal } from '../helpers/fakes';
+import { ajv, declaredCodes, documentAllows, openapi, responseProblems, type DocRequest } from '../helpers/openapi';
 
 const TENANT = 'tenant-1';
 const MAX_AMOUNT = 1_000_000;
@@ -75,14 +75,14 @@ const identity: ApiHandlerOptions['identity'] = () => ({ principals: undefined, 
 /** A fresh handler per request, so one case's key never answers another's. */
 const ROUTES: Record<string, () => (req: ApiRequest) => Promise<ApiResponse>> = {
   'POST /api/payments/process': () => createPaymentRoute({ payments: service().payments, maxAmount: MAX_AMOUNT }),
-  'POST /api/payments/validate-key': () => paymentQueriesRoute({ payments: service().payments, lister: emptyLister, maxAmount: MAX_AMOUNT }),
-  'GET /api/payments': () => paymentQueriesRoute({ payments: service().payments, lister: emptyLister, maxAmount: MAX_AMOUNT }),
+  'POST /api/payments/validate-key': () => paymentQueriesRoute({ payments: service().payments, lister: emptyLister, cursors: testCursorSeal(), maxAmount: MAX_AMOUNT }),
+  'GET /api/payments': () => paymentQueriesRoute({ payments: service().payments, lister: emptyLister, cursors: testCursorSeal(), maxAmount: MAX_AMOUNT }),
   'POST /api/payments/{paymentID}/retry': () => {
     const { store, payments } = service();
     store.payments.put(paymentFixture({ id: 'pay_r', tenantId: TENANT, status: 'retrying', retryCount: 1 }));
     return retryPaymentRoute({ payments });
   },
-  'GET /api/audit/payments': () => auditApiRoute({ audit: emptyAudit, payments: { get: async () => paymentFixture({ id: 'pay_a', tenantId: TENANT }) } }),
+  'GET /api/audit/payments': () => auditApiRoute({ audit: emptyAudit, cursors: testCursorSeal(), payments: { get: async () => paymentFixture({ id: 'pay_a', tenantId: TENANT }) } }),
 };
 
 async function send(method: string, route: string, req: DocRequest) {
@@ -318,6 +318,10 @@ const auditCases: Case[] = (
 ).map((query) => ({ name: `query ${JSON.stringify(query).slice(0, 40)}`, query }));
 
 describe('the handlers accept exactly what docs/openapi.yaml allows, and answer as it declares', () => {
+  it('every component schema compiles (JSON Schema 2020-12, Ajv strict)', () => {
+    for (const name of Object.keys(openapi.components.schemas)) expect(ajv.getSchema(`openapi#/components/schemas/${name}`), name).toBeTypeOf('function');
+  });
+
   it.each([
     ['POST', '/api/payments/process', createCases],
     ['POST', '/api/payments/validate-key', validateKeyCases],
