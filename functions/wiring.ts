@@ -13,10 +13,12 @@ import { PaymentRepository } from './adapters/dynamo/payment-repository';
 import { RecoveryRunsRepository, runLeaseMs } from './adapters/dynamo/recovery-runs';
 import { crashAfterChargeRule, withCrashAfterCharge } from './adapters/provider/fault-injection';
 import { providerApiKey } from './adapters/provider/provider-secret';
+import { secretValue } from './adapters/secret-value';
 import { createStripeProvider } from './adapters/provider/stripe-provider';
 import { withTracing } from './adapters/provider/traced-provider';
 import { SqsPaymentQueue } from './adapters/sqs/payment-queue';
 import { CircuitBreaker, logStateChange, type BreakerStateChange } from './core/circuit-breaker';
+import { hmacCursorSeal } from './core/cursor-seal';
 import { PaymentsService } from './core/payments-service';
 import type { PaymentProvider } from './core/ports/payment-provider';
 import { PaymentProcessor } from './core/processing/payment-processor';
@@ -68,6 +70,13 @@ function build() {
   );
   const audit = once(() => new AuditRepository(documentClient(), { audit: config().auditTable, byTenantIndex: config().auditByTenantIndex }));
   const runs = once(() => new RecoveryRunsRepository(documentClient(), config().recoveryTable));
+  // Listing cursors are signed with the stage's key, read once per instance (cursor-seal.ts).
+  const cursors = once(() =>
+    hmacCursorSeal(() => {
+      if (!config().cursorSecretId) throw new Error('CURSOR_SECRET_ID is not set: listing cursors cannot be signed');
+      return secretValue(config().cursorSecretId, 3600);
+    }),
+  );
 
   // One breaker per function instance, shared by every invocation the instance serves.
   const breaker = once(
@@ -172,6 +181,7 @@ function build() {
     payments,
     audit,
     runs,
+    cursors,
     breaker,
     provider,
     processor,

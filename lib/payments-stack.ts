@@ -145,6 +145,15 @@ export class PaymentsStack extends Stack {
       removalPolicy,
     });
 
+    // Signs listing cursors (HMAC), so a client cannot edit one into another position. Generated here;
+    // the name is CloudFormation's, unique per stack, so copies of a stage and a redeploy after a destroy
+    // do not collide. Losing it only invalidates the cursors handed out before.
+    const cursorKey = new secretsmanager.Secret(this, 'CursorSigningKey', {
+      description: `Signs the listing cursors of ${config.stage} (HMAC key); replacing it invalidates the cursors handed out before`,
+      generateSecretString: { passwordLength: 64, excludePunctuation: true },
+      removalPolicy: RemovalPolicy.DESTROY,
+    });
+
     // ---- Functions ----------------------------------------------------------------------------
     // Each function's environment is its config contract (functions/shared/config-contract.ts):
     // value settings from the stage config, resources bound here together with their grants.
@@ -158,7 +167,8 @@ export class PaymentsStack extends Stack {
 
     const paymentQueries = fn('PaymentQueriesFunction', 'paymentQueries', 'functions/api/payment-queries.ts', 'Payment lookups, listing and key validation')
       .bindTable(idempotencyKeys, 'IDEMPOTENCY_TABLE', ['GetItem'])
-      .bindTable(payments, 'PAYMENTS_TABLE', ['GetItem'], [PAYMENTS_BY_TENANT_INDEX]);
+      .bindTable(payments, 'PAYMENTS_TABLE', ['GetItem'], [PAYMENTS_BY_TENANT_INDEX])
+      .bindSecret(cursorKey, 'CURSOR_SECRET_ID', cursorKey.secretArn, 'read');
 
     const retryPayment = fn('RetryPaymentFunction', 'retryPayment', 'functions/api/retry-payment.ts', 'POST /api/payments/{paymentID}/retry')
       .bindTable(payments, 'PAYMENTS_TABLE', ['GetItem', 'UpdateItem'])
@@ -166,7 +176,8 @@ export class PaymentsStack extends Stack {
 
     const auditApi = fn('AuditApiFunction', 'auditApi', 'functions/api/audit-api.ts', 'GET /api/audit/payments')
       .bindTable(auditLog, 'AUDIT_TABLE', ['Query', 'GetItem'], [AUDIT_BY_TENANT_INDEX])
-      .bindTable(payments, 'PAYMENTS_TABLE', ['GetItem']);
+      .bindTable(payments, 'PAYMENTS_TABLE', ['GetItem'])
+      .bindSecret(cursorKey, 'CURSOR_SECRET_ID', cursorKey.secretArn, 'read');
 
     const worker = fn('PaymentWorkerFunction', 'worker', 'functions/worker/payment-worker.ts', 'Processes payment attempts from the queue', {
       timeout: WORKER_TIMEOUT,
@@ -268,12 +279,13 @@ export class PaymentsStack extends Stack {
       ['Default4xx', apigw.ResponseType.DEFAULT_4XX, undefined, 'BAD_REQUEST', false],
       ['Default5xx', apigw.ResponseType.DEFAULT_5XX, undefined, 'INTERNAL_ERROR', true],
     ];
-    // Retryable gateway errors say when to come back, as the handlers' retryable errors do.
+    // Retryable gateway errors say when to come back, as the handlers' retryable errors do; every one
+    // carries x-request-id (the error's requestId), as the handlers' responses do.
     for (const [id, type, statusCode, code, retryable] of gatewayErrors) {
       api.addGatewayResponse(id, {
         type,
         ...(statusCode ? { statusCode } : {}),
-        ...(retryable ? { responseHeaders: { 'Retry-After': "'1'" } } : {}),
+        responseHeaders: { 'x-request-id': 'context.requestId', ...(retryable ? { 'Retry-After': "'1'" } : {}) },
         templates: errorTemplate(code, retryable),
       });
     }
@@ -380,6 +392,7 @@ export class PaymentsStack extends Stack {
     }
     acknowledge(auditFailures, 'SQS3', 'it is itself a dead-letter queue: the on-failure destination of the audit stream source');
     acknowledge(providerSecret, 'SMG4', "a third-party provider API key: rotated at the provider by the operator, who stores the new value");
+    acknowledge(cursorKey, 'SMG4', 'the cursor signing key is rotated by replacing it (put-secret-value); cursors live for one listing, so a rotation only makes clients restart a listing');
     acknowledge(api, 'APIG4', 'clients authenticate with API keys (usage plan); the key id maps to the tenant');
     acknowledge(api, 'COG4', 'no Cognito: clients are services with API keys, not end users');
     acknowledge(api, 'IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs]', "API Gateway's account logging role: AWS's managed policy is the documented one for it");

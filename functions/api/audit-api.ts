@@ -19,7 +19,8 @@ import {
   type SortOrder,
 } from '../adapters/dynamo/audit-repository';
 import { parseIsoInstant, type AuditEntry } from '../core/audit';
-import { AppError, NotFoundError } from '../core/errors';
+import { cursorScope, type CursorSeal } from '../core/cursor-seal';
+import { AppError, InvalidCursorError, NotFoundError } from '../core/errors';
 import type { Payment } from '../core/payment';
 import { apiHandler, json, type ApiRequest, type ApiResponse } from '../shared/http';
 import { wiring } from '../wiring';
@@ -32,6 +33,8 @@ const PAYMENT_ID = /^[A-Za-z0-9_-]{1,128}$/;
 export interface AuditApiDeps {
   readonly audit: AuditReader;
   readonly payments: { get(id: string): Promise<Payment | undefined> };
+  /** Signs the cursors handed out for the query they were made for. */
+  readonly cursors: CursorSeal;
 }
 
 function badParam(field: string, message: string): AppError {
@@ -106,7 +109,7 @@ export function parseAuditQuery(query: Record<string, string>): AuditQuery {
   const to = instant('to');
   if (from !== undefined && to !== undefined && from > to) throw badParam('from', 'from must not be after to');
 
-  if (query.cursor !== undefined && query.cursor === '') throw new AppError('INVALID_CURSOR', 'The cursor is empty', 400);
+  if (query.cursor !== undefined && query.cursor === '') throw new InvalidCursorError('The cursor is empty');
   return { paymentId, from, to, limit, cursor: query.cursor, order, verify };
 }
 
@@ -116,13 +119,18 @@ export function auditApiRoute(deps: AuditApiDeps) {
     if (route !== AUDIT_ROUTE) throw new AppError('ROUTE_NOT_FOUND', `No route for ${route}`, 404);
     const q = parseAuditQuery(req.query);
 
+    const order = q.order ?? (q.paymentId !== undefined ? 'asc' : 'desc');
+    const scope = cursorScope('audit', req.tenantId, q.paymentId, order, q.from, q.to);
+    const cursor = q.cursor === undefined ? undefined : await deps.cursors.open(scope, q.cursor);
+    const signed = async (next: string | null) => (next === null ? null : deps.cursors.seal(scope, next));
+
     if (q.paymentId !== undefined) {
       const payment = await deps.payments.get(q.paymentId);
       if (!payment || payment.tenantId !== req.tenantId) throw new NotFoundError('payment');
-      const page = await deps.audit.listForPayment(q.paymentId, { limit: q.limit, cursor: q.cursor, order: q.order ?? 'asc' });
+      const page = await deps.audit.listForPayment(q.paymentId, { limit: q.limit, cursor, order });
       const body: Record<string, unknown> = {
         entries: page.entries.map(auditEntryView),
-        nextCursor: page.nextCursor,
+        nextCursor: await signed(page.nextCursor),
         count: page.entries.length,
       };
       if (q.verify) {
@@ -137,15 +145,9 @@ export function auditApiRoute(deps: AuditApiDeps) {
       return json(200, body);
     }
 
-    const page = await deps.audit.listForTenant(req.tenantId, {
-      from: q.from,
-      to: q.to,
-      limit: q.limit,
-      cursor: q.cursor,
-      order: q.order ?? 'desc',
-    });
-    return json(200, { entries: page.entries.map(auditEntryView), nextCursor: page.nextCursor, count: page.entries.length });
+    const page = await deps.audit.listForTenant(req.tenantId, { from: q.from, to: q.to, limit: q.limit, cursor, order });
+    return json(200, { entries: page.entries.map(auditEntryView), nextCursor: await signed(page.nextCursor), count: page.entries.length });
   };
 }
 
-export const handler = apiHandler((req) => auditApiRoute({ audit: wiring().audit(), payments: wiring().store() })(req));
+export const handler = apiHandler((req) => auditApiRoute({ audit: wiring().audit(), payments: wiring().store(), cursors: wiring().cursors() })(req));

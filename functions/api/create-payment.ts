@@ -7,7 +7,7 @@ import { wiring } from '../wiring';
 /** POST /api/payments/process */
 export function createPaymentRoute(deps: { payments: PaymentsService; maxAmount: number }) {
   return async (req: ApiRequest) => {
-    const body = parseJsonObject(req.body);
+    const body = parseJsonObject(req);
     const request = parseCreatePaymentRequest(body, req.headers['idempotency-key'], { maxAmount: deps.maxAmount });
     const { payment, replayed } = await deps.payments.create(req.tenantId, request);
     // A replay answers with the same status code, shape and Location as the first response.

@@ -1,4 +1,5 @@
-import { parseCreatePaymentRequest, validateIdempotencyKey } from '../core/create-request';
+import type { CursorSeal } from '../core/cursor-seal';
+import { parseCreatePaymentRequest, resolveIdempotencyKey, validateIdempotencyKey } from '../core/create-request';
 import { AppError, ValidationError } from '../core/errors';
 import { listPayments, parseListParams } from '../core/list-payments';
 import { paymentView, statusView } from '../core/payment-view';
@@ -7,19 +8,18 @@ import type { PaymentLister } from '../core/ports';
 import { apiHandler, json, parseJsonObject, type ApiRequest, type ApiResponse } from '../shared/http';
 import { wiring } from '../wiring';
 
-function keyFrom(raw: unknown): string {
-  const key = validateIdempotencyKey(raw);
+function checked(key: ReturnType<typeof validateIdempotencyKey>): string {
   if (typeof key !== 'string') throw new ValidationError([key]);
   return key;
 }
 
 /** GET payment, GET status, GET key record, POST validate-key, GET the tenant's payments. */
-export function paymentQueriesRoute(deps: { payments: PaymentsService; lister: PaymentLister; maxAmount: number }) {
+export function paymentQueriesRoute(deps: { payments: PaymentsService; lister: PaymentLister; cursors: CursorSeal; maxAmount: number }) {
   return async (req: ApiRequest): Promise<ApiResponse> => {
     const route = `${req.method} ${req.resource}`;
     switch (route) {
       case 'GET /api/payments': {
-        const page = await listPayments(deps.lister, req.tenantId, parseListParams(req.query));
+        const page = await listPayments(deps.lister, deps.cursors, req.tenantId, parseListParams(req.query));
         return json(200, { items: page.items.map(paymentView), nextCursor: page.nextCursor, count: page.items.length });
       }
       case 'GET /api/payments/{paymentID}':
@@ -27,7 +27,7 @@ export function paymentQueriesRoute(deps: { payments: PaymentsService; lister: P
       case 'GET /api/payments/{paymentID}/status':
         return json(200, statusView(await deps.payments.get(req.tenantId, req.pathParameters.paymentID ?? '')));
       case 'GET /api/payments/key/{idempotencyKey}': {
-        const { record, payment } = await deps.payments.keyRecord(req.tenantId, keyFrom(req.pathParameters.idempotencyKey));
+        const { record, payment } = await deps.payments.keyRecord(req.tenantId, checked(validateIdempotencyKey(req.pathParameters.idempotencyKey)));
         return json(200, {
           key: record.idempotencyKey,
           paymentID: record.paymentId,
@@ -38,10 +38,11 @@ export function paymentQueriesRoute(deps: { payments: PaymentsService; lister: P
         });
       }
       case 'POST /api/payments/validate-key': {
-        const body = parseJsonObject(req.body);
-        const key = keyFrom(body.idempotencyKey ?? req.headers['idempotency-key']);
+        const body = parseJsonObject(req);
+        // The key comes as for a create: body or header, and both must agree.
+        const key = checked(resolveIdempotencyKey(body.idempotencyKey, req.headers['idempotency-key']));
         // With the payment fields present, the request is compared with the one that holds the key.
-        const hasRequest = ['amount', 'currency', 'paymentMethod'].some((f) => body[f] !== undefined);
+        const hasRequest = ['amount', 'currency', 'paymentMethod', 'metadata'].some((f) => body[f] !== undefined);
         const request = hasRequest
           ? parseCreatePaymentRequest({ ...body, idempotencyKey: key }, undefined, { maxAmount: deps.maxAmount })
           : undefined;
@@ -63,5 +64,5 @@ export function paymentQueriesRoute(deps: { payments: PaymentsService; lister: P
 
 export const handler = apiHandler((req) => {
   const w = wiring();
-  return paymentQueriesRoute({ payments: w.payments(), lister: w.store(), maxAmount: w.config().maxAmount })(req);
+  return paymentQueriesRoute({ payments: w.payments(), lister: w.store(), cursors: w.cursors(), maxAmount: w.config().maxAmount })(req);
 });

@@ -43,4 +43,4 @@ export function recoveryRoute(deps: RecoveryApiDeps) {
 }
 
 /** Recovery runs over every tenant and shows their payment ids: operators only (tenants get 403 OPERATOR_ONLY). */
-export const handler = apiHandler((req) => recoveryRoute(wiring().recoveryApi())(req), { access: 'operator', operatorIdempotent: true });
+export const handler = apiHandler((req) => recoveryRoute(wiring().recoveryApi())(req), { access: 'operator', idempotentAction: true });

@@ -11,8 +11,11 @@ export const MAX_KEY_LENGTH = 255;
 export const SUPPORTED_PAYMENT_METHODS = ['card', 'wallet'] as const;
 export const METADATA_LIMITS = { maxKeys: 50, maxKeyLength: 40, maxValueLength: 500 } as const;
 const TOKEN_PATTERN = /^[A-Za-z0-9_\-:.]{1,255}$/;
-// Printable ASCII without spaces: keys travel in headers and URL paths.
-const KEY_PATTERN = /^[\x21-\x7e]+$/;
+// Printable ASCII; a space inside but not at either end, since HTTP drops a header value's outer spaces
+// (a key with them could not be sent the same way in the body and in the Idempotency-Key header).
+const KEY_PATTERN = /^[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?$/;
+// Upper-case letters only: `usd` is refused rather than guessed, as the contract says.
+const CURRENCY_PATTERN = /^[A-Z]{3}$/;
 
 export interface CreatePaymentRequest {
   readonly idempotencyKey: string;
@@ -45,13 +48,20 @@ export function validateIdempotencyKey(raw: unknown, field = 'idempotencyKey'): 
     return { field, code: 'INVALID_IDEMPOTENCY_KEY', message: `idempotencyKey must be at most ${MAX_KEY_LENGTH} characters` };
   }
   if (!KEY_PATTERN.test(raw)) {
-    return { field, code: 'INVALID_IDEMPOTENCY_KEY', message: 'idempotencyKey must be printable ASCII without spaces' };
+    return { field, code: 'INVALID_IDEMPOTENCY_KEY', message: 'idempotencyKey must be printable ASCII, without a space at either end' };
   }
   return raw;
 }
 
-/** The key may come in the body or the Idempotency-Key header (IETF draft); both and different is an error. */
+/**
+ * The key may come in the body or the Idempotency-Key header (IETF draft); both and different is an
+ * error. A body key that is present is checked as given (a null one is not replaced by the header's).
+ */
 export function resolveIdempotencyKey(bodyKey: unknown, headerKey: string | undefined): FieldError | string {
+  if (bodyKey !== undefined) {
+    const checked = validateIdempotencyKey(bodyKey);
+    if (typeof checked !== 'string') return checked;
+  }
   if (headerKey !== undefined && bodyKey !== undefined && bodyKey !== headerKey) {
     return {
       field: 'idempotencyKey',
@@ -70,8 +80,8 @@ export function resolveIdempotencyKey(bodyKey: unknown, headerKey: string | unde
 const RESERVED_METADATA_KEYS = new Set([...Object.getOwnPropertyNames(Object.prototype), '__proto__', 'prototype']);
 
 function validateMetadata(raw: unknown, errors: FieldError[]): Record<string, string> {
-  if (raw === undefined || raw === null) return {};
-  if (typeof raw !== 'object' || Array.isArray(raw)) {
+  if (raw === undefined) return {};
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
     errors.push({ field: 'metadata', code: 'INVALID_METADATA', message: 'metadata must be an object of string values' });
     return {};
   }
@@ -90,11 +100,11 @@ function validateMetadata(raw: unknown, errors: FieldError[]): Record<string, st
       errors.push({ field: `metadata.${k}`, code: 'INVALID_METADATA', message: `metadata key ${k} is reserved` });
       continue;
     }
-    if ((typeof v !== 'string' && typeof v !== 'number' && typeof v !== 'boolean') || (typeof v === 'number' && !Number.isFinite(v))) {
-      errors.push({ field: `metadata.${k}`, code: 'INVALID_METADATA', message: 'metadata values must be strings, finite numbers or booleans' });
+    if (typeof v !== 'string') {
+      errors.push({ field: `metadata.${k}`, code: 'INVALID_METADATA', message: 'metadata values must be strings' });
       continue;
     }
-    const text = String(v);
+    const text = v;
     if (text.length > METADATA_LIMITS.maxValueLength) {
       errors.push({ field: `metadata.${k}`, code: 'INVALID_METADATA', message: `metadata values must be at most ${METADATA_LIMITS.maxValueLength} characters` });
       continue;
@@ -126,10 +136,10 @@ export function parseCreatePaymentRequest(
   let exponent: number | undefined;
   if (body.currency === undefined || body.currency === null) {
     errors.push({ field: 'currency', code: 'MISSING_FIELD', message: 'currency is required' });
-  } else if (typeof body.currency !== 'string' || (exponent = currencyExponent(body.currency.toUpperCase())) === undefined) {
-    errors.push({ field: 'currency', code: 'UNSUPPORTED_CURRENCY', message: 'currency must be an ISO 4217 code in circulation' });
+  } else if (typeof body.currency !== 'string' || !CURRENCY_PATTERN.test(body.currency) || (exponent = currencyExponent(body.currency)) === undefined) {
+    errors.push({ field: 'currency', code: 'UNSUPPORTED_CURRENCY', message: 'currency must be an upper-case ISO 4217 code in circulation, e.g. USD' });
   } else {
-    currency = body.currency.toUpperCase();
+    currency = body.currency;
   }
 
   let amountMinor = 0;
@@ -139,7 +149,7 @@ export function parseCreatePaymentRequest(
     // Without a known currency, check the amount against the finest precision in use.
     const result = toMinorUnits(body.amount, exponent ?? 4, limits.maxAmount);
     if (!result.ok) {
-      errors.push({ field: 'amount', code: result.problem, message: AMOUNT_MESSAGES[result.problem], ...(result.problem === 'AMOUNT_TOO_LARGE' ? { max: limits.maxAmount } : {}) } as FieldError);
+      errors.push({ field: 'amount', code: result.problem, message: AMOUNT_MESSAGES[result.problem], ...(result.problem === 'AMOUNT_TOO_LARGE' ? { max: limits.maxAmount } : {}) });
     } else {
       amountMinor = result.minor;
     }

@@ -6,6 +6,8 @@ export interface FieldError {
   readonly field: string;
   readonly code: string;
   readonly message: string;
+  /** AMOUNT_TOO_LARGE: the largest accepted amount, in major units. */
+  readonly max?: number;
 }
 
 /**
@@ -20,6 +22,7 @@ export interface ErrorDetail {
   readonly paymentID?: string;
   readonly from?: string;
   readonly to?: string;
+  readonly max?: number;
 }
 
 /** Seconds a client should wait before retrying a retryable error, unless the error says otherwise. */

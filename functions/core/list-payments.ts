@@ -2,6 +2,7 @@
  * Listing a tenant's payments: the query parameters the API accepts, checked here so a misspelt or
  * out-of-range parameter is a 400 and never a silently different listing.
  */
+import { cursorScope, type CursorSeal } from './cursor-seal';
 import { AppError } from './errors';
 import { PAYMENT_STATUSES, type PaymentStatus } from './payment';
 import type { PaymentListPage, PaymentLister } from './ports';
@@ -40,7 +41,13 @@ export function parseListParams(query: Record<string, string>): ListPaymentsPara
   return { status, limit, ...(cursor !== undefined ? { cursor } : {}) };
 }
 
-/** One page of the tenant's payments, newest first. */
-export function listPayments(lister: PaymentLister, tenantId: string, params: ListPaymentsParams): Promise<PaymentListPage> {
-  return lister.listByTenant({ tenantId, ...params });
+/**
+ * One page of the tenant's payments, newest first. The cursor handed out is signed for this tenant and
+ * status filter (cursor-seal.ts); one that is not is refused before the store reads anything.
+ */
+export async function listPayments(lister: PaymentLister, cursors: CursorSeal, tenantId: string, params: ListPaymentsParams): Promise<PaymentListPage> {
+  const scope = cursorScope('payments', tenantId, params.status);
+  const cursor = params.cursor === undefined ? undefined : await cursors.open(scope, params.cursor);
+  const page = await lister.listByTenant({ tenantId, status: params.status, limit: params.limit, ...(cursor !== undefined ? { cursor } : {}) });
+  return { ...page, nextCursor: page.nextCursor === null ? null : await cursors.seal(scope, page.nextCursor) };
 }

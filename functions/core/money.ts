@@ -44,7 +44,8 @@ export function toMinorUnits(
     if (!Number.isFinite(amount)) return { ok: false, problem: 'INVALID_AMOUNT' };
     text = String(amount);
   } else if (typeof amount === 'string') {
-    text = amount.trim();
+    // Taken as written: " 12.30" is not an amount (the contract's pattern has no spaces).
+    text = amount;
   } else {
     return { ok: false, problem: 'INVALID_AMOUNT' };
   }

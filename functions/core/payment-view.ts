@@ -1,5 +1,5 @@
 import { toMajorUnits } from './money';
-import type { Payment, PaymentError } from './payment';
+import { TERMINAL_STATUSES, type Payment, type PaymentError, type PaymentStatus } from './payment';
 import { maskToken } from './mask';
 import { publicMessage } from './processing/public-messages';
 
@@ -11,7 +11,7 @@ const SAFE_WORD = /^[a-z][a-z_]{0,31}$/;
  * of the details. Whatever a provider wrote (messages, echoed tokens, unbounded text) is never shown,
  * even if an older version of the worker stored it.
  */
-export function publicError(e: PaymentError | undefined) {
+export function publicError(e: PaymentError | undefined, status?: PaymentStatus) {
   if (!e) return null;
   const code = typeof e.code === 'string' && ERROR_CODE.test(e.code) ? e.code : 'PAYMENT_ERROR';
   const details: Record<string, number | string> = {};
@@ -21,7 +21,8 @@ export function publicError(e: PaymentError | undefined) {
   }
   return {
     code,
-    message: publicMessage(code),
+    // A payment that is over never says it will be retried.
+    message: publicMessage(code, status !== undefined && TERMINAL_STATUSES.includes(status)),
     ...(Object.keys(details).length ? { details } : {}),
     retryable: e.retryable === true,
     timestamp: e.timestamp,
@@ -42,7 +43,7 @@ export function paymentView(p: Payment) {
     metadata: p.metadata,
     retryCount: p.retryCount,
     maxRetries: p.maxRetries,
-    lastError: publicError(p.lastError),
+    lastError: publicError(p.lastError, p.status),
     createdAt: p.createdAt,
     updatedAt: p.updatedAt,
     processedAt: p.processedAt ?? null,
@@ -57,7 +58,7 @@ export function statusView(p: Payment) {
     status: p.status,
     retryCount: p.retryCount,
     maxRetries: p.maxRetries,
-    lastError: publicError(p.lastError),
+    lastError: publicError(p.lastError, p.status),
     updatedAt: p.updatedAt,
     processedAt: p.processedAt ?? null,
     nextRetryAt: p.status === 'retrying' && p.nextAttemptAt ? new Date(p.nextAttemptAt).toISOString() : null,

@@ -85,25 +85,30 @@ export class PaymentsService {
         this.metrics.count('PaymentsCreated');
         return { payment, replayed: false };
       }
-      if (result.key) {
-        if (result.key.requestHash !== requestHash) {
-          this.metrics.count('IdempotencyKeyMismatches');
-          throw new IdempotencyKeyMismatchError(result.key.paymentId);
-        }
-        const existing =
-          result.payment?.id === result.key.paymentId ? result.payment : await this.deps.store.get(result.key.paymentId);
-        if (!existing) throw new AppError('INTERNAL_ERROR', 'Idempotency record without payment', 500, true);
-        this.metrics.count('PaymentsReplayed');
-        return { payment: existing, replayed: true };
-      }
+      if (result.key) return this.answerFromKey(result.key, requestHash, result.payment);
       // The key was free (or expired) but this generation's payment exists: the key is being reused
       // after expiry, so the new payment takes the generation after the expired record's (which may be
-      // many reuses ahead of the payment found here), never a search from 0.
+      // many reuses ahead of the payment found here), never a search from 0. Unless the key is live
+      // when read again: a concurrent create holds it (its transaction landed between our two reads),
+      // and this request is a replay of that one, never a second payment for the key.
       if (!result.payment) throw new AppError('INTERNAL_ERROR', 'Create conflict without a reason', 500, true);
-      const expired = await this.deps.store.getKey(tenantId, req.idempotencyKey);
-      generation = Math.max(result.payment.generation, expired?.generation ?? 0) + 1;
+      const current = await this.deps.store.getKey(tenantId, req.idempotencyKey);
+      if (current && current.expiresAt > nowSeconds) return this.answerFromKey(current, requestHash, result.payment);
+      generation = Math.max(result.payment.generation, current?.generation ?? 0) + 1;
     }
     throw new ServiceUnavailableError();
+  }
+
+  /** A live key answers a create: its payment, replayed, or 422 when it holds another request. */
+  private async answerFromKey(key: IdempotencyRecord, requestHash: string, seen: Payment | undefined): Promise<{ payment: Payment; replayed: boolean }> {
+    if (key.requestHash !== requestHash) {
+      this.metrics.count('IdempotencyKeyMismatches');
+      throw new IdempotencyKeyMismatchError(key.paymentId);
+    }
+    const existing = seen?.id === key.paymentId ? seen : await this.deps.store.get(key.paymentId);
+    if (!existing) throw new AppError('INTERNAL_ERROR', 'Idempotency record without payment', 500, true);
+    this.metrics.count('PaymentsReplayed');
+    return { payment: existing, replayed: true };
   }
 
   private newPayment(tenantId: string, req: CreatePaymentRequest, requestHash: string, generation: number, now: Date): Payment {

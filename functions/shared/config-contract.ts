@@ -149,6 +149,13 @@ export const SETTINGS = {
     optional: true,
     doc: 'Name of the Secrets Manager secret holding the provider API key (the name only, never the value).',
   },
+  CURSOR_SECRET_ID: {
+    field: 'cursorSecretId',
+    type: 'string',
+    kind: 'secret',
+    setBy: 'stack',
+    doc: 'The Secrets Manager secret (its ARN) whose value signs listing cursors (HMAC); the stack generates it per stage. Replacing it invalidates cursors handed out before.',
+  },
   BREAKER_MIN_FAILING_PAYMENTS: {
     field: 'breakerMinFailingPayments',
     type: 'number',
@@ -228,9 +235,9 @@ const PROCESSING: readonly SettingName[] = ['PAYMENTS_TABLE', 'PAYMENTS_QUEUE_UR
 export const FUNCTION_SETTINGS = {
   createPayment: ['API_KEY_PRINCIPALS', 'PAYMENTS_TABLE', 'IDEMPOTENCY_TABLE', 'PAYMENTS_QUEUE_URL', 'IDEMPOTENCY_TTL_SECONDS', 'MAX_AMOUNT', 'MAX_RETRIES', 'STUCK_AFTER_SECONDS'],
   /** GET payment, status and key record; POST validate-key; GET the tenant's payments. */
-  paymentQueries: ['API_KEY_PRINCIPALS', 'PAYMENTS_TABLE', 'IDEMPOTENCY_TABLE', 'MAX_AMOUNT', 'PAYMENTS_BY_TENANT_INDEX'],
+  paymentQueries: ['API_KEY_PRINCIPALS', 'PAYMENTS_TABLE', 'IDEMPOTENCY_TABLE', 'MAX_AMOUNT', 'PAYMENTS_BY_TENANT_INDEX', 'CURSOR_SECRET_ID'],
   retryPayment: ['API_KEY_PRINCIPALS', 'OPERATOR_IDEMPOTENCY_TABLE', 'PAYMENTS_TABLE', 'PAYMENTS_QUEUE_URL', 'MAX_RETRIES', 'STUCK_AFTER_SECONDS'],
-  auditApi: ['API_KEY_PRINCIPALS', 'AUDIT_TABLE', 'AUDIT_BY_TENANT_INDEX', 'PAYMENTS_TABLE'],
+  auditApi: ['API_KEY_PRINCIPALS', 'AUDIT_TABLE', 'AUDIT_BY_TENANT_INDEX', 'PAYMENTS_TABLE', 'CURSOR_SECRET_ID'],
   auditStream: ['AUDIT_TABLE'],
   recoveryApi: ['API_KEY_PRINCIPALS', 'OPERATOR_IDEMPOTENCY_TABLE', 'RECOVERY_TABLE', 'RECOVERY_RUN_LEASE_SECONDS', 'PAYMENTS_TABLE', 'OPEN_PAYMENTS_INDEX', 'RECONCILER_FUNCTION_NAME'],
   worker: PROCESSING,

@@ -95,8 +95,11 @@ export function principalOf(apiKeyId: string | null | undefined, principals: Pri
 export interface ApiHandlerOptions {
   /** Who may call the route: tenants (the default), operators only, or both. */
   readonly access?: 'tenant' | 'operator' | 'any';
-  /** An operator's request with an Idempotency-Key header runs at most once; repeats get its response. */
-  readonly operatorIdempotent?: boolean;
+  /**
+   * An action route: a request with an Idempotency-Key header runs at most once per caller, route,
+   * target and key; repeats get its response.
+   */
+  readonly idempotentAction?: boolean;
   /** Defaults to this function instance's wiring. */
   readonly identity?: () => { readonly principals: PrincipalMap | undefined; readonly idempotent?: IdempotentRunner };
 }
@@ -139,10 +142,11 @@ export function apiHandler(route: (req: ApiRequest) => Promise<ApiResponse>, opt
       const pathParameters: Record<string, string> = {};
       for (const [k, v] of Object.entries(event.pathParameters ?? {})) if (v !== undefined) pathParameters[k] = v;
       const req: ApiRequest = { principal, tenantId, requestId, method: event.httpMethod, resource: event.resource, headers, pathParameters, query, body };
-      const headerKey = headers['idempotency-key'];
-      if (options.operatorIdempotent && principal.kind === 'operator' && headerKey !== undefined) {
+      // The key is read by the create and action routes, all POSTs; reads ignore it.
+      const headerKey = event.httpMethod === 'POST' ? singleIdempotencyKeyHeader(event) : undefined;
+      if (options.idempotentAction && headerKey !== undefined) {
         const idempotent = ids.idempotent;
-        if (!idempotent) throw new AppError('SERVICE_UNAVAILABLE', 'Idempotent operator requests are not configured', 503, true);
+        if (!idempotent) throw new AppError('SERVICE_UNAVAILABLE', 'Idempotent actions are not configured', 503, true);
         const key = validateIdempotencyKey(headerKey, 'Idempotency-Key');
         if (typeof key !== 'string') throw new ValidationError([key]);
         const res = await idempotent(
@@ -168,10 +172,40 @@ export function apiHandler(route: (req: ApiRequest) => Promise<ApiResponse>, opt
   });
 }
 
-/** Parses a JSON object body, or fails with INVALID_JSON. */
-export function parseJsonObject(body: string | undefined): Record<string, unknown> {
+/**
+ * The Idempotency-Key header's one value, or undefined. Sent twice it is refused, not picked: API
+ * Gateway passes every line in multiValueHeaders (its `headers` keeps only the last), and which key a
+ * client meant cannot be known.
+ */
+function singleIdempotencyKeyHeader(event: APIGatewayProxyEvent): string | undefined {
+  const values: string[] = [];
+  for (const [name, v] of Object.entries(event.multiValueHeaders ?? {})) if (name.toLowerCase() === 'idempotency-key' && v) values.push(...v);
+  if (values.length === 0) for (const [name, v] of Object.entries(event.headers ?? {})) if (name.toLowerCase() === 'idempotency-key' && v !== undefined) values.push(v);
+  if (values.length > 1) {
+    throw new ValidationError([{ field: 'Idempotency-Key', code: 'INVALID_IDEMPOTENCY_KEY', message: 'Send one Idempotency-Key header, not several' }]);
+  }
+  return values[0];
+}
+
+/** `application/json`, with no charset or charset utf-8 (JSON is UTF-8: RFC 8259). */
+export function isJsonContentType(contentType: string | undefined): boolean {
+  if (contentType === undefined) return false;
+  const [type, ...params] = contentType.split(';').map((s) => s.trim().toLowerCase());
+  if (type !== 'application/json') return false;
+  return params.every((p) => !p.startsWith('charset=') || p.replace(/^charset=/, '').replace(/^"(.*)"$/, '$1') === 'utf-8');
+}
+
+/**
+ * Parses a JSON object body: 415 UNSUPPORTED_MEDIA_TYPE unless it is sent as application/json, then
+ * INVALID_JSON unless it is a JSON object.
+ */
+export function parseJsonObject(req: Pick<ApiRequest, 'body' | 'headers'>): Record<string, unknown> {
+  const body = req.body;
   if (body === undefined || body.trim() === '') {
     throw new AppError('INVALID_JSON', 'Request body must be a JSON object', 400);
+  }
+  if (!isJsonContentType(req.headers['content-type'])) {
+    throw new AppError('UNSUPPORTED_MEDIA_TYPE', 'Send the body as JSON, with content-type: application/json', 415);
   }
   let parsed: unknown;
   try {

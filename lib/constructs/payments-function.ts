@@ -174,11 +174,11 @@ export class PaymentsFunction extends NodejsFunction {
   }
 
   /**
-   * Sets the secret's name (never its value) in `setting` and lets the function read the value.
-   * `secretName` is the literal name the secret was created with, so the variable is a plain string.
+   * Sets the secret's id (its name or ARN, never its value) in `setting` and lets the function read
+   * the value.
    */
-  bindSecret(secret: secretsmanager.ISecret, setting: SettingOf<'secret'>, secretName: string, access: 'read'): this {
-    this.setVariable(setting, secretName);
+  bindSecret(secret: secretsmanager.ISecret, setting: SettingOf<'secret'>, secretId: string, access: 'read'): this {
+    this.setVariable(setting, secretId);
     if (access === 'read') secret.grantRead(this);
     return this;
   }

@@ -4,6 +4,7 @@
  * that must each get a 4xx with a code and create nothing.
  */
 import { randomUUID } from 'node:crypto';
+import * as http from 'node:http';
 import { ScanCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fastRecoveryEnv } from '../../scripts/drill-env';
@@ -46,12 +47,16 @@ interface Call {
   readonly key?: string | null;
   readonly body?: unknown;
   readonly headers?: Record<string, string>;
+  /** null: send the body with no content-type at all. */
+  readonly contentType?: string | null;
 }
 
-async function call({ method = 'GET', path, key = T1, body, headers = {} }: Call) {
-  const h: Record<string, string> = { 'content-type': 'application/json', ...headers };
+async function call({ method = 'GET', path, key = T1, body, headers = {}, contentType = 'application/json' }: Call) {
+  const h: Record<string, string> = { ...(contentType !== null ? { 'content-type': contentType } : {}), ...headers };
   if (key !== null) h['x-api-key'] = key;
-  const res = await fetch(`${stack!.apiUrl}${path}`, { method, headers: h, body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body) });
+  const sent = body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body);
+  // Bytes, so that fetch adds no content-type of its own.
+  const res = await fetch(`${stack!.apiUrl}${path}`, { method, headers: h, body: sent === undefined ? undefined : new TextEncoder().encode(sent) });
   const text = await res.text();
   let json: any;
   try {
@@ -228,6 +233,24 @@ describe('tenant isolation and key rotation', () => {
     expect(theirs).not.toBe(id);
   });
 
+  it('an edited cursor of the tenant itself is refused (signed cursors): a substitution at every position', async () => {
+    for (let i = 0; i < 3; i++) await create(`cur-${randomUUID()}`);
+    const edits = async (listing: string) => {
+      const cursor: string = (await call({ path: `${listing}limit=1` })).json.nextCursor;
+      expect(cursor, listing).toMatch(/\.[A-Za-z0-9_-]{22}$/);
+      expect((await call({ path: `${listing}limit=1&cursor=${cursor}` })).status, listing).toBe(200);
+      const accepted: string[] = [];
+      for (let i = 0; i < cursor.length; i++) {
+        const edited = cursor.slice(0, i) + (cursor[i] === 'A' ? 'B' : 'A') + cursor.slice(i + 1);
+        const r = await call({ path: `${listing}limit=1&cursor=${encodeURIComponent(edited)}` });
+        if (r.status !== 400 || r.json?.error?.code !== 'INVALID_CURSOR') accepted.push(`${i}: ${r.status}`);
+      }
+      return accepted;
+    };
+    expect(await edits('/api/payments?')).toEqual([]);
+    expect(await edits('/api/audit/payments?')).toEqual([]);
+  });
+
   it("a tenant's rotated key sees the same payments and keys, and replays what the old key created", async () => {
     const key = `rot-${randomUUID()}`;
     const id = await create(key, T1);
@@ -302,7 +325,8 @@ describe('hostile inputs: 4xx with a code, nothing created', () => {
     ['idempotencyKey missing', (k) => post({ ...valid(k), idempotencyKey: undefined }), 400],
     ['idempotencyKey empty', () => post({ ...valid(''), idempotencyKey: '' }), 400],
     ['idempotencyKey of 256 characters', (k) => post({ ...valid(k), idempotencyKey: `${k}${'k'.repeat(256)}` }), 400],
-    ['idempotencyKey with a space', (k) => post({ ...valid(k), idempotencyKey: `${k} x` }), 400],
+    ['idempotencyKey with a trailing space', (k) => post({ ...valid(k), idempotencyKey: `${k} ` }), 400],
+    ['idempotencyKey with a tab', (k) => post({ ...valid(k), idempotencyKey: `${k}\tx` }), 400],
     ['idempotencyKey unicode', (k) => post({ ...valid(k), idempotencyKey: `${k}-ключ` }), 400],
     ['idempotencyKey lone surrogate', (k) => post(`{"idempotencyKey":"${k}\\ud800","amount":10,"currency":"USD","paymentMethod":{"type":"card","token":"tok_success"}}`), 400],
     ['idempotencyKey number', (k) => post({ ...valid(k), idempotencyKey: 12345 }), 400],
@@ -316,7 +340,18 @@ describe('hostile inputs: 4xx with a code, nothing created', () => {
     ['body empty', () => post(''), 400],
     ['body with a BOM', (k) => post(`\ufeff${JSON.stringify(valid(k))}`), 400],
     ['body deeply nested', () => post(`${'['.repeat(5000)}${']'.repeat(5000)}`), 400],
-    ['body XML with an XML content type', () => post('<payment><amount>10</amount></payment>', { 'content-type': 'application/xml' }), 400],
+    ['body XML with an XML content type', () => post('<payment><amount>10</amount></payment>', { 'content-type': 'application/xml' }), 415],
+    ['JSON sent as text/plain', (k) => post(valid(k), { 'content-type': 'text/plain' }), 415],
+    ['JSON sent without a content type', (k) => ({ ...post(valid(k)), contentType: null }), 415],
+    ['JSON sent as form data', (k) => post(valid(k), { 'content-type': 'application/x-www-form-urlencoded' }), 415],
+    ['currency usd', (k) => post({ ...valid(k), currency: 'usd' }), 400],
+    ['currency Usd', (k) => post({ ...valid(k), currency: 'Usd' }), 400],
+    ['amount " 12.30"', (k) => post(rawCreate(k, '"amount":" 12.30"')), 400],
+    ['amount "12.30 "', (k) => post(rawCreate(k, '"amount":"12.30 "')), 400],
+    ['metadata number value', (k) => post(withMeta(k, '{"a":1}')), 400],
+    ['metadata boolean value', (k) => post(withMeta(k, '{"a":true}')), 400],
+    ['validate-key with a body key other than the header key', (k) => ({ method: 'POST', path: '/api/payments/validate-key', body: { idempotencyKey: k }, headers: { 'Idempotency-Key': `${k}-other` } }), 400],
+    ['operator re-open reason of 501 characters', () => ({ method: 'POST', path: '/api/payments/pay_x/retry', key: OPS, body: { reason: 'r'.repeat(501) } }), 400],
     ['body truncated JSON', (k) => post(JSON.stringify(valid(k)).slice(0, 30)), 400],
     ['body over 16 KiB', (k) => post(withMeta(k, JSON.stringify({ pad: 'x'.repeat(17 * 1024) }))), 413],
     ['body over 10 MB (gateway)', (k) => post(withMeta(k, JSON.stringify({ pad: 'x'.repeat(10 * 1024 * 1024 + 10) }))), 413],
@@ -345,8 +380,31 @@ describe('hostile inputs: 4xx with a code, nothing created', () => {
     ['audit cursor garbage', () => ({ path: '/api/audit/payments?cursor=%7B%22a%22%3A1%7D' }), 400],
     ['audit forged cursor for another tenant', () => ({ path: `/api/audit/payments?cursor=${Buffer.from(JSON.stringify({ tenantId: 'tenant-1', tenantSort: 'z', paymentId: 'p', version: 1 })).toString('base64url')}`, key: T2 }), 400],
     ['audit unknown parameter', () => ({ path: '/api/audit/payments?paymentId=x' }), 400],
-    ['operator Idempotency-Key with a space', () => ({ method: 'POST', path: '/api/recovery/process', key: OPS, headers: { 'Idempotency-Key': 'a b' } }), 400],
+    ['operator Idempotency-Key with a tab', () => ({ method: 'POST', path: '/api/recovery/process', key: OPS, headers: { 'Idempotency-Key': 'a\tb' } }), 400],
   ];
+
+  it('two Idempotency-Key header lines are refused (400), not decided by the last one', async () => {
+    const k = `dup-${randomUUID()}`;
+    const body = JSON.stringify({ ...valid(k), idempotencyKey: undefined });
+    const url = new URL(`${stack!.apiUrl}/api/payments/process`);
+    // fetch joins repeated headers into one line; node:http sends each value on its own line.
+    const res = await new Promise<{ status: number; body: string; requestId?: string }>((resolve, reject) => {
+      const req = http.request(
+        url,
+        { method: 'POST', headers: { 'x-api-key': T1, 'content-type': 'application/json', 'Idempotency-Key': [`${k}-a`, `${k}-b`] } },
+        (r) => {
+          let text = '';
+          r.on('data', (c: Buffer) => (text += c.toString()));
+          r.on('end', () => resolve({ status: r.statusCode ?? 0, body: text, requestId: r.headers['x-request-id'] as string | undefined }));
+        },
+      );
+      req.on('error', reject);
+      req.end(body);
+    });
+    expect(res.status, res.body).toBe(400);
+    expect(JSON.parse(res.body).error).toMatchObject({ code: 'INVALID_IDEMPOTENCY_KEY', details: [{ field: 'Idempotency-Key' }] });
+    for (const key of [`${k}-a`, `${k}-b`]) expect((await call({ path: `/api/payments/key/${key}` })).status).toBe(404);
+  });
 
   it(`has at least 60 cases (${cases.length})`, () => {
     expect(cases.length).toBeGreaterThanOrEqual(60);
@@ -358,7 +416,13 @@ describe('hostile inputs: 4xx with a code, nothing created', () => {
     for (const [name, make, status] of cases) {
       const k = `hostile-${randomUUID()}`;
       const res = await call(make(k)).catch((err: Error) => ({ status: 0, json: undefined, text: `fetch failed: ${err.message}`, headers: new Headers() }));
-      const ok = (status === 'any4xx' ? res.status >= 400 && res.status < 500 : res.status === status) && /^[A-Z][A-Z0-9_]+$/.test(res.json?.error?.code ?? '') && typeof res.json?.error?.timestamp === 'string';
+      // Gateway-made errors (bad key, unknown route, too large, 431) carry x-request-id like the handlers'.
+      const ok =
+        (status === 'any4xx' ? res.status >= 400 && res.status < 500 : res.status === status) &&
+        /^[A-Z][A-Z0-9_]+$/.test(res.json?.error?.code ?? '') &&
+        typeof res.json?.error?.timestamp === 'string' &&
+        !!res.headers.get('x-request-id') &&
+        res.headers.get('x-request-id') === res.json?.error?.requestId;
       if (!ok) failures.push(`${name}: ${res.status} ${res.text.slice(0, 200)}`);
       const lookup = await call({ path: `/api/payments/key/${k}` });
       if (lookup.status !== 404) failures.push(`${name}: key ${k} exists afterwards (${lookup.status})`);

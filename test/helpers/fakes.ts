@@ -1,4 +1,5 @@
 /** In-memory fakes of the core's ports with the same contracts as the adapters (conditional writes). */
+import { hmacCursorSeal } from '../../functions/core/cursor-seal';
 import { ConcurrentUpdateError } from '../../functions/core/errors';
 import { isOpen, type Payment } from '../../functions/core/payment';
 import type { IdempotencyRecord, InsertResult, OpenDuePage, PaymentMessage, PaymentQueue, PaymentStore, TouchRequest, TransitionRequest } from '../../functions/core/ports';
@@ -144,6 +145,22 @@ export class FakeQueue implements PaymentQueue {
 }
 
 
+/** Enough of the store for create and replay: the key and the payment, written together. */
+export class KeyedStore {
+  readonly keys = new Map<string, IdempotencyRecord>();
+  readonly payments = new FakeRepository();
+  get = (id: string) => this.payments.get(id);
+  transition = () => Promise.reject(new Error('not used'));
+  getKey = async (): Promise<IdempotencyRecord | undefined> => undefined;
+  async insertWithKey(payment: Payment, key: IdempotencyRecord): Promise<InsertResult> {
+    const held = this.keys.get(key.idempotencyKey);
+    if (held) return { kind: 'conflict', key: held, payment: await this.payments.get(held.paymentId) };
+    this.keys.set(key.idempotencyKey, key);
+    this.payments.put(payment);
+    return { kind: 'created' };
+  }
+}
+
 /** A pending payment as the API creates it; override what the test is about. */
 export function paymentFixture(over: Partial<Payment> = {}): Payment {
   return {
@@ -169,3 +186,6 @@ export function paymentFixture(over: Partial<Payment> = {}): Payment {
     ...over,
   };
 }
+
+/** Listing cursors signed as in AWS, with a fixed test key. */
+export const testCursorSeal = () => hmacCursorSeal(async () => 'test-cursor-signing-key-0123456789');

@@ -183,6 +183,15 @@ describe('PaymentsStack', () => {
     expect(env.PAYMENTS_BY_TENANT_INDEX).toBe('payments-by-tenant');
   });
 
+  it("every gateway error carries x-request-id, API Gateway's request id (the body's requestId)", () => {
+    const responses = Object.values(t.findResources('AWS::ApiGateway::GatewayResponse'));
+    expect(responses.length).toBeGreaterThan(5);
+    for (const r of responses) {
+      expect(r.Properties.ResponseParameters?.['gatewayresponse.header.x-request-id'], r.Properties.ResponseType).toBe('context.requestId');
+      expect(r.Properties.ResponseTemplates['application/json'], r.Properties.ResponseType).toContain('"requestId":"$context.requestId"');
+    }
+  });
+
   it('retryable gateway errors (429, 5xx) carry Retry-After', () => {
     for (const type of ['THROTTLED', 'DEFAULT_5XX']) {
       t.hasResourceProperties('AWS::ApiGateway::GatewayResponse', {
@@ -227,6 +236,12 @@ describe('PaymentsStack', () => {
     statementsOf(rolePrefix)
       .filter((s) => JSON.stringify(s.Resource).includes(`"${resourceId}"`))
       .flatMap((s) => [s.Action].flat());
+  /** The roles with any statement on the resource. */
+  const readersOf = (resourceId: string) =>
+    Object.values(t.findResources('AWS::IAM::Policy'))
+      .filter((p) => (p.Properties.PolicyDocument.Statement as { Resource: unknown }[]).some((st) => JSON.stringify(st.Resource).includes(`"${resourceId}"`)))
+      .flatMap((p) => p.Properties.Roles.map((r: { Ref: string }) => r.Ref))
+      .sort();
 
   it('a pending payment is re-queued only once its message is provably lost: stuck-after ≥ visibility timeout + 60 s latency', () => {
     const visibility = Number(t.findResources('AWS::SQS::Queue')[logicalId('AWS::SQS::Queue', 'PaymentsQueue')]!.Properties.VisibilityTimeout);
@@ -253,15 +268,7 @@ describe('PaymentsStack', () => {
   it('a provider secret per stage, its name (not value) in PROVIDER_SECRET_ID, readable only by the worker and the reconciler', () => {
     t.hasResourceProperties('AWS::SecretsManager::Secret', { Name: providerSecretName('dev'), Description: Match.stringLikeRegexp('put-secret-value') });
     const secret = logicalId('AWS::SecretsManager::Secret', 'ProviderApiKeySecret');
-    const readers = Object.values(t.findResources('AWS::IAM::Policy'))
-      .filter((p) =>
-        (p.Properties.PolicyDocument.Statement as { Action: string | string[]; Resource: unknown }[]).some(
-          (s) => [s.Action].flat().some((a) => a.startsWith('secretsmanager:')) || JSON.stringify(s.Resource).includes(`"${secret}"`),
-        ),
-      )
-      .flatMap((p) => p.Properties.Roles.map((r: { Ref: string }) => r.Ref))
-      .sort();
-    expect(readers).toEqual([logicalId('AWS::IAM::Role', 'PaymentWorkerFunctionServiceRole'), logicalId('AWS::IAM::Role', 'ReconcilerFunctionServiceRole')].sort());
+    expect(readersOf(secret)).toEqual([logicalId('AWS::IAM::Role', 'PaymentWorkerFunctionServiceRole'), logicalId('AWS::IAM::Role', 'ReconcilerFunctionServiceRole')].sort());
     for (const role of ['PaymentWorkerFunctionServiceRole', 'ReconcilerFunctionServiceRole']) {
       expect(actionsOn(role, secret)).toEqual(['secretsmanager:GetSecretValue', 'secretsmanager:DescribeSecret']);
     }
@@ -271,6 +278,22 @@ describe('PaymentsStack', () => {
       expect(env.PROVIDER_SECRET_ID).toBe(providerSecretName('dev'));
       expect(env).toMatchObject({ PROVIDER_API_HOST: 'api.stripe.com', PROVIDER_API_PORT: '443', PROVIDER_API_PROTOCOL: 'https' });
       expect(env.PROVIDER_API_KEY).toBeUndefined();
+    }
+  });
+
+  it('a generated cursor signing key, its ARN in CURSOR_SECRET_ID, readable only by the two listing functions', () => {
+    const secret = logicalId('AWS::SecretsManager::Secret', 'CursorSigningKey');
+    const props = t.findResources('AWS::SecretsManager::Secret')[secret]!.Properties;
+    // No fixed name: CloudFormation's is unique per stack (copies of a stage, a redeploy after a destroy).
+    expect(props.Name).toBeUndefined();
+    expect(props.GenerateSecretString).toMatchObject({ PasswordLength: 64, ExcludePunctuation: true });
+    expect(readersOf(secret)).toEqual([logicalId('AWS::IAM::Role', 'AuditApiFunctionServiceRole'), logicalId('AWS::IAM::Role', 'PaymentQueriesFunctionServiceRole')].sort());
+    // No secret is readable through a wildcard.
+    const statements = Object.values(t.findResources('AWS::IAM::Policy')).flatMap((p) => p.Properties.PolicyDocument.Statement as { Action: string | string[]; Resource: unknown }[]);
+    for (const st of statements.filter((x) => [x.Action].flat().some((a) => a.startsWith('secretsmanager:')))) expect(JSON.stringify(st.Resource)).not.toContain('*');
+    for (const fn of ['AuditApiFunction', 'PaymentQueriesFunction']) {
+      const env = t.findResources('AWS::Lambda::Function')[logicalId('AWS::Lambda::Function', fn)]!.Properties.Environment.Variables;
+      expect(env.CURSOR_SECRET_ID).toEqual({ Ref: secret });
     }
   });
 
@@ -291,7 +314,8 @@ describe('PaymentsStack', () => {
   it('prod retains data tables; dev deletes them', () => {
     const prod = synth('prod');
     for (const table of Object.values(prod.findResources('AWS::DynamoDB::Table'))) expect(table.DeletionPolicy).toBe('Retain');
-    for (const secret of Object.values(prod.findResources('AWS::SecretsManager::Secret'))) expect(secret.DeletionPolicy).toBe('Retain');
+    const secrets = prod.findResources('AWS::SecretsManager::Secret');
+    for (const [id, secret] of Object.entries(secrets)) expect(secret.DeletionPolicy, id).toBe(id.startsWith('CursorSigningKey') ? 'Delete' : 'Retain');
     for (const table of Object.values(t.findResources('AWS::DynamoDB::Table'))) expect(table.DeletionPolicy).toBe('Delete');
   });
 });

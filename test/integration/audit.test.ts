@@ -28,6 +28,7 @@ import { entryFromImages, GENESIS_HASH, type AuditEntry } from '../../functions/
 import type { Payment, PaymentStatus } from '../../functions/core/payment';
 import { apiHandler } from '../../functions/shared/http';
 import { DAY_MS, HOUR_MS, isoAt, TEST_EPOCH } from '../helpers/clock';
+import { testCursorSeal } from '../helpers/fakes';
 
 const exec = promisify(execFile);
 const region = 'us-east-1';
@@ -236,7 +237,7 @@ function apiEvent(query: Record<string, string>, tenant: string): APIGatewayProx
 }
 
 async function callApi(query: Record<string, string>, tenant: string) {
-  const res = await apiHandler(auditApiRoute({ audit, payments: paymentsRepo }))(apiEvent(query, tenant));
+  const res = await apiHandler(auditApiRoute({ audit, payments: paymentsRepo, cursors: testCursorSeal() }))(apiEvent(query, tenant));
   return { status: res.statusCode, body: JSON.parse(res.body) };
 }
 

@@ -13,6 +13,7 @@ import { PaymentsService } from '../../functions/core/payments-service';
 import { apiHandler } from '../../functions/shared/http';
 import { startBackends, type Backends } from '../helpers/backends';
 import { TEST_EPOCH } from '../helpers/clock';
+import { testCursorSeal } from '../helpers/fakes';
 
 let b: Backends;
 let tables: { payments: string; idempotency: string };
@@ -48,7 +49,7 @@ function event(method: string, resource: string, opts: { body?: unknown; tenant?
     httpMethod: method,
     resource,
     path: resource,
-    headers: opts.headers ?? {},
+    headers: { 'content-type': 'application/json', ...opts.headers },
     pathParameters: opts.path ?? null,
     queryStringParameters: null,
     body: opts.body === undefined ? null : typeof opts.body === 'string' ? opts.body : JSON.stringify(opts.body),
@@ -109,7 +110,7 @@ beforeAll(async () => {
   const payments = service();
   create = apiHandler(createPaymentRoute({ payments, maxAmount: 1_000_000 }));
   const lister = { listByTenant: () => Promise.reject(new Error('listing is tested in list-payments.test.ts')) };
-  queries = apiHandler(paymentQueriesRoute({ payments, lister, maxAmount: 1_000_000 }));
+  queries = apiHandler(paymentQueriesRoute({ payments, lister, cursors: testCursorSeal(), maxAmount: 1_000_000 }));
 });
 
 afterAll(async () => {

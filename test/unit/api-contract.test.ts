@@ -6,12 +6,10 @@ import { beforeAll, describe, expect, it, vi } from 'vitest';
 import { createPaymentRoute } from '../../functions/api/create-payment';
 import { AppError, ConcurrentUpdateError, IdempotencyKeyMismatchError, InvalidStateTransitionError, ServiceUnavailableError } from '../../functions/core/errors';
 import { LIST_DEFAULT_LIMIT, parseListParams } from '../../functions/core/list-payments';
-import type { Payment } from '../../functions/core/payment';
-import type { IdempotencyRecord, InsertResult } from '../../functions/core/ports';
 import { PaymentsService } from '../../functions/core/payments-service';
 import { apiHandler, type ApiRequest } from '../../functions/shared/http';
 import { logger } from '../../functions/shared/logger';
-import { FakeClock, FakeQueue, FakeRepository } from '../helpers/fakes';
+import { FakeClock, FakeQueue, KeyedStore } from '../helpers/fakes';
 
 function event(body?: unknown) {
   return {
@@ -71,22 +69,6 @@ describe('error responses', () => {
     expect(validation.details.map((d: { field: string }) => d.field)).toEqual(expect.arrayContaining(['amount', 'currency']));
   });
 });
-
-/** Enough of the store for create and replay: the key and the payment, written together. */
-class KeyedStore {
-  readonly keys = new Map<string, IdempotencyRecord>();
-  readonly payments = new FakeRepository();
-  get = (id: string) => this.payments.get(id);
-  transition = () => Promise.reject(new Error('not used'));
-  getKey = async (): Promise<IdempotencyRecord | undefined> => undefined;
-  async insertWithKey(payment: Payment, key: IdempotencyRecord): Promise<InsertResult> {
-    const held = this.keys.get(key.idempotencyKey);
-    if (held) return { kind: 'conflict', key: held, payment: await this.payments.get(held.paymentId) };
-    this.keys.set(key.idempotencyKey, key);
-    this.payments.put(payment);
-    return { kind: 'created' };
-  }
-}
 
 function createHandler() {
   const clock = new FakeClock();

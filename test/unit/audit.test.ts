@@ -24,6 +24,7 @@ import {
 import { canonicalJson } from '../../functions/core/fingerprint';
 import type { Payment } from '../../functions/core/payment';
 import { apiHandler } from '../../functions/shared/http';
+import { testCursorSeal } from '../helpers/fakes';
 
 const TOKEN = 'tok_live_4242424242424242';
 const T0 = Date.parse('2024-05-01T10:00:00.000Z');
@@ -531,7 +532,7 @@ describe('audit API route', () => {
   const payments = new Map([[images[4]!.id, images[4]!]]);
   const setup = () => {
     const reader = new FakeReader(chain);
-    const handler = apiHandler(auditApiRoute({ audit: reader, payments: { get: async (id) => payments.get(id) } }));
+    const handler = apiHandler(auditApiRoute({ audit: reader, payments: { get: async (id) => payments.get(id) }, cursors: testCursorSeal() }));
     return { reader, call: async (q: Record<string, string>, tenant?: string) => {
       const res = await handler(apiEvent(q, tenant));
       return { status: res.statusCode, body: JSON.parse(res.body) };
@@ -560,7 +561,8 @@ describe('audit API route', () => {
     const { reader, call } = setup();
     const res = await call({ from: '2024-05-01', to: '2024-05-02T00:00:00Z', limit: '10' });
     expect(res.status).toBe(200);
-    expect(res.body.nextCursor).toBe('next');
+    // The store's cursor, signed for this tenant and query.
+    expect(res.body.nextCursor).toMatch(/^next\.[A-Za-z0-9_-]{22}$/);
     expect(reader.calls[0]).toEqual({
       kind: 'tenant',
       key: 'tenant-a',

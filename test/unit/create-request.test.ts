@@ -66,8 +66,38 @@ describe('create payment request', () => {
     [{ metadata: { ['k'.repeat(41)]: 'v' } }, 'INVALID_METADATA'],
     [{ metadata: { k: 'v'.repeat(501) } }, 'INVALID_METADATA'],
     [{ metadata: { k: { nested: true } } }, 'INVALID_METADATA'],
+    // Found from outside (issue 19): what the contract forbids is refused, never normalised.
+    [{ currency: 'usd' }, 'UNSUPPORTED_CURRENCY'],
+    [{ currency: 'Usd' }, 'UNSUPPORTED_CURRENCY'],
+    [{ amount: ' 12.30' }, 'INVALID_AMOUNT'],
+    [{ amount: '12.30 ' }, 'INVALID_AMOUNT'],
+    [{ metadata: { k: 1 } }, 'INVALID_METADATA'],
+    [{ metadata: { k: true } }, 'INVALID_METADATA'],
+    [{ metadata: null }, 'INVALID_METADATA'],
+    [{ idempotencyKey: ' lead' }, 'INVALID_IDEMPOTENCY_KEY'],
+    [{ idempotencyKey: 'trail ' }, 'INVALID_IDEMPOTENCY_KEY'],
+    [{ idempotencyKey: 'tab\there' }, 'INVALID_IDEMPOTENCY_KEY'],
+    [{ idempotencyKey: null }, 'MISSING_IDEMPOTENCY_KEY'],
   ])('rejects %j with %s', (override, code) => {
     expect(codeOf({ ...valid, ...override })).toBe(code);
+  });
+
+  it('accepts keys with inner spaces (printable ASCII, as the contract says) and string amounts as written', () => {
+    expect(parseCreatePaymentRequest({ ...valid, idempotencyKey: 'order 1001 / retry #2' }, undefined, limits).idempotencyKey).toBe('order 1001 / retry #2');
+    expect(parseCreatePaymentRequest({ ...valid, amount: '12.30' }, undefined, limits).amountMinor).toBe(1230);
+  });
+
+  it('a null body key is not replaced by the header key', () => {
+    expect(codeOf({ ...valid, idempotencyKey: null }, 'hdr-1')).toBe('MISSING_IDEMPOTENCY_KEY');
+  });
+
+  it('AMOUNT_TOO_LARGE names the maximum in its detail', () => {
+    try {
+      parseCreatePaymentRequest({ ...valid, amount: 2_000_000 }, undefined, limits);
+      throw new Error('expected failure');
+    } catch (err) {
+      expect((err as ValidationError).details).toEqual([expect.objectContaining({ field: 'amount', code: 'AMOUNT_TOO_LARGE', max: 1_000_000 })]);
+    }
   });
 
   it('reports every invalid field in details', () => {
@@ -83,7 +113,7 @@ describe('create payment request', () => {
   it('fingerprints the semantic fields, independent of key order and number spelling', () => {
     const a = parseCreatePaymentRequest(valid, undefined, limits);
     const b = parseCreatePaymentRequest(
-      { metadata: { orderId: 'o-1' }, paymentMethod: { token: 'tok_success', type: 'card' }, currency: 'usd', amount: '100.50', idempotencyKey: 'order-1' },
+      { metadata: { orderId: 'o-1' }, paymentMethod: { token: 'tok_success', type: 'card' }, currency: 'USD', amount: '100.50', idempotencyKey: 'order-1' },
       undefined,
       limits,
     );

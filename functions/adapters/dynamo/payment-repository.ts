@@ -236,7 +236,11 @@ export class PaymentRepository implements PaymentStore, PaymentLister {
         if (!(err instanceof TransactionCanceledException)) throw err;
         const reasons = err.CancellationReasons ?? [];
         const codes = reasons.map((r) => r.Code ?? 'None');
-        if (codes.includes('ConditionalCheckFailed')) {
+        // A failed condition is an answer only when the key item was judged too: with the key held by
+        // a concurrent transaction (TransactionConflict), the payment's failed condition alone would read
+        // as "key free, payment exists" and make the caller create the next generation (a second payment
+        // for one key). Such a cancellation is retried like any other conflict.
+        if (codes.includes('ConditionalCheckFailed') && codes[0] !== 'TransactionConflict') {
           const item = (i: number) => (reasons[i]?.Code === 'ConditionalCheckFailed' && reasons[i]?.Item ? unmarshall(reasons[i]!.Item!) : undefined);
           return { kind: 'conflict', key: item(0) as IdempotencyRecord | undefined, payment: item(1) as Payment | undefined };
         }

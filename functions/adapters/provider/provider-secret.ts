@@ -1,15 +1,10 @@
 /**
  * The provider's API secret. In AWS it lives in Secrets Manager and is read through Powertools
  * Parameters (cached for the function instance's life, so one read per cold start); the function's
- * environment carries only the secret's id. The local stack has no Secrets Manager: there, and only
- * when no secret id is configured, `PROVIDER_API_KEY` supplies a test key.
+ * environment carries only the secret's id. Local runs point the functions at the provider simulator
+ * with an empty secret id and a test key in `PROVIDER_API_KEY` (accepted only then).
  */
-import { SecretsProvider } from '@aws-lambda-powertools/parameters/secrets';
-import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
-import { tracer } from '../../shared/tracer';
-
-/** Built on first use, with its SDK client captured by the tracer like every other AWS client. */
-let secrets: SecretsProvider | undefined;
+import { secretValue } from '../secret-value';
 
 export interface ProviderSecretConfig {
   readonly providerSecretId?: string;
@@ -17,12 +12,7 @@ export interface ProviderSecretConfig {
 }
 
 export async function providerApiKey(c: ProviderSecretConfig): Promise<string> {
-  if (c.providerSecretId) {
-    secrets ??= new SecretsProvider({ awsSdkV3Client: tracer.captureAWSv3Client(new SecretsManagerClient({})) });
-    const value = await secrets.get(c.providerSecretId, { maxAge: 900 });
-    if (typeof value !== 'string' || value.trim() === '') throw new Error(`provider secret ${c.providerSecretId} is empty`);
-    return value.trim();
-  }
+  if (c.providerSecretId) return secretValue(c.providerSecretId, 900);
   if (c.providerApiKey) return c.providerApiKey;
   throw new Error('no provider secret configured: set PROVIDER_SECRET_ID (or PROVIDER_API_KEY locally)');
 }

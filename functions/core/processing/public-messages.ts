@@ -19,6 +19,25 @@ const MESSAGES: Record<string, string> = {
   PAYMENT_EXPIRED: 'The payment did not complete in time',
 };
 
-export function publicMessage(code: string): string {
-  return MESSAGES[code] ?? (code.startsWith('PROVIDER_') ? 'The provider reported an error' : 'The payment could not be completed');
+/** Every code with a sentence of its own. */
+export const PUBLIC_MESSAGE_CODES: readonly string[] = Object.keys(MESSAGES);
+
+/**
+ * The sentence for a code that ended a payment (failed or expired), where the open sentence above
+ * promises what will no longer happen (another attempt, a check before one, waiting).
+ */
+const FINAL_MESSAGES: Record<string, string> = {
+  RATE_LIMITED: 'The provider kept asking us to slow down; the payment failed after its last retry',
+  PROVIDER_UNAVAILABLE: 'The provider was unavailable; the payment failed after its last retry',
+  PROVIDER_TIMEOUT: 'The provider did not answer in time; the payment failed after its last retry',
+  NETWORK_ERROR: 'The provider could not be reached; the payment failed after its last retry',
+  INVALID_RESPONSE: 'The provider gave unreadable answers; the payment failed after its last retry',
+  INTENT_NOT_CONFIRMED: 'The provider showed no confirmation; the payment failed after its last retry',
+  INTENT_IN_FLIGHT: 'The provider did not finish processing the payment; it failed after its last retry',
+  PROVIDER_AUTH_ERROR: 'The provider refused our credentials; the payment did not complete',
+};
+
+/** Our sentence for a payment's last error code; `final` when the payment is over (failed, expired). */
+export function publicMessage(code: string, final = false): string {
+  return (final ? FINAL_MESSAGES[code] : undefined) ?? MESSAGES[code] ?? (code.startsWith('PROVIDER_') ? 'The provider reported an error' : 'The payment could not be completed');
 }

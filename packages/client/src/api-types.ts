@@ -14,9 +14,10 @@ export interface paths {
         /**
          * The calling tenant's payments, newest first
          * @description Cursor pagination: pass a page's `nextCursor` as `cursor` to get the next page (with the same
-         *     `status`); `nextCursor` is null on the last page. A cursor is opaque and works only for the API
-         *     key and filter it was made for. Payments appear in the listing shortly after creation (the index
-         *     is eventually consistent); read one payment by id for its current state.
+         *     `status`); `nextCursor` is null on the last page. A cursor is opaque and signed: it works only for
+         *     the tenant and filter it was made for, and an altered cursor is 400 `INVALID_CURSOR`. Payments
+         *     appear in the listing shortly after creation (the index is eventually consistent); read one
+         *     payment by id for its current state. Unknown query parameters are 400 `INVALID_QUERY_PARAMETER`.
          */
         get: operations["listPayments"];
         put?: never;
@@ -38,8 +39,9 @@ export interface paths {
         put?: never;
         /**
          * Create a payment, or return the one this idempotency key already holds
-         * @description The key may be sent as the body's `idempotencyKey` or as the `Idempotency-Key` header (both and
-         *     different is 400 `IDEMPOTENCY_KEY_CONFLICT`). The same key with the same request returns the
+         * @description The key may be sent as the body's `idempotencyKey` or as the `Idempotency-Key` header (one of
+         *     them is required; both and different is 400 `IDEMPOTENCY_KEY_CONFLICT`; two `Idempotency-Key`
+         *     headers are 400 `INVALID_IDEMPOTENCY_KEY`). The same key with the same request returns the
          *     original payment (current status included) with 201 and `Idempotent-Replayed: true`; with a
          *     different request it is 422 `IDEMPOTENCY_KEY_MISMATCH`. Keys expire after 24 hours.
          */
@@ -59,7 +61,12 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Whether an idempotency key is free, or in use with this request or another; creates nothing */
+        /**
+         * Whether an idempotency key is free, or in use with this request or another; creates nothing
+         * @description The key comes as for a create (body `idempotencyKey` or `Idempotency-Key` header; both and
+         *     different is 400 `IDEMPOTENCY_KEY_CONFLICT`). With the payment fields, they are checked as a
+         *     create's and compared with the request that holds the key.
+         */
         post: operations["validateKey"];
         delete?: never;
         options?: never;
@@ -74,7 +81,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** The idempotency record of a live key */
+        /**
+         * The idempotency record of a live key
+         * @description The key, its payment and the payment's current status; 404 once the key expired.
+         */
         get: operations["getKeyRecord"];
         put?: never;
         post?: never;
@@ -91,7 +101,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** One payment of the calling tenant */
+        /**
+         * One payment of the calling tenant
+         * @description The payment as it is now; another tenant's payment is 404, as if absent.
+         */
         get: operations["getPayment"];
         put?: never;
         post?: never;
@@ -108,7 +121,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** A payment's status and retry state */
+        /**
+         * A payment's status and retry state
+         * @description The status fields of a payment, without its amount or payment method.
+         */
         get: operations["getPaymentStatus"];
         put?: never;
         post?: never;
@@ -127,7 +143,17 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Run a retrying payment now, or re-open a failed one whose last error was retryable */
+        /**
+         * Run a retrying payment now, or re-open a failed one whose last error was retryable
+         * @description A tenant may run its own `retrying` payment now. Re-opening a `failed` payment whose last error
+         *     was retryable is an operator action (403 `OPERATOR_ONLY` for a tenant key), audited with the
+         *     operator and allowed at most 3 times per payment (then 409 `REOPEN_LIMIT_REACHED`).
+         *
+         *     With an `Idempotency-Key` header the request runs at most once: a repeat within 24 hours gets
+         *     the first response and does nothing; a repeat while the first still runs is 409
+         *     `IDEMPOTENCY_IN_PROGRESS` (retryable); the same key with another body is 422
+         *     `IDEMPOTENCY_KEY_MISMATCH`.
+         */
         post: operations["retryPayment"];
         delete?: never;
         options?: never;
@@ -142,7 +168,13 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Audit entries of one payment (paymentID) or of the calling tenant (time range) */
+        /**
+         * Audit entries of one payment (paymentID) or of the calling tenant (time range)
+         * @description With `paymentID`, that payment's entries (default order asc; `verify=true` checks the whole hash
+         *     chain). Otherwise the calling tenant's entries, optionally in a time range (default order desc).
+         *     `nextCursor` pages like the payments listing: opaque, signed, valid only for the query it was made
+         *     for. Unknown query parameters are 400 `INVALID_QUERY_PARAMETER`.
+         */
         get: operations["listAuditEntries"];
         put?: never;
         post?: never;
@@ -161,7 +193,13 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Start a reconciliation run now, or return the run already active */
+        /**
+         * Start a reconciliation run now, or return the run already active
+         * @description Operator only (403 `OPERATOR_ONLY` for a tenant key). With an `Idempotency-Key` header a repeat
+         *     within 24 hours gets the first response; a repeat while the first still runs is 409
+         *     `IDEMPOTENCY_IN_PROGRESS` (retryable); a malformed key is 400 `INVALID_IDEMPOTENCY_KEY`. The
+         *     request has no body.
+         */
         post: operations["startRecovery"];
         delete?: never;
         options?: never;
@@ -176,7 +214,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** The latest reconciliation runs and the open payments by status */
+        /**
+         * The latest reconciliation runs and the open payments by status
+         * @description Operator only. The latest runs with their counts, and open payments counted by status.
+         */
         get: operations["getRecoveryStatus"];
         put?: never;
         post?: never;
@@ -190,29 +231,39 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        /** @description Printable ASCII, 1 to 255 characters; spaces are allowed inside, not at either end */
         IdempotencyKey: string;
+        /** @description A page's `nextCursor`, as given; signed, so an altered or foreign one is INVALID_CURSOR */
+        Cursor: string;
         /** @enum {string} */
         PaymentStatus: "pending" | "processing" | "success" | "failed" | "retrying" | "expired";
-        /** @description Decimal major units, at most the currency's decimals (JPY 0, USD 2, KWD 3) */
+        /** @description An ISO 4217 code in circulation, upper case (`USD`, not `usd`) */
+        Currency: string;
+        /**
+         * @description Decimal major units: a JSON number, or a string of digits with an optional fraction (no sign,
+         *     spaces or exponent). At most the currency's decimals (JPY 0, USD 2, KWD 3), greater than zero
+         *     and at most the configured maximum.
+         */
         Amount: number | string;
         PaymentMethodInput: {
             /** @enum {string} */
             type: "card" | "wallet";
             token: string;
         };
+        /** @description Up to 50 string values under keys of 1 to 40 characters; names of JavaScript object members are reserved */
         Metadata: {
             [key: string]: string;
         };
         CreatePaymentRequest: {
             idempotencyKey?: components["schemas"]["IdempotencyKey"];
             amount: components["schemas"]["Amount"];
-            /** @description ISO 4217 */
-            currency: string;
+            currency: components["schemas"]["Currency"];
             paymentMethod: components["schemas"]["PaymentMethodInput"];
             metadata?: components["schemas"]["Metadata"];
         };
         PaymentError: {
             code: string;
+            /** @description Our sentence for the code; a final payment's never promises another attempt */
             message: string;
             details?: Record<string, never>;
             retryable: boolean;
@@ -279,11 +330,14 @@ export interface components {
             expiresAt: string;
             requestHash: string;
         };
-        /** @description The key alone, or the key with the payment fields to compare with the request holding it */
+        /**
+         * @description The key alone, or the key with the payment fields to compare with the request holding it (then
+         *     amount, currency and paymentMethod are all required, as for a create).
+         */
         ValidateKeyRequest: {
             idempotencyKey?: components["schemas"]["IdempotencyKey"];
             amount?: components["schemas"]["Amount"];
-            currency?: string;
+            currency?: components["schemas"]["Currency"];
             paymentMethod?: components["schemas"]["PaymentMethodInput"];
             metadata?: components["schemas"]["Metadata"];
         };
@@ -298,6 +352,7 @@ export interface components {
             expiresAt?: string;
         };
         RetryRequest: {
+            /** @description Recorded in the audit entry of an operator re-open */
             reason?: string;
         };
         AuditEntry: {
@@ -337,6 +392,19 @@ export interface components {
             /** Format: date-time */
             startedAt: string;
         };
+        /** @description Money the provider shows that the payments do not account for, or the reverse */
+        Discrepancy: {
+            /** @description UNACCOUNTED_CAPTURE_REFUNDED, UNACCOUNTED_CAPTURE (refund not made yet) or SUCCESS_WITHOUT_CAPTURE */
+            kind: string;
+            /** @description The payment the intent was tagged with */
+            paymentId: string;
+            intentId: string;
+            amountMinor: number;
+            currency: string;
+            /** @description The payment's status, or `missing` when there is no such payment */
+            status: string;
+            refundId?: string;
+        };
         RecoveryRun: {
             runId: string;
             trigger: string;
@@ -352,12 +420,16 @@ export interface components {
             intentsRead?: number;
             refundsIssued?: number;
             durationMs?: number;
-            discrepancies?: unknown[];
+            discrepancies?: components["schemas"]["Discrepancy"][];
             error?: string;
         };
         RecoveryStatus: {
             runs: components["schemas"]["RecoveryRun"][];
+            /** @description Open payments by status, read from one bounded page per open-index shard */
             openPayments: {
+                /** @description false when the counts are lower bounds */
+                complete?: boolean;
+            } & {
                 [key: string]: number;
             };
         };
@@ -372,6 +444,8 @@ export interface components {
             from?: string;
             /** @description INVALID_STATE_TRANSITION: the refused status */
             to?: string;
+            /** @description AMOUNT_TOO_LARGE: the largest accepted amount, in major units */
+            max?: number;
         };
         ErrorResponse: {
             error: {
@@ -387,18 +461,26 @@ export interface components {
         };
     };
     responses: {
-        /** @description Invalid request (see error.code and error.details) */
+        /**
+         * @description Invalid request (see error.code and error.details). Also API Gateway's own refusals of a malformed
+         *     request (`BAD_REQUEST`).
+         */
         BadRequest: {
             headers: {
+                "x-request-id": components["headers"]["RequestId"];
                 [name: string]: unknown;
             };
             content: {
                 "application/json": components["schemas"]["ErrorResponse"];
             };
         };
-        /** @description Missing or unknown API key (API Gateway) */
+        /**
+         * @description Missing or unknown API key, or an unknown route (API Gateway, `FORBIDDEN`); a tenant key on an
+         *     operator route (`OPERATOR_ONLY`) or an operator key on a tenant route (`TENANT_ONLY`).
+         */
         Forbidden: {
             headers: {
+                "x-request-id": components["headers"]["RequestId"];
                 [name: string]: unknown;
             };
             content: {
@@ -408,44 +490,65 @@ export interface components {
         /** @description Unknown, or another tenant's */
         NotFound: {
             headers: {
+                "x-request-id": components["headers"]["RequestId"];
                 [name: string]: unknown;
             };
             content: {
                 "application/json": components["schemas"]["ErrorResponse"];
             };
         };
-        /** @description INVALID_STATE_TRANSITION (not retryable), or CONCURRENT_UPDATE (retryable, with Retry-After) */
+        /**
+         * @description INVALID_STATE_TRANSITION or REOPEN_LIMIT_REACHED (not retryable); CONCURRENT_UPDATE or
+         *     IDEMPOTENCY_IN_PROGRESS (retryable, with Retry-After)
+         */
         Conflict: {
             headers: {
                 "Retry-After": components["headers"]["RetryAfter"];
+                "x-request-id": components["headers"]["RequestId"];
                 [name: string]: unknown;
             };
             content: {
                 "application/json": components["schemas"]["ErrorResponse"];
             };
         };
-        /** @description Body over 16 KiB */
+        /** @description Body over 16 KiB (over 10 MB API Gateway refuses it itself, with the same code) */
         PayloadTooLarge: {
             headers: {
+                "x-request-id": components["headers"]["RequestId"];
                 [name: string]: unknown;
             };
             content: {
                 "application/json": components["schemas"]["ErrorResponse"];
             };
         };
-        /** @description The key was used with a different request; details[0].paymentID names its payment */
+        /** @description A body that is not sent as `application/json` (UNSUPPORTED_MEDIA_TYPE) */
+        UnsupportedMediaType: {
+            headers: {
+                "x-request-id": components["headers"]["RequestId"];
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["ErrorResponse"];
+            };
+        };
+        /** @description The key was used with a different request (IDEMPOTENCY_KEY_MISMATCH); on a create, details[0].paymentID names its payment */
         IdempotencyKeyMismatch: {
             headers: {
+                "x-request-id": components["headers"]["RequestId"];
                 [name: string]: unknown;
             };
             content: {
                 "application/json": components["schemas"]["ErrorResponse"];
             };
         };
-        /** @description Throttled (retryable) */
+        /**
+         * @description Throttled (RATE_LIMITED, retryable, with Retry-After): by API Gateway (the stage's or the usage
+         *     plan's throttle or quota) or by the WAF's rate rule in front of it
+         */
         RateLimited: {
             headers: {
                 "Retry-After": components["headers"]["RetryAfter"];
+                "x-request-id": components["headers"]["RequestId"];
                 [name: string]: unknown;
             };
             content: {
@@ -456,6 +559,7 @@ export interface components {
         InternalError: {
             headers: {
                 "Retry-After": components["headers"]["RetryAfter"];
+                "x-request-id": components["headers"]["RequestId"];
                 [name: string]: unknown;
             };
             content: {
@@ -466,6 +570,22 @@ export interface components {
         ServiceUnavailable: {
             headers: {
                 "Retry-After": components["headers"]["RetryAfter"];
+                "x-request-id": components["headers"]["RequestId"];
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["ErrorResponse"];
+            };
+        };
+        /**
+         * @description The function did not answer within API Gateway's 29 s (UPSTREAM_TIMEOUT, retryable). The request
+         *     may have been applied: retry a create with the same idempotency key, an action with the same
+         *     Idempotency-Key.
+         */
+        GatewayTimeout: {
+            headers: {
+                "Retry-After": components["headers"]["RetryAfter"];
+                "x-request-id": components["headers"]["RequestId"];
                 [name: string]: unknown;
             };
             content: {
@@ -474,9 +594,12 @@ export interface components {
         };
     };
     parameters: {
+        /** @description A payment id; one that cannot be ours (over 128 characters, or outside A-Z a-z 0-9 _ -) is 404 */
         PaymentID: string;
-        /** @description The idempotency key, instead of (or equal to) the body's idempotencyKey. */
+        /** @description The idempotency key, instead of (or equal to) the body's idempotencyKey. Send it once. */
         IdempotencyKeyHeader: components["schemas"]["IdempotencyKey"];
+        /** @description Makes the action run at most once for this key (24 hours); a repeat gets the first response. Send it once. */
+        ActionIdempotencyKeyHeader: components["schemas"]["IdempotencyKey"];
     };
     requestBodies: never;
     headers: {
@@ -498,7 +621,7 @@ export interface operations {
             query?: {
                 status?: components["schemas"]["PaymentStatus"];
                 limit?: number;
-                cursor?: string;
+                cursor?: components["schemas"]["Cursor"];
             };
             header?: never;
             path?: never;
@@ -521,13 +644,14 @@ export interface operations {
             429: components["responses"]["RateLimited"];
             500: components["responses"]["InternalError"];
             503: components["responses"]["ServiceUnavailable"];
+            504: components["responses"]["GatewayTimeout"];
         };
     };
     createPayment: {
         parameters: {
             query?: never;
             header?: {
-                /** @description The idempotency key, instead of (or equal to) the body's idempotencyKey. */
+                /** @description The idempotency key, instead of (or equal to) the body's idempotencyKey. Send it once. */
                 "Idempotency-Key"?: components["parameters"]["IdempotencyKeyHeader"];
             };
             path?: never;
@@ -554,17 +678,19 @@ export interface operations {
             400: components["responses"]["BadRequest"];
             403: components["responses"]["Forbidden"];
             413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
             422: components["responses"]["IdempotencyKeyMismatch"];
             429: components["responses"]["RateLimited"];
             500: components["responses"]["InternalError"];
             503: components["responses"]["ServiceUnavailable"];
+            504: components["responses"]["GatewayTimeout"];
         };
     };
     validateKey: {
         parameters: {
             query?: never;
             header?: {
-                /** @description The idempotency key, instead of (or equal to) the body's idempotencyKey. */
+                /** @description The idempotency key, instead of (or equal to) the body's idempotencyKey. Send it once. */
                 "Idempotency-Key"?: components["parameters"]["IdempotencyKeyHeader"];
             };
             path?: never;
@@ -589,9 +715,11 @@ export interface operations {
             400: components["responses"]["BadRequest"];
             403: components["responses"]["Forbidden"];
             413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
             429: components["responses"]["RateLimited"];
             500: components["responses"]["InternalError"];
             503: components["responses"]["ServiceUnavailable"];
+            504: components["responses"]["GatewayTimeout"];
         };
     };
     getKeyRecord: {
@@ -599,7 +727,8 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
-                idempotencyKey: string;
+                /** @description Percent-encoded once (a space is `%20`) */
+                idempotencyKey: components["schemas"]["IdempotencyKey"];
             };
             cookie?: never;
         };
@@ -621,6 +750,7 @@ export interface operations {
             429: components["responses"]["RateLimited"];
             500: components["responses"]["InternalError"];
             503: components["responses"]["ServiceUnavailable"];
+            504: components["responses"]["GatewayTimeout"];
         };
     };
     getPayment: {
@@ -628,6 +758,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /** @description A payment id; one that cannot be ours (over 128 characters, or outside A-Z a-z 0-9 _ -) is 404 */
                 paymentID: components["parameters"]["PaymentID"];
             };
             cookie?: never;
@@ -649,6 +780,7 @@ export interface operations {
             429: components["responses"]["RateLimited"];
             500: components["responses"]["InternalError"];
             503: components["responses"]["ServiceUnavailable"];
+            504: components["responses"]["GatewayTimeout"];
         };
     };
     getPaymentStatus: {
@@ -656,6 +788,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /** @description A payment id; one that cannot be ours (over 128 characters, or outside A-Z a-z 0-9 _ -) is 404 */
                 paymentID: components["parameters"]["PaymentID"];
             };
             cookie?: never;
@@ -677,13 +810,18 @@ export interface operations {
             429: components["responses"]["RateLimited"];
             500: components["responses"]["InternalError"];
             503: components["responses"]["ServiceUnavailable"];
+            504: components["responses"]["GatewayTimeout"];
         };
     };
     retryPayment: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Makes the action run at most once for this key (24 hours); a repeat gets the first response. Send it once. */
+                "Idempotency-Key"?: components["parameters"]["ActionIdempotencyKeyHeader"];
+            };
             path: {
+                /** @description A payment id; one that cannot be ours (over 128 characters, or outside A-Z a-z 0-9 _ -) is 404 */
                 paymentID: components["parameters"]["PaymentID"];
             };
             cookie?: never;
@@ -708,9 +846,13 @@ export interface operations {
             403: components["responses"]["Forbidden"];
             404: components["responses"]["NotFound"];
             409: components["responses"]["Conflict"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["IdempotencyKeyMismatch"];
             429: components["responses"]["RateLimited"];
             500: components["responses"]["InternalError"];
             503: components["responses"]["ServiceUnavailable"];
+            504: components["responses"]["GatewayTimeout"];
         };
     };
     listAuditEntries: {
@@ -722,7 +864,7 @@ export interface operations {
                 /** @description ISO 8601 date or date-time, inclusive; not with paymentID */
                 to?: string;
                 limit?: number;
-                cursor?: string;
+                cursor?: components["schemas"]["Cursor"];
                 /** @description Default asc with paymentID, desc otherwise */
                 order?: "asc" | "desc";
                 /** @description With paymentID, check the whole hash chain */
@@ -750,12 +892,16 @@ export interface operations {
             429: components["responses"]["RateLimited"];
             500: components["responses"]["InternalError"];
             503: components["responses"]["ServiceUnavailable"];
+            504: components["responses"]["GatewayTimeout"];
         };
     };
     startRecovery: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Makes the action run at most once for this key (24 hours); a repeat gets the first response. Send it once. */
+                "Idempotency-Key"?: components["parameters"]["ActionIdempotencyKeyHeader"];
+            };
             path?: never;
             cookie?: never;
         };
@@ -781,10 +927,14 @@ export interface operations {
                     "application/json": components["schemas"]["RecoveryRunStarted"];
                 };
             };
+            400: components["responses"]["BadRequest"];
             403: components["responses"]["Forbidden"];
+            409: components["responses"]["Conflict"];
+            422: components["responses"]["IdempotencyKeyMismatch"];
             429: components["responses"]["RateLimited"];
             500: components["responses"]["InternalError"];
             503: components["responses"]["ServiceUnavailable"];
+            504: components["responses"]["GatewayTimeout"];
         };
     };
     getRecoveryStatus: {
@@ -810,6 +960,7 @@ export interface operations {
             429: components["responses"]["RateLimited"];
             500: components["responses"]["InternalError"];
             503: components["responses"]["ServiceUnavailable"];
+            504: components["responses"]["GatewayTimeout"];
         };
     };
 }

@@ -5,34 +5,62 @@
  *
  * createPayment makes one idempotency key per logical payment (or takes the caller's) and sends that
  * same key on every retry, so a lost response or a timeout can never create a second payment: the
- * retry gets the first payment back with `replayed: true`.
+ * retry gets the first payment back with `replayed: true`. The actions (retryPayment, startRecovery)
+ * do the same with an Idempotency-Key header. Every attempt has a timeout, and every call takes an
+ * AbortSignal that cancels it, retries included.
  */
 import createClient from 'openapi-fetch';
-import type { components, paths } from './api-types';
-import { isRetryable, retryDelayMs, type Idempotency, type Outcome, type RetryOptions } from './retry-policy';
+import type { components, paths } from './api-types.js';
+import { isRetryable, retryDelayMs, type Idempotency, type Outcome, type RetryOptions } from './retry-policy.js';
 
-export type { components, paths } from './api-types';
-export { isRetryable, retryDelayMs, type RetryOptions } from './retry-policy';
+export type { components, paths } from './api-types.js';
+export { isRetryable, retryDelayMs, type Idempotency, type Outcome, type RetryOptions } from './retry-policy.js';
 
 export type Payment = components['schemas']['Payment'];
 export type PaymentStatus = components['schemas']['PaymentStatus'];
 export type PaymentList = components['schemas']['PaymentList'];
+export type PaymentStatusView = components['schemas']['PaymentStatusView'];
 export type CreatePaymentRequest = components['schemas']['CreatePaymentRequest'];
+export type ValidateKeyRequest = components['schemas']['ValidateKeyRequest'];
+export type KeyValidation = components['schemas']['KeyValidation'];
+export type KeyRecord = components['schemas']['KeyRecord'];
+export type AuditPage = components['schemas']['AuditPage'];
+export type RecoveryRunStarted = components['schemas']['RecoveryRunStarted'];
+export type RecoveryStatus = components['schemas']['RecoveryStatus'];
 export type ErrorDetail = components['schemas']['ErrorDetail'];
+export type AuditQuery = NonNullable<paths['/api/audit/payments']['get']['parameters']['query']>;
 type ErrorBody = components['schemas']['ErrorResponse']['error'];
+
+/** Default time one attempt may take: a little over API Gateway's 29 s, so its 504 can arrive. */
+export const DEFAULT_TIMEOUT_MS = 30_000;
 
 export interface PaymentsClientOptions {
   /** e.g. http://127.0.0.1:3000 or https://<api>.execute-api.<region>.amazonaws.com/<stage> */
   readonly baseUrl: string;
   readonly apiKey: string;
   readonly retry?: RetryOptions;
+  /** Time one attempt may take before it is abandoned (and retried when safe). Default 30 s. */
+  readonly timeoutMs?: number;
   /** Default globalThis.fetch. */
   readonly fetch?: (request: Request) => Promise<Response>;
-  /** For tests: how to wait, and the jitter source. */
-  readonly sleep?: (ms: number) => Promise<void>;
+  /** For tests: how to wait (rejecting when the signal aborts), and the jitter source. */
+  readonly sleep?: (ms: number, signal?: AbortSignal) => Promise<void>;
   readonly random?: () => number;
   /** Called before each retry (logging, metrics). */
   readonly onRetry?: (info: { attempt: number; delayMs: number; status?: number; code?: string }) => void;
+}
+
+/** Per call. */
+export interface CallOptions {
+  /** Cancels the call, its retries included: the promise rejects with the signal's reason. */
+  readonly signal?: AbortSignal;
+  /** Time one attempt may take; default the client's `timeoutMs`. */
+  readonly timeoutMs?: number;
+}
+
+/** Per call of a create or an action: the idempotency key to send (default: a new one for this call). */
+export interface IdempotentCallOptions extends CallOptions {
+  readonly idempotencyKey?: string;
 }
 
 /** The API's error, after the retries (if any) ran out or were not allowed. */
@@ -50,11 +78,47 @@ export class PaymentsApiError extends Error {
     this.code = error?.code ?? `HTTP_${status}`;
     this.retryable = error?.retryable ?? false;
     this.details = error?.details ?? [];
-    this.requestId = error?.requestId;
+    if (error?.requestId !== undefined) this.requestId = error.requestId;
   }
 }
 
-const defaultSleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+const abortReason = (signal: AbortSignal): unknown => signal.reason ?? new DOMException('The operation was aborted', 'AbortError');
+
+function defaultSleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(abortReason(signal));
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(abortReason(signal!));
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+/** One attempt's signal: aborted by the caller's signal or by the attempt's own timeout. */
+function attemptSignal(caller: AbortSignal | undefined, timeoutMs: number) {
+  const controller = new AbortController();
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    controller.abort(new DOMException(`No answer within ${timeoutMs} ms`, 'TimeoutError'));
+  }, timeoutMs);
+  const onAbort = () => controller.abort(abortReason(caller!));
+  if (caller?.aborted) onAbort();
+  else caller?.addEventListener('abort', onAbort, { once: true });
+  return {
+    signal: controller.signal,
+    timedOut: () => timedOut,
+    done: () => {
+      clearTimeout(timer);
+      caller?.removeEventListener('abort', onAbort);
+    },
+  };
+}
 
 type Result<T> = { data?: T; error?: unknown; response: Response };
 
@@ -67,31 +131,38 @@ export function createPaymentsClient(options: PaymentsClientOptions) {
   const sleep = options.sleep ?? defaultSleep;
   const random = options.random ?? Math.random;
   const maxAttempts = options.retry?.maxAttempts ?? 4;
+  const newKey = () => globalThis.crypto.randomUUID();
 
   /** Runs one call with retries; returns the success body and response, or throws the last error. */
-  async function send<T>(idempotency: Idempotency, call: () => Promise<Result<T>>): Promise<{ data: T; response: Response }> {
+  async function send<T>(idempotency: Idempotency, opts: CallOptions, call: (signal: AbortSignal) => Promise<Result<T>>): Promise<{ data: T; response: Response }> {
+    const timeoutMs = opts.timeoutMs ?? options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     for (let attempt = 0; ; attempt++) {
+      if (opts.signal?.aborted) throw abortReason(opts.signal);
       let outcome: Outcome;
       let failure: unknown;
+      const a = attemptSignal(opts.signal, timeoutMs);
       try {
-        const { data, error, response } = await call();
+        const { data, error, response } = await call(a.signal);
         if (response.ok) return { data: data as T, response };
         const body = (error as { error?: ErrorBody } | undefined)?.error;
         outcome = { status: response.status, code: body?.code, retryAfter: response.headers.get('retry-after') };
         failure = new PaymentsApiError(response.status, body);
       } catch (err) {
-        // No answer: the request may or may not have been applied.
+        if (opts.signal?.aborted) throw abortReason(opts.signal);
+        // No answer (network error, or the attempt's timeout): the request may or may not have been applied.
         outcome = {};
-        failure = err;
+        failure = a.timedOut() ? a.signal.reason : err;
+      } finally {
+        a.done();
       }
       if (attempt + 1 >= maxAttempts || !isRetryable(outcome, idempotency)) throw failure;
       const delayMs = retryDelayMs(attempt, outcome, options.retry, random);
-      options.onRetry?.({ attempt: attempt + 1, delayMs, status: outcome.status, code: outcome.code });
-      await sleep(delayMs);
+      options.onRetry?.({ attempt: attempt + 1, delayMs, ...(outcome.status !== undefined ? { status: outcome.status } : {}), ...(outcome.code !== undefined ? { code: outcome.code } : {}) });
+      await sleep(delayMs, opts.signal);
     }
   }
 
-  return {
+  const client = {
     /** The generated openapi-fetch client, for calls without the retry policy. */
     http,
 
@@ -99,62 +170,74 @@ export function createPaymentsClient(options: PaymentsClientOptions) {
      * Creates a payment, or returns the one its idempotency key already holds (`replayed: true`). One key
      * per call (or `idempotencyKey`, to continue a payment across process restarts), sent on every retry.
      */
-    async createPayment(input: Omit<CreatePaymentRequest, 'idempotencyKey'>, opts: { idempotencyKey?: string } = {}) {
-      const idempotencyKey = opts.idempotencyKey ?? globalThis.crypto.randomUUID();
-      const { data, response } = await send('safe', () =>
-        http.POST('/api/payments/process', { body: input, headers: { 'Idempotency-Key': idempotencyKey } }),
+    async createPayment(input: Omit<CreatePaymentRequest, 'idempotencyKey'>, opts: IdempotentCallOptions = {}) {
+      const idempotencyKey = opts.idempotencyKey ?? newKey();
+      const { data, response } = await send('safe', opts, (signal) =>
+        http.POST('/api/payments/process', { body: input, headers: { 'Idempotency-Key': idempotencyKey }, signal }),
       );
       return { payment: data, replayed: response.headers.get('idempotent-replayed') === 'true', idempotencyKey };
     },
 
-    async getPayment(paymentID: string): Promise<Payment> {
-      return (await send('safe', () => http.GET('/api/payments/{paymentID}', { params: { path: { paymentID } } }))).data;
+    async getPayment(paymentID: string, opts: CallOptions = {}): Promise<Payment> {
+      return (await send('safe', opts, (signal) => http.GET('/api/payments/{paymentID}', { params: { path: { paymentID } }, signal }))).data;
     },
 
-    async getPaymentStatus(paymentID: string) {
-      return (await send('safe', () => http.GET('/api/payments/{paymentID}/status', { params: { path: { paymentID } } }))).data;
+    async getPaymentStatus(paymentID: string, opts: CallOptions = {}): Promise<PaymentStatusView> {
+      return (await send('safe', opts, (signal) => http.GET('/api/payments/{paymentID}/status', { params: { path: { paymentID } }, signal }))).data;
     },
 
     /** One page of the tenant's payments, newest first; pass `nextCursor` back as `cursor`. */
-    async listPayments(query: { status?: PaymentStatus; limit?: number; cursor?: string } = {}): Promise<PaymentList> {
-      return (await send('safe', () => http.GET('/api/payments', { params: { query } }))).data;
+    async listPayments(query: { status?: PaymentStatus; limit?: number; cursor?: string } = {}, opts: CallOptions = {}): Promise<PaymentList> {
+      return (await send('safe', opts, (signal) => http.GET('/api/payments', { params: { query }, signal }))).data;
     },
 
     /** Every payment of the tenant (optionally in one status), page by page. */
-    async *allPayments(query: { status?: PaymentStatus; limit?: number } = {}): AsyncGenerator<Payment> {
+    async *allPayments(query: { status?: PaymentStatus; limit?: number } = {}, opts: CallOptions = {}): AsyncGenerator<Payment> {
       let cursor: string | undefined;
       do {
-        const page = await this.listPayments({ ...query, ...(cursor ? { cursor } : {}) });
+        const page = await client.listPayments({ ...query, ...(cursor ? { cursor } : {}) }, opts);
         yield* page.items;
         cursor = page.nextCursor ?? undefined;
       } while (cursor);
     },
 
-    async getKeyRecord(idempotencyKey: string) {
-      return (await send('safe', () => http.GET('/api/payments/key/{idempotencyKey}', { params: { path: { idempotencyKey } } }))).data;
+    async getKeyRecord(idempotencyKey: string, opts: CallOptions = {}): Promise<KeyRecord> {
+      return (await send('safe', opts, (signal) => http.GET('/api/payments/key/{idempotencyKey}', { params: { path: { idempotencyKey } }, signal }))).data;
     },
 
-    async validateKey(body: components['schemas']['ValidateKeyRequest']) {
-      return (await send('safe', () => http.POST('/api/payments/validate-key', { body }))).data;
+    async validateKey(body: ValidateKeyRequest, opts: CallOptions = {}): Promise<KeyValidation> {
+      return (await send('safe', opts, (signal) => http.POST('/api/payments/validate-key', { body, signal }))).data;
     },
 
-    /** Operator action: retried only on answers that mean nothing happened (429, 503, CONCURRENT_UPDATE). */
-    async retryPayment(paymentID: string, reason?: string): Promise<Payment> {
-      return (await send('unsafe', () => http.POST('/api/payments/{paymentID}/retry', { params: { path: { paymentID } }, body: reason ? { reason } : {} }))).data;
+    /**
+     * Runs a retrying payment now, or (operator key) re-opens a failed one. Sent with an Idempotency-Key
+     * (one per call unless given), so a retry after a lost answer gets the first answer, not a second action.
+     */
+    async retryPayment(paymentID: string, opts: IdempotentCallOptions & { reason?: string } = {}): Promise<Payment> {
+      const key = opts.idempotencyKey ?? newKey();
+      const body = opts.reason !== undefined ? { reason: opts.reason } : {};
+      return (
+        await send('safe', opts, (signal) =>
+          http.POST('/api/payments/{paymentID}/retry', { params: { path: { paymentID }, header: { 'Idempotency-Key': key } }, body, signal }),
+        )
+      ).data;
     },
 
-    async listAuditEntries(query: NonNullable<paths['/api/audit/payments']['get']['parameters']['query']> = {}) {
-      return (await send('safe', () => http.GET('/api/audit/payments', { params: { query } }))).data;
+    async listAuditEntries(query: AuditQuery = {}, opts: CallOptions = {}): Promise<AuditPage> {
+      return (await send('safe', opts, (signal) => http.GET('/api/audit/payments', { params: { query }, signal }))).data;
     },
 
-    async startRecovery() {
-      return (await send('unsafe', () => http.POST('/api/recovery/process'))).data;
+    /** Operator: starts a reconciliation run (or returns the active one), under an Idempotency-Key like retryPayment. */
+    async startRecovery(opts: IdempotentCallOptions = {}): Promise<RecoveryRunStarted> {
+      const key = opts.idempotencyKey ?? newKey();
+      return (await send('safe', opts, (signal) => http.POST('/api/recovery/process', { params: { header: { 'Idempotency-Key': key } }, signal }))).data;
     },
 
-    async getRecoveryStatus() {
-      return (await send('safe', () => http.GET('/api/recovery/status'))).data;
+    async getRecoveryStatus(opts: CallOptions = {}): Promise<RecoveryStatus> {
+      return (await send('safe', opts, (signal) => http.GET('/api/recovery/status', { signal }))).data;
     },
   };
+  return client;
 }
 
 export type PaymentsClient = ReturnType<typeof createPaymentsClient>;

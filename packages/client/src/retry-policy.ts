@@ -1,11 +1,12 @@
 /**
  * When the client may send a request again, and how long it waits first.
  *
- * Safe means "cannot do a thing twice": reads, and creates under one idempotency key (the server
- * answers a repeat with the first payment). Those are retried on network errors, 429, 409
- * CONCURRENT_UPDATE and 5xx. Operator actions without that guarantee (retry a payment, start a
- * recovery run) are retried only on answers that mean nothing happened: 429, 503 and 409
- * CONCURRENT_UPDATE. No other 4xx is ever retried: sending the same request again cannot change it.
+ * Safe means "cannot do a thing twice": reads, creates under one idempotency key (the server answers
+ * a repeat with the first payment) and actions sent with an Idempotency-Key (the server answers a
+ * repeat with the first response). Those are retried on no answer (network error, timeout), 429,
+ * 409 CONCURRENT_UPDATE or IDEMPOTENCY_IN_PROGRESS and 5xx. A request without that guarantee is
+ * retried only on answers that mean nothing happened: 429, 503 and 409 CONCURRENT_UPDATE. No other 4xx
+ * is ever retried: sending the same request again cannot change it.
  */
 export interface RetryOptions {
   /** Attempts in all, the first included. Default 4. */
@@ -19,18 +20,19 @@ export interface RetryOptions {
 export type Idempotency = 'safe' | 'unsafe';
 
 export interface Outcome {
-  /** Undefined when no answer came (network error, connection reset, lost response). */
+  /** Undefined when no answer came (network error, timeout, connection reset, lost response). */
   readonly status?: number;
   /** error.code of an error body. */
-  readonly code?: string;
-  readonly retryAfter?: string | null;
+  readonly code?: string | undefined;
+  readonly retryAfter?: string | null | undefined;
 }
 
 export function isRetryable(outcome: Outcome, idempotency: Idempotency): boolean {
   const { status, code } = outcome;
   const concurrent = status === 409 && code === 'CONCURRENT_UPDATE';
   if (idempotency === 'unsafe') return status === 429 || status === 503 || concurrent;
-  return status === undefined || status === 429 || concurrent || status >= 500;
+  const inProgress = status === 409 && code === 'IDEMPOTENCY_IN_PROGRESS';
+  return status === undefined || status === 429 || concurrent || inProgress || status >= 500;
 }
 
 /** Full jitter, but never sooner than the server's Retry-After (seconds or an HTTP date), capped. */

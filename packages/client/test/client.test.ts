@@ -9,7 +9,7 @@ import { startLocalStack } from '@idempotent-payments/local-stack';
 import { startProviderSimulator } from '@idempotent-payments/provider-simulator';
 import { startLocalRun } from '../../../scripts/drill-env';
 import { generateTypes, TYPES_PATH } from '../scripts/generate-types';
-import { createPaymentsClient, PaymentsApiError, retryDelayMs } from '../src/index';
+import { createPaymentsClient, isRetryable, PaymentsApiError, retryDelayMs } from '../src/index';
 
 const input = { amount: 25, currency: 'USD', paymentMethod: { type: 'card' as const, token: 'tok_success' } };
 
@@ -33,25 +33,29 @@ const paymentBody = (id: string) => ({
   version: 1,
 });
 
-type Answer = { status: number; body?: unknown; headers?: Record<string, string> } | 'network-error';
+type Answer = { status: number; body?: unknown; headers?: Record<string, string> } | 'network-error' | 'hang';
 
 /** A fetch that answers from a script and records each request's method, path and idempotency key. */
-function scripted(answers: Answer[]) {
+function scripted(answers: Answer[], options: { timeoutMs?: number } = {}) {
   const requests: Array<{ method: string; path: string; key: string | null }> = [];
   const delays: number[] = [];
   const client = createPaymentsClient({
     baseUrl: 'http://api.test',
     apiKey: 'k1',
     retry: { maxAttempts: 4, baseDelayMs: 100, maxDelayMs: 5_000 },
+    ...options,
     random: () => 0.5,
-    sleep: async (ms) => {
+    sleep: async (ms, signal) => {
       delays.push(ms);
+      if (signal?.aborted) throw signal.reason;
     },
     fetch: async (req) => {
       requests.push({ method: req.method, path: new URL(req.url).pathname, key: req.headers.get('idempotency-key') });
       const a = answers.shift();
       if (!a) throw new Error('script ran out');
       if (a === 'network-error') throw new TypeError('fetch failed');
+      // No answer until the request's signal aborts it, as fetch does.
+      if (a === 'hang') return new Promise<Response>((_, reject) => req.signal.addEventListener('abort', () => reject(req.signal.reason), { once: true }));
       return new Response(JSON.stringify(a.body ?? {}), { status: a.status, headers: { 'content-type': 'application/json', ...a.headers } });
     },
   });
@@ -116,16 +120,64 @@ describe('retry policy', () => {
     expect(requests[2]!.key).toBe('order-7');
   });
 
-  it('operator actions are retried only when nothing happened (503), never after a lost answer or a 500', async () => {
-    const a = scripted([error(503, 'SERVICE_UNAVAILABLE', true), { status: 202, body: paymentBody('pay_2') }]);
-    expect((await a.client.retryPayment('pay_2')).id).toBe('pay_2');
+  it('actions (retryPayment, startRecovery) carry an Idempotency-Key, the same on every retry, so a lost answer is retried safely', async () => {
+    const a = scripted(['network-error', error(500, 'INTERNAL_ERROR', true), error(409, 'IDEMPOTENCY_IN_PROGRESS', true), { status: 202, body: paymentBody('pay_2') }]);
+    expect((await a.client.retryPayment('pay_2', { reason: 'incident over' })).id).toBe('pay_2');
+    expect(a.requests).toHaveLength(4);
+    expect(a.requests[0]!.key).toBeTruthy();
+    expect(new Set(a.requests.map((r) => r.key)).size).toBe(1);
+    const b = scripted(['network-error', { status: 202, body: { runId: 'run_1', status: 'running', alreadyRunning: false, startedAt: '2030-01-01T00:00:00.000Z' } }]);
+    expect((await b.client.startRecovery({ idempotencyKey: 'run 7' })).runId).toBe('run_1');
+    expect(b.requests.map((r) => r.key)).toEqual(['run 7', 'run 7']);
+    // Each call is its own action: a new key, unless the caller gives one.
+    const c = scripted([{ status: 202, body: paymentBody('pay_3') }, { status: 202, body: paymentBody('pay_3') }]);
+    await c.client.retryPayment('pay_3');
+    await c.client.retryPayment('pay_3');
+    expect(c.requests[0]!.key).not.toBe(c.requests[1]!.key);
+    // Not retried: an answer that says the request itself is wrong.
+    const d = scripted([error(409, 'INVALID_STATE_TRANSITION', false)]);
+    await expect(d.client.retryPayment('pay_4')).rejects.toMatchObject({ status: 409, code: 'INVALID_STATE_TRANSITION' });
+    expect(d.requests).toHaveLength(1);
+  });
+
+  it('without an idempotency guarantee, only answers that mean nothing happened are retried', () => {
+    expect(isRetryable({ status: 503 }, 'unsafe')).toBe(true);
+    expect(isRetryable({ status: 409, code: 'CONCURRENT_UPDATE' }, 'unsafe')).toBe(true);
+    expect(isRetryable({}, 'unsafe')).toBe(false);
+    expect(isRetryable({ status: 500 }, 'unsafe')).toBe(false);
+    expect(isRetryable({ status: 409, code: 'IDEMPOTENCY_IN_PROGRESS' }, 'unsafe')).toBe(false);
+  });
+
+  it('an attempt without an answer times out and is retried with the same key; the last timeout is a TimeoutError', async () => {
+    const a = scripted(['hang', { status: 201, body: paymentBody('pay_5') }], { timeoutMs: 20 });
+    const res = await a.client.createPayment(input);
+    expect(res.payment.id).toBe('pay_5');
     expect(a.requests).toHaveLength(2);
-    const b = scripted(['network-error']);
-    await expect(b.client.retryPayment('pay_2')).rejects.toThrow('fetch failed');
-    expect(b.requests).toHaveLength(1);
-    const c = scripted([error(500, 'INTERNAL_ERROR', true)]);
-    await expect(c.client.startRecovery()).rejects.toMatchObject({ status: 500 });
-    expect(c.requests).toHaveLength(1);
+    expect(a.requests[1]!.key).toBe(a.requests[0]!.key);
+    const b = scripted(['hang', 'hang', 'hang', 'hang']);
+    const err = await b.client.getPayment('pay_6', { timeoutMs: 10 }).catch((e: unknown) => e);
+    expect(err).toMatchObject({ name: 'TimeoutError' });
+    expect(b.requests).toHaveLength(4);
+  });
+
+  it("the caller's AbortSignal cancels the call and its retries", async () => {
+    const controller = new AbortController();
+    const a = scripted(['hang', 'hang'], { timeoutMs: 60_000 });
+    setTimeout(() => controller.abort(), 20);
+    const err = await a.client.getPayment('pay_7', { signal: controller.signal }).catch((e: unknown) => e);
+    expect(err).toMatchObject({ name: 'AbortError' });
+    expect(a.requests).toHaveLength(1);
+    // Already aborted: nothing is sent.
+    const b = scripted([]);
+    await expect(b.client.listPayments({}, { signal: AbortSignal.abort() })).rejects.toMatchObject({ name: 'AbortError' });
+    expect(b.requests).toHaveLength(0);
+    // Aborted while waiting to retry: no further attempt.
+    const c = new AbortController();
+    const d = scripted([error(503, 'SERVICE_UNAVAILABLE', true), { status: 200, body: paymentBody('pay_8') }]);
+    const waiting = d.client.getPayment('pay_8', { signal: c.signal });
+    c.abort();
+    await expect(waiting).rejects.toMatchObject({ name: 'AbortError' });
+    expect(d.requests.length).toBeLessThanOrEqual(1);
   });
 
   it('backoff is exponential with full jitter, capped, and never below Retry-After', () => {

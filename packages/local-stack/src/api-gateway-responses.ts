@@ -73,12 +73,20 @@ export function gatewayResponse(model: Pick<RestApiModel, 'gatewayResponses'>, t
     'x-amzn-ErrorType': [builtin.errorType],
     'x-amz-apigw-id': [ctx.extendedRequestId],
   };
+  // Header mappings: a 'literal', a request header, or a context variable (context.requestId).
   for (const [key, value] of Object.entries(def?.parameters ?? {})) {
     const name = /^gatewayresponse\.header\.(.+)$/.exec(key)?.[1];
     if (!name) continue;
     const literal = /^'(.*)'$/.exec(value);
     const fromHeader = /^method\.request\.header\.(.+)$/.exec(value);
-    const v = literal ? literal[1]! : fromHeader ? lowerKeys(ctx.requestHeaders ?? {})[fromHeader[1]!.toLowerCase()] : undefined;
+    const fromContext = /^context\.(.+)$/.exec(value);
+    const v = literal
+      ? literal[1]!
+      : fromHeader
+        ? lowerKeys(ctx.requestHeaders ?? {})[fromHeader[1]!.toLowerCase()]
+        : fromContext && Object.hasOwn(vars, fromContext[1]!)
+          ? vars[fromContext[1]!]
+          : undefined;
     if (v !== undefined) headers[name] = [v];
   }
   return { status, headers, body: Buffer.from(body) };

@@ -28,6 +28,8 @@ export interface RuntimeEndpoints {
   readonly dynamodb: string;
   readonly sqs: string;
   readonly lambda: string;
+  /** The local Secrets Manager, when the template has secrets. */
+  readonly secretsManager?: string;
 }
 
 /**
@@ -101,6 +103,7 @@ export function functionDefinitions(
       AWS_ENDPOINT_URL_DYNAMODB_STREAMS: endpoints.dynamodb,
       AWS_ENDPOINT_URL_SQS: endpoints.sqs,
       AWS_ENDPOINT_URL_LAMBDA: endpoints.lambda,
+      ...(endpoints.secretsManager ? { AWS_ENDPOINT_URL_SECRETS_MANAGER: endpoints.secretsManager } : {}),
       // No X-Ray daemon here: Powertools Tracer stays a no-op (the trace id still reaches the logs).
       POWERTOOLS_TRACE_ENABLED: 'false',
       // The SDK warns once per worker that it will need Node 22; the local stack runs on Node 20.

@@ -21,6 +21,7 @@ import { FunctionRegistry } from './function-registry';
 import { AsyncInvoker, startLambdaEndpoint } from './lambda-endpoint';
 import { LOCAL_REGION } from './local-account';
 import { reconcileQueues, reconcileTables } from './reconcile';
+import { startSecretsEndpoint } from './secrets-endpoint';
 import { SqsPoller } from './sqs-poller';
 import { CheckpointStore } from './stream-checkpoints';
 import { StreamPoller } from './stream-poller';
@@ -201,7 +202,10 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       });
       teardown.add('IAM proxies', () => iam!.stop());
     }
-    const functionEndpoints = iam?.endpoints ?? endpoints;
+    // Secrets the template generates (not behind the IAM proxy: Secrets Manager calls are not evaluated).
+    const secrets = await startSecretsEndpoint({ template, dataDir: options.dataDir ? path.resolve(options.dataDir) : undefined, log });
+    teardown.add('Secrets Manager endpoint', () => secrets.stop());
+    const functionEndpoints = { ...(iam?.endpoints ?? endpoints), secretsManager: secrets.url };
     registry = new FunctionRegistry(
       functionDefinitions(
         stack,

@@ -155,6 +155,8 @@ export const localTableArn = (tableName: string) => `arn:aws:dynamodb:local:0000
 
 /** A local function's ARN, by logical id. */
 export const localFunctionArn = (functionId: string) => `arn:aws:lambda:local:000000000000:function:${functionId}`;
+/** A template secret's ARN locally (its Ref); the local Secrets Manager (secrets-endpoint.ts) answers for it. */
+export const localSecretArn = (logicalId: string) => `arn:aws:secretsmanager:local:000000000000:secret:${logicalId}`;
 
 /**
  * Resolves the intrinsic functions CDK emits in function environments (Ref and Fn::GetAtt of tables,
@@ -199,6 +201,7 @@ function resolveRef(id: string, attr: string, template: CfnTemplate, local: Loca
     if (attr === 'Ref') return id;
     if (attr === 'Arn') return localFunctionArn(id);
   }
+  if (type === 'AWS::SecretsManager::Secret' && attr === 'Ref') return localSecretArn(id);
   throw new Error(`Cannot resolve ${attr} of ${id} (${type ?? 'unknown'}) locally`);
 }
 

@@ -58,13 +58,13 @@ describe('functionRoles', () => {
             Statement: [
               { Effect: 'Allow', Action: ['dynamodb:GetItem'], Resource: [{ 'Fn::GetAtt': ['Tbl', 'Arn'] }, { 'Fn::Join': ['', [{ 'Fn::GetAtt': ['Tbl', 'Arn'] }, '/index/*']] }] },
               { Effect: 'Allow', Action: 'dynamodb:PutItem', Resource: '*', Condition: { Bool: { 'aws:SecureTransport': 'true' } } },
-              { Effect: 'Allow', Action: 'secretsmanager:GetSecretValue', Resource: { Ref: 'Secret' } },
+              { Effect: 'Allow', Action: 'kms:Decrypt', Resource: { 'Fn::GetAtt': ['Key', 'Arn'] } },
             ],
           },
         },
       },
       Tbl: { Type: 'AWS::DynamoDB::Table' },
-      Secret: { Type: 'AWS::SecretsManager::Secret' },
+      Key: { Type: 'AWS::KMS::Key' },
     },
   };
   const roles = functionRoles(template, (v) => resolveValue(v, template, { tables: { Tbl: { name: 'Tbl' } }, queues: {} }));

@@ -67,6 +67,8 @@ describe('API model from the template', () => {
       error: { code: 'FORBIDDEN', message: 'Forbidden', retryable: false, timestamp: expect.stringMatching(/^\d{2}\/\w{3}\/\d{4}:\d{2}:\d{2}:\d{2} \+0000$/), requestId: 'req-1' },
     });
     expect(forbidden.headers['x-amzn-ErrorType']).toEqual(['ForbiddenException']);
+    // The template maps x-request-id from context.requestId.
+    expect(forbidden.headers['x-request-id']).toEqual(['req-1']);
 
     const missing = gatewayResponse(api, 'MISSING_AUTHENTICATION_TOKEN', ctx);
     expect(missing.status).toBe(403);
@@ -85,6 +87,14 @@ describe('API model from the template', () => {
     // Without any GatewayResponse, API Gateway's own body.
     const bare = gatewayResponse({ gatewayResponses: new Map() }, 'INVALID_API_KEY', ctx);
     expect(JSON.parse(bare.body.toString())).toEqual({ message: 'Forbidden' });
+    // Header mappings from context variables, literals and request headers.
+    const mapped = gatewayResponse(
+      { gatewayResponses: new Map([['DEFAULT_4XX', { type: 'DEFAULT_4XX', templates: {}, parameters: { 'gatewayresponse.header.a': 'context.requestId', 'gatewayresponse.header.b': "'x'", 'gatewayresponse.header.c': 'method.request.header.Origin', 'gatewayresponse.header.d': 'context.nope' } }]]) },
+      'INVALID_API_KEY',
+      { ...ctx, requestHeaders: { origin: 'o' } },
+    );
+    expect(mapped.headers).toMatchObject({ a: ['req-1'], b: ['x'], c: ['o'] });
+    expect(mapped.headers).not.toHaveProperty('d');
   });
 
   it('builds REST proxy events (payload format 1.0)', () => {
