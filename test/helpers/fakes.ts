@@ -168,3 +168,61 @@ export function paymentFixture(over: Partial<Payment> = {}): Payment {
     ...over,
   };
 }
+
+/**
+ * The refund records the service owes (same contract as RefundRepository): a conditional create, updates
+ * conditional on version, a sparse "open" set of pending refunds by due time.
+ */
+export class FakeRefundStore {
+  readonly items = new Map<string, Record<string, any>>();
+
+  async get(id: string): Promise<any> {
+    await Promise.resolve();
+    const r = this.items.get(id);
+    return r ? structuredClone(r) : undefined;
+  }
+
+  async create(record: Record<string, any>): Promise<{ created: boolean; record: any }> {
+    await Promise.resolve();
+    const existing = this.items.get(record.id);
+    if (existing) return { created: false, record: structuredClone(existing) };
+    const stored = { ...structuredClone(record), openShard: 'open#00' };
+    this.items.set(record.id, stored);
+    return { created: true, record: structuredClone(stored) };
+  }
+
+  async update(current: Record<string, any>, set: Record<string, any>, dueAt?: number): Promise<any> {
+    await Promise.resolve();
+    const stored = this.items.get(current.id);
+    if (!stored || stored.version !== current.version) throw new ConcurrentUpdateError(stored ? structuredClone(stored) : undefined);
+    const next: Record<string, any> = { ...stored, ...structuredClone(set), version: stored.version + 1 };
+    if (next.status === 'pending') {
+      next.openShard = stored.openShard ?? 'open#00';
+      next.dueAt = dueAt ?? stored.dueAt;
+    } else {
+      delete next.openShard;
+      delete next.dueAt;
+    }
+    this.items.set(next.id, next);
+    return structuredClone(next);
+  }
+
+  openPartitions(): readonly string[] {
+    return ['open#00'];
+  }
+
+  async openDue(partition: string, dueBefore: number, _startKey?: Record<string, unknown>, limit = 100): Promise<{ items: any[]; next?: Record<string, unknown> }> {
+    await Promise.resolve();
+    const items = [...this.items.values()]
+      .filter((r) => r.openShard === partition && (r.dueAt ?? 0) <= dueBefore)
+      .sort((a, b) => a.dueAt - b.dueAt)
+      .slice(0, limit)
+      .map((r) => structuredClone(r));
+    return { items };
+  }
+
+  /** Refund records by status, for assertions. */
+  byStatus(status: string): any[] {
+    return [...this.items.values()].filter((r) => r.status === status);
+  }
+}
