@@ -11,8 +11,10 @@ import { AuditRepository } from './adapters/dynamo/audit-repository';
 import { countOpenByStatus } from './adapters/dynamo/open-payments';
 import { PaymentRepository } from './adapters/dynamo/payment-repository';
 import { RecoveryRunsRepository, runLeaseMs } from './adapters/dynamo/recovery-runs';
+import { RefundRepository } from './adapters/dynamo/refund-repository';
 import { crashAfterChargeRule, withCrashAfterCharge } from './adapters/provider/fault-injection';
 import { providerApiKey } from './adapters/provider/provider-secret';
+import { stripeChargeRules } from './adapters/provider/stripe-amounts';
 import { createStripeProvider } from './adapters/provider/stripe-provider';
 import { withTracing } from './adapters/provider/traced-provider';
 import { SqsPaymentQueue } from './adapters/sqs/payment-queue';
@@ -21,6 +23,7 @@ import { PaymentsService } from './core/payments-service';
 import type { PaymentProvider } from './core/ports/payment-provider';
 import { PaymentProcessor } from './core/processing/payment-processor';
 import { Reconciler } from './core/reconciler';
+import { RefundProcessor } from './core/refund-processor';
 import { createAuditStreamHandler } from './audit/audit-stream';
 import { createReconcilerHandler } from './recovery/reconciler';
 import { loadConfig, type PaymentsConfig } from './shared/env';
@@ -66,6 +69,7 @@ function build() {
         stuckAfterSeconds: config().stuckAfterSeconds,
       }),
   );
+  const refunds = once(() => new RefundRepository(documentClient(), { refunds: config().refundsTable, openRefundsIndex: config().openRefundsIndex }));
   const audit = once(() => new AuditRepository(documentClient(), { audit: config().auditTable, byTenantIndex: config().auditByTenantIndex }));
   const runs = once(() => new RecoveryRunsRepository(documentClient(), config().recoveryTable));
 
@@ -95,6 +99,7 @@ function build() {
       port: Number(url.port || (url.protocol === 'http:' ? 80 : 443)),
       protocol: url.protocol === 'http:' ? 'http' : 'https',
       timeoutMs: c.providerTimeoutMs,
+      tag: c.tag,
     });
     const crash = crashAfterChargeRule(c.faultCrashAfterCharge);
     // Every provider call is an X-Ray subsegment annotated with its outcome.
@@ -114,8 +119,9 @@ function build() {
         config: { ...config(), deferJitterMs: config().breakerOpenSeconds * 500 },
       }),
   );
+  const refundProcessor = once(async () => new RefundProcessor({ refunds: refunds(), provider: await provider(), logger, metrics }));
 
-  const workerHandler = once(async () => createWorkerHandler({ processor: await processor(), logger }));
+  const workerHandler = once(async () => createWorkerHandler({ processor: await processor(), refunds: await refundProcessor(), logger }));
   const auditHandler = once(() => createAuditStreamHandler({ repository: audit(), logger, metrics }));
 
   const reconcilerHandler = once(async () => {
@@ -132,9 +138,11 @@ function build() {
           queue: queue(),
           processor: proc,
           provider: prov,
+          refunds: refunds(),
           logger,
+          metrics,
           hasTime,
-          config: { stuckAfterSeconds: c.stuckAfterSeconds, openDeadlineSeconds: c.openDeadlineSeconds, settleGraceMs: c.leaseSeconds * 2000 },
+          config: { stuckAfterSeconds: c.stuckAfterSeconds, openDeadlineSeconds: c.openDeadlineSeconds, settleGraceMs: c.leaseSeconds * 2000, tag: c.tag },
         }),
     });
   });
@@ -163,6 +171,8 @@ function build() {
 
   return {
     config,
+    /** What the provider can take (Stripe's amount table and metadata limits), checked at create. */
+    chargeRules: stripeChargeRules,
     logger,
     metrics,
     principals,
@@ -171,6 +181,7 @@ function build() {
     queue,
     payments,
     audit,
+    refunds,
     runs,
     breaker,
     provider,

@@ -15,9 +15,11 @@
  * What it guarantees is what a real provider guarantees: an intent succeeds at most once and a
  * cancelled intent never succeeds. Money movements go to `ledger`, so tests count captures.
  */
-import * as port from '../../functions/core/ports/payment-provider';
 import {
   ProviderError,
+  cancelIdempotencyKey,
+  intentIdempotencyKey,
+  refundIdempotencyKey,
   type ConfirmIntentRequest,
   type CreateIntentRequest,
   type IntentPage,
@@ -102,6 +104,7 @@ export class FakeIntentProvider implements PaymentProvider {
   private readonly counts = new Map<string, number>();
   private readonly pendingLate: Array<() => void> = [];
   private seq = 0;
+  private cancels = 0;
 
   constructor(
     private readonly now: () => number = Date.now,
@@ -111,7 +114,7 @@ export class FakeIntentProvider implements PaymentProvider {
   // ---- PaymentProvider ----------------------------------------------------------------------------
 
   async createIntent(req: CreateIntentRequest): Promise<ProviderIntent> {
-    const key = (port.intentIdempotencyKey as (id: string, seq?: number, gen?: number) => string)(req.paymentId, req.intentSeq, (req as { keyGeneration?: number }).keyGeneration);
+    const key = intentIdempotencyKey(req.paymentId, req.intentSeq, req.keyGeneration);
     this.calls.push({ op: 'create', key });
     await tick();
     if (this.failCreates) throw this.failCreates;
@@ -191,10 +194,6 @@ export class FakeIntentProvider implements PaymentProvider {
     return this.visible(this.record(intentId));
   }
 
-  async findIntentForPayment(paymentId: string): Promise<ProviderIntent | undefined> {
-    return (await this.findIntentsForPayment(paymentId)).sort((a, b) => a.created - b.created)[0];
-  }
-
   /** Search by metadata: every intent carrying this payment id (as far as the lagging index shows). */
   async findIntentsForPayment(paymentId: string): Promise<ProviderIntent[]> {
     this.calls.push({ op: 'search', id: paymentId });
@@ -203,8 +202,9 @@ export class FakeIntentProvider implements PaymentProvider {
     return [...this.intents.values()].filter((r) => r.intent.paymentId === paymentId && this.seen(r)).map((r) => this.visible(r));
   }
 
-  async cancelIntent(intentId: string, _paymentId: string, ...rest: unknown[]): Promise<ProviderIntent> {
-    const key = (port.cancelIdempotencyKey as (id: string, ...r: unknown[]) => string)(intentId, ...rest);
+  async cancelIntent(intentId: string, _paymentId: string): Promise<ProviderIntent> {
+    // A key per call, as the adapter does: a saved 5xx under one call's key never blocks the next.
+    const key = cancelIdempotencyKey(intentId, String(++this.cancels));
     this.calls.push({ op: 'cancel', id: intentId, key });
     await tick();
     if (this.failCancels) throw this.failCancels;
@@ -226,8 +226,7 @@ export class FakeIntentProvider implements PaymentProvider {
   }
 
   async refund(req: RefundRequest): Promise<ProviderRefund> {
-    const r = req as RefundRequest & { refundId?: string; keyGeneration?: number };
-    const key = (port.refundIdempotencyKey as (...a: unknown[]) => string)(...(r.refundId !== undefined ? [r.refundId, r.keyGeneration ?? 0] : [req.intentId, req.amountMinor]));
+    const key = refundIdempotencyKey(req.refundId, req.keyGeneration);
     this.calls.push({ op: 'refund', id: req.intentId, key });
     await tick();
     return this.idempotent(key, `${req.intentId}|${req.amountMinor}`, () => {
@@ -235,7 +234,7 @@ export class FakeIntentProvider implements PaymentProvider {
       if (rec.intent.status !== 'succeeded') throw new ProviderError('rejected', 'payment_intent_unexpected_state', 'nothing captured to refund', { httpStatus: 400 });
       const net = rec.intent.amountReceived - (rec.intent.amountRefunded ?? 0);
       if (net <= 0) throw new ProviderError('rejected', 'charge_already_refunded', 'already refunded', { httpStatus: 400 });
-      const amount = req.amountMinor ?? net;
+      const amount = req.amountMinor;
       if (amount > net) throw new ProviderError('rejected', 'amount_too_large', 'more than what remains', { httpStatus: 400 });
       const b = this.refundBehaviour(req, this.bump(`refund:${req.intentId}`));
       if (b === 'error') throw unknown503();
@@ -245,8 +244,8 @@ export class FakeIntentProvider implements PaymentProvider {
         amountMinor: amount,
         currency: rec.intent.currency,
         status: b === 'pending' ? 'pending' : 'succeeded',
-        ...(r.refundId !== undefined ? { refundId: r.refundId } : {}),
-      } as ProviderRefund;
+        refundId: req.refundId,
+      };
       this.refunds.set(refund.id, refund);
       this.update(rec, { ...rec.intent, amountRefunded: (rec.intent.amountRefunded ?? 0) + amount });
       if (refund.status === 'succeeded') this.ledger.push({ paymentId: rec.intent.paymentId, intentId: rec.intent.id, status: 'refunded', amountMinor: amount });

@@ -102,6 +102,17 @@ export class FakeRepository implements PaymentStore {
     return true;
   }
 
+  async recordIntent(current: Payment, intentId: string): Promise<Payment> {
+    await Promise.resolve();
+    const stored = this.items.get(current.id);
+    if (!stored || stored.version !== current.version || stored.status !== current.status || (stored.intentId !== undefined && stored.intentId !== intentId)) {
+      throw new ConcurrentUpdateError(stored ? structuredClone(stored) : undefined);
+    }
+    const next = { ...stored, intentId };
+    this.items.set(next.id, next);
+    return structuredClone(next);
+  }
+
   openPartitions(): readonly string[] {
     return ['open#00', 'open#03'];
   }

@@ -184,9 +184,11 @@ describe('issue 17: money against Stripe as it really behaves', () => {
     expect(s.stored('pay_3ds').status).toMatch(/^(failed|expired)$/);
     expect(s.provider.netCaptured('pay_3ds')).toBe(0);
     expect([...s.provider.intents.values()].find((r) => r.intent.paymentId === 'pay_3ds')!.intent.status).toBe('canceled');
-    // Still processing at the provider (it refuses a cancel): visibly waiting, not a lapsed lease.
-    expect(s.stored('pay_slow')).toMatchObject({ status: 'retrying' });
-    expect(s.stored('pay_slow').dueAt).toBeGreaterThan(s.clock.t);
+    // Still processing at the provider (it refuses a cancel): visibly waiting, not a lapsed lease; the
+    // checks are queued messages, not an audited version each time.
+    expect(s.stored('pay_slow')).toMatchObject({ status: 'retrying', lastError: { code: 'INTENT_PROCESSING', retryable: true } });
+    expect(s.queue.waiting.some((w) => w.message.paymentId === 'pay_slow')).toBe(true);
+    expect(s.repo.history.filter((h) => h.id === 'pay_slow').map((h) => h.action)).toEqual(['attempt_started', 'awaiting_provider']);
 
     s.provider.endProcessing(slowIntent, 'succeed');
     await s.runFor(30 * MIN);

@@ -428,7 +428,7 @@ describe('PaymentProcessor: never charged twice (each case failed on the per-att
     expect(s.provider.captures('pay_1')).toBe(1);
   });
 
-  it('a re-opened payment that fails again cancels its new intent under its own key and ends failed', async () => {
+  it('a re-opened payment that fails again cancels its new intent (a key per cancel call) and ends failed', async () => {
     const s = setup({ payment: { maxRetries: 0 } });
     s.provider.confirmBehaviour = () => 'error';
     await s.processor.process(created);
@@ -436,7 +436,7 @@ describe('PaymentProcessor: never charged twice (each case failed on the per-att
     s.repo.put({ ...p, status: 'retrying', version: p.version + 1, maxRetries: 0, intentSeq: 1, intentId: undefined, openShard: 'open#03', dueAt: T0 });
     await expect(s.processor.process({ paymentId: 'pay_1', reason: 'operator_retry' })).resolves.toMatchObject({ status: 'failed' });
     expect(s.provider.intents.get('pi_2')!.intent.status).toBe('canceled');
-    expect(s.provider.calls.filter((c) => c.op === 'cancel').map((c) => c.key)).toEqual(['cancel-pi_1', 'cancel-pi_2']);
+    expect(s.provider.calls.filter((c) => c.op === 'cancel').map((c) => c.key)).toEqual(['cancel-pi_1-1', 'cancel-pi_2-2']);
   });
 });
 
@@ -496,8 +496,8 @@ describe('PaymentProcessor: lapsed leases and crashes', () => {
       logger: silent,
     });
     await expect(crashing.process(created)).rejects.toBeInstanceOf(InjectedCrashError);
-    expect(s.stored()).toMatchObject({ status: 'processing', attempt: 1 });
-    expect(s.stored().intentId).toBeUndefined();
+    // The intent was stored on the payment before it was confirmed: recovery reads it, never makes another.
+    expect(s.stored()).toMatchObject({ status: 'processing', attempt: 1, intentId: 'pi_1' });
     await expect(s.processor.process(created)).resolves.toMatchObject({ reason: 'leased' });
     s.clock.advance(30_001);
     await expect(s.processor.process(created)).resolves.toMatchObject({ status: 'success', via: 'retrieve' });

@@ -149,8 +149,8 @@ describe('intents through the Stripe adapter', () => {
     expect(a.id).toMatch(/^pi_/);
     const b = await newIntent(provider, paymentId);
     expect(b.id).toBe(a.id);
-    await expect(provider.findIntentForPayment(paymentId)).resolves.toMatchObject({ id: a.id });
-    await expect(provider.findIntentForPayment(newPaymentId())).resolves.toBeUndefined();
+    await expect(provider.findIntentsForPayment(paymentId)).resolves.toEqual([expect.objectContaining({ id: a.id })]);
+    await expect(provider.findIntentsForPayment(newPaymentId())).resolves.toEqual([]);
   });
 
   it('the same create key with other parameters is rejected (a bug, not a retry)', async () => {
@@ -210,10 +210,11 @@ describe('intents through the Stripe adapter', () => {
     await expect(providerError(confirm(intent, 'tok_success', 2))).resolves.toMatchObject({ code: 'payment_intent_unexpected_state' });
   });
 
-  it('a canceled intent never succeeds; cancel is idempotent; cancel after success is refused', async () => {
+  it('a canceled intent never succeeds; a second cancel (its own key) says it is cancelled; cancel after success is refused', async () => {
     const intent = await newIntent();
     await expect(provider.cancelIntent(intent.id, intent.paymentId)).resolves.toMatchObject({ status: 'canceled' });
-    await expect(provider.cancelIntent(intent.id, intent.paymentId)).resolves.toMatchObject({ status: 'canceled' });
+    const again = await providerError(provider.cancelIntent(intent.id, intent.paymentId));
+    expect(again).toMatchObject({ kind: 'rejected', code: 'payment_intent_unexpected_state', extra: { intent: { status: 'canceled' } } });
     const err = await providerError(confirm(intent, 'tok_success'));
     expect(err).toMatchObject({ kind: 'rejected', code: 'payment_intent_unexpected_state', extra: { intent: { status: 'canceled' } } });
     expect(sim.ledger(intent.paymentId)).toEqual([]);
@@ -357,7 +358,7 @@ describe('honest faults', () => {
     const intent = await newIntent();
     // Too young to be seen at all.
     await expect(providerError(provider.retrieveIntent(intent.id))).resolves.toMatchObject({ kind: 'rejected', code: 'resource_missing' });
-    await expect(provider.findIntentForPayment(intent.paymentId)).resolves.toBeUndefined();
+    await expect(provider.findIntentsForPayment(intent.paymentId)).resolves.toEqual([]);
     // The confirm's own answer is current; lookups still show the old state until the lag passes.
     await expect(confirm(intent, 'tok_success')).resolves.toMatchObject({ status: 'succeeded' });
     await eventually(() => retrieveOrNothing(intent.id), (i) => i?.status === 'succeeded');
@@ -368,8 +369,8 @@ describe('honest faults', () => {
     sim.setFaults({ lookupLagMs: 4_000 });
     // The intent is older than nothing yet: wait until its creation is visible.
     await eventually(
-      () => provider.findIntentForPayment(intent.paymentId),
-      (i) => i !== undefined,
+      () => provider.findIntentsForPayment(intent.paymentId),
+      (found) => found.length > 0,
     );
     await confirm(intent, 'tok_success');
     await expect(provider.retrieveIntent(intent.id)).resolves.toMatchObject({ status: 'requires_payment_method' });
@@ -380,7 +381,7 @@ describe('honest faults', () => {
     const intent = await newIntent();
     sim.setFaults({ lookupErrorRate: 1 });
     await expect(providerError(provider.retrieveIntent(intent.id))).resolves.toMatchObject({ kind: 'unknown', code: 'HTTP_500' });
-    await expect(providerError(provider.findIntentForPayment(intent.paymentId))).resolves.toMatchObject({ kind: 'unknown' });
+    await expect(providerError(provider.findIntentsForPayment(intent.paymentId))).resolves.toMatchObject({ kind: 'unknown' });
   });
 
   it('authFailure and a wrong key are an outage, never a decline', async () => {
@@ -392,19 +393,19 @@ describe('honest faults', () => {
 });
 
 describe('refunds, listing and the ledger', () => {
-  it('refunds are idempotent per intent and amount; the ledger nets captures and refunds', async () => {
+  it('refunds are idempotent per key; the ledger nets captures and refunds; the charge shows what was refunded', async () => {
     const intent = await newIntent(provider, newPaymentId(), 5000);
     await confirm(intent, 'tok_success');
-    const part = { intentId: intent.id, paymentId: intent.paymentId, amountMinor: 1000, reason: 'test' };
+    const part = { refundId: `rf_${randomUUID()}`, keyGeneration: 0, intentId: intent.id, paymentId: intent.paymentId, amountMinor: 1000, currency: 'EUR', reason: 'test' };
     const r1 = await provider.refund(part);
-    expect(r1).toMatchObject({ intentId: intent.id, amountMinor: 1000, currency: 'EUR', status: 'succeeded' });
+    expect(r1).toMatchObject({ intentId: intent.id, amountMinor: 1000, currency: 'EUR', status: 'succeeded', refundId: part.refundId });
     await expect(provider.refund(part)).resolves.toMatchObject({ id: r1.id });
     expect(sim.netCaptured(intent.paymentId)).toBe(4000);
     await expect(provider.retrieveIntent(intent.id)).resolves.toMatchObject({ amountReceived: 5000, amountRefunded: 1000 });
-    await expect(providerError(provider.refund({ ...part, amountMinor: 9000 }))).resolves.toMatchObject({ kind: 'rejected', code: 'amount_too_large' });
-    const rest = await provider.refund({ intentId: intent.id, paymentId: intent.paymentId, reason: 'test' });
+    await expect(providerError(provider.refund({ ...part, refundId: `rf_${randomUUID()}`, amountMinor: 9000 }))).resolves.toMatchObject({ kind: 'rejected', code: 'amount_too_large' });
+    const rest = await provider.refund({ ...part, refundId: `rf_${randomUUID()}`, amountMinor: 4000 });
     expect(rest.amountMinor).toBe(4000);
-    await expect(provider.refund({ intentId: intent.id, paymentId: intent.paymentId, reason: 'test' })).resolves.toMatchObject({ id: rest.id });
+    await expect(provider.listRefunds(intent.id)).resolves.toEqual([expect.objectContaining({ id: rest.id }), expect.objectContaining({ id: r1.id, refundId: part.refundId })]);
     expect(sim.ledger(intent.paymentId).map((e) => [e.status, e.amountMinor])).toEqual([
       ['succeeded', 5000],
       ['refunded', 1000],
@@ -418,7 +419,7 @@ describe('refunds, listing and the ledger', () => {
 
   it('a refund of an intent that captured nothing is rejected', async () => {
     const intent = await newIntent();
-    await expect(providerError(provider.refund({ intentId: intent.id, paymentId: intent.paymentId, reason: 'x' }))).resolves.toMatchObject({
+    await expect(providerError(provider.refund({ refundId: 'rf_x', keyGeneration: 0, intentId: intent.id, paymentId: intent.paymentId, amountMinor: 4200, currency: 'EUR', reason: 'x' }))).resolves.toMatchObject({
       kind: 'rejected',
       code: 'payment_intent_unexpected_state',
     });
@@ -528,7 +529,7 @@ describe('persistence', () => {
     const second = await startCli(ledgerFile);
     const p2 = providerFor(second.url);
     await expect(p2.retrieveIntent(intent.id)).resolves.toMatchObject({ status: 'succeeded' });
-    await expect(p2.findIntentForPayment(intent.paymentId)).resolves.toMatchObject({ id: intent.id });
+    await expect(p2.findIntentsForPayment(intent.paymentId)).resolves.toEqual([expect.objectContaining({ id: intent.id })]);
     await expect(providerError(confirm(intent, 'tok_success', 2, p2))).resolves.toMatchObject({ code: 'payment_intent_unexpected_state' });
     const lines = readFileSync(ledgerFile, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as LedgerEntry);
     expect(lines).toEqual([expect.objectContaining({ intentId: intent.id, status: 'succeeded' })]);
