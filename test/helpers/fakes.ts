@@ -1,7 +1,19 @@
 /** In-memory fakes of the core's ports with the same contracts as the adapters (conditional writes). */
 import { ConcurrentUpdateError } from '../../functions/core/errors';
 import { isOpen, type Payment } from '../../functions/core/payment';
-import type { IdempotencyRecord, InsertResult, OpenDuePage, PaymentMessage, PaymentQueue, PaymentStore, TouchRequest, TransitionRequest } from '../../functions/core/ports';
+import type {
+  IdempotencyRecord,
+  InsertResult,
+  OpenDuePage,
+  OpenRefundsPage,
+  PaymentMessage,
+  PaymentQueue,
+  PaymentStore,
+  RefundStore,
+  TouchRequest,
+  TransitionRequest,
+} from '../../functions/core/ports';
+import type { Refund, RefundChange } from '../../functions/core/refund';
 import type { WorkerMessage } from '../../functions/core/processing/context';
 import { assertTransition } from '../../functions/core/state-machine';
 
@@ -184,29 +196,29 @@ export function paymentFixture(over: Partial<Payment> = {}): Payment {
  * The refund records the service owes (same contract as RefundRepository): a conditional create, updates
  * conditional on version, a sparse "open" set of pending refunds by due time.
  */
-export class FakeRefundStore {
-  readonly items = new Map<string, Record<string, any>>();
+export class FakeRefundStore implements RefundStore {
+  readonly items = new Map<string, Refund>();
 
-  async get(id: string): Promise<any> {
+  async get(id: string): Promise<Refund | undefined> {
     await Promise.resolve();
     const r = this.items.get(id);
     return r ? structuredClone(r) : undefined;
   }
 
-  async create(record: Record<string, any>): Promise<{ created: boolean; record: any }> {
+  async create(record: Refund & { readonly dueAt: number }): Promise<{ created: boolean; record: Refund }> {
     await Promise.resolve();
     const existing = this.items.get(record.id);
     if (existing) return { created: false, record: structuredClone(existing) };
-    const stored = { ...structuredClone(record), openShard: 'open#00' };
+    const stored: Refund = { ...structuredClone(record), openShard: 'open#00' };
     this.items.set(record.id, stored);
     return { created: true, record: structuredClone(stored) };
   }
 
-  async update(current: Record<string, any>, set: Record<string, any>, dueAt?: number): Promise<any> {
+  async update(current: Refund, change: RefundChange & { readonly updatedAt: string }, dueAt?: number): Promise<Refund> {
     await Promise.resolve();
     const stored = this.items.get(current.id);
     if (!stored || stored.version !== current.version) throw new ConcurrentUpdateError(stored ? structuredClone(stored) : undefined);
-    const next: Record<string, any> = { ...stored, ...structuredClone(set), version: stored.version + 1 };
+    const next: Record<string, unknown> = { ...stored, ...structuredClone(change), version: stored.version + 1 };
     if (next.status === 'pending') {
       next.openShard = stored.openShard ?? 'open#00';
       next.dueAt = dueAt ?? stored.dueAt;
@@ -214,26 +226,26 @@ export class FakeRefundStore {
       delete next.openShard;
       delete next.dueAt;
     }
-    this.items.set(next.id, next);
-    return structuredClone(next);
+    this.items.set(current.id, next as unknown as Refund);
+    return structuredClone(next as unknown as Refund);
   }
 
   openPartitions(): readonly string[] {
     return ['open#00'];
   }
 
-  async openDue(partition: string, dueBefore: number, _startKey?: Record<string, unknown>, limit = 100): Promise<{ items: any[]; next?: Record<string, unknown> }> {
+  async openDue(partition: string, dueBefore: number, _startKey?: Record<string, unknown>, limit = 100): Promise<OpenRefundsPage> {
     await Promise.resolve();
     const items = [...this.items.values()]
       .filter((r) => r.openShard === partition && (r.dueAt ?? 0) <= dueBefore)
-      .sort((a, b) => a.dueAt - b.dueAt)
+      .sort((a, b) => (a.dueAt ?? 0) - (b.dueAt ?? 0))
       .slice(0, limit)
       .map((r) => structuredClone(r));
     return { items };
   }
 
   /** Refund records by status, for assertions. */
-  byStatus(status: string): any[] {
+  byStatus(status: Refund['status']): Refund[] {
     return [...this.items.values()].filter((r) => r.status === status);
   }
 }

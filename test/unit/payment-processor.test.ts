@@ -731,6 +731,22 @@ describe('worker handler', () => {
     }
   });
 
+  it('a refund message moves that refund on (the same queue carries payments and refunds); without a refund processor it is poison', async () => {
+    expect(parseWorkerMessage('{"refundId":"rf_1","reason":"owed"}')).toEqual({ refundId: 'rf_1', reason: 'owed' });
+    expect(() => parseWorkerMessage('{"refundId":""}')).toThrow(PoisonMessageError);
+    const moved: string[] = [];
+    const { processor } = setup();
+    const handler = createWorkerHandler({
+      processor,
+      refunds: { process: async (id) => (moved.push(id), { kind: 'not_found' as const }) },
+      logger: silent,
+    });
+    await expect(handler(sqsEvent([JSON.stringify({ refundId: 'rf_1', reason: 'owed' })]))).resolves.toEqual({ batchItemFailures: [] });
+    expect(moved).toEqual(['rf_1']);
+    const without = createWorkerHandler({ processor, logger: silent });
+    await expect(without(sqsEvent([JSON.stringify({ refundId: 'rf_2', reason: 'owed' })]))).resolves.toMatchObject({ batchItemFailures: [expect.anything()] });
+  });
+
   it('reports poison messages and thrown errors as batch item failures, the rest as done', async () => {
     const { processor, repo } = setup();
     repo.put(payment({ id: 'pay_2' }));
