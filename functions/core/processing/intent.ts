@@ -23,8 +23,8 @@ import { isOurs, ProviderError, type ProviderIntent } from '../ports/payment-pro
 import { lostRace } from './claim';
 import type { Ctx } from './context';
 
-/** A create key is trusted for this much less than the provider keeps it (clocks, calls in flight). */
-const RETENTION_MARGIN_MS = 15 * 60_000;
+/** A create key is trusted for this much less than the provider keeps it (clocks, calls in flight): 15 min, or a quarter of a short retention. */
+const retentionMarginMs = (retentionMs: number): number => Math.min(15 * 60_000, retentionMs / 4);
 /** Key generations tried in one call; each moves on only after a saved error and an empty lookup. */
 const MAX_KEY_GENERATIONS = 3;
 
@@ -92,7 +92,7 @@ export const mayHaveIntent = (p: Payment): boolean => p.intentId !== undefined |
 
 /** Whether the provider may have forgotten the payment's create key. */
 function pastKeyRetention(ctx: Ctx, p: Payment): boolean {
-  return ctx.clock().getTime() - Date.parse(p.createdAt) > ctx.keyRetentionMs - RETENTION_MARGIN_MS;
+  return ctx.clock().getTime() - Date.parse(p.createdAt) > ctx.keyRetentionMs - retentionMarginMs(ctx.keyRetentionMs);
 }
 
 function createIntent(ctx: Ctx, p: Payment, keyGeneration: number): Promise<ProviderIntent> {
