@@ -505,6 +505,17 @@ describe('PaymentProcessor: lapsed leases and crashes', () => {
     expect(s.provider.count('confirm')).toBe(1);
   });
 
+  it('an intent not stored on the payment (a payment from before it was stored) past the key retention is found by its payment id, never created again', async () => {
+    const s = setup({ payment: { ...lapsed, intentId: undefined } });
+    await withIntent(s, 'succeed');
+    s.clock.advance(25 * 3_600_000); // the provider forgot the create key
+    await expect(s.processor.process(created)).resolves.toMatchObject({ kind: 'settled', status: 'success' });
+    expect(s.provider.count('create')).toBe(0);
+    expect(s.provider.count('search')).toBe(1);
+    expect(s.stored()).toMatchObject({ status: 'success', intentId: 'pi_1' });
+    expect(s.provider.captures('pay_1')).toBe(1);
+  });
+
   it('a concurrent recovery of the same lapsed lease settles once', async () => {
     const s = setup({ payment: lapsed });
     await withIntent(s, 'succeed');
