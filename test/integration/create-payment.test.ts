@@ -16,7 +16,8 @@ import { startBackends, type Backends } from '../helpers/backends';
 let b: Backends;
 let tables: { payments: string; idempotency: string };
 let queueUrl: string;
-let now = new Date('2026-11-25T10:00:00Z');
+// Relative to the real now: DynamoDB Local deletes TTL-expired key records (by the wall clock) about every 10 s.
+let now = new Date(Math.floor(Date.now() / 1000) * 1000);
 let dynamoCalls = 0;
 /** The create function's own clients: its role's grants are enforced (local stack IAM proxy). */
 let fn: ReturnType<Backends['as']>;
