@@ -60,14 +60,6 @@ async function capturedOrphan(): Promise<{ paymentId: string; intentId: string }
   return { paymentId, intentId: intent.id };
 }
 
-const until = async (check: () => boolean, ms = 10_000) => {
-  const end = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > end) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 50));
-  }
-};
-
 describe('issue 17 against the simulator', () => {
   it('R7: refunds are read with the charge expanded: a refunded capture is not refunded or counted again, and a refund that later fails is reported, not taken as done', async () => {
     const refunds = new FakeRefundStore();
@@ -132,4 +124,3 @@ describe('issue 17 against the simulator', () => {
   });
 });
 
-void until;

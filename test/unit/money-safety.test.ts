@@ -18,7 +18,7 @@ import { PaymentProcessor } from '../../functions/core/processing/payment-proces
 import { Reconciler, type ReconcilerCursor } from '../../functions/core/reconciler';
 import { ConfigError, loadConfig } from '../../functions/shared/env';
 import { FakeIntentProvider, OUR_TAG } from '../helpers/fake-intent-provider';
-import { FakeClock, FakeRefundStore, FakeRepository, paymentFixture, T0 } from '../helpers/fakes';
+import { FakeClock, FakeRefundStore, FakeRepository, paymentFixture } from '../helpers/fakes';
 
 const MIN = 60_000;
 const HOUR = 60 * MIN;
@@ -270,4 +270,3 @@ describe('issue 17: money against Stripe as it really behaves', () => {
   });
 });
 
-void T0;
