@@ -11,9 +11,11 @@ import { AuditRepository } from './adapters/dynamo/audit-repository';
 import { countOpenByStatus } from './adapters/dynamo/open-payments';
 import { PaymentRepository } from './adapters/dynamo/payment-repository';
 import { RecoveryRunsRepository, runLeaseMs } from './adapters/dynamo/recovery-runs';
+import { RefundRepository } from './adapters/dynamo/refund-repository';
 import { crashAfterChargeRule, withCrashAfterCharge } from './adapters/provider/fault-injection';
 import { providerApiKey } from './adapters/provider/provider-secret';
 import { secretValue } from './adapters/secret-value';
+import { stripeChargeRules } from './adapters/provider/stripe-amounts';
 import { createStripeProvider } from './adapters/provider/stripe-provider';
 import { withTracing } from './adapters/provider/traced-provider';
 import { SqsPaymentQueue } from './adapters/sqs/payment-queue';
@@ -23,6 +25,7 @@ import { PaymentsService } from './core/payments-service';
 import type { PaymentProvider } from './core/ports/payment-provider';
 import { PaymentProcessor } from './core/processing/payment-processor';
 import { Reconciler } from './core/reconciler';
+import { RefundProcessor } from './core/refund-processor';
 import { createAuditStreamHandler } from './audit/audit-stream';
 import { createReconcilerHandler } from './recovery/reconciler';
 import { loadConfig, type PaymentsConfig } from './shared/env';
@@ -68,6 +71,7 @@ function build() {
         stuckAfterSeconds: config().stuckAfterSeconds,
       }),
   );
+  const refunds = once(() => new RefundRepository(documentClient(), { refunds: config().refundsTable, openRefundsIndex: config().openRefundsIndex }));
   const audit = once(() => new AuditRepository(documentClient(), { audit: config().auditTable, byTenantIndex: config().auditByTenantIndex }));
   const runs = once(() => new RecoveryRunsRepository(documentClient(), config().recoveryTable));
   // Listing cursors are signed with the stage's key, read once per instance (cursor-seal.ts).
@@ -104,6 +108,7 @@ function build() {
       port: Number(url.port || (url.protocol === 'http:' ? 80 : 443)),
       protocol: url.protocol === 'http:' ? 'http' : 'https',
       timeoutMs: c.providerTimeoutMs,
+      tag: c.tag,
     });
     const crash = crashAfterChargeRule(c.faultCrashAfterCharge);
     // Every provider call is an X-Ray subsegment annotated with its outcome.
@@ -123,8 +128,9 @@ function build() {
         config: { ...config(), deferJitterMs: config().breakerOpenSeconds * 500 },
       }),
   );
+  const refundProcessor = once(async () => new RefundProcessor({ refunds: refunds(), provider: await provider(), logger, metrics }));
 
-  const workerHandler = once(async () => createWorkerHandler({ processor: await processor(), logger }));
+  const workerHandler = once(async () => createWorkerHandler({ processor: await processor(), refunds: await refundProcessor(), logger }));
   const auditHandler = once(() => createAuditStreamHandler({ repository: audit(), logger, metrics }));
 
   const reconcilerHandler = once(async () => {
@@ -141,9 +147,11 @@ function build() {
           queue: queue(),
           processor: proc,
           provider: prov,
+          refunds: refunds(),
           logger,
+          metrics,
           hasTime,
-          config: { stuckAfterSeconds: c.stuckAfterSeconds, openDeadlineSeconds: c.openDeadlineSeconds, settleGraceMs: c.leaseSeconds * 2000 },
+          config: { stuckAfterSeconds: c.stuckAfterSeconds, openDeadlineSeconds: c.openDeadlineSeconds, settleGraceMs: c.leaseSeconds * 2000, tag: c.tag },
         }),
     });
   });
@@ -172,6 +180,8 @@ function build() {
 
   return {
     config,
+    /** What the provider can take (Stripe's amount table and metadata limits), checked at create. */
+    chargeRules: stripeChargeRules,
     logger,
     metrics,
     principals,
@@ -180,6 +190,7 @@ function build() {
     queue,
     payments,
     audit,
+    refunds,
     runs,
     cursors,
     breaker,

@@ -14,9 +14,12 @@ import type { Construct } from 'constructs';
 import {
   AUDIT_BY_TENANT_INDEX,
   OPEN_PAYMENTS_INDEX,
+  OPEN_REFUNDS_INDEX,
   PAYMENTS_BY_TENANT_INDEX,
   SETTLED_INDEX,
+  defaultOf,
   providerSecretName,
+  settingRelationProblems,
   type FunctionName,
 } from '../functions/shared/config-contract';
 import type { EnvironmentConfig } from './config';
@@ -33,6 +36,12 @@ export class PaymentsStack extends Stack {
   constructor(scope: Construct, id: string, props: PaymentsStackProps) {
     super(scope, id, props);
     const { config } = props;
+    // Settings that must agree with each other (an idempotency key outlives its payment): fail the synth.
+    const relations = settingRelationProblems({
+      idempotencyTtlSeconds: config.settings.IDEMPOTENCY_TTL_SECONDS ?? defaultOf('IDEMPOTENCY_TTL_SECONDS')!,
+      openDeadlineSeconds: config.settings.OPEN_DEADLINE_SECONDS ?? defaultOf('OPEN_DEADLINE_SECONDS')!,
+    });
+    if (relations.length) throw new Error(`stage ${config.stage}: ${relations.join('; ')}`);
     const removalPolicy = config.retainData ? RemovalPolicy.RETAIN : RemovalPolicy.DESTROY;
     const tableDefaults = {
       billingMode: dynamodb.BillingMode.PAY_PER_REQUEST,
@@ -104,6 +113,21 @@ export class PaymentsStack extends Stack {
       // (docs/capacity.md); listing a tenant merges the shards.
       partitionKey: { name: 'tenantShard', type: dynamodb.AttributeType.STRING },
       sortKey: { name: 'tenantSort', type: dynamodb.AttributeType.STRING },
+      projectionType: dynamodb.ProjectionType.ALL,
+    });
+
+    // Refunds the service owes (issue 17: captures no payment accounts for; issue 18: tenant refunds): one
+    // item per refund, written before it is sent and followed until the provider says it is final.
+    // Sparse index: only pending refunds carry openShard/dueAt, so the reconciler reads what is in flight.
+    const refundsTable = new dynamodb.Table(this, 'RefundsTable', {
+      ...tableDefaults,
+      ...cmk,
+      partitionKey: { name: 'id', type: dynamodb.AttributeType.STRING },
+    });
+    refundsTable.addGlobalSecondaryIndex({
+      indexName: OPEN_REFUNDS_INDEX,
+      partitionKey: { name: 'openShard', type: dynamodb.AttributeType.STRING },
+      sortKey: { name: 'dueAt', type: dynamodb.AttributeType.NUMBER },
       projectionType: dynamodb.ProjectionType.ALL,
     });
 
@@ -185,6 +209,8 @@ export class PaymentsStack extends Stack {
       ...(config.workerReservedConcurrency !== undefined ? { reservedConcurrentExecutions: config.workerReservedConcurrency } : {}),
     })
       .bindTable(payments, 'PAYMENTS_TABLE', ['GetItem', 'UpdateItem'])
+      // Refund messages: the refund is read and moved on (conditional updates).
+      .bindTable(refundsTable, 'REFUNDS_TABLE', ['GetItem', 'UpdateItem'])
       .bindQueue(paymentsQueue, 'PAYMENTS_QUEUE_URL', 'send')
       .bindSecret(providerSecret, 'PROVIDER_SECRET_ID', providerSecretId, 'read');
     worker.addEventSource(
@@ -221,6 +247,8 @@ export class PaymentsStack extends Stack {
       .bindTable(payments, 'PAYMENTS_TABLE', ['GetItem', 'BatchGetItem', 'UpdateItem'], [OPEN_PAYMENTS_INDEX, SETTLED_INDEX])
       // GetItem: the saved cursor the next run resumes from.
       .bindTable(recoveryRuns, 'RECOVERY_TABLE', [...runsAccess, 'GetItem'])
+      // PutItem: a refund owed is written before it is sent; UpdateItem moves it on; the open index is swept.
+      .bindTable(refundsTable, 'REFUNDS_TABLE', ['PutItem', 'GetItem', 'UpdateItem'], [OPEN_REFUNDS_INDEX])
       .bindQueue(paymentsQueue, 'PAYMENTS_QUEUE_URL', 'send')
       .bindSecret(providerSecret, 'PROVIDER_SECRET_ID', providerSecretId, 'read');
     new events.Rule(this, 'ReconcilerSchedule', {

@@ -13,6 +13,7 @@ import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { BatchWriteCommand, DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { GetQueueAttributesCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { openShardFor, PaymentRepository } from '../functions/adapters/dynamo/payment-repository';
+import { RefundRepository } from '../functions/adapters/dynamo/refund-repository';
 import { SqsPaymentQueue } from '../functions/adapters/sqs/payment-queue';
 import type { Payment } from '../functions/core/payment';
 import { silentLogger } from '../functions/core/ports';
@@ -57,8 +58,16 @@ function providerOf(intents: ProviderIntent[]) {
     async refund(): Promise<never> {
       throw new Error('no capture in this bench is unaccounted for');
     },
+    async retrieveRefund(): Promise<never> {
+      throw new Error('no refund in this bench');
+    },
+    async listRefunds(): Promise<never> {
+      throw new Error('no refund in this bench');
+    },
   };
 }
+/** The tag this bench's intents carry and its reconciler owns. */
+const TAG = { service: 'idempotent-payments', stage: 'bench' };
 const credentials = { accessKeyId: 'local', secretAccessKey: 'local' };
 const RUN = randomUUID().slice(0, 8);
 
@@ -129,6 +138,7 @@ async function main() {
         currency: 'USD',
         amountReceived: 1000 + i,
         created: Math.floor((now - 30 * 60_000) / 1000),
+        ...TAG,
       });
     }
 
@@ -137,7 +147,7 @@ async function main() {
     let runStarted = 0;
     const reconciler = new Reconciler({
       store: repo,
-      ...(INTENTS > 0 ? { provider } : {}),
+      ...(INTENTS > 0 ? { provider, refunds: new RefundRepository(doc, { refunds: env.REFUNDS_TABLE!, openRefundsIndex: env.OPEN_REFUNDS_INDEX! }) } : {}),
       hasTime: () => BUDGET_MS <= 0 || performance.now() - runStarted < BUDGET_MS,
       queue: new SqsPaymentQueue(sqs, env.PAYMENTS_QUEUE_URL!),
       processor: {
@@ -145,7 +155,8 @@ async function main() {
         expire: async () => ({ kind: 'ignored', reason: 'leased' }),
       },
       logger: silentLogger,
-      config: { stuckAfterSeconds: 120, openDeadlineSeconds: 86_400 },
+      // A first run compares the last hour; every later run starts from the mark the previous one saved.
+      config: { stuckAfterSeconds: 120, openDeadlineSeconds: 86_400, tag: TAG, providerWindowMinutes: 60 },
     });
     const heapBefore = process.memoryUsage().heapUsed;
     let cursor: ReconcilerCursor = { openPartition: 0 };
@@ -164,7 +175,7 @@ async function main() {
       );
       cursor = result.cursor;
       // Done when a run finishes, or once every stuck payment was handled and the whole provider
-      // window compared at least once (each later run compares the window again).
+      // window compared once (later runs compare only what is newer than the saved mark).
       if (!result.truncated) break;
       if ((totals.counts.requeued_pending ?? 0) >= STUCK && totals.intentsRead >= intents.length) break;
     }

@@ -1,16 +1,23 @@
 /**
  * The money promise under every provider fault at once, end to end over HTTP on the local stack.
  *
- * Payments with a mix of cards are sent while the provider simulator times out (committed or not),
- * commits and then fails, commits late after the client gave up, resets connections after committing,
- * lags on reads and fails outright. Meanwhile a share of requests is replayed (sometimes concurrently),
- * duplicate queue messages are injected, workers crash right after a successful confirmation, operators
- * retry payments and recovery runs are started. Then the run waits for every payment to end.
+ * Payments with a mix of cards (3-D Secure and processing ones included) are sent while the provider
+ * simulator times out (committed or not), commits and then fails, commits late after the client gave up,
+ * resets connections after committing, lags on reads, fails outright, saves 5xx answers under create,
+ * cancel and refund keys (after acting or not), keeps refunds pending and fails some of them, and forgets
+ * its idempotency keys after a short retention (the run crosses it many times; the functions are told
+ * the same retention). Meanwhile a share of requests is replayed (sometimes concurrently), duplicate
+ * queue messages are injected, workers crash right after a successful confirmation, operators retry
+ * payments, recovery runs are started, and other integrations on the same provider account capture
+ * money: intents with no tag (Checkout), with another stage's tag, and orphans with our tag that no
+ * payment accounts for. Then the run waits for every payment and every refund owed to end.
  *
  * The verdict comes from the simulator's ledger (money that moved), not from our own records:
  *   - payments with more than one charge captured (net of refunds): must be 0
  *   - successful payments without a net capture: must be 0
  *   - failed or expired payments with a net capture: must be 0
+ *   - captures of other integrations refunded: must be 0
+ *   - orphan captures of ours neither refunded nor reported as a failed refund: must be 0
  *   - payments still open after the drain window: must be 0
  * and liveness: time to drain, the longest any payment stayed open, the longest stretch with work open
  * and no payment finishing.
@@ -25,6 +32,9 @@ import { startLocalStack } from '@idempotent-payments/local-stack';
 import { mulberry32, startProviderSimulator, type FaultConfig, type LedgerEntry } from '@idempotent-payments/provider-simulator';
 import { fastRecoveryEnv } from './drill-env';
 
+/** The provider keeps idempotency keys this long in the soak (Stripe: 24 h), so the run crosses it. */
+export const SOAK_KEY_RETENTION_SECONDS = 60;
+
 /** Every fault mode on at once; late commits land up to 3x the client's 1 s timeout later. */
 export const SOAK_FAULTS: FaultConfig = {
   errorRate: 0.1,
@@ -34,6 +44,13 @@ export const SOAK_FAULTS: FaultConfig = {
   lateCommitMs: 3000,
   resetAfterCommitRate: 0.02,
   lookupLagMs: 2000,
+  createErrorRate: 0.05,
+  cancelErrorRate: 0.1,
+  refundErrorRate: 0.2,
+  savedErrorCommitRate: 0.5,
+  refundPendingMs: 2000,
+  refundFailureRate: 0.1,
+  idempotencyTtlMs: SOAK_KEY_RETENTION_SECONDS * 1000,
 };
 
 export interface SoakOptions {
@@ -50,6 +67,10 @@ export interface SoakOptions {
   /** How often an operator retries some payment, and how often a recovery run is requested. */
   readonly operatorRetryEveryMs: number;
   readonly recoveryEveryMs: number;
+  /** How often another integration captures money on the account (a Checkout intent, another stage's, an orphan of ours). */
+  readonly foreignEveryMs?: number;
+  /** The provider's key retention told to the functions (the simulator's `idempotencyTtlMs` fault must match). */
+  readonly keyRetentionSeconds?: number;
   /** How long to wait, after the last create, for every payment to end. */
   readonly drainTimeoutMs: number;
   readonly seed?: number;
@@ -76,6 +97,16 @@ export interface SoakReport {
   readonly successWithoutCapture: number;
   readonly notPaidWithCapture: number;
   readonly notFinal: number;
+  /** Captures other integrations made (no tag, another stage) and how many of them were refunded (must be 0). */
+  readonly foreignCaptures: number;
+  readonly foreignRefunded: number;
+  /** Orphan captures with our tag: refunded, reported failed (the provider failed the refund), neither (must be 0). */
+  readonly orphans: number;
+  readonly orphansRefunded: number;
+  readonly orphansReportedFailed: number;
+  readonly orphansUnsettled: number;
+  /** Refunds owed still pending at the end. */
+  readonly refundsPending: number;
   readonly sendSeconds: number;
   readonly drainSeconds: number;
   readonly longestOpenSeconds: number;
@@ -90,14 +121,19 @@ export const violations = (r: SoakReport) => ({
   moreThanOneCharge: r.moreThanOneCharge,
   successWithoutCapture: r.successWithoutCapture,
   notPaidWithCapture: r.notPaidWithCapture,
+  foreignRefunded: r.foreignRefunded,
+  orphansUnsettled: r.orphansUnsettled,
   notFinal: r.notFinal,
   replayMismatches: r.replayMismatches,
   lost: r.accepted - Object.values(r.byStatus).reduce((a, b) => a + b, 0),
 });
 
 const TOKENS: Array<[string, number]> = [
-  ['tok_success', 0.5],
-  ['pm_card_visa', 0.37],
+  ['tok_success', 0.46],
+  ['pm_card_visa', 0.36],
+  ['pm_card_authenticationRequired', 0.02],
+  ['tok_processing_3000', 0.02],
+  ['tok_processing_fail_2000', 0.01],
   ['tok_decline', 0.04],
   ['pm_card_chargeDeclinedInsufficientFunds', 0.02],
   ['tok_transient_2', 0.04],
@@ -121,14 +157,17 @@ interface Row {
   readonly updatedAt: string;
 }
 
-const FINAL = new Set(['success', 'failed', 'expired']);
+const FINAL = new Set(['success', 'failed', 'expired', 'canceled']);
+/** The stage the local stack's functions run in (their tag on intents). */
+const OUR_TAG = { service: 'idempotent-payments', stage: 'dev' };
 /** The local stack's default operator key: re-opens and recovery runs are operator actions. */
 const OPERATOR_KEY = 'local-operator-key';
 
 export async function runSoak(o: SoakOptions): Promise<SoakReport> {
   const log = o.progress ?? (() => {});
   const rnd = mulberry32(o.seed ?? 42);
-  const provider = await startProviderSimulator({ port: 0, timeoutMs: 4000, faults: o.faults, seed: o.seed ?? 42 });
+  const retention = o.keyRetentionSeconds ?? SOAK_KEY_RETENTION_SECONDS;
+  const provider = await startProviderSimulator({ port: 0, timeoutMs: 4000, faults: o.faults, seed: o.seed ?? 42, idempotencyTtlMs: retention * 1000 });
   const stack = await startLocalStack({
     apiPort: 0,
     scheduleScale: 30,
@@ -137,10 +176,13 @@ export async function runSoak(o: SoakOptions): Promise<SoakReport> {
       ...fastRecoveryEnv(provider.url),
       POWERTOOLS_LOG_LEVEL: 'ERROR',
       FAULT_CRASH_AFTER_CHARGE: o.crashShare > 0 ? `rate:${o.crashShare}` : '',
+      PROVIDER_KEY_RETENTION_SECONDS: String(retention),
     },
   });
   const api = stack.apiUrl;
   const table = Object.entries(stack.resources.tables).find(([k]) => k.startsWith('PaymentsTable'))![1].name;
+  const refundsTable = Object.entries(stack.resources.tables).find(([k]) => k.startsWith('RefundsTable'))![1].name;
+  const foreign = { checkout: [] as string[], otherStage: [] as string[], orphans: [] as string[] };
   const queueUrl = Object.entries(stack.resources.queues).find(([k]) => k.startsWith('PaymentsQueue'))![1].url;
   const sent = new Map<string, Sent>();
   let rejected = 0;
@@ -153,6 +195,20 @@ export async function runSoak(o: SoakOptions): Promise<SoakReport> {
     fetch(`${api}${path}`, { method: 'POST', headers: { 'x-api-key': key, 'content-type': 'application/json' }, body: JSON.stringify(body) });
 
   try {
+    // ---- Other integrations on the same provider account -----------------------------------------
+    let stopForeign = false;
+    const others = (async () => {
+      if (!o.foreignEveryMs) return;
+      for (let n = 0; !stopForeign && !o.signal?.aborted; n++) {
+        await sleep(o.foreignEveryMs);
+        const kind = (['checkout', 'otherStage', 'orphans'] as const)[n % 3]!;
+        const metadata: Record<string, string> =
+          kind === 'checkout' ? {} : kind === 'otherStage' ? { payment_id: `pay_other_${n}`, service: OUR_TAG.service, stage: 'staging' } : { payment_id: `pay_orphan_${n}`, intent_seq: '0', ...OUR_TAG };
+        const id = await captureAtProvider(provider.url, 700 + n, metadata).catch(() => undefined);
+        if (id) foreign[kind].push(id);
+      }
+    })();
+
     // ---- Background chaos: operator retries and recovery runs while payments flow -------------------
     let stopChaos = false;
     const chaos = (async () => {
@@ -234,7 +290,8 @@ export async function runSoak(o: SoakOptions): Promise<SoakReport> {
     // Operators stop with the traffic: a re-open gives a failed payment a new budget, so endless
     // re-opens would keep it open forever by design. The drain measures the system on its own.
     stopChaos = true;
-    await chaos;
+    stopForeign = true;
+    await Promise.all([chaos, others]);
     log(`all ${sent.size} accepted in ${sendSeconds.toFixed(1)} s; draining`);
 
     // ---- Drain --------------------------------------------------------------------------------------
@@ -250,10 +307,17 @@ export async function runSoak(o: SoakOptions): Promise<SoakReport> {
       // Each sample scans the table: keep the measuring from loading DynamoDB Local on large runs.
       await sleep(Math.max(1000, o.payments / 2));
     }
+    // Refunds owed (the orphan captures) are followed until the provider ends them.
+    let owed = await scanRefunds(stack.clients.dynamodb, refundsTable);
+    while (owed.some((r) => r.status === 'pending') && Date.now() - drainStart < o.drainTimeoutMs && !o.signal?.aborted) {
+      await sleep(2000);
+      owed = await scanRefunds(stack.clients.dynamodb, refundsTable);
+    }
     const drainSeconds = (Date.now() - t0) / 1000;
-    // Recovery runs may still be refunding; give the last one a moment, then read the final state.
+    // Recovery runs may still be writing; give the last one a moment, then read the final state.
     await sleep(3000);
     await sample();
+    owed = await scanRefunds(stack.clients.dynamodb, refundsTable);
 
     // ---- Verdict from the ledger ---------------------------------------------------------------------
     const ledger = provider.ledger();
@@ -292,6 +356,23 @@ export async function runSoak(o: SoakOptions): Promise<SoakReport> {
         ledger: provider.ledger(id).map((e) => `${e.status}:${e.intentId}`),
       });
     }
+    // Other integrations' captures must be untouched; our orphans refunded, or their refund reported failed.
+    const byIntent = new Map<string, number>();
+    const capturedIntents = new Set<string>();
+    let foreignRefunded = 0;
+    const foreignAll = new Set([...foreign.checkout, ...foreign.otherStage]);
+    for (const e of ledger as LedgerEntry[]) {
+      byIntent.set(e.intentId, (byIntent.get(e.intentId) ?? 0) + (e.status === 'succeeded' ? e.amountMinor : e.status === 'refunded' ? -e.amountMinor : 0));
+      if (e.status === 'succeeded') capturedIntents.add(e.intentId);
+      if (e.status === 'refunded' && foreignAll.has(e.intentId)) foreignRefunded++;
+    }
+    // Only captures count (a confirm the simulator's faults refused moved no money).
+    const foreignIds = [...foreignAll].filter((id) => capturedIntents.has(id));
+    const orphans = foreign.orphans.filter((id) => capturedIntents.has(id));
+    const failedRefund = new Set(owed.filter((r) => r.status === 'failed').map((r) => r.intentId));
+    const orphansRefunded = orphans.filter((id) => (byIntent.get(id) ?? 0) === 0).length;
+    const orphansReportedFailed = orphans.filter((id) => (byIntent.get(id) ?? 0) > 0 && failedRefund.has(id)).length;
+
     const byStatus: Record<string, number> = {};
     let longestOpenMs = 0;
     let attempts = 0;
@@ -309,7 +390,7 @@ export async function runSoak(o: SoakOptions): Promise<SoakReport> {
       const status = rows.get(s.id)?.status;
       if (n > s.amountMinor) moreThanOneCharge++;
       if (status === 'success' && n < s.amountMinor) successWithoutCapture++;
-      if ((status === 'failed' || status === 'expired') && n > 0) notPaidWithCapture++;
+      if ((status === 'failed' || status === 'expired' || status === 'canceled') && n > 0) notPaidWithCapture++;
     }
     return {
       payments: o.payments,
@@ -328,6 +409,13 @@ export async function runSoak(o: SoakOptions): Promise<SoakReport> {
       successWithoutCapture,
       notPaidWithCapture,
       notFinal: [...sent.keys()].filter((id) => !FINAL.has(rows.get(id)?.status ?? '')).length,
+      foreignCaptures: foreignIds.length,
+      foreignRefunded,
+      orphans: orphans.length,
+      orphansRefunded,
+      orphansReportedFailed,
+      orphansUnsettled: orphans.length - orphansRefunded - orphansReportedFailed,
+      refundsPending: owed.filter((r) => r.status === 'pending').length,
       sendSeconds,
       drainSeconds,
       longestOpenSeconds: longestOpenMs / 1000,
@@ -360,6 +448,29 @@ async function scanPayments(db: { send: (c: ScanCommand) => Promise<{ Items?: an
     start = res.LastEvaluatedKey;
   } while (start);
   return rows;
+}
+
+async function scanRefunds(db: { send: (c: ScanCommand) => Promise<{ Items?: any[]; LastEvaluatedKey?: any }> }, table: string) {
+  const out: Array<{ id: string; intentId: string; status: string }> = [];
+  let start: Record<string, any> | undefined;
+  do {
+    const res = await db.send(new ScanCommand({ TableName: table, ExclusiveStartKey: start, ProjectionExpression: 'id, intentId, #s', ExpressionAttributeNames: { '#s': 'status' } }));
+    for (const item of res.Items ?? []) out.push(unmarshall(item) as { id: string; intentId: string; status: string });
+    start = res.LastEvaluatedKey;
+  } while (start);
+  return out;
+}
+
+/** Another integration on the account captures money: a plain intent create and confirm at the provider. */
+async function captureAtProvider(url: string, amount: number, metadata: Record<string, string>): Promise<string | undefined> {
+  const headers = { authorization: 'Bearer sk_test_soak_other', 'content-type': 'application/x-www-form-urlencoded' };
+  const body = new URLSearchParams({ amount: String(amount), currency: 'usd', ...Object.fromEntries(Object.entries(metadata).map(([k, v]) => [`metadata[${k}]`, v])) });
+  const created = (await (await fetch(`${url}/v1/payment_intents`, { method: 'POST', headers, body })).json()) as { id?: string };
+  if (!created.id) return undefined;
+  // Without an idempotency key and with the simulator's faults: captured or not, the ledger says.
+  const res = await fetch(`${url}/v1/payment_intents/${created.id}/confirm`, { method: 'POST', headers, body: new URLSearchParams({ payment_method: 'pm_card_visa' }), signal: AbortSignal.timeout(6000) }).catch(() => undefined);
+  await res?.text().catch(() => undefined);
+  return created.id;
 }
 
 function pick(table: Array<[string, number]>, r: number): string {

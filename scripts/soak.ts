@@ -1,5 +1,6 @@
 /**
- * `npm run soak`: the money promise under every provider fault at once (see soak-harness.ts).
+ * `npm run soak`: the money promise under every provider fault at once (see soak-harness.ts), other
+ * integrations capturing on the same provider account, and a provider key retention (60 s) the run crosses.
  *
  *   npm run soak -- [--payments 10000] [--concurrency 16] [--drain-seconds 900] [--seed 42] [--json]
  *
@@ -46,6 +47,7 @@ const options: SoakOptions = {
   crashShare: 0.02,
   operatorRetryEveryMs: 500,
   recoveryEveryMs: 5000,
+  foreignEveryMs: 300,
   progress: (line) => console.error(`[soak ${new Date().toISOString().slice(11, 19)}] ${line}`),
 };
 
@@ -57,7 +59,14 @@ if (args.json) {
   console.log(`payments ${report.accepted} accepted of ${report.payments} (${report.rejected} rejected); final: ${JSON.stringify(report.byStatus)}`);
   console.log(`chaos: ${report.replays} replays (${report.replayMismatches} mismatched), ${report.duplicatesInjected} duplicate deliveries, ${report.operatorRetries} operator retries, ${report.recoveryRuns} recovery runs`);
   console.log(`provider: ${report.captures} captures, ${report.refunds} refunds, ${report.attempts} attempts`);
-  console.log(`money: more than one charge ${v.moreThanOneCharge}, success without capture ${v.successWithoutCapture}, failed/expired with capture ${v.notPaidWithCapture}, not final ${v.notFinal}, lost ${v.lost}`);
+  console.log(
+    `other integrations: ${report.foreignCaptures} foreign captures, ${report.foreignRefunded} refunded; ${report.orphans} orphan captures of ours: ` +
+      `${report.orphansRefunded} refunded, ${report.orphansReportedFailed} refund failed at the provider (reported), ${report.orphansUnsettled} neither; ${report.refundsPending} refunds still pending`,
+  );
+  console.log(
+    `money: more than one charge ${v.moreThanOneCharge}, success without capture ${v.successWithoutCapture}, failed/expired with capture ${v.notPaidWithCapture}, ` +
+      `foreign refunded ${v.foreignRefunded}, orphans unsettled ${v.orphansUnsettled}, not final ${v.notFinal}, lost ${v.lost}`,
+  );
   console.log(`liveness: sent in ${report.sendSeconds.toFixed(1)} s, drained in ${report.drainSeconds.toFixed(1)} s, longest open ${report.longestOpenSeconds.toFixed(1)} s, longest stall ${report.longestStallSeconds.toFixed(1)} s`);
 }
 if (Object.values(v).some((n) => n !== 0)) process.exitCode = 1;

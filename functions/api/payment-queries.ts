@@ -1,3 +1,4 @@
+import type { ChargeRules } from '../core/ports/payment-provider';
 import type { CursorSeal } from '../core/cursor-seal';
 import { parseCreatePaymentRequest, resolveIdempotencyKey, validateIdempotencyKey } from '../core/create-request';
 import { AppError, ValidationError } from '../core/errors';
@@ -14,7 +15,8 @@ function checked(key: ReturnType<typeof validateIdempotencyKey>): string {
 }
 
 /** GET payment, GET status, GET key record, POST validate-key, GET the tenant's payments. */
-export function paymentQueriesRoute(deps: { payments: PaymentsService; lister: PaymentLister; cursors: CursorSeal; maxAmount: number }) {
+/** `chargeRules`: as for create, so validate-key calls valid exactly what create would accept. */
+export function paymentQueriesRoute(deps: { payments: PaymentsService; lister: PaymentLister; cursors: CursorSeal; maxAmount: number; chargeRules?: ChargeRules }) {
   return async (req: ApiRequest): Promise<ApiResponse> => {
     const route = `${req.method} ${req.resource}`;
     switch (route) {
@@ -44,7 +46,10 @@ export function paymentQueriesRoute(deps: { payments: PaymentsService; lister: P
         // With the payment fields present, the request is compared with the one that holds the key.
         const hasRequest = ['amount', 'currency', 'paymentMethod', 'metadata'].some((f) => body[f] !== undefined);
         const request = hasRequest
-          ? parseCreatePaymentRequest({ ...body, idempotencyKey: key }, undefined, { maxAmount: deps.maxAmount })
+          ? parseCreatePaymentRequest({ ...body, idempotencyKey: key }, undefined, {
+              maxAmount: deps.maxAmount,
+              ...(deps.chargeRules ? { provider: deps.chargeRules } : {}),
+            })
           : undefined;
         const state = await deps.payments.keyState(req.tenantId, key, request);
         if (state.state === 'available') return json(200, { idempotencyKey: key, valid: true, status: 'available' });
@@ -64,5 +69,5 @@ export function paymentQueriesRoute(deps: { payments: PaymentsService; lister: P
 
 export const handler = apiHandler((req) => {
   const w = wiring();
-  return paymentQueriesRoute({ payments: w.payments(), lister: w.store(), cursors: w.cursors(), maxAmount: w.config().maxAmount })(req);
+  return paymentQueriesRoute({ payments: w.payments(), lister: w.store(), cursors: w.cursors(), maxAmount: w.config().maxAmount, chargeRules: w.chargeRules })(req);
 });

@@ -1,11 +1,18 @@
 /**
  * Validation of the create-payment request (seed shape: idempotencyKey, amount, currency,
  * paymentMethod {type, token}, metadata). Every problem is reported with its own stable code.
+ *
+ * With the provider's ChargeRules, what the provider would refuse is refused here, at create, instead of
+ * being accepted and failing (or hanging) later: a currency it does not charge in, an amount finer than its
+ * unit or below its minimum, metadata with no room left for the keys the adapter adds, or keys it cannot
+ * store. Text no request can carry (a lone UTF-16 surrogate) is refused whatever the provider.
  */
 import { AppError, ValidationError, type FieldError } from './errors';
 import { canonicalJson, sha256Hex } from './fingerprint';
 import { currencyExponent, toMinorUnits } from './money';
 import type { PaymentMethod } from './payment';
+import type { ChargeRules } from './ports/payment-provider';
+import { isWellFormedText } from './unicode';
 
 export const MAX_KEY_LENGTH = 255;
 export const SUPPORTED_PAYMENT_METHODS = ['card', 'wallet'] as const;
@@ -79,21 +86,48 @@ export function resolveIdempotencyKey(bodyKey: unknown, headerKey: string | unde
  */
 const RESERVED_METADATA_KEYS = new Set([...Object.getOwnPropertyNames(Object.prototype), '__proto__', 'prototype']);
 
-function validateMetadata(raw: unknown, errors: FieldError[]): Record<string, string> {
+/** The metadata limits a request must meet: the provider's, less the room its adapter takes. */
+function metadataLimits(rules: ChargeRules | undefined) {
+  if (!rules) return { ...METADATA_LIMITS, reserved: new Set<string>(), forbidden: undefined };
+  const m = rules.metadata;
+  return {
+    maxKeys: Math.min(METADATA_LIMITS.maxKeys, m.maxKeys - rules.reservedMetadataKeys.length),
+    maxKeyLength: Math.min(METADATA_LIMITS.maxKeyLength, m.maxKeyLength),
+    maxValueLength: Math.min(METADATA_LIMITS.maxValueLength, m.maxValueLength),
+    reserved: new Set(rules.reservedMetadataKeys),
+    forbidden: m.forbiddenKeyCharacters,
+  };
+}
+
+function validateMetadata(raw: unknown, errors: FieldError[], rules: ChargeRules | undefined): Record<string, string> {
   if (raw === undefined) return {};
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
     errors.push({ field: 'metadata', code: 'INVALID_METADATA', message: 'metadata must be an object of string values' });
     return {};
   }
+  const limits = metadataLimits(rules);
   const entries = Object.entries(raw as Record<string, unknown>);
-  if (entries.length > METADATA_LIMITS.maxKeys) {
-    errors.push({ field: 'metadata', code: 'INVALID_METADATA', message: `metadata may have at most ${METADATA_LIMITS.maxKeys} keys` });
+  if (entries.length > limits.maxKeys) {
+    const room = rules ? ` (the payment provider takes ${rules.metadata.maxKeys}, and ${rules.reservedMetadataKeys.length} are ours)` : '';
+    errors.push({ field: 'metadata', code: 'INVALID_METADATA', message: `metadata may have at most ${limits.maxKeys} keys${room}` });
     return {};
   }
   const out: Record<string, string> = {};
   for (const [k, v] of entries) {
-    if (k.length === 0 || k.length > METADATA_LIMITS.maxKeyLength) {
-      errors.push({ field: `metadata.${k.slice(0, 40)}`, code: 'INVALID_METADATA', message: `metadata keys must be 1-${METADATA_LIMITS.maxKeyLength} characters` });
+    if (!isWellFormedText(k)) {
+      errors.push({ field: 'metadata', code: 'INVALID_METADATA', message: 'metadata keys must be well-formed text (no lone UTF-16 surrogate)' });
+      continue;
+    }
+    if (k.length === 0 || k.length > limits.maxKeyLength) {
+      errors.push({ field: `metadata.${k.slice(0, 40)}`, code: 'INVALID_METADATA', message: `metadata keys must be 1-${limits.maxKeyLength} characters` });
+      continue;
+    }
+    if (limits.reserved.has(k)) {
+      errors.push({ field: `metadata.${k}`, code: 'INVALID_METADATA', message: `metadata key ${k} is reserved for the payment provider's records` });
+      continue;
+    }
+    if (limits.forbidden?.test(k)) {
+      errors.push({ field: `metadata.${k}`, code: 'INVALID_METADATA', message: 'metadata keys cannot contain square brackets' });
       continue;
     }
     if (RESERVED_METADATA_KEYS.has(k)) {
@@ -105,8 +139,12 @@ function validateMetadata(raw: unknown, errors: FieldError[]): Record<string, st
       continue;
     }
     const text = v;
-    if (text.length > METADATA_LIMITS.maxValueLength) {
-      errors.push({ field: `metadata.${k}`, code: 'INVALID_METADATA', message: `metadata values must be at most ${METADATA_LIMITS.maxValueLength} characters` });
+    if (text.length > limits.maxValueLength) {
+      errors.push({ field: `metadata.${k}`, code: 'INVALID_METADATA', message: `metadata values must be at most ${limits.maxValueLength} characters` });
+      continue;
+    }
+    if (!isWellFormedText(text)) {
+      errors.push({ field: `metadata.${k}`, code: 'INVALID_METADATA', message: 'metadata values must be well-formed text (no lone UTF-16 surrogate)' });
       continue;
     }
     out[k] = text;
@@ -123,7 +161,7 @@ const AMOUNT_MESSAGES = {
 export function parseCreatePaymentRequest(
   body: Record<string, unknown>,
   headerKey: string | undefined,
-  limits: { maxAmount: number },
+  limits: { maxAmount: number; readonly provider?: ChargeRules },
 ): CreatePaymentRequest {
   const errors: FieldError[] = [];
   const key = resolveIdempotencyKey(body.idempotencyKey, headerKey);
@@ -152,6 +190,12 @@ export function parseCreatePaymentRequest(
       errors.push({ field: 'amount', code: result.problem, message: AMOUNT_MESSAGES[result.problem], ...(result.problem === 'AMOUNT_TOO_LARGE' ? { max: limits.maxAmount } : {}) });
     } else {
       amountMinor = result.minor;
+      const problem = currency && limits.provider?.amountProblem(amountMinor, currency);
+      if (problem) {
+        const field = problem.code === 'UNSUPPORTED_CURRENCY' ? 'currency' : 'amount';
+        const extra = problem.code === 'AMOUNT_BELOW_MINIMUM' ? { minimumMinor: problem.minimumMinor } : problem.code === 'AMOUNT_PRECISION_EXCEEDED' ? { stepMinor: problem.step } : {};
+        errors.push({ field, code: problem.code, message: problem.message, ...extra } as FieldError);
+      }
     }
   }
 
@@ -180,7 +224,7 @@ export function parseCreatePaymentRequest(
     if (typeof type === 'string' && typeof token === 'string') paymentMethod = { type, token };
   }
 
-  const metadata = validateMetadata(body.metadata, errors);
+  const metadata = validateMetadata(body.metadata, errors, limits.provider);
   if (errors.length) throw new ValidationError(errors);
   if (typeof key !== 'string') throw new AppError('INTERNAL_ERROR', 'unreachable', 500);
   return { idempotencyKey: key, amountMinor, currency, paymentMethod, metadata };

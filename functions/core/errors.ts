@@ -23,6 +23,10 @@ export interface ErrorDetail {
   readonly from?: string;
   readonly to?: string;
   readonly max?: number;
+  /** AMOUNT_BELOW_MINIMUM: the provider's minimum charge, in minor units. */
+  readonly minimumMinor?: number;
+  /** AMOUNT_PRECISION_EXCEEDED for the provider's unit: amounts must be a multiple of this. */
+  readonly stepMinor?: number;
 }
 
 /** Seconds a client should wait before retrying a retryable error, unless the error says otherwise. */

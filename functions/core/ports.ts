@@ -3,6 +3,7 @@
  * plugs them in. Storage details (key formats, index shards, buckets) stay in the adapters.
  */
 import type { ChangeInfo, Payment, PaymentStatus } from './payment';
+import type { Refund, RefundChange } from './refund';
 
 export type { PaymentProvider } from './ports/payment-provider';
 
@@ -36,6 +37,10 @@ export const METRIC_NAMES = [
   /** Dimension `outcome`: what the intent showed (succeeded, declined, canceled, not_charged). */
   'UnknownOutcomesResolved',
   'RefundsIssued',
+  /** Refunds the provider ended failed (money still captured): each needs an operator. */
+  'RefundsFailed',
+  /** Captures on intents other integrations made (not ours): counted, never touched. */
+  'ForeignCaptures',
   /** Dimension `state`: the state the provider circuit breaker moved to. */
   'BreakerStateChanges',
   'ReconcilerItemsRead',
@@ -66,9 +71,15 @@ export interface PaymentMessage {
   readonly forAttempt?: number;
 }
 
+/** A refund the worker moves on (RefundProcessor): sent when a refund is owed or its check is due. */
+export interface RefundMessage {
+  readonly refundId: string;
+  readonly reason: string;
+}
+
 export interface PaymentQueue {
   /** Delays over the queue's maximum are capped by the adapter; callers chain longer waits with notBefore. */
-  send(message: PaymentMessage, delaySeconds?: number): Promise<void>;
+  send(message: PaymentMessage | RefundMessage, delaySeconds?: number): Promise<void>;
 }
 
 // ---- Payment store ----------------------------------------------------------------------------------
@@ -139,10 +150,39 @@ export interface PaymentStore {
    * False when the payment moved on, is no longer open, or is already due later.
    */
   postpone(current: Payment, dueAt: number): Promise<boolean>;
+  /**
+   * Stores the id of the payment's provider intent, right after the create and before any confirmation,
+   * keeping the version: bookkeeping of the attempt that holds the payment, not a new state (the next
+   * version carries it into the audit trail). Conditional on the version and status read, and on no other
+   * intent being recorded; throws ConcurrentUpdateError otherwise. Returns the payment with the id.
+   */
+  recordIntent(current: Payment, intentId: string): Promise<Payment>;
   /** The partitions of the open-payments index; the reconciler walks them in turn. */
   openPartitions(): readonly string[];
   /** One page of open payments of one partition whose due time has passed. */
   openDue(partition: string, dueBefore: number, startKey?: Record<string, unknown>, limit?: number): Promise<OpenDuePage>;
+}
+
+// ---- Refunds -------------------------------------------------------------------------------------------
+
+export interface OpenRefundsPage {
+  readonly items: Refund[];
+  readonly next?: Record<string, unknown>;
+}
+
+/** The refunds the service owes (Refunds table). */
+export interface RefundStore {
+  get(id: string): Promise<Refund | undefined>;
+  /** Writes a new pending refund unless one with its id exists; either way returns the stored record. */
+  create(refund: Refund & { readonly dueAt: number }): Promise<{ readonly created: boolean; readonly record: Refund }>;
+  /**
+   * One change, conditional on the version read (ConcurrentUpdateError otherwise). While the refund stays
+   * pending, `dueAt` is when it is looked at next; a final status leaves the open index.
+   */
+  update(current: Refund, change: RefundChange & { readonly updatedAt: string }, dueAt?: number): Promise<Refund>;
+  openPartitions(): readonly string[];
+  /** One page of pending refunds of one partition that are due. */
+  openDue(partition: string, dueBefore: number, startKey?: Record<string, unknown>, limit?: number): Promise<OpenRefundsPage>;
 }
 
 // ---- Listing ----------------------------------------------------------------------------------------

@@ -7,7 +7,8 @@ import { isTerminal, type Payment, type PaymentStatus } from './payment';
 
 const ALLOWED: Readonly<Record<PaymentStatus, readonly PaymentStatus[]>> = {
   pending: ['processing', 'expired'],
-  processing: ['success', 'retrying', 'failed'],
+  // processing → expired: past the open deadline, once the intent is cancelled (a lapsed attempt included).
+  processing: ['success', 'retrying', 'failed', 'expired'],
   retrying: ['processing', 'failed', 'expired'],
   success: [],
   failed: [],

@@ -88,6 +88,8 @@ function recordRunMetrics(metrics: Metrics, result: Awaited<ReturnType<Reconcile
   metrics.count('ReconcilerExpired', c.expired ?? 0);
   metrics.count('ReconcilerDiscrepancies', result.discrepancies.length);
   metrics.count('RefundsIssued', result.refundsIssued);
+  // Captures other integrations on the account made: never touched, counted so they stay visible.
+  metrics.count('ForeignCaptures', c.foreign_captures ?? 0);
   metrics.count('UnknownOutcomeBacklog', c.unresolved_at_provider ?? 0);
 }
 

@@ -20,6 +20,37 @@ export const SETTLED_INDEX = 'settled-by-hour';
 /** Keyed by tenantShard (`${tenantId}#${nn}`), so one busy tenant's audit writes spread over 16 partitions. */
 export const AUDIT_BY_TENANT_INDEX = 'audit-by-tenant-shard';
 export const PAYMENTS_BY_TENANT_INDEX = 'payments-by-tenant';
+/** Sparse index of the Refunds table: pending refunds only, by shard and due time. */
+export const OPEN_REFUNDS_INDEX = 'open-refunds';
+
+/** The `service` this deployment writes on every provider intent and refund (with its stage). */
+export const SERVICE_TAG = 'idempotent-payments';
+
+/**
+ * How long a payment may still move money after its open deadline: the worker confirms nothing past the
+ * deadline, so what remains is the last confirmation sent before it (one provider call, within the
+ * lease), an intent the provider is still processing (seconds to minutes for cards), and the
+ * reconciler's cancel-then-expire on its next run (every minute). An hour covers them with room.
+ */
+export const SETTLE_ALLOWANCE_SECONDS = 3600;
+
+/**
+ * Relations between settings that no single value can check. Thrown as a plain Error by the stack at
+ * synth and as ConfigError by loadConfig at cold start:
+ *   - an idempotency key outlives its payment: IDEMPOTENCY_TTL_SECONDS ≥ OPEN_DEADLINE_SECONDS +
+ *     SETTLE_ALLOWANCE_SECONDS, so a client re-sending its request always finds the payment while that
+ *     payment can still move money (defaults: 48 h ≥ 24 h + 1 h).
+ */
+export function settingRelationProblems(v: { readonly idempotencyTtlSeconds: number; readonly openDeadlineSeconds: number }): string[] {
+  const problems: string[] = [];
+  if (v.idempotencyTtlSeconds < v.openDeadlineSeconds + SETTLE_ALLOWANCE_SECONDS) {
+    problems.push(
+      `IDEMPOTENCY_TTL_SECONDS (${v.idempotencyTtlSeconds}) must be at least OPEN_DEADLINE_SECONDS (${v.openDeadlineSeconds}) + ${SETTLE_ALLOWANCE_SECONDS} s to settle: ` +
+        'a key must outlive every payment that can still move money',
+    );
+  }
+  return problems;
+}
 
 /** Name of the provider API key secret in Secrets Manager; the operator fills in its value after deploy. */
 export const providerSecretName = (stage: string): string => `idempotent-payments/${stage}/provider-api-key`;
@@ -50,6 +81,7 @@ export const SETTINGS = {
   IDEMPOTENCY_TABLE: table('idempotencyTable', 'IdempotencyKeys table name.'),
   AUDIT_TABLE: table('auditTable', 'AuditLog table name.'),
   RECOVERY_TABLE: table('recoveryTable', 'RecoveryRuns table name.'),
+  REFUNDS_TABLE: table('refundsTable', 'Refunds table: the refunds the service owes, each followed until the provider says it is final.'),
   OPERATOR_IDEMPOTENCY_TABLE: table('operatorIdempotencyTable', 'Powertools idempotency records of operator requests sent with an Idempotency-Key.'),
   API_KEY_PRINCIPALS: {
     field: 'apiKeyPrincipals',
@@ -96,8 +128,9 @@ export const SETTINGS = {
     type: 'number',
     kind: 'value',
     setBy: 'stack',
-    default: 86_400,
-    doc: 'How long an idempotency key holds its payment before it may be reused.',
+    // 48 h: longer than a payment can stay open (OPEN_DEADLINE_SECONDS, 24 h) plus the time to settle.
+    default: 172_800,
+    doc: 'How long an idempotency key holds its payment before it may be reused; at least OPEN_DEADLINE_SECONDS + 1 h.',
   },
   MAX_AMOUNT: { field: 'maxAmount', type: 'number', kind: 'value', setBy: 'stack', default: 1_000_000, doc: 'Largest accepted amount, in major units of the currency.' },
   MAX_RETRIES: { field: 'maxRetries', type: 'number', kind: 'value', setBy: 'stack', default: 3, doc: 'Retry budget of a new payment (and of an operator re-open).' },
@@ -117,7 +150,23 @@ export const SETTINGS = {
     kind: 'value',
     setBy: 'stack',
     default: 86_400,
-    doc: 'Open payments older than this are expired by the reconciler.',
+    doc: 'A payment is confirmed only before it is this old; open payments older than this are expired (their intent cancelled first).',
+  },
+  OPEN_REFUNDS_INDEX: {
+    field: 'openRefundsIndex',
+    type: 'string',
+    kind: 'value',
+    setBy: 'stack',
+    default: OPEN_REFUNDS_INDEX,
+    doc: 'Sparse index of pending refunds by shard and due time (the reconciler moves them on).',
+  },
+  PROVIDER_KEY_RETENTION_SECONDS: {
+    field: 'providerKeyRetentionSeconds',
+    type: 'number',
+    kind: 'value',
+    setBy: 'stack',
+    default: 86_400,
+    doc: "How long the provider keeps an idempotency key and replays its saved answer (Stripe: 24 h). Past it, a payment's intent is looked up, never created again.",
   },
   STUCK_AFTER_SECONDS: {
     field: 'stuckAfterSeconds',
@@ -226,14 +275,25 @@ const PROVIDER_CALLS: readonly SettingName[] = [
   'BREAKER_OPEN_SECONDS',
   'FAULT_CRASH_AFTER_CHARGE',
 ];
-const PROCESSING: readonly SettingName[] = ['PAYMENTS_TABLE', 'PAYMENTS_QUEUE_URL', 'RETRY_BASE_SECONDS', 'RETRY_CAP_SECONDS', 'LEASE_SECONDS', ...PROVIDER_CALLS];
+const PROCESSING: readonly SettingName[] = [
+  'PAYMENTS_TABLE',
+  'PAYMENTS_QUEUE_URL',
+  'REFUNDS_TABLE',
+  'RETRY_BASE_SECONDS',
+  'RETRY_CAP_SECONDS',
+  'LEASE_SECONDS',
+  'OPEN_DEADLINE_SECONDS',
+  'PROVIDER_KEY_RETENTION_SECONDS',
+  ...PROVIDER_CALLS,
+];
 
 /**
  * What each function's code reads. The stack sets exactly the `stack` settings listed here (the infra
  * test checks the template against this), and `loadConfig` requires the required ones at cold start.
  */
 export const FUNCTION_SETTINGS = {
-  createPayment: ['API_KEY_PRINCIPALS', 'PAYMENTS_TABLE', 'IDEMPOTENCY_TABLE', 'PAYMENTS_QUEUE_URL', 'IDEMPOTENCY_TTL_SECONDS', 'MAX_AMOUNT', 'MAX_RETRIES', 'STUCK_AFTER_SECONDS'],
+  /** OPEN_DEADLINE_SECONDS: the key's TTL is checked against it (settingRelationProblems). */
+  createPayment: ['API_KEY_PRINCIPALS', 'PAYMENTS_TABLE', 'IDEMPOTENCY_TABLE', 'PAYMENTS_QUEUE_URL', 'IDEMPOTENCY_TTL_SECONDS', 'OPEN_DEADLINE_SECONDS', 'MAX_AMOUNT', 'MAX_RETRIES', 'STUCK_AFTER_SECONDS'],
   /** GET payment, status and key record; POST validate-key; GET the tenant's payments. */
   paymentQueries: ['API_KEY_PRINCIPALS', 'PAYMENTS_TABLE', 'IDEMPOTENCY_TABLE', 'MAX_AMOUNT', 'PAYMENTS_BY_TENANT_INDEX', 'CURSOR_SECRET_ID'],
   retryPayment: ['API_KEY_PRINCIPALS', 'OPERATOR_IDEMPOTENCY_TABLE', 'PAYMENTS_TABLE', 'PAYMENTS_QUEUE_URL', 'MAX_RETRIES', 'STUCK_AFTER_SECONDS'],
@@ -241,7 +301,7 @@ export const FUNCTION_SETTINGS = {
   auditStream: ['AUDIT_TABLE'],
   recoveryApi: ['API_KEY_PRINCIPALS', 'OPERATOR_IDEMPOTENCY_TABLE', 'RECOVERY_TABLE', 'RECOVERY_RUN_LEASE_SECONDS', 'PAYMENTS_TABLE', 'OPEN_PAYMENTS_INDEX', 'RECONCILER_FUNCTION_NAME'],
   worker: PROCESSING,
-  reconciler: [...PROCESSING, 'OPEN_PAYMENTS_INDEX', 'RECOVERY_TABLE', 'RECOVERY_RUN_LEASE_SECONDS', 'STUCK_AFTER_SECONDS', 'OPEN_DEADLINE_SECONDS'],
+  reconciler: [...PROCESSING, 'OPEN_PAYMENTS_INDEX', 'OPEN_REFUNDS_INDEX', 'RECOVERY_TABLE', 'RECOVERY_RUN_LEASE_SECONDS', 'STUCK_AFTER_SECONDS'],
 } as const satisfies Record<string, readonly SettingName[]>;
 
 export type FunctionName = keyof typeof FUNCTION_SETTINGS;

@@ -6,9 +6,11 @@
 import {
   FUNCTION_CONTRACT_VARIABLE,
   FUNCTION_SETTINGS,
+  SERVICE_TAG,
   SETTINGS,
   isFunctionName,
   isRequired,
+  settingRelationProblems,
   type FunctionName,
   type SettingName,
   type SettingSpec,
@@ -28,6 +30,11 @@ export interface PaymentsConfig extends SettingsConfig {
   readonly function?: FunctionName;
   /** Provider base URL: PROVIDER_URL when set (local), else PROTOCOL://HOST:PORT. */
   readonly providerUrl: string;
+  /**
+   * This deployment's tag on provider intents and refunds: the service and the stage the function runs in
+   * (the STAGE runtime variable the stack sets; `local` when unset). Only intents carrying it are ours.
+   */
+  readonly tag: { readonly service: string; readonly stage: string };
 }
 
 export class ConfigError extends Error {
@@ -80,7 +87,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): PaymentsConfig
   if (config.providerApiProtocol !== 'https' && config.providerApiProtocol !== 'http') {
     throw new ConfigError(`PROVIDER_API_PROTOCOL must be https or http: ${config.providerApiProtocol}`);
   }
+  const relations = settingRelationProblems(config);
+  if (relations.length) throw new ConfigError(relations.join('; '));
   const providerUrl =
     config.providerUrlOverride ?? new URL(`${config.providerApiProtocol}://${config.providerApiHost}:${config.providerApiPort}`).origin;
-  return { ...config, ...(contractName ? { function: contractName } : {}), providerUrl };
+  const tag = { service: SERVICE_TAG, stage: env.STAGE || 'local' };
+  return { ...config, ...(contractName ? { function: contractName } : {}), providerUrl, tag };
 }

@@ -1,6 +1,7 @@
 /**
  * SQS worker: one payment attempt per message, with partial batch responses (the event source has
- * ReportBatchItemFailures), so one bad record does not redeliver the whole batch.
+ * ReportBatchItemFailures), so one bad record does not redeliver the whole batch. A message naming a
+ * refund (`refundId`) moves that refund on instead (RefundProcessor): the same queue carries both.
  *
  * A record is reported as failed, and so redelivered after the visibility timeout and moved to the DLQ
  * after maxReceiveCount receives, when:
@@ -12,8 +13,9 @@
  */
 import { BatchProcessor, EventType, processPartialResponse } from '@aws-lambda-powertools/batch';
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
-import type { Logger } from '../core/ports';
+import type { Logger, RefundMessage } from '../core/ports';
 import type { ProcessResult, WorkerMessage } from '../core/processing/context';
+import type { RefundStepResult } from '../core/refund-processor';
 import { instrumented } from '../shared/instrument';
 import { wiring } from '../wiring';
 
@@ -21,8 +23,14 @@ export interface MessageProcessor {
   process(message: WorkerMessage): Promise<ProcessResult>;
 }
 
+export interface RefundMover {
+  process(refundId: string): Promise<RefundStepResult>;
+}
+
 export interface WorkerDeps {
   readonly processor: MessageProcessor;
+  /** Moves refund messages on; without it a refund message is a poison message. */
+  readonly refunds?: RefundMover;
   readonly logger: Logger;
 }
 
@@ -33,8 +41,8 @@ export class PoisonMessageError extends Error {
   override readonly name = 'PoisonMessageError';
 }
 
-/** Parses and checks a message body; throws PoisonMessageError when it is not a payment message. */
-export function parseWorkerMessage(body: string): WorkerMessage {
+/** Parses and checks a message body; throws PoisonMessageError when it is neither a payment nor a refund message. */
+export function parseWorkerMessage(body: string): WorkerMessage | RefundMessage {
   let v: unknown;
   try {
     v = JSON.parse(body);
@@ -43,6 +51,10 @@ export function parseWorkerMessage(body: string): WorkerMessage {
   }
   if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new PoisonMessageError('message body is not a JSON object');
   const o = v as Record<string, unknown>;
+  if (o.refundId !== undefined && o.paymentId === undefined) {
+    if (typeof o.refundId !== 'string' || o.refundId.trim() === '' || o.refundId.length > 256) throw new PoisonMessageError('message has no valid refundId');
+    return { refundId: o.refundId, reason: typeof o.reason === 'string' ? o.reason : 'unknown' };
+  }
   if (typeof o.paymentId !== 'string' || o.paymentId.trim() === '' || o.paymentId.length > 256) {
     throw new PoisonMessageError('message has no valid paymentId');
   }
@@ -63,9 +75,9 @@ export function parseWorkerMessage(body: string): WorkerMessage {
 export function createWorkerHandler(deps: WorkerDeps): WorkerHandler {
   const log = deps.logger;
 
-  const recordHandler = async (record: SQSRecord): Promise<ProcessResult> => {
+  const recordHandler = async (record: SQSRecord): Promise<ProcessResult | RefundStepResult> => {
     const receiveCount = Number(record.attributes?.ApproximateReceiveCount ?? '1');
-    let message: WorkerMessage;
+    let message: WorkerMessage | RefundMessage;
     try {
       message = parseWorkerMessage(record.body);
     } catch (err) {
@@ -76,6 +88,12 @@ export function createWorkerHandler(deps: WorkerDeps): WorkerHandler {
         bodyPreview: record.body.slice(0, 200),
       });
       throw err;
+    }
+    if ('refundId' in message) {
+      if (!deps.refunds) throw new PoisonMessageError('refund message on a worker without refunds');
+      const result = await deps.refunds.process(message.refundId);
+      log.debug('refund message processed', { messageId: record.messageId, refundId: message.refundId, result: result.kind });
+      return result;
     }
     try {
       const result = await deps.processor.process(message);

@@ -110,6 +110,10 @@ export class Monitoring extends Construct {
       threshold: 1,
       description: 'The reconciler refunded a capture no payment accounts for: find out how the money moved',
     });
+    this.alarm('RefundsFailed', this.business('RefundsFailed', { period: fiveMinutes }), {
+      threshold: 1,
+      description: 'The provider ended a refund the service owes failed: the money is still captured and must be returned another way',
+    });
     this.alarm('AuditChainFailures', this.business('AuditChainFailures', { period: fiveMinutes }), {
       threshold: t.auditChainFailures,
       description: 'Audit entries conflict with stored ones or wait for a missing previous version',
@@ -180,7 +184,7 @@ export class Monitoring extends Construct {
     );
     dashboard.addWidgets(
       graph('Reconciler', [b('ReconcilerItemsRead'), b('ReconcilerResolved'), b('ReconcilerExpired'), b('ReconcilerDiscrepancies'), b('ReconcilerFailures')]),
-      graph('Unknown-outcome backlog, refunds', [this.business('UnknownOutcomeBacklog', { period: p, statistic: 'Maximum' }), b('RefundsIssued')]),
+      graph('Unknown-outcome backlog, refunds', [this.business('UnknownOutcomeBacklog', { period: p, statistic: 'Maximum' }), b('RefundsIssued'), b('RefundsFailed'), b('ForeignCaptures')]),
       graph('Audit trail', [b('AuditEntriesWritten'), b('AuditChainFailures')]),
     );
     dashboard.addWidgets(

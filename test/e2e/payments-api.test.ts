@@ -162,6 +162,31 @@ describe('payments API over HTTP', () => {
       expect(res.text).not.toMatch(/at .*\.(ts|js|mjs):\d+/);
     });
 
+    describe('issue 17: what the provider cannot take is refused at create, never accepted and left to fail', () => {
+      /** A refused create leaves nothing behind: its key holds no payment. */
+      const refused = async (body: Record<string, unknown>, code: string) => {
+        const res = await call('POST', '/api/payments/process', { body });
+        expect({ status: res.status, code: res.json?.error?.code, retryable: res.json?.error?.retryable }).toEqual({ status: 400, code, retryable: false });
+        expect((await call('GET', `/api/payments/key/${body.idempotencyKey as string}`)).status).toBe(404);
+      };
+
+      it('50 metadata keys (no room for the keys the adapter adds) and amounts below the provider minimum or finer than its unit are 400', async () => {
+        await refused(payment(key(), { metadata: Object.fromEntries(Array.from({ length: 50 }, (_, i) => [`k${i}`, 'v'])) }), 'INVALID_METADATA');
+        await refused(payment(key(), { amount: 0.49 }), 'AMOUNT_BELOW_MINIMUM');
+        await refused(payment(key(), { amount: 10.5, currency: 'MGA' }), 'AMOUNT_PRECISION_EXCEEDED');
+        await refused(payment(key(), { amount: 1.005, currency: 'KWD' }), 'AMOUNT_PRECISION_EXCEEDED');
+      });
+
+      it('a lone UTF-16 surrogate in metadata is 400 at create (the provider call could never carry it)', async () => {
+        const k = key();
+        const body = JSON.stringify(payment(k)).replace(`"orderId":"${k}"`, '"orderId":"\\ud800x"');
+        expect(JSON.parse(body).metadata.orderId).toBe('\ud800x');
+        const res = await call('POST', '/api/payments/process', { body });
+        expect({ status: res.status, code: res.json?.error?.code }).toEqual({ status: 400, code: 'INVALID_METADATA' });
+        expect((await call('GET', `/api/payments/key/${k}`)).status).toBe(404);
+      });
+    });
+
     it('a header key that differs from the body key is 400 IDEMPOTENCY_KEY_CONFLICT', async () => {
       const res = await call('POST', '/api/payments/process', { body: payment('a-key'), headers: { 'Idempotency-Key': 'b-key' } });
       expect(res.status).toBe(400);

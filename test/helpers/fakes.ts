@@ -2,7 +2,19 @@
 import { hmacCursorSeal } from '../../functions/core/cursor-seal';
 import { ConcurrentUpdateError } from '../../functions/core/errors';
 import { isOpen, type Payment } from '../../functions/core/payment';
-import type { IdempotencyRecord, InsertResult, OpenDuePage, PaymentMessage, PaymentQueue, PaymentStore, TouchRequest, TransitionRequest } from '../../functions/core/ports';
+import type {
+  IdempotencyRecord,
+  InsertResult,
+  OpenDuePage,
+  OpenRefundsPage,
+  PaymentMessage,
+  PaymentQueue,
+  PaymentStore,
+  RefundStore,
+  TouchRequest,
+  TransitionRequest,
+} from '../../functions/core/ports';
+import type { Refund, RefundChange } from '../../functions/core/refund';
 import type { WorkerMessage } from '../../functions/core/processing/context';
 import { assertTransition } from '../../functions/core/state-machine';
 import { TEST_EPOCH } from './clock';
@@ -104,6 +116,17 @@ export class FakeRepository implements PaymentStore {
     return true;
   }
 
+  async recordIntent(current: Payment, intentId: string): Promise<Payment> {
+    await Promise.resolve();
+    const stored = this.items.get(current.id);
+    if (!stored || stored.version !== current.version || stored.status !== current.status || (stored.intentId !== undefined && stored.intentId !== intentId)) {
+      throw new ConcurrentUpdateError(stored ? structuredClone(stored) : undefined);
+    }
+    const next = { ...stored, intentId };
+    this.items.set(next.id, next);
+    return structuredClone(next);
+  }
+
   openPartitions(): readonly string[] {
     return ['open#00', 'open#03'];
   }
@@ -189,3 +212,61 @@ export function paymentFixture(over: Partial<Payment> = {}): Payment {
 
 /** Listing cursors signed as in AWS, with a fixed test key. */
 export const testCursorSeal = () => hmacCursorSeal(async () => 'test-cursor-signing-key-0123456789');
+
+/**
+ * The refund records the service owes (same contract as RefundRepository): a conditional create, updates
+ * conditional on version, a sparse "open" set of pending refunds by due time.
+ */
+export class FakeRefundStore implements RefundStore {
+  readonly items = new Map<string, Refund>();
+
+  async get(id: string): Promise<Refund | undefined> {
+    await Promise.resolve();
+    const r = this.items.get(id);
+    return r ? structuredClone(r) : undefined;
+  }
+
+  async create(record: Refund & { readonly dueAt: number }): Promise<{ created: boolean; record: Refund }> {
+    await Promise.resolve();
+    const existing = this.items.get(record.id);
+    if (existing) return { created: false, record: structuredClone(existing) };
+    const stored: Refund = { ...structuredClone(record), openShard: 'open#00' };
+    this.items.set(record.id, stored);
+    return { created: true, record: structuredClone(stored) };
+  }
+
+  async update(current: Refund, change: RefundChange & { readonly updatedAt: string }, dueAt?: number): Promise<Refund> {
+    await Promise.resolve();
+    const stored = this.items.get(current.id);
+    if (!stored || stored.version !== current.version) throw new ConcurrentUpdateError(stored ? structuredClone(stored) : undefined);
+    const next: Record<string, unknown> = { ...stored, ...structuredClone(change), version: stored.version + 1 };
+    if (next.status === 'pending') {
+      next.openShard = stored.openShard ?? 'open#00';
+      next.dueAt = dueAt ?? stored.dueAt;
+    } else {
+      delete next.openShard;
+      delete next.dueAt;
+    }
+    this.items.set(current.id, next as unknown as Refund);
+    return structuredClone(next as unknown as Refund);
+  }
+
+  openPartitions(): readonly string[] {
+    return ['open#00'];
+  }
+
+  async openDue(partition: string, dueBefore: number, _startKey?: Record<string, unknown>, limit = 100): Promise<OpenRefundsPage> {
+    await Promise.resolve();
+    const items = [...this.items.values()]
+      .filter((r) => r.openShard === partition && (r.dueAt ?? 0) <= dueBefore)
+      .sort((a, b) => (a.dueAt ?? 0) - (b.dueAt ?? 0))
+      .slice(0, limit)
+      .map((r) => structuredClone(r));
+    return { items };
+  }
+
+  /** Refund records by status, for assertions. */
+  byStatus(status: Refund['status']): Refund[] {
+    return [...this.items.values()].filter((r) => r.status === status);
+  }
+}

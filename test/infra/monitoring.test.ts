@@ -69,6 +69,7 @@ describe.each(STAGES)('stage %s', (stage) => {
         'ReconcilerFailures',
         'UnknownOutcomeBacklog',
         'RefundsIssued',
+        'RefundsFailed',
         'AuditChainFailures',
       ].sort(),
     );

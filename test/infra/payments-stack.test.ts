@@ -80,7 +80,31 @@ describe('PaymentsStack', () => {
         { AttributeName: 'sk', KeyType: 'RANGE' },
       ],
     });
-    t.resourceCountIs('AWS::DynamoDB::Table', 5); // + operator idempotency records
+    t.resourceCountIs('AWS::DynamoDB::Table', 6); // + operator idempotency records, refunds
+  });
+
+  it('Refunds table: one item per refund owed, a sparse open-refunds index the reconciler sweeps; worker and reconciler hold only what they call', () => {
+    t.hasResourceProperties('AWS::DynamoDB::Table', {
+      KeySchema: [{ AttributeName: 'id', KeyType: 'HASH' }],
+      GlobalSecondaryIndexes: [
+        Match.objectLike({
+          IndexName: 'open-refunds',
+          KeySchema: [
+            { AttributeName: 'openShard', KeyType: 'HASH' },
+            { AttributeName: 'dueAt', KeyType: 'RANGE' },
+          ],
+        }),
+      ],
+    });
+    const refundsTable = Object.keys(t.findResources('AWS::DynamoDB::Table')).find((id) => id.startsWith('RefundsTable'))!;
+    const actionsOn = (fn: string) => {
+      const policies = Object.values(t.findResources('AWS::IAM::Policy')).filter((p) => JSON.stringify(p.Properties.Roles).includes(fn));
+      const statements = policies.flatMap((p) => p.Properties.PolicyDocument.Statement as Array<{ Action: string | string[]; Resource: unknown }>);
+      return statements.filter((st) => JSON.stringify(st.Resource).includes(refundsTable)).flatMap((st) => [st.Action].flat()).sort();
+    };
+    expect(actionsOn('PaymentWorkerFunction')).toEqual(['dynamodb:GetItem', 'dynamodb:UpdateItem']);
+    expect(actionsOn('ReconcilerFunction')).toEqual(['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:Query', 'dynamodb:UpdateItem']);
+    expect(actionsOn('CreatePaymentFunction')).toEqual([]);
   });
 
   it('payments queue redrives to a DLQ and outlives the worker timeout', () => {

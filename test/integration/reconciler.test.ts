@@ -3,6 +3,7 @@ import { DeleteMessageBatchCommand, ReceiveMessageCommand } from '@aws-sdk/clien
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PaymentRepository } from '../../functions/adapters/dynamo/payment-repository';
 import { RecoveryRunsRepository } from '../../functions/adapters/dynamo/recovery-runs';
+import { RefundRepository } from '../../functions/adapters/dynamo/refund-repository';
 import { withCrashAfterCharge } from '../../functions/adapters/provider/fault-injection';
 import { createStripeProvider } from '../../functions/adapters/provider/stripe-provider';
 import { SqsPaymentQueue } from '../../functions/adapters/sqs/payment-queue';
@@ -25,11 +26,13 @@ let repo: PaymentRepository;
 let queue: SqsPaymentQueue;
 let queueUrl: string;
 let recoveryTable: string;
+let refunds: RefundRepository;
 const HOUR = 3_600_000;
+const TAG = { service: 'idempotent-payments', stage: 'integration' };
 
 function provider(): PaymentProvider {
   const url = new URL(sim.url);
-  return createStripeProvider({ apiKey: 'sk_test_reconciler', host: url.hostname, port: Number(url.port), protocol: 'http', timeoutMs: 2000 });
+  return createStripeProvider({ apiKey: 'sk_test_reconciler', host: url.hostname, port: Number(url.port), protocol: 'http', timeoutMs: 2000, tag: TAG });
 }
 
 function processorAt(clock: () => Date, crashAfterCharge = false) {
@@ -50,8 +53,9 @@ function reconcilerAt(now: Date) {
     queue,
     processor: processorAt(() => now),
     provider: provider(),
+    refunds,
     logger: silent,
-    config: { stuckAfterSeconds: 120, openDeadlineSeconds: 86_400, settleGraceMs: 1000, providerWindowMinutes: 60 },
+    config: { stuckAfterSeconds: 120, openDeadlineSeconds: 86_400, settleGraceMs: 1000, providerWindowMinutes: 60, tag: TAG },
     clock: () => now,
   });
 }
@@ -87,6 +91,7 @@ beforeAll(async () => {
   queueUrl = env.PAYMENTS_QUEUE_URL!;
   queue = new SqsPaymentQueue(b.sqs, queueUrl);
   recoveryTable = env.RECOVERY_TABLE!;
+  refunds = new RefundRepository(b.doc, { refunds: env.REFUNDS_TABLE!, openRefundsIndex: env.OPEN_REFUNDS_INDEX! });
 });
 
 afterAll(async () => {

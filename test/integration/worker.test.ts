@@ -66,9 +66,11 @@ function counting(p: PaymentProvider): PaymentProvider {
     createIntent: wrap('create', (r) => p.createIntent(r)),
     confirmIntent: wrap('confirm', (id, r) => p.confirmIntent(id, r)),
     retrieveIntent: wrap('retrieve', (id) => p.retrieveIntent(id)),
-    findIntentForPayment: wrap('find', (id) => p.findIntentForPayment(id)),
+    findIntentsForPayment: wrap('find', (id) => p.findIntentsForPayment(id)),
     cancelIntent: wrap('cancel', (id, pid) => p.cancelIntent(id, pid)),
     refund: wrap('refund', (r) => p.refund(r)),
+    retrieveRefund: wrap('retrieve_refund', (id) => p.retrieveRefund(id)),
+    listRefunds: wrap('list_refunds', (id) => p.listRefunds(id)),
     listIntents: wrap('list', (q) => p.listIntents(q)),
   };
 }
@@ -104,6 +106,7 @@ beforeAll(async () => {
       store: {
         get: (id) => real.get(id),
         postpone: (p, dueAt) => real.postpone(p, dueAt),
+        recordIntent: (p, intentId) => real.recordIntent(p, intentId),
         transition: (p, req) => {
           transitions.set(p.id, [...(transitions.get(p.id) ?? []), req]);
           return real.transition(p, req);

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { parseCreatePaymentRequest, requestFingerprint } from '../../functions/core/create-request';
 import { ValidationError } from '../../functions/core/errors';
+import { stripeChargeRules } from '../../functions/adapters/provider/stripe-amounts';
 
 const valid = {
   idempotencyKey: 'order-1',
@@ -121,5 +122,49 @@ describe('create payment request', () => {
     const c = parseCreatePaymentRequest({ ...valid, amount: 100.51 }, undefined, limits);
     expect(requestFingerprint(c)).not.toBe(requestFingerprint(a));
     expect(requestFingerprint(a)).toMatch(/^[0-9a-f]{64}$/);
+  });
+});
+
+describe('create payment request: what the provider cannot take is refused at create (Stripe rules)', () => {
+  const stripe = { maxAmount: 1_000_000, provider: stripeChargeRules };
+  const problem = (over: Record<string, unknown>) => {
+    try {
+      parseCreatePaymentRequest({ ...valid, ...over }, undefined, stripe);
+    } catch (err) {
+      return { code: (err as ValidationError).code, details: (err as ValidationError).details };
+    }
+    return undefined;
+  };
+
+  it('leaves room for the keys the adapter adds: 46 tenant keys at most, and never one of ours', () => {
+    const keys = (n: number) => Object.fromEntries(Array.from({ length: n }, (_, i) => [`k${i}`, 'v']));
+    expect(problem({ metadata: keys(46) })).toBeUndefined();
+    expect(problem({ metadata: keys(47) })).toMatchObject({ code: 'INVALID_METADATA' });
+    for (const reserved of ['payment_id', 'intent_seq', 'service', 'stage']) expect(problem({ metadata: { [reserved]: 'x' } })).toMatchObject({ code: 'INVALID_METADATA' });
+    expect(problem({ metadata: { 'a[b]': 'x' } })).toMatchObject({ code: 'INVALID_METADATA' });
+  });
+
+  it('refuses text no request can carry (a lone UTF-16 surrogate), in keys and values, with or without provider rules', () => {
+    expect(problem({ metadata: { a: '\ud800x' } })).toMatchObject({ code: 'INVALID_METADATA' });
+    expect(problem({ metadata: { ['\udc00']: 'x' } })).toMatchObject({ code: 'INVALID_METADATA' });
+    expect(codeOf({ ...valid, metadata: { a: 'x\udbff' } })).toBe('INVALID_METADATA');
+    // A surrogate pair is well formed.
+    expect(problem({ metadata: { a: '😀' } })).toBeUndefined();
+  });
+
+  it('refuses amounts below the minimum charge, finer than the provider unit, and currencies it does not charge in', () => {
+    expect(problem({ amount: 0.49 })).toMatchObject({ code: 'AMOUNT_BELOW_MINIMUM', details: [{ field: 'amount', minimumMinor: 50 }] });
+    expect(problem({ amount: 0.5 })).toBeUndefined();
+    expect(problem({ amount: 0.29, currency: 'GBP' })).toMatchObject({ code: 'AMOUNT_BELOW_MINIMUM' });
+    expect(problem({ amount: 49, currency: 'JPY' })).toMatchObject({ code: 'AMOUNT_BELOW_MINIMUM' });
+    expect(problem({ amount: 10.5, currency: 'MGA' })).toMatchObject({ code: 'AMOUNT_PRECISION_EXCEEDED', details: [{ field: 'amount', stepMinor: 100 }] });
+    expect(problem({ amount: 10, currency: 'MGA' })).toBeUndefined();
+    expect(problem({ amount: 1.005, currency: 'KWD' })).toMatchObject({ code: 'AMOUNT_PRECISION_EXCEEDED', details: [{ stepMinor: 10 }] });
+    expect(problem({ amount: 1.01, currency: 'KWD' })).toBeUndefined();
+    expect(problem({ amount: 500, currency: 'ISK' })).toBeUndefined();
+    expect(problem({ amount: 10, currency: 'IQD' })).toMatchObject({ code: 'UNSUPPORTED_CURRENCY', details: [{ field: 'currency' }] });
+    // Eight digits at Stripe: USD 1,000,000.00 is nine.
+    expect(problem({ amount: 999_999.99 })).toBeUndefined();
+    expect(problem({ amount: 1_000_000 })).toMatchObject({ code: 'AMOUNT_TOO_LARGE' });
   });
 });

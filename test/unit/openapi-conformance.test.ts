@@ -18,6 +18,7 @@ import { describe, expect, it } from 'vitest';
 import type { AuditReader } from '../../functions/adapters/dynamo/audit-repository';
 import { auditApiRoute } from '../../functions/api/audit-api';
 import { createPaymentRoute } from '../../functions/api/create-payment';
+import { stripeChargeRules } from '../../functions/adapters/provider/stripe-amounts';
 import { paymentQueriesRoute } from '../../functions/api/payment-queries';
 import { retryPaymentRoute } from '../../functions/api/retry-payment';
 import { PaymentsService } from '../../functions/core/payments-service';
@@ -74,8 +75,9 @@ const identity: ApiHandlerOptions['identity'] = () => ({ principals: undefined, 
 
 /** A fresh handler per request, so one case's key never answers another's. */
 const ROUTES: Record<string, () => (req: ApiRequest) => Promise<ApiResponse>> = {
-  'POST /api/payments/process': () => createPaymentRoute({ payments: service().payments, maxAmount: MAX_AMOUNT }),
-  'POST /api/payments/validate-key': () => paymentQueriesRoute({ payments: service().payments, lister: emptyLister, cursors: testCursorSeal(), maxAmount: MAX_AMOUNT }),
+  // As wiring builds it: with the provider's charge rules (minimums, units, metadata room).
+  'POST /api/payments/process': () => createPaymentRoute({ payments: service().payments, maxAmount: MAX_AMOUNT, chargeRules: stripeChargeRules }),
+  'POST /api/payments/validate-key': () => paymentQueriesRoute({ payments: service().payments, lister: emptyLister, cursors: testCursorSeal(), maxAmount: MAX_AMOUNT, chargeRules: stripeChargeRules }),
   'GET /api/payments': () => paymentQueriesRoute({ payments: service().payments, lister: emptyLister, cursors: testCursorSeal(), maxAmount: MAX_AMOUNT }),
   'POST /api/payments/{paymentID}/retry': () => {
     const { store, payments } = service();

@@ -428,7 +428,7 @@ describe('PaymentProcessor: never charged twice (each case failed on the per-att
     expect(s.provider.captures('pay_1')).toBe(1);
   });
 
-  it('a re-opened payment that fails again cancels its new intent under its own key and ends failed', async () => {
+  it('a re-opened payment that fails again cancels its new intent (a key per cancel call) and ends failed', async () => {
     const s = setup({ payment: { maxRetries: 0 } });
     s.provider.confirmBehaviour = () => 'error';
     await s.processor.process(created);
@@ -436,7 +436,7 @@ describe('PaymentProcessor: never charged twice (each case failed on the per-att
     s.repo.put({ ...p, status: 'retrying', version: p.version + 1, maxRetries: 0, intentSeq: 1, intentId: undefined, openShard: 'open#03', dueAt: T0 });
     await expect(s.processor.process({ paymentId: 'pay_1', reason: 'operator_retry' })).resolves.toMatchObject({ status: 'failed' });
     expect(s.provider.intents.get('pi_2')!.intent.status).toBe('canceled');
-    expect(s.provider.calls.filter((c) => c.op === 'cancel').map((c) => c.key)).toEqual(['cancel-pi_1', 'cancel-pi_2']);
+    expect(s.provider.calls.filter((c) => c.op === 'cancel').map((c) => c.key)).toEqual(['cancel-pi_1-1', 'cancel-pi_2-2']);
   });
 });
 
@@ -496,13 +496,24 @@ describe('PaymentProcessor: lapsed leases and crashes', () => {
       logger: silent,
     });
     await expect(crashing.process(created)).rejects.toBeInstanceOf(InjectedCrashError);
-    expect(s.stored()).toMatchObject({ status: 'processing', attempt: 1 });
-    expect(s.stored().intentId).toBeUndefined();
+    // The intent was stored on the payment before it was confirmed: recovery reads it, never makes another.
+    expect(s.stored()).toMatchObject({ status: 'processing', attempt: 1, intentId: 'pi_1' });
     await expect(s.processor.process(created)).resolves.toMatchObject({ reason: 'leased' });
     s.clock.advance(30_001);
     await expect(s.processor.process(created)).resolves.toMatchObject({ status: 'success', via: 'retrieve' });
     expect(s.provider.captures('pay_1')).toBe(1);
     expect(s.provider.count('confirm')).toBe(1);
+  });
+
+  it('an intent not stored on the payment (a payment from before it was stored) past the key retention is found by its payment id, never created again', async () => {
+    const s = setup({ payment: { ...lapsed, intentId: undefined } });
+    await withIntent(s, 'succeed');
+    s.clock.advance(25 * 3_600_000); // the provider forgot the create key
+    await expect(s.processor.process(created)).resolves.toMatchObject({ kind: 'settled', status: 'success' });
+    expect(s.provider.count('create')).toBe(0);
+    expect(s.provider.count('search')).toBe(1);
+    expect(s.stored()).toMatchObject({ status: 'success', intentId: 'pi_1' });
+    expect(s.provider.captures('pay_1')).toBe(1);
   });
 
   it('a concurrent recovery of the same lapsed lease settles once', async () => {
@@ -729,6 +740,22 @@ describe('worker handler', () => {
     for (const bad of ['not json', '[]', 'null', '{}', '{"paymentId":""}', '{"paymentId":3}', '{"paymentId":"p","notBefore":"x"}', '{"paymentId":"p","forAttempt":0}']) {
       expect(() => parseWorkerMessage(bad), bad).toThrow(PoisonMessageError);
     }
+  });
+
+  it('a refund message moves that refund on (the same queue carries payments and refunds); without a refund processor it is poison', async () => {
+    expect(parseWorkerMessage('{"refundId":"rf_1","reason":"owed"}')).toEqual({ refundId: 'rf_1', reason: 'owed' });
+    expect(() => parseWorkerMessage('{"refundId":""}')).toThrow(PoisonMessageError);
+    const moved: string[] = [];
+    const { processor } = setup();
+    const handler = createWorkerHandler({
+      processor,
+      refunds: { process: async (id) => (moved.push(id), { kind: 'not_found' as const }) },
+      logger: silent,
+    });
+    await expect(handler(sqsEvent([JSON.stringify({ refundId: 'rf_1', reason: 'owed' })]))).resolves.toEqual({ batchItemFailures: [] });
+    expect(moved).toEqual(['rf_1']);
+    const without = createWorkerHandler({ processor, logger: silent });
+    await expect(without(sqsEvent([JSON.stringify({ refundId: 'rf_2', reason: 'owed' })]))).resolves.toMatchObject({ batchItemFailures: [expect.anything()] });
   });
 
   it('reports poison messages and thrown errors as batch item failures, the rest as done', async () => {

@@ -20,7 +20,7 @@ describe('what an intent status means', () => {
     ['requires_payment_method', 'confirmable'],
     ['requires_confirmation', 'confirmable'],
     ['processing', 'in_flight'],
-    ['requires_action', 'in_flight'],
+    ['requires_action', 'needs_action'],
     ['requires_capture', 'in_flight'],
   ] as const)('%s → %s', (status, kind) => {
     expect(intentState(intent({ status })).kind).toBe(kind);
@@ -35,10 +35,10 @@ describe('what an intent status means', () => {
     expect(s).toMatchObject({ kind: 'declined', code: 'INSUFFICIENT_FUNDS' });
   });
 
-  it('a confirmation that leaves the intent anywhere but succeeded/declined/canceled is unknown, never a failure', () => {
-    for (const status of ['processing', 'requires_action', 'requires_confirmation', 'requires_capture'] as const) {
-      expect(confirmOutcome(intent({ status })).kind).toBe('unknown');
-    }
+  it('after a confirmation: requires_action needs the customer (never completed server-side), processing is waited for, anything still confirmable is unknown', () => {
+    expect(confirmOutcome(intent({ status: 'requires_action' })).kind).toBe('needs_action');
+    for (const status of ['processing', 'requires_capture'] as const) expect(confirmOutcome(intent({ status })).kind).toBe('processing');
+    expect(confirmOutcome(intent({ status: 'requires_confirmation' })).kind).toBe('unknown');
     expect(confirmOutcome(intent({ status: 'succeeded' })).kind).toBe('succeeded');
   });
 });
@@ -66,6 +66,12 @@ describe('what a provider error means', () => {
     }
   });
 
+  it('an error raised before the request left is final for the payment, never an unclear outcome', () => {
+    const notSent = new ProviderError('rejected', 'request_not_sent', 'lone surrogate', { notSent: true });
+    expect(errorOutcome(notSent)).toMatchObject({ kind: 'declined', code: 'REQUEST_NOT_SENT' });
+    expect(isProviderFailure(errorOutcome(notSent))).toBe(false);
+  });
+
   it('an error that is not a provider answer is rethrown (a crash is not an outcome)', () => {
     expect(() => errorOutcome(new TypeError('bug'))).toThrow(TypeError);
   });
@@ -75,6 +81,8 @@ describe('what a provider error means', () => {
     expect(isProviderFailure({ kind: 'succeeded', intent: intent({ status: 'succeeded' }) })).toBe(false);
     expect(isProviderFailure({ kind: 'unknown', code: 'PROVIDER_TIMEOUT', message: '' })).toBe(true);
     expect(isProviderFailure({ kind: 'outage', code: 'PROVIDER_AUTH_ERROR', message: '' })).toBe(true);
+    expect(isProviderFailure({ kind: 'needs_action', intent: intent({ status: 'requires_action' }) })).toBe(false);
+    expect(isProviderFailure({ kind: 'processing', intent: intent({ status: 'processing' }) })).toBe(false);
   });
 
   it('recognises the refusal of a confirm or cancel on an intent past that point', () => {

@@ -4,8 +4,8 @@ import type { Payment } from '../../functions/core/payment';
 import { silentLogger } from '../../functions/core/ports';
 import { PaymentProcessor } from '../../functions/core/processing/payment-processor';
 import { Reconciler } from '../../functions/core/reconciler';
-import { FakeIntentProvider } from '../helpers/fake-intent-provider';
-import { FakeClock, FakeQueue, FakeRepository, paymentFixture, T0 } from '../helpers/fakes';
+import { FakeIntentProvider, OUR_TAG } from '../helpers/fake-intent-provider';
+import { FakeClock, FakeQueue, FakeRefundStore, FakeRepository, paymentFixture, T0 } from '../helpers/fakes';
 
 const HOUR = 3_600_000;
 
@@ -17,6 +17,7 @@ function setup() {
   const repo = new FakeRepository();
   const queue = new FakeQueue();
   const provider = new FakeIntentProvider(() => clock.t);
+  const refunds = new FakeRefundStore();
   const processor = new PaymentProcessor({
     store: repo,
     provider,
@@ -34,9 +35,10 @@ function setup() {
       queue,
       processor,
       provider,
+      refunds,
       logger: silentLogger,
       clock: clock.now,
-      config: { stuckAfterSeconds: 120, openDeadlineSeconds: 86_400, settleGraceMs: 60_000, providerWindowMinutes: 120, ...(pageSize ? { pageSize } : {}) },
+      config: { stuckAfterSeconds: 120, openDeadlineSeconds: 86_400, settleGraceMs: 60_000, providerWindowMinutes: 120, tag: OUR_TAG, ...(pageSize ? { pageSize } : {}) },
     });
   /** An intent for a payment, captured at the provider. */
   const capturedIntent = async (paymentId: string, intentSeq = 0) => {
@@ -44,7 +46,7 @@ function setup() {
     provider.forceCapture(intent.id);
     return intent.id;
   };
-  return { clock, repo, queue, provider, processor, reconciler, capturedIntent };
+  return { clock, repo, queue, provider, refunds, processor, reconciler, capturedIntent };
 }
 
 describe('Reconciler: captures no payment accounts for are refunded', () => {
@@ -177,23 +179,24 @@ describe('Reconciler: within its budget, resuming across runs', () => {
     const first = await s.reconciler(10, budget(2)).run();
     expect(first).toMatchObject({ truncated: true, itemsRead: 20, counts: { requeued_pending: 20 } });
     expect(first.cursor).toMatchObject({ openPartition: 0, openStartKey: expect.anything() });
+    // No time was left for the provider comparison: no mark was saved, so the next run compares from the start.
+    expect(first.cursor.checkedUntil).toBeUndefined();
 
-    // The first run had no time left for the provider comparison either: it saved its window and the
-    // second run does it first (one page), then the rest of open#00 (5) and a page of open#03 (10).
-    expect(first.cursor.captures).toBeDefined();
     const asked: Array<Record<string, unknown> | undefined> = [];
     const openDue = s.repo.openDue.bind(s.repo);
     s.repo.openDue = (partition, dueBefore, startKey, limit) => (asked.push(startKey), openDue(partition, dueBefore, startKey, limit));
-    const second = await s.reconciler(10, budget(3)).run(first.cursor);
+    // Two pages: the rest of open#00 (5) and a page of open#03 (10).
+    const second = await s.reconciler(10, budget(2)).run(first.cursor);
     expect(asked[0]).toEqual(first.cursor.openStartKey);
-    expect(second.cursor.captures).toBeUndefined();
     expect(second).toMatchObject({ truncated: true, itemsRead: 15 });
     expect(second.cursor).toMatchObject({ openPartition: 1, openStartKey: expect.anything() });
 
     const third = await s.reconciler(10, budget(10)).run(second.cursor);
     expect(third).toMatchObject({ truncated: false, itemsRead: 5 });
-    // Finished (it started at partition 1): the next run starts one partition on, at 0.
-    expect(third.cursor).toEqual({ openPartition: 0 });
+    // Finished (it started at partition 1): the next run starts one partition on, at 0, and the
+    // comparison's mark is saved.
+    expect(third.cursor).toMatchObject({ openPartition: 0, checkedUntil: s.clock.t - 60_000 });
+    expect(third.cursor.captures).toBeUndefined();
     const sent = s.queue.sent.map((m) => m.message.paymentId);
     expect(sent).toHaveLength(40);
     expect(new Set(sent).size).toBe(40);
@@ -205,12 +208,12 @@ describe('Reconciler: within its budget, resuming across runs', () => {
     s.repo.put(payment('pay_b', { dueAt: T0, openShard: 'open#03' }));
     s.clock.advance(5 * 60_000);
     const fromZero = await s.reconciler().run({ openPartition: 0 });
-    expect(fromZero.cursor).toEqual({ openPartition: 1 });
+    expect(fromZero.cursor).toMatchObject({ openPartition: 1 });
     expect(s.queue.sent.map((m) => m.message.paymentId)).toEqual(['pay_a', 'pay_b']);
     s.queue.sent.length = 0;
     s.clock.advance(5 * 60_000);
     const fromOne = await s.reconciler().run(fromZero.cursor);
-    expect(fromOne.cursor).toEqual({ openPartition: 0 });
+    expect(fromOne.cursor).toMatchObject({ openPartition: 0 });
     expect(s.queue.sent.map((m) => m.message.paymentId)).toEqual(['pay_b', 'pay_a']);
   });
 
@@ -218,16 +221,21 @@ describe('Reconciler: within its budget, resuming across runs', () => {
     const s = setup();
     for (let i = 0; i < 250; i++) await s.capturedIntent(`pay_${i}`);
     s.clock.advance(5 * 60_000);
-    // One provider page per run (the open phase has no due payments: one empty page read per partition).
-    const first = await s.reconciler(undefined, budget(3)).run();
+    // The open phase reads one empty page per partition (2), the refund sweep one (1); then one provider
+    // window is started (1) and one page of it read (1) before the time is up.
+    const first = await s.reconciler(undefined, budget(5)).run();
     expect(first).toMatchObject({ truncated: true, intentsRead: 100, refundsIssued: 100 });
     expect(first.cursor.captures).toMatchObject({ after: expect.any(String) });
+    expect(first.cursor.checkedUntil).toBeUndefined();
     s.clock.advance(60 * 60_000);
+    // The unfinished window goes first, from the last intent listed: one page within this budget.
     const second = await s.reconciler(undefined, budget(1)).run(first.cursor);
     expect(second).toMatchObject({ intentsRead: 100, refundsIssued: 100 });
     const third = await s.reconciler(undefined, budget(10)).run(second.cursor);
     expect(third).toMatchObject({ intentsRead: 50, refundsIssued: 50 });
     expect(third.cursor.captures).toBeUndefined();
+    // The finished window's end is the mark; the rest (the hour since) was compared after it.
+    expect(third.cursor.checkedUntil).toBe(s.clock.t - 60_000);
     for (let i = 0; i < 250; i++) expect(s.provider.netCaptured(`pay_${i}`)).toBe(0);
   });
 });

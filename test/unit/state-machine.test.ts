@@ -9,6 +9,8 @@ const ALLOWED = new Set([
   'processing>success',
   'processing>retrying',
   'processing>failed',
+  // Past the open deadline, once its intent is cancelled (issue 17: every open status has a deadline).
+  'processing>expired',
   'retrying>processing',
   'retrying>failed',
   'retrying>expired',

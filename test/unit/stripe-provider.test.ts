@@ -88,7 +88,15 @@ const intentJson = (over: Record<string, unknown> = {}) => ({
 
 function setup(respond: (r: SentRequest) => FakeAnswer) {
   const http = new FakeHttpClient(respond);
-  const provider = createStripeProvider({ apiKey: 'sk_test_unit', host: '127.0.0.1', port: 4010, protocol: 'http', timeoutMs: 1000, httpClient: http });
+  const provider = createStripeProvider({
+    apiKey: 'sk_test_unit',
+    host: '127.0.0.1',
+    port: 4010,
+    protocol: 'http',
+    timeoutMs: 1000,
+    httpClient: http,
+    tag: { service: 'idempotent-payments', stage: 'unit' },
+  });
   return { http, provider };
 }
 
@@ -105,41 +113,84 @@ async function providerError(p: Promise<unknown>): Promise<ProviderError> {
 }
 
 describe('stripe provider: requests', () => {
-  it('creates the intent under the payment key, amount in minor units, currency lower case, payment id in metadata', async () => {
-    const { http, provider } = setup(() => ({ status: 200, body: intentJson() }));
+  it('creates the intent under the payment key, amount in minor units, currency lower case, payment id, sequence and our tag in metadata', async () => {
+    const { http, provider } = setup(() => ({ status: 200, body: intentJson({ metadata: { payment_id: 'pay_1', intent_seq: '0', service: 'idempotent-payments', stage: 'unit' } }) }));
     const intent = await provider.createIntent({ paymentId: 'pay_1', amountMinor: 4200, currency: 'EUR', metadata: { tenant: 't1' } });
-    expect(intent).toEqual({ id: 'pi_1', paymentId: 'pay_1', status: 'requires_payment_method', amountMinor: 4200, currency: 'EUR', amountReceived: 0, created: 1_700_000_000 });
+    expect(intent).toEqual({
+      id: 'pi_1',
+      paymentId: 'pay_1',
+      status: 'requires_payment_method',
+      amountMinor: 4200,
+      currency: 'EUR',
+      amountReceived: 0,
+      created: 1_700_000_000,
+      service: 'idempotent-payments',
+      stage: 'unit',
+      intentSeq: 0,
+    });
     const r = http.sent[0]!;
     expect(r).toMatchObject({ host: '127.0.0.1', port: '4010', protocol: 'http', method: 'POST', path: '/v1/payment_intents' });
-    expect(form(r.body)).toEqual({ amount: '4200', currency: 'eur', 'metadata[tenant]': 't1', 'metadata[payment_id]': 'pay_1', confirm: 'false' });
+    expect(form(r.body)).toEqual({
+      amount: '4200',
+      currency: 'eur',
+      'metadata[tenant]': 't1',
+      'metadata[payment_id]': 'pay_1',
+      'metadata[intent_seq]': '0',
+      'metadata[service]': 'idempotent-payments',
+      'metadata[stage]': 'unit',
+      confirm: 'false',
+    });
     expect(header(r, 'Idempotency-Key')).toBe('intent-pay_1');
     expect(header(r, 'Stripe-Version')).toBe(STRIPE_API_VERSION);
     expect(header(r, 'Authorization')).toBe('Bearer sk_test_unit');
   });
 
-  it('confirms, cancels and refunds under their derived keys', async () => {
+  it('the next key generation and a re-opened payment\'s sequence are in the create key; ISK goes out in Stripe\'s two-decimal form', async () => {
+    const { http, provider } = setup(() => ({ status: 200, body: intentJson({ amount: 50_000, currency: 'isk' }) }));
+    const intent = await provider.createIntent({ paymentId: 'pay_1', intentSeq: 2, keyGeneration: 1, amountMinor: 500, currency: 'ISK' });
+    expect(intent.amountMinor).toBe(500);
+    expect(form(http.sent[0]!.body)).toMatchObject({ amount: '50000', currency: 'isk', 'metadata[intent_seq]': '2' });
+    expect(header(http.sent[0]!, 'Idempotency-Key')).toBe('intent-pay_1-r2-k1');
+  });
+
+  it('confirms, cancels and refunds under their keys: a cancel key per call, a refund key from our refund record', async () => {
     const { http, provider } = setup((r) =>
       r.path === '/v1/refunds'
-        ? { status: 200, body: { id: 're_1', object: 'refund', amount: 500, currency: 'eur', payment_intent: 'pi_1', status: 'succeeded' } }
+        ? { status: 200, body: { id: 're_1', object: 'refund', amount: 500, currency: 'eur', payment_intent: 'pi_1', status: 'pending', metadata: { refund_id: 'rf_1' } } }
         : { status: 200, body: intentJson({ status: r.path.endsWith('/cancel') ? 'canceled' : 'succeeded' }) },
     );
     await provider.confirmIntent('pi_1', { paymentId: 'pay_1', attempt: 2, paymentMethod: 'pm_card_visa' });
     await provider.cancelIntent('pi_1', 'pay_1');
-    await expect(provider.refund({ intentId: 'pi_1', paymentId: 'pay_1', amountMinor: 500, reason: 'orphan capture' })).resolves.toEqual({
-      id: 're_1',
-      intentId: 'pi_1',
-      amountMinor: 500,
-      currency: 'EUR',
-      status: 'succeeded',
-    });
-    const [c, x, f] = http.sent;
+    await provider.cancelIntent('pi_1', 'pay_1');
+    await expect(
+      provider.refund({ refundId: 'rf_1', keyGeneration: 1, intentId: 'pi_1', paymentId: 'pay_1', amountMinor: 500, currency: 'EUR', reason: 'orphan capture' }),
+    ).resolves.toEqual({ id: 're_1', intentId: 'pi_1', amountMinor: 500, currency: 'EUR', status: 'pending', refundId: 'rf_1' });
+    const [c, x1, x2, f] = http.sent;
     expect(c).toMatchObject({ path: '/v1/payment_intents/pi_1/confirm' });
     expect(form(c!.body)).toEqual({ payment_method: 'pm_card_visa' });
     expect(header(c!, 'Idempotency-Key')).toBe('confirm-pay_1-2');
-    expect(x).toMatchObject({ path: '/v1/payment_intents/pi_1/cancel' });
-    expect(header(x!, 'Idempotency-Key')).toBe('cancel-pi_1');
-    expect(form(f!.body)).toEqual({ payment_intent: 'pi_1', amount: '500', 'metadata[payment_id]': 'pay_1', 'metadata[reason]': 'orphan capture' });
-    expect(header(f!, 'Idempotency-Key')).toBe('refund-pi_1-500');
+    expect(x1).toMatchObject({ path: '/v1/payment_intents/pi_1/cancel' });
+    expect(header(x1!, 'Idempotency-Key')).toMatch(/^cancel-pi_1-[0-9a-f-]{13}$/);
+    expect(header(x2!, 'Idempotency-Key')).not.toBe(header(x1!, 'Idempotency-Key'));
+    expect(form(f!.body)).toEqual({
+      payment_intent: 'pi_1',
+      amount: '500',
+      'metadata[refund_id]': 'rf_1',
+      'metadata[payment_id]': 'pay_1',
+      'metadata[service]': 'idempotent-payments',
+      'metadata[stage]': 'unit',
+      'metadata[reason]': 'orphan capture',
+    });
+    expect(header(f!, 'Idempotency-Key')).toBe('refund-rf_1-k1');
+  });
+
+  it("reads a refund with its charge and lists an intent's refunds", async () => {
+    const refund = (id: string) => ({ id, object: 'refund', amount: 500, currency: 'eur', payment_intent: 'pi_1', status: 'failed', failure_reason: 'expired_or_canceled_card', metadata: { refund_id: 'rf_1' } });
+    const { http, provider } = setup((r) => (r.path.startsWith('/v1/refunds?') ? { status: 200, body: { object: 'list', data: [refund('re_1')], has_more: false } } : { status: 200, body: refund('re_1') }));
+    await expect(provider.retrieveRefund('re_1')).resolves.toMatchObject({ status: 'failed', failureReason: 'expired_or_canceled_card', refundId: 'rf_1' });
+    expect(http.sent[0]!.path).toBe('/v1/refunds/re_1?expand[0]=charge');
+    await expect(provider.listRefunds('pi_1')).resolves.toEqual([expect.objectContaining({ id: 're_1', refundId: 'rf_1' })]);
+    expect(Object.fromEntries(new URL(`http://x${http.sent[1]!.path}`).searchParams)).toEqual({ payment_intent: 'pi_1', limit: '100' });
   });
 
   it('searches by metadata and lists a window with a cursor', async () => {
@@ -148,14 +199,15 @@ describe('stripe provider: requests', () => {
         ? { status: 200, body: { object: 'search_result', data: [intentJson()], has_more: false } }
         : { status: 200, body: { object: 'list', data: [intentJson({ id: 'pi_2' }), intentJson({ id: 'pi_3' })], has_more: true } },
     );
-    await expect(provider.findIntentForPayment("pay_'1")).resolves.toBeUndefined(); // metadata says pay_1, not pay_'1
+    await expect(provider.findIntentsForPayment("pay_'1")).resolves.toEqual([]); // metadata says pay_1, not pay_'1
     const q = new URL(`http://x${http.sent[0]!.path}`).searchParams;
     expect(q.get('query')).toBe("metadata['payment_id']:'pay_\\'1'");
     const page = await provider.listIntents({ from: new Date(1_000_000), to: new Date(2_000_500), startingAfter: 'pi_0', limit: 2 });
     expect(page.intents.map((i) => i.id)).toEqual(['pi_2', 'pi_3']);
     expect(page.nextCursor).toBe('pi_3');
     const l = new URL(`http://x${http.sent[1]!.path}`).searchParams;
-    expect(Object.fromEntries(l)).toEqual({ 'created[gte]': '1000', 'created[lt]': '2001', limit: '2', starting_after: 'pi_0' });
+    // The charge is expanded: each intent says what was refunded.
+    expect(Object.fromEntries(l)).toEqual({ 'created[gte]': '1000', 'created[lt]': '2001', limit: '2', 'expand[0]': 'data.latest_charge', starting_after: 'pi_0' });
   });
 });
 
@@ -172,6 +224,8 @@ describe('stripe provider: error mapping', () => {
     ['401 authentication', { status: 401, body: { error: { type: 'invalid_request_error', message: 'Invalid API Key provided' } } }, { kind: 'outage', code: 'HTTP_401', extra: { httpStatus: 401 } }],
     ['403 permission', { status: 403, body: { error: { type: 'invalid_request_error', code: 'secret_key_required', message: 'nope' } } }, { kind: 'outage', code: 'secret_key_required', extra: { httpStatus: 403 } }],
     ['500 api error', { status: 500, body: { error: { type: 'api_error', message: 'oops' } } }, { kind: 'unknown', code: 'HTTP_500', extra: { httpStatus: 500 } }],
+    // Stripe replays a saved 5xx under the same key: the adapter says so, it is not a fresh outcome.
+    ['500 replayed from the idempotency store', { status: 500, body: { error: { type: 'api_error', message: 'oops' } }, headers: { 'idempotent-replayed': 'true' } }, { kind: 'unknown', code: 'HTTP_500', extra: { httpStatus: 500, replayed: true } }],
     // The SDK treats any JSON without `error` as an answer; an answer that is not an intent is unreadable.
     ['503 without a Stripe error body', { status: 503, body: { message: 'upstream' } }, { kind: 'unknown', code: 'INVALID_RESPONSE' }],
     ['502 html body', { status: 502, body: '<html>bad gateway</html>' }, { kind: 'unknown', code: 'INVALID_RESPONSE' }],
@@ -196,6 +250,18 @@ describe('stripe provider: error mapping', () => {
     await expect(providerError(refused.provider.retrieveIntent('pi_1'))).resolves.toMatchObject({ kind: 'unknown', code: 'NETWORK_ERROR' });
   });
 
+  it('an error raised before the request leaves is rejected request_not_sent, never unknown, and nothing is sent', async () => {
+    const { http, provider } = setup(() => ({ status: 200, body: intentJson() }));
+    const err = await providerError(provider.createIntent({ paymentId: 'pay_1', amountMinor: 4200, currency: 'EUR', metadata: { note: 'a\ud800b' } }));
+    expect(err).toMatchObject({ kind: 'rejected', code: 'request_not_sent', extra: { notSent: true } });
+    const thrown = setup(() => {
+      throw new TypeError('client cannot send');
+    });
+    // The SDK wraps what fails after the request left in a connection error; anything else never left.
+    await expect(providerError(thrown.provider.retrieveIntent('pi_1'))).resolves.toMatchObject({ kind: 'unknown', code: 'NETWORK_ERROR' });
+    expect(http.sent).toHaveLength(0);
+  });
+
   it('a reset connection is retried once by the SDK with the same idempotency key, then unknown', async () => {
     const reset = setup(() => {
       throw Object.assign(new Error('socket hang up'), { code: 'ECONNRESET' });
@@ -207,6 +273,12 @@ describe('stripe provider: error mapping', () => {
 });
 
 describe('toIntent', () => {
+  it('turns Stripe amounts into ours: MGA is whole units at Stripe, three-decimal currencies keep their unit', () => {
+    expect(toIntent(intentJson({ amount: 10, currency: 'mga' })).amountMinor).toBe(1000);
+    expect(toIntent(intentJson({ amount: 12_300, currency: 'kwd' })).amountMinor).toBe(12_300);
+    expect(toIntent(intentJson({ amount: 500, currency: 'jpy' })).amountMinor).toBe(500);
+  });
+
   it('maps an expanded charge, the last error and upper-cases the currency', () => {
     expect(
       toIntent(

@@ -370,6 +370,17 @@ export class PaymentRepository implements PaymentStore, PaymentLister {
     }
   }
 
+  async recordIntent(current: Payment, intentId: string): Promise<Payment> {
+    // Same version: bookkeeping of the attempt that holds the payment, not a new state; the audit stream
+    // skips a record whose version did not change, and the next version carries the id.
+    return this.conditionalUpdate(current.id, {
+      UpdateExpression: 'SET intentId = :i',
+      ConditionExpression: '#version = :v AND #status = :s AND (attribute_not_exists(intentId) OR intentId = :i)',
+      ExpressionAttributeNames: { '#version': 'version', '#status': 'status' },
+      ExpressionAttributeValues: { ':v': current.version, ':s': current.status, ':i': intentId },
+    });
+  }
+
   /** Successful payments settled in one (hour, shard) bucket. */
   async settledIn(bucket: string, startKey?: Record<string, unknown>) {
     const res = await this.doc.send(

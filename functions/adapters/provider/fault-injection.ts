@@ -32,9 +32,11 @@ export function withCrashAfterCharge(provider: PaymentProvider, when: (req: Conf
   return {
     createIntent: (req) => provider.createIntent(req),
     retrieveIntent: (id) => provider.retrieveIntent(id),
-    findIntentForPayment: (id) => provider.findIntentForPayment(id),
+    findIntentsForPayment: (id) => provider.findIntentsForPayment(id),
     cancelIntent: (id, paymentId) => provider.cancelIntent(id, paymentId),
     refund: (req) => provider.refund(req),
+    retrieveRefund: (id) => provider.retrieveRefund(id),
+    listRefunds: (intentId) => provider.listRefunds(intentId),
     listIntents: (q) => provider.listIntents(q),
     async confirmIntent(intentId, req) {
       const intent = await provider.confirmIntent(intentId, req);

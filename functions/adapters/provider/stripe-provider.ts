@@ -1,9 +1,15 @@
 /**
  * PaymentProvider over Stripe PaymentIntents, through the official `stripe` SDK.
  *
- * One intent per payment: created with `intentIdempotencyKey(paymentId)` and `metadata.payment_id`, confirmed
- * by every attempt under `confirmIdempotencyKey(paymentId, attempt)`. Stripe lets an intent succeed once and
- * never lets a canceled intent succeed; this adapter only translates, it decides nothing.
+ * One intent per payment: created with `intentIdempotencyKey(paymentId, seq, generation)` and metadata
+ * `payment_id`, `intent_seq`, and this deployment's tag (`service`, `stage`), confirmed by every attempt under
+ * `confirmIdempotencyKey(paymentId, attempt)`. Stripe lets an intent succeed once and never lets a canceled
+ * intent succeed; this adapter only translates, it decides nothing.
+ *
+ * Amounts: our minor units (ISO 4217) go out and come back in Stripe's own units (stripe-amounts.ts: ISK
+ * 500 is 50000, MGA 10.00 is 10). Intents are read with their charge expanded (amount_refunded), refunds
+ * with theirs. Every error carries `extra.replayed` when Stripe answered from its idempotency store
+ * (`Idempotent-Replayed: true`): a saved 5xx is not a fresh outcome.
  *
  * Error mapping (ProviderError.kind), in the order it is checked:
  *   idempotency_error, HTTP 409 (key in flight)             throttled  code idempotency_key_in_use
@@ -20,10 +26,14 @@
  *   StripeConnectionError: timeout                           unknown    TIMEOUT
  *   StripeConnectionError: reset, refused, body cut off      unknown    NETWORK_ERROR
  *   unparseable body, or an intent without id/status/amount  unknown    INVALID_RESPONSE
+ *   anything raised before the request left (a string the    rejected   request_not_sent, extra.notSent
+ *   form encoding cannot carry, a client that cannot send):
+ *   nothing happened at Stripe, so it is never `unknown`
  *
  * The secret key is an option, never read from the environment here: the wiring fetches it (Powertools
  * Parameters) and passes it in.
  */
+import { randomUUID } from 'node:crypto';
 import Stripe from 'stripe';
 import {
   INTENT_STATUSES,
@@ -39,8 +49,12 @@ import {
   type PaymentProvider,
   type ProviderIntent,
   type ProviderRefund,
+  type ProviderRefundStatus,
   type RefundRequest,
+  type ServiceTag,
 } from '../../core/ports/payment-provider';
+import { isWellFormedText } from '../../core/unicode';
+import { fromStripeAmount, toStripeAmount } from './stripe-amounts';
 
 /**
  * The API version this adapter was written against. Typed as the SDK's latest version, so an SDK upgrade
@@ -63,10 +77,19 @@ export interface StripeProviderOptions {
   readonly protocol?: 'http' | 'https';
   /** Replaces the SDK's HTTP client (tests). */
   readonly httpClient?: Stripe.HttpClient;
+  /**
+   * This deployment's tag, written on every intent and refund (metadata `service`, `stage`): the
+   * reconciler refunds only intents carrying it. Unset only in adapter tests.
+   */
+  readonly tag?: ServiceTag;
 }
 
 const DEFAULT_TIMEOUT_MS = 10_000;
-const SEARCH_PAGE = 10;
+/** More intents than this for one payment id would be a bug; search pages hold up to 100. */
+const SEARCH_PAGE = 100;
+const REFUND_PAGES = 10;
+/** Stripe keeps metadata values up to 500 characters. */
+const MAX_METADATA_VALUE = 500;
 
 export function createStripeProvider(opts: StripeProviderOptions): PaymentProvider {
   if (!opts.apiKey) throw new Error('Stripe API key is required');
@@ -88,8 +111,16 @@ export function createStripeProvider(opts: StripeProviderOptions): PaymentProvid
     ...(opts.httpClient !== undefined ? { httpClient: opts.httpClient } : {}),
   });
 
-  /** Runs one SDK call and turns every failure into a ProviderError. */
-  async function call<T>(what: string, fn: () => Promise<T>): Promise<T> {
+  const tag: Record<string, string> = opts.tag ? { service: opts.tag.service, stage: opts.tag.stage } : {};
+
+  /**
+   * Runs one SDK call and turns every failure into a ProviderError. `params` are checked first: a string
+   * the form encoding cannot carry (a lone UTF-16 surrogate) would make the SDK throw before sending, and
+   * that must read as "nothing sent", never as an unclear outcome.
+   */
+  async function call<T>(what: string, params: unknown, fn: () => Promise<T>): Promise<T> {
+    const bad = unsendable(params);
+    if (bad) throw new ProviderError('rejected', 'request_not_sent', `${what}: ${bad}`, { notSent: true });
     try {
       return await fn();
     } catch (err) {
@@ -99,96 +130,89 @@ export function createStripeProvider(opts: StripeProviderOptions): PaymentProvid
 
   return {
     async createIntent(req: CreateIntentRequest): Promise<ProviderIntent> {
-      const pi = await call('create intent', () =>
-        stripe.paymentIntents.create(
-          {
-            amount: req.amountMinor,
-            currency: req.currency.toLowerCase(),
-            metadata: { ...req.metadata, payment_id: req.paymentId },
-            confirm: false,
-          },
-          { idempotencyKey: intentIdempotencyKey(req.paymentId, req.intentSeq) },
-        ),
-      );
-      return toIntent(pi);
+      const params = {
+        amount: toStripeAmount(req.amountMinor, req.currency),
+        currency: req.currency.toLowerCase(),
+        // Ours after the tenant's: the API refuses tenant keys that collide with them.
+        metadata: { ...req.metadata, payment_id: req.paymentId, intent_seq: String(req.intentSeq ?? 0), ...tag },
+        confirm: false,
+      };
+      const key = intentIdempotencyKey(req.paymentId, req.intentSeq, req.keyGeneration);
+      return toIntent(await call('create intent', params, () => stripe.paymentIntents.create(params, { idempotencyKey: key })));
     },
 
     async confirmIntent(intentId: string, req: ConfirmIntentRequest): Promise<ProviderIntent> {
-      const pi = await call('confirm intent', () =>
-        stripe.paymentIntents.confirm(
-          intentId,
-          { payment_method: req.paymentMethod },
-          { idempotencyKey: confirmIdempotencyKey(req.paymentId, req.attempt) },
-        ),
-      );
-      return toIntent(pi);
+      const params = { payment_method: req.paymentMethod };
+      const key = confirmIdempotencyKey(req.paymentId, req.attempt);
+      return toIntent(await call('confirm intent', params, () => stripe.paymentIntents.confirm(intentId, params, { idempotencyKey: key })));
     },
 
     async retrieveIntent(intentId: string): Promise<ProviderIntent> {
       // The charge is expanded so the intent says how much of the capture was refunded already.
-      return toIntent(await call('retrieve intent', () => stripe.paymentIntents.retrieve(intentId, { expand: ['latest_charge'] })));
+      return toIntent(await call('retrieve intent', intentId, () => stripe.paymentIntents.retrieve(intentId, { expand: ['latest_charge'] })));
     },
 
     /**
      * Stripe's search index is eventually consistent (Stripe documents a lag of up to about a minute), so
-     * `undefined` right after a lost create answer means "not found yet", not "never created". The create
-     * key replays the intent for 24 h, which is the reliable way back to it.
+     * an empty answer right after a lost create answer means "not found yet", not "never created". For an
+     * intent older than that (past the create key's retention) it is reliable.
      */
-    async findIntentForPayment(paymentId: string): Promise<ProviderIntent | undefined> {
-      const result = await call('search intents', () =>
-        stripe.paymentIntents.search({ query: `metadata['payment_id']:'${escapeSearchValue(paymentId)}'`, limit: SEARCH_PAGE }),
-      );
+    async findIntentsForPayment(paymentId: string): Promise<ProviderIntent[]> {
+      const query = `metadata['payment_id']:'${escapeSearchValue(paymentId)}'`;
+      const result = await call('search intents', query, () => stripe.paymentIntents.search({ query, limit: SEARCH_PAGE, expand: ['data.latest_charge'] }));
       if (!result || !Array.isArray(result.data)) throw invalid('search intents returned no data list');
-      // One create key per payment means one intent; if keys expired and a second one exists, the oldest wins
-      // (the caller cancels strays through the reconciler).
-      const intents = result.data.map(toIntent).filter((i) => i.paymentId === paymentId);
-      intents.sort((a, b) => a.created - b.created || a.id.localeCompare(b.id));
-      return intents[0];
+      return result.data.map(toIntent).filter((i) => i.paymentId === paymentId);
     },
 
-    async cancelIntent(intentId: string, paymentId: string): Promise<ProviderIntent> {
-      const pi = await call('cancel intent', () =>
-        stripe.paymentIntents.cancel(intentId, {}, { idempotencyKey: cancelIdempotencyKey(intentId) }),
-      );
-      return toIntent(pi);
+    async cancelIntent(intentId: string, _paymentId: string): Promise<ProviderIntent> {
+      // A key per call: cancelling is naturally idempotent, and a 5xx saved under one key must not block the next.
+      const key = cancelIdempotencyKey(intentId, randomUUID().slice(0, 13));
+      return toIntent(await call('cancel intent', intentId, () => stripe.paymentIntents.cancel(intentId, {}, { idempotencyKey: key })));
     },
 
     async refund(req: RefundRequest): Promise<ProviderRefund> {
-      const r = await call('refund', () =>
-        stripe.refunds.create(
-          {
-            payment_intent: req.intentId,
-            ...(req.amountMinor !== undefined ? { amount: req.amountMinor } : {}),
-            metadata: { payment_id: req.paymentId, reason: req.reason },
-          },
-          { idempotencyKey: refundIdempotencyKey(req.intentId, req.amountMinor) },
-        ),
-      );
-      if (!r || typeof r.id !== 'string' || typeof r.amount !== 'number' || typeof r.currency !== 'string') {
-        throw invalid('refund without id, amount or currency');
-      }
-      return {
-        id: r.id,
-        intentId: typeof r.payment_intent === 'string' ? r.payment_intent : r.payment_intent?.id ?? req.intentId,
-        amountMinor: r.amount,
-        currency: r.currency.toUpperCase(),
-        status: r.status ?? 'pending',
+      const params = {
+        payment_intent: req.intentId,
+        amount: toStripeAmount(req.amountMinor, req.currency),
+        metadata: { refund_id: req.refundId, payment_id: req.paymentId, ...tag, reason: req.reason.slice(0, MAX_METADATA_VALUE) },
       };
+      const key = refundIdempotencyKey(req.refundId, req.keyGeneration);
+      return toRefund(await call('refund', params, () => stripe.refunds.create(params, { idempotencyKey: key })), req.intentId);
+    },
+
+    async retrieveRefund(providerRefundId: string): Promise<ProviderRefund> {
+      return toRefund(await call('retrieve refund', providerRefundId, () => stripe.refunds.retrieve(providerRefundId, { expand: ['charge'] })));
+    },
+
+    async listRefunds(intentId: string): Promise<ProviderRefund[]> {
+      const out: ProviderRefund[] = [];
+      let after: string | undefined;
+      for (let page = 0; page < REFUND_PAGES; page++) {
+        const res = await call('list refunds', intentId, () =>
+          stripe.refunds.list({ payment_intent: intentId, limit: 100, ...(after !== undefined ? { starting_after: after } : {}) }),
+        );
+        if (!res || !Array.isArray(res.data)) throw invalid('list refunds returned no data list');
+        out.push(...res.data.map((r) => toRefund(r, intentId)));
+        if (!res.has_more || res.data.length === 0) return out;
+        after = res.data.at(-1)!.id;
+      }
+      throw invalid(`intent ${intentId} has more than ${REFUND_PAGES * 100} refunds`);
     },
 
     /**
      * Stripe lists newest first and offers no ascending order, so pages come newest first; `nextCursor`
      * (`starting_after`) walks toward older intents. `created` is whole seconds: the window is widened to
      * whole seconds (from rounded down, to rounded up), so an intent of the second `to` falls in may appear.
+     * The charge is expanded, so each intent says how much was refunded (pending refunds included).
      */
     async listIntents(q): Promise<IntentPage> {
-      const page = await call('list intents', () =>
-        stripe.paymentIntents.list({
-          created: { gte: Math.floor(q.from.getTime() / 1000), lt: Math.ceil(q.to.getTime() / 1000) },
-          limit: q.limit ?? 100,
-          ...(q.startingAfter !== undefined ? { starting_after: q.startingAfter } : {}),
-        }),
-      );
+      const params = {
+        created: { gte: Math.floor(q.from.getTime() / 1000), lt: Math.ceil(q.to.getTime() / 1000) },
+        limit: q.limit ?? 100,
+        expand: ['data.latest_charge'],
+        ...(q.startingAfter !== undefined ? { starting_after: q.startingAfter } : {}),
+      };
+      const page = await call('list intents', params, () => stripe.paymentIntents.list(params));
       if (!page || !Array.isArray(page.data)) throw invalid('list intents returned no data list');
       const intents = page.data.map(toIntent);
       const last = intents.at(-1);
@@ -213,20 +237,27 @@ export function toIntent(pi: unknown): ProviderIntent {
     throw invalid(`intent ${p.id} has no readable status`);
   }
   if (typeof p.amount !== 'number' || !Number.isSafeInteger(p.amount)) throw invalid(`intent ${p.id} has no amount`);
+  const currency = typeof p.currency === 'string' ? p.currency.toUpperCase() : '';
+  const ours = (stripeAmount: number) => fromStripeAmount(stripeAmount, currency);
+  const meta = p.metadata ?? {};
   // Stripe's latest_charge is the latest attempt, failed ones included; the port's latestChargeId is the
   // charge that captured, so it is only taken from an intent that captured.
   const captured = p.status === 'succeeded' || p.status === 'requires_capture';
   const charge = captured ? p.latest_charge : null;
   const latestChargeId = typeof charge === 'string' ? charge : charge && typeof charge === 'object' ? charge.id : undefined;
-  const amountRefunded = charge && typeof charge === 'object' && typeof charge.amount_refunded === 'number' ? charge.amount_refunded : undefined;
+  const amountRefunded = charge && typeof charge === 'object' && typeof charge.amount_refunded === 'number' ? ours(charge.amount_refunded) : undefined;
   const lpe = p.last_payment_error;
+  const seq = typeof meta.intent_seq === 'string' && /^\d+$/.test(meta.intent_seq) ? Number(meta.intent_seq) : undefined;
   return {
     id: p.id,
-    paymentId: typeof p.metadata?.payment_id === 'string' ? p.metadata.payment_id : '',
+    paymentId: typeof meta.payment_id === 'string' ? meta.payment_id : '',
     status: p.status as IntentStatus,
-    amountMinor: p.amount,
-    currency: typeof p.currency === 'string' ? p.currency.toUpperCase() : '',
-    amountReceived: typeof p.amount_received === 'number' ? p.amount_received : 0,
+    amountMinor: ours(p.amount),
+    currency,
+    amountReceived: typeof p.amount_received === 'number' ? ours(p.amount_received) : 0,
+    ...(typeof meta.service === 'string' ? { service: meta.service } : {}),
+    ...(typeof meta.stage === 'string' ? { stage: meta.stage } : {}),
+    ...(seq !== undefined ? { intentSeq: seq } : {}),
     ...(amountRefunded !== undefined ? { amountRefunded } : {}),
     ...(latestChargeId ? { latestChargeId } : {}),
     ...(lpe
@@ -240,6 +271,39 @@ export function toIntent(pi: unknown): ProviderIntent {
       : {}),
     created: typeof p.created === 'number' ? p.created : 0,
   };
+}
+
+const REFUND_STATUSES: readonly string[] = ['pending', 'requires_action', 'succeeded', 'failed', 'canceled'];
+
+/** Stripe's refund as the core sees it, in our minor units. */
+export function toRefund(raw: unknown, intentId?: string): ProviderRefund {
+  if (!raw || typeof raw !== 'object') throw invalid('provider returned no refund');
+  const r = raw as Partial<Stripe.Refund>;
+  if (typeof r.id !== 'string' || typeof r.amount !== 'number' || typeof r.currency !== 'string') throw invalid('refund without id, amount or currency');
+  if (typeof r.status !== 'string' || !REFUND_STATUSES.includes(r.status)) throw invalid(`refund ${r.id} has no readable status`);
+  const currency = r.currency.toUpperCase();
+  const pi = typeof r.payment_intent === 'string' ? r.payment_intent : r.payment_intent?.id;
+  return {
+    id: r.id,
+    intentId: pi ?? intentId ?? '',
+    amountMinor: fromStripeAmount(r.amount, currency),
+    currency,
+    status: r.status as ProviderRefundStatus,
+    ...(typeof r.metadata?.refund_id === 'string' ? { refundId: r.metadata.refund_id } : {}),
+    ...(typeof r.failure_reason === 'string' ? { failureReason: r.failure_reason } : {}),
+  };
+}
+
+/** Why these request parameters cannot be sent (a string that is not well-formed UTF-16), or undefined. */
+function unsendable(v: unknown, path = 'params'): string | undefined {
+  if (typeof v === 'string') return isWellFormedText(v) ? undefined : `${path} is not well-formed UTF-16 (a lone surrogate)`;
+  if (v && typeof v === 'object') {
+    for (const [k, x] of Object.entries(v)) {
+      const bad = unsendable(k, `${path} key`) ?? unsendable(x, `${path}.${k}`);
+      if (bad) return bad;
+    }
+  }
+  return undefined;
 }
 
 /** An intent attached to an error, if it can be read; a broken one is dropped rather than hiding the error. */
@@ -265,11 +329,13 @@ function retryAfterMs(headers: Record<string, string> | undefined): number | und
 export function toProviderError(err: unknown, what: string): ProviderError {
   if (err instanceof ProviderError) return err;
   if (!(err instanceof Stripe.errors.StripeError)) {
+    // The SDK wraps every failure after the request left (connection, timeout, unreadable answer) in a
+    // StripeError; anything else was raised while the request was being built, so nothing was sent.
     const msg = err instanceof Error ? err.message : String(err);
-    return new ProviderError('unknown', 'NETWORK_ERROR', `${what}: ${msg}`);
+    return new ProviderError('rejected', 'request_not_sent', `${what}: ${msg}`, { notSent: true });
   }
   const status = err.statusCode;
-  const httpStatus = status !== undefined ? { httpStatus: status } : {};
+  const httpStatus = { ...(status !== undefined ? { httpStatus: status } : {}), ...(err.headers?.['idempotent-replayed'] === 'true' ? { replayed: true } : {}) };
   const message = `${what}: ${err.message || err.type}`;
 
   if (err instanceof Stripe.errors.StripeConnectionError) {

@@ -44,9 +44,11 @@ export function withTracing(provider: PaymentProvider, tracer: Pick<Tracer, 'isT
     createIntent: traced('createIntent'),
     confirmIntent: traced('confirmIntent'),
     retrieveIntent: traced('retrieveIntent'),
-    findIntentForPayment: traced('findIntentForPayment'),
+    findIntentsForPayment: traced('findIntentsForPayment'),
     cancelIntent: traced('cancelIntent'),
     refund: traced('refund'),
+    retrieveRefund: traced('retrieveRefund'),
+    listRefunds: traced('listRefunds'),
     listIntents: traced('listIntents'),
   };
 }

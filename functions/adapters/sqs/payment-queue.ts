@@ -1,5 +1,5 @@
 import { SendMessageCommand, type SQSClient } from '@aws-sdk/client-sqs';
-import type { PaymentMessage, PaymentQueue } from '../../core/ports';
+import type { PaymentMessage, PaymentQueue, RefundMessage } from '../../core/ports';
 
 /** SQS caps DelaySeconds at 15 minutes; longer waits are chained with notBefore. */
 export const MAX_SQS_DELAY_SECONDS = 900;
@@ -12,7 +12,7 @@ export class SqsPaymentQueue implements PaymentQueue {
     private readonly queueUrl: string,
   ) {}
 
-  async send(message: PaymentMessage, delaySeconds = 0): Promise<void> {
+  async send(message: PaymentMessage | RefundMessage, delaySeconds = 0): Promise<void> {
     await this.sqs.send(
       new SendMessageCommand({
         QueueUrl: this.queueUrl,

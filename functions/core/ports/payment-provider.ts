@@ -3,13 +3,20 @@
  *
  * The money promise rests on the provider, not on luck:
  *   - Each payment has exactly one provider intent. It is created with a provider idempotency key derived
- *     from the payment id alone (`intentIdempotencyKey`), so every create for a payment returns the same
- *     intent, and the intent records our payment id in its metadata so it can be found again.
- *   - Every attempt confirms that same intent. The provider lets an intent succeed at most once: a late,
- *     duplicated or concurrent confirmation can never move money a second time.
+ *     from the payment id (`intentIdempotencyKey`), so every create for a payment returns the same
+ *     intent while the provider keeps the key, and the intent records our payment id, its sequence and
+ *     this service's tag (service and stage) in its metadata so it can be found again and told apart from
+ *     the intents of other integrations on the same account.
+ *   - Every attempt confirms that same intent, and only once its id is stored on the payment. The provider
+ *     lets an intent succeed at most once: a late, duplicated or concurrent confirmation can never move
+ *     money a second time.
  *   - A canceled intent can never succeed. A payment becomes failed or expired only after its intent is
- *     canceled (or was never created), so no late confirmation can capture money for a payment we
+ *     canceled (or was never confirmed), so no late confirmation can capture money for a payment we
  *     reported as not paid.
+ *
+ * The provider keeps an idempotency key for a limited time (Stripe: 24 h) and saves the first answer under
+ * it, a 5xx included: a replayed answer says so (`extra.replayed`), and a replayed error is not a fresh
+ * outcome: the object is looked up instead (search by metadata, or the intent's refunds).
  *
  * Adapters throw `ProviderError` for every outcome that is not a readable intent. Its `kind` says what
  * the caller may conclude:
@@ -61,7 +68,22 @@ export interface ProviderIntent {
   readonly lastError?: IntentError;
   /** Epoch seconds. */
   readonly created: number;
+  /** This service's tag, from the intent's metadata: absent on intents other integrations made. */
+  readonly service?: string;
+  readonly stage?: string;
+  /** Which intent of the payment (metadata `intent_seq`; 0 when absent). */
+  readonly intentSeq?: number;
 }
+
+/** Whose intents the service may act on: the tag it writes on every intent and refund. */
+export interface ServiceTag {
+  readonly service: string;
+  readonly stage: string;
+}
+
+/** Only intents carrying exactly our tag are ours; anything else is reported, never touched. */
+export const isOurs = (intent: Pick<ProviderIntent, 'service' | 'stage'>, tag: ServiceTag): boolean =>
+  intent.service === tag.service && intent.stage === tag.stage;
 
 export type ProviderErrorKind = 'declined' | 'rejected' | 'throttled' | 'outage' | 'unknown';
 
@@ -78,6 +100,10 @@ export class ProviderError extends Error {
       readonly declineCode?: string;
       readonly retryAfterMs?: number;
       readonly httpStatus?: number;
+      /** The provider replayed the answer it saved under the request's idempotency key (not a fresh outcome). */
+      readonly replayed?: boolean;
+      /** Raised before the request left (our input could not be encoded): nothing happened at the provider. */
+      readonly notSent?: boolean;
     } = {},
   ) {
     super(message);
@@ -88,6 +114,11 @@ export interface CreateIntentRequest {
   readonly paymentId: string;
   /** Which intent of the payment (0 unless an operator re-opened it): part of the idempotency key. */
   readonly intentSeq?: number;
+  /**
+   * Which key of that intent (0 first): moves on only after the key's saved answer was an error and a
+   * lookup found no intent, so a saved 5xx cannot block the payment for the key's retention.
+   */
+  readonly keyGeneration?: number;
   readonly amountMinor: number;
   /** ISO 4217, upper case. */
   readonly currency: string;
@@ -103,21 +134,31 @@ export interface ConfirmIntentRequest {
 }
 
 export interface RefundRequest {
+  /** Our refund record's id: in the refund's metadata (`refund_id`) and in its idempotency key. */
+  readonly refundId: string;
+  /** Which key of the refund (0 first); see refundIdempotencyKey. */
+  readonly keyGeneration: number;
   readonly intentId: string;
   readonly paymentId: string;
-  /** Minor units; the whole captured amount when omitted. */
-  readonly amountMinor?: number;
+  /** Minor units (ours, ISO 4217). */
+  readonly amountMinor: number;
+  /** ISO 4217, upper case: the intent's currency. */
+  readonly currency: string;
   /** Why we refund (kept in the refund's metadata). */
   readonly reason: string;
 }
+
+export type ProviderRefundStatus = 'pending' | 'requires_action' | 'succeeded' | 'failed' | 'canceled';
 
 export interface ProviderRefund {
   readonly id: string;
   readonly intentId: string;
   readonly amountMinor: number;
   readonly currency: string;
-  /** pending | succeeded | failed | canceled */
-  readonly status: string;
+  readonly status: ProviderRefundStatus;
+  /** Our refund record's id, from the refund's metadata; absent on refunds made elsewhere (Dashboard). */
+  readonly refundId?: string;
+  readonly failureReason?: string;
 }
 
 export interface IntentPage {
@@ -137,12 +178,23 @@ export interface PaymentProvider {
   confirmIntent(intentId: string, req: ConfirmIntentRequest): Promise<ProviderIntent>;
   /** The intent as the provider has it now. Throws ProviderError when it cannot be read. */
   retrieveIntent(intentId: string): Promise<ProviderIntent>;
-  /** The intent created for this payment, if any (search by metadata). For when the create's answer was lost. */
-  findIntentForPayment(paymentId: string): Promise<ProviderIntent | undefined>;
-  /** Cancels the intent so it can never succeed. Throws `rejected` with the intent when it already succeeded. */
+  /**
+   * Every intent carrying this payment id in its metadata (search). The index lags (Stripe: up to about a
+   * minute): an empty answer about an intent made moments ago means "not found yet".
+   */
+  findIntentsForPayment(paymentId: string): Promise<ProviderIntent[]>;
+  /**
+   * Cancels the intent so it can never succeed. Throws `rejected` with the intent when it already succeeded
+   * (or cannot be cancelled now, e.g. processing). Cancelling is naturally idempotent, so each call has its
+   * own key: a 5xx saved under one call's key cannot block the next.
+   */
   cancelIntent(intentId: string, paymentId: string): Promise<ProviderIntent>;
-  /** Refunds captured money idempotently (key derived from the intent and amount). */
+  /** Refunds captured money; the key is `refundIdempotencyKey(refundId, keyGeneration)`. */
   refund(req: RefundRequest): Promise<ProviderRefund>;
+  /** A refund as the provider has it now (its charge expanded). */
+  retrieveRefund(providerRefundId: string): Promise<ProviderRefund>;
+  /** The refunds of an intent (a list, not a search: it does not lag), newest first. */
+  listRefunds(intentId: string): Promise<ProviderRefund[]>;
   /**
    * Intents created in [from, to), one page at a time, in the provider's order (Stripe: newest first, with no
    * ascending option); callers must not depend on the order. Pass `nextCursor` back as `startingAfter`.
@@ -151,12 +203,14 @@ export interface PaymentProvider {
 }
 
 /**
- * The provider idempotency key of a payment's intent: derived from the payment alone, so every create
- * returns the same intent. Only an operator re-open of a failed payment, whose intent was cancelled
- * first, moves to the next intent (`intentSeq`).
+ * The provider idempotency key of a payment's intent: derived from the payment, so every create returns
+ * the same intent. Only an operator re-open of a failed payment, whose intent was cancelled first, moves
+ * to the next intent (`intentSeq`); a key whose saved answer is an error, when no intent was found for it,
+ * moves to the next key generation.
  */
-export function intentIdempotencyKey(paymentId: string, intentSeq = 0): string {
-  return intentSeq === 0 ? `intent-${paymentId}` : `intent-${paymentId}-r${intentSeq}`;
+export function intentIdempotencyKey(paymentId: string, intentSeq = 0, keyGeneration = 0): string {
+  const base = intentSeq === 0 ? `intent-${paymentId}` : `intent-${paymentId}-r${intentSeq}`;
+  return keyGeneration === 0 ? base : `${base}-k${keyGeneration}`;
 }
 
 /** The provider idempotency key of one confirmation of a payment's intent. */
@@ -166,14 +220,41 @@ export function confirmIdempotencyKey(paymentId: string, attempt: number): strin
 }
 
 /**
- * The provider idempotency key of a cancel: one per intent (a re-opened payment's next intent is
- * cancelled under its own key; the provider refuses a key reused for another object).
+ * The provider idempotency key of one cancel call. Cancelling twice is harmless (the second answers that
+ * the intent is cancelled), so every call has its own key (`nonce`): a 5xx saved under one key must not
+ * block the cancel, and with it the payment's expiry, for the key's retention.
  */
-export function cancelIdempotencyKey(intentId: string): string {
-  return `cancel-${intentId}`;
+export function cancelIdempotencyKey(intentId: string, nonce: string): string {
+  return `cancel-${intentId}-${nonce}`;
 }
 
-/** The provider idempotency key of a refund: one per intent and amount, so a repeated refund does nothing. */
-export function refundIdempotencyKey(intentId: string, amountMinor: number | undefined): string {
-  return `refund-${intentId}-${amountMinor ?? 'all'}`;
+/**
+ * The provider idempotency key of a refund: derived from our refund record, so re-sending it cannot
+ * refund twice. A refund is not naturally idempotent: the key moves to the next generation only when its
+ * saved answer was an error and the intent's refunds show none carrying our refund id.
+ */
+export function refundIdempotencyKey(refundId: string, keyGeneration: number): string {
+  return keyGeneration === 0 ? `refund-${refundId}` : `refund-${refundId}-k${keyGeneration}`;
 }
+
+/**
+ * What the provider can take, known before anything is sent, so the API refuses at create what the
+ * provider would refuse later. The adapter owns the facts (its amount table, its metadata limits).
+ */
+export interface ChargeRules {
+  /** Metadata keys the adapter writes on every intent: refused as tenant keys, and the room they take. */
+  readonly reservedMetadataKeys: readonly string[];
+  readonly metadata: { readonly maxKeys: number; readonly maxKeyLength: number; readonly maxValueLength: number; readonly forbiddenKeyCharacters?: RegExp };
+  /** Why the provider would refuse this amount; undefined when it can charge it. */
+  amountProblem(amountMinor: number, currency: string): ChargeProblem | undefined;
+}
+
+export type ChargeProblem =
+  /** The currency is not one the provider charges in. */
+  | { readonly code: 'UNSUPPORTED_CURRENCY'; readonly message: string }
+  /** Finer than the provider's unit for the currency (MGA in whole units, three-decimal amounts ending in 0). */
+  | { readonly code: 'AMOUNT_PRECISION_EXCEEDED'; readonly message: string; readonly step: number }
+  /** Below the provider's minimum charge. */
+  | { readonly code: 'AMOUNT_BELOW_MINIMUM'; readonly message: string; readonly minimumMinor: number }
+  /** Over what the provider takes in one charge. */
+  | { readonly code: 'AMOUNT_TOO_LARGE'; readonly message: string };

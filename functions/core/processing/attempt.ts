@@ -1,25 +1,36 @@
 /**
- * One attempt on a claimed payment: make sure its intent exists, confirm it, and settle what the
- * provider said. Every attempt confirms the same intent, so however many attempts run (late,
- * duplicated, after a crash), money moves at most once. An unclear answer is checked once right away
- * by retrieving the intent; if that does not settle it, the payment is retrying with the outcome
- * marked unknown, and the next attempt retrieves the intent before anything else.
+ * One attempt on a claimed payment: make sure its intent exists and is stored on the payment, confirm
+ * it, and settle what the provider said. Every attempt confirms the same intent, so however many
+ * attempts run (late, duplicated, after a crash), money moves at most once. An unclear answer is checked
+ * once right away by retrieving the intent; if that does not settle it, the payment is retrying with the
+ * outcome marked unknown, and the next attempt retrieves the intent before anything else.
+ *
+ * Nothing is confirmed past the payment's open deadline: an attempt that finds it passed expires the
+ * payment instead (its intent cancelled first). An intent that needs the customer (3-D Secure) ends the
+ * payment as failed AUTHENTICATION_REQUIRED; one the provider is processing is waited for.
  */
 import type { Payment } from '../payment';
 import type { ProviderIntent } from '../ports/payment-provider';
-import type { Ctx, ProcessResult } from './context';
+import { pastDeadline, type Ctx, type ProcessResult } from './context';
 import { finishNotPaid } from './finish';
-import { ensureIntent } from './intent';
+import { obtainIntent } from './intent';
 import { confirmOutcome, errorOutcome, intentState, isProviderFailure, isUnexpectedState, type IntentState, type Outcome } from './provider-outcome';
 import { publicMessage } from './public-messages';
-import { holdForOutage, retryOrFail, succeed } from './settle';
+import { awaitProvider, expiredError, holdForOutage, retryOrFail, succeed } from './settle';
 
 /** `report(failed)` tells the circuit breaker whether the provider looked unhealthy. */
-export async function runAttempt(ctx: Ctx, p: Payment, report: (providerFailed: boolean) => void): Promise<ProcessResult> {
+export async function runAttempt(ctx: Ctx, claimed: Payment, report: (providerFailed: boolean) => void): Promise<ProcessResult> {
+  let p = claimed;
   let intentId = p.intentId;
   let outcome: Outcome;
   try {
-    intentId ??= (await ensureIntent(ctx, p)).id;
+    if (intentId === undefined) {
+      const got = await obtainIntent(ctx, p);
+      if ('lost' in got) return { kind: 'ignored', reason: 'concurrent_update' };
+      p = got.payment;
+      intentId = got.intent.id;
+    }
+    if (pastDeadline(ctx, p)) return expireNow(ctx, p, `attempt ${p.attempt} found the payment past its open deadline; not confirmed`);
     outcome = await confirm(ctx, p, intentId);
   } catch (err) {
     outcome = errorOutcome(err);
@@ -31,11 +42,18 @@ export async function runAttempt(ctx: Ctx, p: Payment, report: (providerFailed: 
   return settleOutcome(ctx, p, outcome, intentId);
 }
 
+/** The payment is past its open deadline: expired, its intent cancelled first (a success found then wins). */
+export function expireNow(ctx: Ctx, p: Payment, reason: string): Promise<ProcessResult> {
+  return finishNotPaid(ctx, p, { to: 'expired', lastError: expiredError(ctx.clock(), ctx.openDeadlineMs), action: 'expired', reason });
+}
+
 /** The `outcome` dimension of PaymentAttempts: a cancelled intent is a refusal like a decline. */
 const ATTEMPT_OUTCOME: Record<Outcome['kind'], string> = {
   succeeded: 'succeeded',
   declined: 'declined',
   canceled: 'declined',
+  needs_action: 'authentication_required',
+  processing: 'processing',
   unknown: 'unknown',
   retryable: 'provider_error',
   outage: 'outage',
@@ -62,7 +80,7 @@ async function confirm(ctx: Ctx, p: Payment, intentId: string): Promise<Outcome>
 async function checkOnce(ctx: Ctx, intentId: string, unknown: Outcome): Promise<Outcome> {
   try {
     const s = intentState(await ctx.deps.provider.retrieveIntent(intentId));
-    return s.kind === 'confirmable' || s.kind === 'in_flight' ? unknown : stateOutcome(s);
+    return s.kind === 'confirmable' ? unknown : stateOutcome(s);
   } catch (err) {
     errorOutcome(err); // rethrows what is not a provider answer
     return unknown;
@@ -78,9 +96,22 @@ export function stateOutcome(s: IntentState): Outcome {
       return { kind: 'declined', code: s.code, message: s.message, intent: s.intent };
     case 'confirmable':
       return { kind: 'unknown', code: 'INTENT_NOT_CONFIRMED', message: 'the intent shows no confirmation yet' };
+    case 'needs_action':
+      return { kind: 'needs_action', intent: s.intent };
     case 'in_flight':
-      return { kind: 'unknown', code: 'INTENT_IN_FLIGHT', message: `the intent is ${s.intent.status}` };
+      return { kind: 'processing', intent: s.intent };
   }
+}
+
+/** The card needs the customer, which a server-side confirm never gets: cancel the intent, then failed. */
+export function failAuthenticationRequired(ctx: Ctx, p: Payment, intent: ProviderIntent): Promise<ProcessResult> {
+  const code = 'AUTHENTICATION_REQUIRED';
+  return finishNotPaid(ctx, p.intentId ? p : { ...p, intentId: intent.id }, {
+    to: 'failed',
+    lastError: { code, message: publicMessage(code), retryable: false, timestamp: ctx.clock().toISOString(), details: { attempt: p.attempt } },
+    action: 'charge_declined',
+    reason: `attempt ${p.attempt} ${code}: the intent needs the customer (3-D Secure)`,
+  });
 }
 
 export async function settleOutcome(ctx: Ctx, p: Payment, o: Outcome, intentId: string | undefined): Promise<ProcessResult> {
@@ -115,5 +146,9 @@ export async function settleOutcome(ctx: Ctx, p: Payment, o: Outcome, intentId: 
       return retryOrFail(ctx, p, { code: o.code, message: publicMessage(o.code), outcome: 'unknown' }, 'confirm', intentId);
     case 'outage':
       return holdForOutage(ctx, p, o.code, publicMessage(o.code), intentId);
+    case 'needs_action':
+      return failAuthenticationRequired(ctx, p, o.intent);
+    case 'processing':
+      return awaitProvider(ctx, p, o.intent.id, 'confirm');
   }
 }

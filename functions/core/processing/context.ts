@@ -6,11 +6,11 @@
 import type { BreakerCaller, BreakerDenial, BreakerPermit } from '../circuit-breaker';
 import type { PaymentStatus } from '../payment';
 import type { Clock, Logger, Metrics, PaymentMessage, PaymentQueue, PaymentStore } from '../ports';
-import type { PaymentProvider } from '../ports/payment-provider';
+import type { PaymentProvider, ServiceTag } from '../ports/payment-provider';
 import type { RandomSource } from '../retry-policy';
 
 /** The part of PaymentStore the processor uses. */
-export type ProcessorStore = Pick<PaymentStore, 'get' | 'transition' | 'postpone'>;
+export type ProcessorStore = Pick<PaymentStore, 'get' | 'transition' | 'postpone' | 'recordIntent'>;
 
 /** The part of CircuitBreaker the processor uses. */
 export interface ProviderGate {
@@ -31,6 +31,17 @@ export interface ProcessorConfig {
   readonly deferJitterMs?: number;
   /** How long a payment waits when the provider refuses our credentials (an outage). Default 60 s. */
   readonly outageDelayMs?: number;
+  /**
+   * A payment is confirmed only before it is this old; past it, it is expired (its intent cancelled first).
+   * Default 24 h. The reconciler expires by the same deadline.
+   */
+  readonly openDeadlineSeconds?: number;
+  /** How long the provider keeps an idempotency key (Stripe: 24 h). Default 24 h. */
+  readonly providerKeyRetentionSeconds?: number;
+  /** Our tag on intents: a lookup by payment id ignores intents tagged for another deployment. */
+  readonly tag?: ServiceTag;
+  /** First wait while the provider keeps an intent processing; it grows with the wait, capped at retryCapSeconds. Default 5 s. */
+  readonly providerWaitMs?: number;
 }
 
 export interface PaymentProcessorDeps {
@@ -68,7 +79,9 @@ export type ProcessResult =
   /** Provider breaker open: re-sent for later, payment untouched, no retry consumed. */
   | { readonly kind: 'deferred'; readonly notBefore: number; readonly delaySeconds: number }
   /** The payment moved: to success, failed, expired or retrying. */
-  | { readonly kind: 'settled'; readonly status: PaymentStatus; readonly attempt: number; readonly via: 'confirm' | 'retrieve' | 'cancel' };
+  | { readonly kind: 'settled'; readonly status: PaymentStatus; readonly attempt: number; readonly via: 'confirm' | 'retrieve' | 'cancel' }
+  /** The provider is still processing the payment's intent: checked again later, payment untouched (no version). */
+  | { readonly kind: 'waiting'; readonly notBefore: number };
 
 /**
  * The provider could not tell us where the payment's intent stands (or refused to cancel it right now).
@@ -102,7 +115,15 @@ export interface Ctx {
   readonly graceMs: number;
   readonly deferJitterMs: number;
   readonly outageDelayMs: number;
+  readonly openDeadlineMs: number;
+  readonly keyRetentionMs: number;
+  readonly tag?: ServiceTag;
+  readonly providerWaitMs: number;
 }
+
+/** Whether the payment is past its open deadline: it may not be confirmed any more, only finished. */
+export const pastDeadline = (ctx: Pick<Ctx, 'clock' | 'openDeadlineMs'>, p: { readonly createdAt: string }): boolean =>
+  ctx.clock().getTime() - Date.parse(p.createdAt) >= ctx.openDeadlineMs;
 
 export function errorText(err: unknown): string {
   return err instanceof Error ? `${err.name}: ${err.message}` : String(err);

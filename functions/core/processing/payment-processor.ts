@@ -3,20 +3,24 @@
  * lease or a payment past its deadline).
  *
  * Money safety does not rest on timing:
- *   1. One provider intent per payment, created with a key derived from the payment (intent.ts). Every
- *      attempt confirms that intent; the provider lets an intent succeed at most once.
+ *   1. One provider intent per payment, created with a key derived from the payment and stored on the
+ *      payment before it is confirmed (intent.ts). Every attempt confirms that intent; the provider lets an
+ *      intent succeed at most once. Past the provider's key retention the intent is looked up, never made
+ *      again.
  *   2. Every unclear answer (timeout, reset, 5xx, unreadable, still in flight) is unknown and is settled
  *      only by retrieving the intent (resolve.ts), never by confirming blind.
  *   3. A payment ends failed or expired only after its intent is cancelled (finish.ts); a cancelled
  *      intent can never succeed, and a cancel refused because the intent succeeded makes it a success.
  *   4. Only the claimer of an attempt (conditional write + lease, claim.ts) talks to the provider.
+ *   5. Nothing is confirmed past the payment's open deadline (holds and deferrals move its due time, not
+ *      its deadline): it is expired instead, its intent cancelled first.
  */
 import { isTerminal, type Payment, type PaymentError } from '../payment';
 import { noMetrics } from '../ports';
 import { scheduleFor, validateBackoff } from '../retry-policy';
-import { runAttempt } from './attempt';
+import { expireNow, runAttempt } from './attempt';
 import { claim } from './claim';
-import { NOT_BEFORE_TOLERANCE_MS, OutcomeUnresolvedError, type Ctx, type PaymentProcessorDeps, type ProcessResult, type WorkerMessage } from './context';
+import { NOT_BEFORE_TOLERANCE_MS, OutcomeUnresolvedError, pastDeadline, type Ctx, type PaymentProcessorDeps, type ProcessResult, type WorkerMessage } from './context';
 import { finishNotPaid } from './finish';
 import { hasUnresolvedOutcome, recoverLapsedLease, resolveBeforeAttempt } from './resolve';
 
@@ -42,6 +46,10 @@ export class PaymentProcessor {
       graceMs: c.retryGraceMs ?? leaseMs,
       deferJitterMs: c.deferJitterMs ?? 10_000,
       outageDelayMs: c.outageDelayMs ?? 60_000,
+      openDeadlineMs: (c.openDeadlineSeconds ?? 86_400) * 1000,
+      keyRetentionMs: (c.providerKeyRetentionSeconds ?? 86_400) * 1000,
+      providerWaitMs: c.providerWaitMs ?? 5000,
+      ...(c.tag ? { tag: c.tag } : {}),
     };
   }
 
@@ -84,8 +92,9 @@ export class PaymentProcessor {
       if (hasUnresolvedOutcome(p)) {
         const resolved = await resolveBeforeAttempt(ctx, p);
         if (!('proceed' in resolved)) return resolved;
-        intentId = resolved.proceed;
+        intentId = resolved.proceed ?? intentId;
       }
+      if (pastDeadline(ctx, p)) return expireNow(ctx, intentId && !p.intentId ? { ...p, intentId } : p, `open past its deadline in status ${p.status}; not confirmed`);
       const attempt = p.attempt + 1;
       const c = await claim(ctx, p, { action: 'attempt_started', reason: `attempt ${attempt} (${message.reason})`, attempt: 'next' });
       if ('lost' in c) return { kind: 'ignored', reason: 'concurrent_update' };

@@ -1,10 +1,11 @@
 /**
  * What a provider answer means for a payment. Pure: no I/O.
  *
- * Only explicit, definitive answers end an attempt: a succeeded intent, a decline, a cancelled intent.
- * Everything unclear (timeouts, resets, 5xx, unreadable answers, an intent still in flight) is
- * `unknown` and is settled only by retrieving the intent later. Credential and account errors are an
- * `outage`: the provider refuses us, not the card, so they are never a decline.
+ * Only explicit, definitive answers end an attempt: a succeeded intent, a decline, a cancelled intent, an
+ * intent that needs the customer (3-D Secure: a server-side confirm can never complete it). An intent the
+ * provider is still processing is waited for. Everything unclear (timeouts, resets, 5xx, unreadable
+ * answers) is `unknown` and is settled only by retrieving the intent later. Credential and account errors
+ * are an `outage`: the provider refuses us, not the card, so they are never a decline.
  */
 import { ProviderError, type ProviderIntent } from '../ports/payment-provider';
 
@@ -15,6 +16,10 @@ export type Outcome =
   | { readonly kind: 'declined'; readonly code: string; readonly message: string; readonly intent?: ProviderIntent }
   /** The intent is cancelled: it can never succeed. */
   | { readonly kind: 'canceled'; readonly intent: ProviderIntent }
+  /** The card needs the customer (3-D Secure): final for the payment, after its intent is cancelled. */
+  | { readonly kind: 'needs_action'; readonly intent: ProviderIntent }
+  /** The provider is processing the confirmation: wait for it (no retry spent), within the open deadline. */
+  | { readonly kind: 'processing'; readonly intent: ProviderIntent }
   /** The provider did not act (rate limited, locked): try again after a wait. */
   | { readonly kind: 'retryable'; readonly code: string; readonly message: string; readonly retryAfterMs?: number }
   /** The provider refuses our credentials or account: an outage. Keep the payment, burn no retry. */
@@ -30,7 +35,9 @@ export type IntentState =
   | { readonly kind: 'declined'; readonly code: string; readonly message: string; readonly intent: ProviderIntent }
   /** Waiting for a confirmation: no confirmation took effect (as far as the provider shows). */
   | { readonly kind: 'confirmable'; readonly intent: ProviderIntent }
-  /** A confirmation is under way at the provider (processing, requires_action, requires_capture). */
+  /** The confirmation needs the customer (requires_action): nobody completes it on a server-side confirm. */
+  | { readonly kind: 'needs_action'; readonly intent: ProviderIntent }
+  /** A confirmation is under way at the provider (processing; requires_capture, which automatic capture passes through). */
   | { readonly kind: 'in_flight'; readonly intent: ProviderIntent };
 
 export function intentState(intent: ProviderIntent): IntentState {
@@ -45,8 +52,9 @@ export function intentState(intent: ProviderIntent): IntentState {
         : { kind: 'confirmable', intent };
     case 'requires_confirmation':
       return { kind: 'confirmable', intent };
-    case 'processing':
     case 'requires_action':
+      return { kind: 'needs_action', intent };
+    case 'processing':
     case 'requires_capture':
       return { kind: 'in_flight', intent };
   }
@@ -61,8 +69,11 @@ export function confirmOutcome(intent: ProviderIntent): Outcome {
       return s;
     case 'declined':
       return { kind: 'declined', code: s.code, message: s.message, intent };
-    case 'confirmable':
+    case 'needs_action':
+      return { kind: 'needs_action', intent };
     case 'in_flight':
+      return { kind: 'processing', intent };
+    case 'confirmable':
       return { kind: 'unknown', code: 'INTENT_NOT_FINAL', message: `the intent is ${intent.status} after confirmation` };
   }
 }
@@ -70,6 +81,9 @@ export function confirmOutcome(intent: ProviderIntent): Outcome {
 /** The outcome of a provider call that threw. Errors that are not ProviderError are not outcomes: rethrown. */
 export function errorOutcome(err: unknown): Outcome {
   if (!(err instanceof ProviderError)) throw err;
+  // Raised before the request left (our input cannot be sent): nothing happened, and nothing will change
+  // by trying again. Final for the payment, never an unclear outcome.
+  if (err.extra.notSent) return { kind: 'declined', code: 'REQUEST_NOT_SENT', message: err.message };
   switch (err.kind) {
     case 'declined':
       return {

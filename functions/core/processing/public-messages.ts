@@ -17,6 +17,9 @@ const MESSAGES: Record<string, string> = {
   ATTEMPT_ABANDONED: 'An attempt did not finish; the provider shows no charge for it',
   PROVIDER_AUTH_ERROR: 'The provider refused our credentials; the payment waits without using a retry',
   PAYMENT_EXPIRED: 'The payment did not complete in time',
+  AUTHENTICATION_REQUIRED: 'The card requires authentication (3-D Secure), which this API cannot perform; use another card',
+  INTENT_PROCESSING: 'The provider is processing the payment; it is checked again without using a retry',
+  REQUEST_NOT_SENT: 'The payment could not be sent to the provider',
 };
 
 /** Every code with a sentence of its own. */

@@ -1,41 +1,54 @@
 /**
  * Settling a payment whose last attempt has no clear outcome, from the intent alone. Never confirms:
- * it reads the intent and settles what the provider shows. When the provider cannot be read, or shows
- * a confirmation still under way, nothing is decided (OutcomeUnresolvedError): the message comes back,
- * and the reconciler finds the payment by its due time.
+ * it reads the intent and settles what the provider shows. When the provider cannot be read, nothing is
+ * decided (OutcomeUnresolvedError): the message comes back, and the reconciler finds the payment by its
+ * due time. An intent the provider is still processing is waited for (no retry spent, no version per
+ * check), an intent that needs the customer (3-D Secure) ends the payment, and past the open deadline a
+ * payment with no confirmation under way is expired.
  *
  *   recoverLapsedLease    processing, and its claimer's lease ran out (it died or hung).
- *   resolveBeforeAttempt  retrying after an unknown outcome: before the next attempt is claimed.
+ *   resolveBeforeAttempt  retrying after an unknown outcome, or while the provider processes: before the
+ *                         next attempt is claimed.
  */
 import type { Payment } from '../payment';
+import { ProviderError } from '../ports/payment-provider';
+import { expireNow, failAuthenticationRequired } from './attempt';
 import { claim } from './claim';
-import { OutcomeUnresolvedError, type Ctx, type ProcessResult } from './context';
+import { OutcomeUnresolvedError, pastDeadline, type Ctx, type ProcessResult } from './context';
 import { finishNotPaid } from './finish';
 import { currentIntent } from './intent';
-import { ProviderError } from '../ports/payment-provider';
 import { errorOutcome, intentState, type IntentState } from './provider-outcome';
 import { publicMessage } from './public-messages';
-import { retryOrFail, succeed } from './settle';
+import { awaitProvider, retryOrFail, succeed, waitForProvider } from './settle';
 
 export async function recoverLapsedLease(ctx: Ctx, p: Payment): Promise<ProcessResult> {
   const s = await readState(ctx, p);
-  ctx.log.warn('attempt lease lapsed; settled from the intent', { paymentId: p.id, attempt: p.attempt, leaseUntil: p.leaseUntil, intent: s.kind });
+  ctx.log.warn('attempt lease lapsed; settled from the intent', { paymentId: p.id, attempt: p.attempt, leaseUntil: p.leaseUntil, intent: s?.kind ?? 'none' });
+  if (!s) {
+    // No intent: the attempt died before anything reached the provider.
+    if (pastDeadline(ctx, p)) return expireNow(ctx, p, `attempt ${p.attempt} lease lapsed past the open deadline; no intent`);
+    return retryOrFail(ctx, p, { code: 'ATTEMPT_ABANDONED', message: publicMessage('ATTEMPT_ABANDONED'), outcome: 'unknown' }, 'retrieve', undefined);
+  }
   switch (s.kind) {
     case 'succeeded':
       return succeed(ctx, p, s.intent, 'retrieve', `attempt ${p.attempt} lease lapsed; the intent had succeeded`);
     case 'canceled':
     case 'declined':
       return declined(ctx, p, s);
+    case 'needs_action':
+      return failAuthenticationRequired(ctx, p, s.intent);
     case 'in_flight':
-      throw new OutcomeUnresolvedError(p.id, `intent ${s.intent.status}`);
+      return awaitProvider(ctx, p, s.intent.id, 'retrieve');
     case 'confirmable':
+      if (pastDeadline(ctx, p)) return expireNow(ctx, p, `attempt ${p.attempt} lease lapsed past the open deadline; the intent shows no charge`);
       return retryOrFail(ctx, p, { code: 'ATTEMPT_ABANDONED', message: publicMessage('ATTEMPT_ABANDONED'), outcome: 'unknown' }, 'retrieve', s.intent.id);
   }
 }
 
-/** `proceed` (with the intent read) when no confirmation took effect, so the next attempt may be claimed. */
-export async function resolveBeforeAttempt(ctx: Ctx, p: Payment): Promise<ProcessResult | { proceed: string }> {
+/** `proceed` (with the intent read, if any) when no confirmation took effect, so the next attempt may be claimed. */
+export async function resolveBeforeAttempt(ctx: Ctx, p: Payment): Promise<ProcessResult | { proceed: string | undefined }> {
   const s = await readState(ctx, p);
+  if (!s) return { proceed: undefined };
   switch (s.kind) {
     case 'succeeded': {
       ctx.log.warn('an earlier attempt had succeeded; settling without a new attempt', { paymentId: p.id, attempt: p.attempt });
@@ -46,23 +59,31 @@ export async function resolveBeforeAttempt(ctx: Ctx, p: Payment): Promise<Proces
     case 'canceled':
     case 'declined':
       return declined(ctx, p, s);
+    case 'needs_action':
+      return failAuthenticationRequired(ctx, p, s.intent);
     case 'in_flight':
-      throw new OutcomeUnresolvedError(p.id, `intent ${s.intent.status}`);
+      // Still processing at the provider. Past the deadline, try to cancel (the provider may refuse while it
+      // processes: then the payment keeps waiting); before it, check again later, without a new version.
+      if (pastDeadline(ctx, p)) return expireNow(ctx, p, `open past its deadline while the provider processes attempt ${p.attempt}`);
+      return waitForProvider(ctx, p);
     case 'confirmable':
       return { proceed: s.intent.id };
   }
 }
 
-/** The payment's last attempt has an unclear outcome that must be resolved before anything else. */
+/** The payment's last attempt has an outcome that must be resolved before anything else. */
 export function hasUnresolvedOutcome(p: Payment): boolean {
   if (p.status !== 'retrying' || p.attempt < 1) return false;
   const d = p.lastError?.details;
-  return d?.outcome === 'unknown' && d.attempt === p.attempt;
+  return (d?.outcome === 'unknown' || d?.outcome === 'processing') && d.attempt === p.attempt;
 }
 
-async function readState(ctx: Ctx, p: Payment): Promise<IntentState> {
+/** Where the payment's intent stands; undefined when it has none (nothing can have been charged). */
+async function readState(ctx: Ctx, p: Payment): Promise<IntentState | undefined> {
   try {
-    const s = intentState(await currentIntent(ctx, p));
+    const intent = await currentIntent(ctx, p);
+    if (!intent) return undefined;
+    const s = intentState(intent);
     if (s.kind !== 'in_flight') ctx.metrics.count('UnknownOutcomesResolved', 1, { outcome: s.kind === 'confirmable' ? 'not_charged' : s.kind });
     return s;
   } catch (err) {

@@ -6,6 +6,8 @@
  *   retryOrFail  the attempt did not charge (or we cannot tell yet) → retrying with backoff, or, with
  *                the retry budget spent, finish as not paid.
  *   holdForOutage the provider refuses our credentials → retrying after a long wait, no retry spent.
+ *   awaitProvider the provider is processing the confirmation → retrying, checked again later, no retry
+ *                spent; waitForProvider checks it again without a new version (due time postponed).
  *   finishNotPaid see finish.ts: cancel the intent first, then failed / expired.
  */
 import { ConcurrentUpdateError } from '../errors';
@@ -16,6 +18,7 @@ import { canScheduleRetry, retryDelayMs, scheduleFor } from '../retry-policy';
 import { lostRace } from './claim';
 import { errorText, WORKER, type Ctx, type ProcessResult } from './context';
 import { finishNotPaid } from './finish';
+import { publicMessage } from './public-messages';
 
 type Via = 'confirm' | 'retrieve' | 'cancel';
 
@@ -25,6 +28,16 @@ export interface AttemptFailure {
   readonly retryAfterMs?: number;
   /** 'unknown': a confirmation may still take effect; the next attempt retrieves the intent first. */
   readonly outcome: 'error' | 'unknown';
+}
+
+/** The last error of a payment expired by its deadline (worker or reconciler). */
+export function expiredError(now: Date, openDeadlineMs: number): PaymentError {
+  return {
+    code: 'PAYMENT_EXPIRED',
+    message: `Payment did not complete within ${Math.round(openDeadlineMs / 3_600_000)} h`,
+    retryable: false,
+    timestamp: now.toISOString(),
+  };
 }
 
 export async function succeed(ctx: Ctx, p: Payment, intent: ProviderIntent, via: Via, reason: string): Promise<ProcessResult> {
@@ -106,6 +119,46 @@ export async function holdForOutage(ctx: Ctx, p: Payment, code: string, message:
     reason: `attempt ${p.attempt} ${code}; held ${delayMs} ms, no retry spent`,
     set: { lastError, ...(intentId ? { intentId } : {}) },
   });
+}
+
+/**
+ * The provider is processing the payment's confirmation (its intent is `processing`): the payment moves to
+ * retrying once (one audited version), with its outcome marked `processing`, so the next message reads the
+ * intent before anything else. No retry is spent: the card has not failed. The open deadline still
+ * applies (the payment is expired once the provider lets the intent be cancelled; a success wins).
+ */
+export async function awaitProvider(ctx: Ctx, p: Payment, intentId: string, via: Via): Promise<ProcessResult> {
+  const now = ctx.clock();
+  const delayMs = ctx.providerWaitMs;
+  const lastError: PaymentError = {
+    code: 'INTENT_PROCESSING',
+    message: publicMessage('INTENT_PROCESSING'),
+    retryable: true,
+    timestamp: now.toISOString(),
+    details: { attempt: p.attempt, outcome: 'processing', since: now.toISOString() },
+  };
+  return scheduleNext(ctx, p, via, delayMs, {
+    action: 'awaiting_provider',
+    reason: `attempt ${p.attempt}: the provider is processing the intent; checked again in ${delayMs} ms, no retry spent`,
+    set: { lastError, intentId },
+  });
+}
+
+/**
+ * Still processing at the provider: check again later without a new version. The wait grows with the time
+ * already waited (half of it, at least providerWaitMs, at most the backoff cap); the due time is postponed
+ * past the check, so the reconciler does not re-queue a payment whose check is waiting. A message is sent
+ * only when this call moved the due time (another check already scheduled later carries on instead).
+ */
+export async function waitForProvider(ctx: Ctx, p: Payment): Promise<ProcessResult> {
+  const now = ctx.clock().getTime();
+  const since = Date.parse(String(p.lastError?.details?.since ?? p.lastError?.timestamp ?? p.updatedAt));
+  const waitMs = Math.min(ctx.deps.config.retryCapSeconds * 1000, Math.max(ctx.providerWaitMs, Math.round((now - (Number.isNaN(since) ? now : since)) / 2)));
+  const s = scheduleFor(waitMs, now);
+  const moved = await ctx.deps.store.postpone(p, s.notBefore + ctx.graceMs).catch(() => false);
+  if (moved) await ctx.deps.queue.send({ paymentId: p.id, reason: 'await_provider', notBefore: s.notBefore, forAttempt: p.attempt + 1 }, s.delaySeconds);
+  ctx.log.debug('intent still processing at the provider; checked again later', { paymentId: p.id, waitMs, moved });
+  return { kind: 'waiting', notBefore: s.notBefore };
 }
 
 /** processing → retrying with a delayed queue message for the next attempt. */

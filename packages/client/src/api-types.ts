@@ -43,7 +43,17 @@ export interface paths {
          *     them is required; both and different is 400 `IDEMPOTENCY_KEY_CONFLICT`; two `Idempotency-Key`
          *     headers are 400 `INVALID_IDEMPOTENCY_KEY`). The same key with the same request returns the
          *     original payment (current status included) with 201 and `Idempotent-Replayed: true`; with a
-         *     different request it is 422 `IDEMPOTENCY_KEY_MISMATCH`. Keys expire after 24 hours.
+         *     different request it is 422 `IDEMPOTENCY_KEY_MISMATCH`. Keys expire after 48 hours, longer
+         *     than a payment can stay open (24 hours) plus the time to settle.
+         *
+         *     What the payment provider cannot take is refused here with 400, never accepted and left to
+         *     fail: `AMOUNT_BELOW_MINIMUM` (the provider's minimum charge, e.g. USD 0.50, GBP 0.30, JPY 50;
+         *     `details[].minimumMinor`), `AMOUNT_PRECISION_EXCEEDED` also for amounts finer than the
+         *     provider's unit (MGA in whole units, BHD/JOD/KWD/OMR/TND ending in 0; `details[].stepMinor`),
+         *     `AMOUNT_TOO_LARGE` also past the provider's eight digits, `UNSUPPORTED_CURRENCY` also for a
+         *     currency the provider does not charge in, and `INVALID_METADATA` for more than 46 keys (the
+         *     provider keeps 50 and four are ours: `payment_id`, `intent_seq`, `service`, `stage`, which
+         *     are refused as keys), keys with square brackets, or text with a lone UTF-16 surrogate.
          */
         post: operations["createPayment"];
         delete?: never;
@@ -250,7 +260,7 @@ export interface components {
             type: "card" | "wallet";
             token: string;
         };
-        /** @description Up to 50 string values under keys of 1 to 40 characters; names of JavaScript object members are reserved */
+        /** @description At most 46 keys (the payment provider keeps 50 and four are the service's: payment_id, intent_seq, service, stage, which are refused), keys of 1-40 characters without square brackets, values up to 500 characters, well-formed text (no lone UTF-16 surrogate). */
         Metadata: {
             [key: string]: string;
         };
@@ -446,6 +456,10 @@ export interface components {
             to?: string;
             /** @description AMOUNT_TOO_LARGE: the largest accepted amount, in major units */
             max?: number;
+            /** @description AMOUNT_BELOW_MINIMUM: the provider's minimum charge, in minor units */
+            minimumMinor?: number;
+            /** @description AMOUNT_PRECISION_EXCEEDED (provider unit): amounts must be a multiple of this many minor units */
+            stepMinor?: number;
         };
         ErrorResponse: {
             error: {

@@ -121,6 +121,13 @@ describe('simulator basics', () => {
       lateCommitRate: 0,
       lateCommitMs: 3000,
       resetAfterCommitRate: 0,
+      createErrorRate: 0,
+      cancelErrorRate: 0,
+      refundErrorRate: 0,
+      savedErrorCommitRate: 0.5,
+      refundPendingMs: 0,
+      refundFailureRate: 0,
+      idempotencyTtlMs: 86_400_000,
       latencyMs: 0,
       lookupLagMs: 10,
       lookupErrorRate: 0,
@@ -142,8 +149,8 @@ describe('intents through the Stripe adapter', () => {
     expect(a.id).toMatch(/^pi_/);
     const b = await newIntent(provider, paymentId);
     expect(b.id).toBe(a.id);
-    await expect(provider.findIntentForPayment(paymentId)).resolves.toMatchObject({ id: a.id });
-    await expect(provider.findIntentForPayment(newPaymentId())).resolves.toBeUndefined();
+    await expect(provider.findIntentsForPayment(paymentId)).resolves.toEqual([expect.objectContaining({ id: a.id })]);
+    await expect(provider.findIntentsForPayment(newPaymentId())).resolves.toEqual([]);
   });
 
   it('the same create key with other parameters is rejected (a bug, not a retry)', async () => {
@@ -203,10 +210,11 @@ describe('intents through the Stripe adapter', () => {
     await expect(providerError(confirm(intent, 'tok_success', 2))).resolves.toMatchObject({ code: 'payment_intent_unexpected_state' });
   });
 
-  it('a canceled intent never succeeds; cancel is idempotent; cancel after success is refused', async () => {
+  it('a canceled intent never succeeds; a second cancel (its own key) says it is cancelled; cancel after success is refused', async () => {
     const intent = await newIntent();
     await expect(provider.cancelIntent(intent.id, intent.paymentId)).resolves.toMatchObject({ status: 'canceled' });
-    await expect(provider.cancelIntent(intent.id, intent.paymentId)).resolves.toMatchObject({ status: 'canceled' });
+    const again = await providerError(provider.cancelIntent(intent.id, intent.paymentId));
+    expect(again).toMatchObject({ kind: 'rejected', code: 'payment_intent_unexpected_state', extra: { intent: { status: 'canceled' } } });
     const err = await providerError(confirm(intent, 'tok_success'));
     expect(err).toMatchObject({ kind: 'rejected', code: 'payment_intent_unexpected_state', extra: { intent: { status: 'canceled' } } });
     expect(sim.ledger(intent.paymentId)).toEqual([]);
@@ -350,7 +358,7 @@ describe('honest faults', () => {
     const intent = await newIntent();
     // Too young to be seen at all.
     await expect(providerError(provider.retrieveIntent(intent.id))).resolves.toMatchObject({ kind: 'rejected', code: 'resource_missing' });
-    await expect(provider.findIntentForPayment(intent.paymentId)).resolves.toBeUndefined();
+    await expect(provider.findIntentsForPayment(intent.paymentId)).resolves.toEqual([]);
     // The confirm's own answer is current; lookups still show the old state until the lag passes.
     await expect(confirm(intent, 'tok_success')).resolves.toMatchObject({ status: 'succeeded' });
     await eventually(() => retrieveOrNothing(intent.id), (i) => i?.status === 'succeeded');
@@ -361,8 +369,8 @@ describe('honest faults', () => {
     sim.setFaults({ lookupLagMs: 4_000 });
     // The intent is older than nothing yet: wait until its creation is visible.
     await eventually(
-      () => provider.findIntentForPayment(intent.paymentId),
-      (i) => i !== undefined,
+      () => provider.findIntentsForPayment(intent.paymentId),
+      (found) => found.length > 0,
     );
     await confirm(intent, 'tok_success');
     await expect(provider.retrieveIntent(intent.id)).resolves.toMatchObject({ status: 'requires_payment_method' });
@@ -373,7 +381,7 @@ describe('honest faults', () => {
     const intent = await newIntent();
     sim.setFaults({ lookupErrorRate: 1 });
     await expect(providerError(provider.retrieveIntent(intent.id))).resolves.toMatchObject({ kind: 'unknown', code: 'HTTP_500' });
-    await expect(providerError(provider.findIntentForPayment(intent.paymentId))).resolves.toMatchObject({ kind: 'unknown' });
+    await expect(providerError(provider.findIntentsForPayment(intent.paymentId))).resolves.toMatchObject({ kind: 'unknown' });
   });
 
   it('authFailure and a wrong key are an outage, never a decline', async () => {
@@ -385,19 +393,19 @@ describe('honest faults', () => {
 });
 
 describe('refunds, listing and the ledger', () => {
-  it('refunds are idempotent per intent and amount; the ledger nets captures and refunds', async () => {
+  it('refunds are idempotent per key; the ledger nets captures and refunds; the charge shows what was refunded', async () => {
     const intent = await newIntent(provider, newPaymentId(), 5000);
     await confirm(intent, 'tok_success');
-    const part = { intentId: intent.id, paymentId: intent.paymentId, amountMinor: 1000, reason: 'test' };
+    const part = { refundId: `rf_${randomUUID()}`, keyGeneration: 0, intentId: intent.id, paymentId: intent.paymentId, amountMinor: 1000, currency: 'EUR', reason: 'test' };
     const r1 = await provider.refund(part);
-    expect(r1).toMatchObject({ intentId: intent.id, amountMinor: 1000, currency: 'EUR', status: 'succeeded' });
+    expect(r1).toMatchObject({ intentId: intent.id, amountMinor: 1000, currency: 'EUR', status: 'succeeded', refundId: part.refundId });
     await expect(provider.refund(part)).resolves.toMatchObject({ id: r1.id });
     expect(sim.netCaptured(intent.paymentId)).toBe(4000);
     await expect(provider.retrieveIntent(intent.id)).resolves.toMatchObject({ amountReceived: 5000, amountRefunded: 1000 });
-    await expect(providerError(provider.refund({ ...part, amountMinor: 9000 }))).resolves.toMatchObject({ kind: 'rejected', code: 'amount_too_large' });
-    const rest = await provider.refund({ intentId: intent.id, paymentId: intent.paymentId, reason: 'test' });
+    await expect(providerError(provider.refund({ ...part, refundId: `rf_${randomUUID()}`, amountMinor: 9000 }))).resolves.toMatchObject({ kind: 'rejected', code: 'amount_too_large' });
+    const rest = await provider.refund({ ...part, refundId: `rf_${randomUUID()}`, amountMinor: 4000 });
     expect(rest.amountMinor).toBe(4000);
-    await expect(provider.refund({ intentId: intent.id, paymentId: intent.paymentId, reason: 'test' })).resolves.toMatchObject({ id: rest.id });
+    await expect(provider.listRefunds(intent.id)).resolves.toEqual([expect.objectContaining({ id: rest.id }), expect.objectContaining({ id: r1.id, refundId: part.refundId })]);
     expect(sim.ledger(intent.paymentId).map((e) => [e.status, e.amountMinor])).toEqual([
       ['succeeded', 5000],
       ['refunded', 1000],
@@ -411,7 +419,7 @@ describe('refunds, listing and the ledger', () => {
 
   it('a refund of an intent that captured nothing is rejected', async () => {
     const intent = await newIntent();
-    await expect(providerError(provider.refund({ intentId: intent.id, paymentId: intent.paymentId, reason: 'x' }))).resolves.toMatchObject({
+    await expect(providerError(provider.refund({ refundId: 'rf_x', keyGeneration: 0, intentId: intent.id, paymentId: intent.paymentId, amountMinor: 4200, currency: 'EUR', reason: 'x' }))).resolves.toMatchObject({
       kind: 'rejected',
       code: 'payment_intent_unexpected_state',
     });
@@ -521,11 +529,130 @@ describe('persistence', () => {
     const second = await startCli(ledgerFile);
     const p2 = providerFor(second.url);
     await expect(p2.retrieveIntent(intent.id)).resolves.toMatchObject({ status: 'succeeded' });
-    await expect(p2.findIntentForPayment(intent.paymentId)).resolves.toMatchObject({ id: intent.id });
+    await expect(p2.findIntentsForPayment(intent.paymentId)).resolves.toEqual([expect.objectContaining({ id: intent.id })]);
     await expect(providerError(confirm(intent, 'tok_success', 2, p2))).resolves.toMatchObject({ code: 'payment_intent_unexpected_state' });
     const lines = readFileSync(ledgerFile, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as LedgerEntry);
     expect(lines).toEqual([expect.objectContaining({ intentId: intent.id, status: 'succeeded' })]);
     process.kill(second.child.pid!, 'SIGTERM');
     expect(await exited(second.child)).toEqual({ code: 0, signal: null });
   }, 60_000);
+});
+
+describe('as hard as Stripe (issue 17)', () => {
+  const post = (path: string, body: string, key?: string) =>
+    fetch(`${sim.url}${path}`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${API_KEY}`, 'content-type': 'application/x-www-form-urlencoded', ...(key ? { 'idempotency-key': key } : {}) },
+      body,
+    });
+
+  it('createErrorRate: a 500 saved under the key and replayed as such; the intent exists when the create acted first; past the retention the key runs again', async () => {
+    sim.setFaults({ createErrorRate: 1, savedErrorCommitRate: 1 });
+    const made = newPaymentId();
+    const first = await providerError(newIntent(provider, made));
+    expect(first).toMatchObject({ kind: 'unknown', code: 'HTTP_500' });
+    expect(first.extra.replayed).toBeUndefined();
+    sim.setFaults({ idempotencyTtlMs: 1500 });
+    await expect(providerError(newIntent(provider, made))).resolves.toMatchObject({ kind: 'unknown', extra: { replayed: true } });
+    await expect(provider.findIntentsForPayment(made)).resolves.toHaveLength(1);
+    // The key is forgotten after its retention: the same create makes a second intent.
+    await new Promise((r) => setTimeout(r, 1600));
+    await expect(newIntent(provider, made)).resolves.toMatchObject({ paymentId: made });
+    await expect(provider.findIntentsForPayment(made)).resolves.toHaveLength(2);
+
+    sim.setFaults({ createErrorRate: 1, savedErrorCommitRate: 0 });
+    const none = newPaymentId();
+    await providerError(newIntent(provider, none));
+    await expect(provider.findIntentsForPayment(none)).resolves.toEqual([]);
+  });
+
+  it('cancelErrorRate: a 500 saved under that call\'s key; the cancel may have acted first', async () => {
+    const intent = await newIntent();
+    sim.setFaults({ cancelErrorRate: 1, savedErrorCommitRate: 1 });
+    await expect(providerError(provider.cancelIntent(intent.id, intent.paymentId))).resolves.toMatchObject({ kind: 'unknown', code: 'HTTP_500' });
+    sim.setFaults({});
+    await expect(provider.retrieveIntent(intent.id)).resolves.toMatchObject({ status: 'canceled' });
+  });
+
+  it('refunds can be pending, then succeed, or fail and give the amount back to the charge; refundErrorRate saves a 500 after acting or not', async () => {
+    const intent = await newIntent(provider, newPaymentId(), 5000);
+    await confirm(intent, 'tok_success');
+    const refund = (amountMinor: number) => ({ refundId: `rf_${randomUUID()}`, keyGeneration: 0, intentId: intent.id, paymentId: intent.paymentId, amountMinor, currency: 'EUR', reason: 't' });
+    sim.setFaults({ refundPendingMs: 200 });
+    const ok = await provider.refund(refund(1000));
+    expect(ok.status).toBe('pending');
+    await expect(provider.retrieveIntent(intent.id)).resolves.toMatchObject({ amountRefunded: 1000 });
+    expect(sim.netCaptured(intent.paymentId)).toBe(5000);
+    await eventually(() => provider.retrieveRefund(ok.id), (r) => r.status === 'succeeded');
+    expect(sim.netCaptured(intent.paymentId)).toBe(4000);
+
+    sim.setFaults({ refundPendingMs: 200, refundFailureRate: 1 });
+    const bad = await provider.refund(refund(2000));
+    await eventually(() => provider.retrieveRefund(bad.id), (r) => r.status === 'failed');
+    await expect(provider.retrieveRefund(bad.id)).resolves.toMatchObject({ failureReason: 'expired_or_canceled_card' });
+    await expect(provider.retrieveIntent(intent.id)).resolves.toMatchObject({ amountRefunded: 1000 });
+    expect(sim.netCaptured(intent.paymentId)).toBe(4000);
+
+    sim.setFaults({ refundErrorRate: 1, savedErrorCommitRate: 1 });
+    const req = refund(500);
+    await expect(providerError(provider.refund(req))).resolves.toMatchObject({ kind: 'unknown' });
+    await expect(providerError(provider.refund(req))).resolves.toMatchObject({ kind: 'unknown', extra: { replayed: true } });
+    sim.setFaults({});
+    const listed = await provider.listRefunds(intent.id);
+    expect(listed.filter((r) => r.refundId === req.refundId)).toHaveLength(1);
+  });
+
+  it.each(['pm_card_authenticationRequired', 'tok_3ds_required'])('%s leaves the intent in requires_action on every server-side confirm; it can be cancelled', async (pm) => {
+    const intent = await newIntent();
+    await expect(confirm(intent, pm, 1)).resolves.toMatchObject({ status: 'requires_action' });
+    await expect(confirm(intent, pm, 2)).resolves.toMatchObject({ status: 'requires_action' });
+    await expect(provider.cancelIntent(intent.id, intent.paymentId)).resolves.toMatchObject({ status: 'canceled' });
+    expect(sim.ledger(intent.paymentId)).toEqual([]);
+  });
+
+  it('tok_processing_<ms> sits in processing (no cancel meanwhile), then succeeds on its own; tok_processing_fail_<ms> then fails', async () => {
+    const ok = await newIntent();
+    await expect(confirm(ok, 'tok_processing_300')).resolves.toMatchObject({ status: 'processing' });
+    await expect(providerError(provider.cancelIntent(ok.id, ok.paymentId))).resolves.toMatchObject({ code: 'payment_intent_unexpected_state', extra: { intent: { status: 'processing' } } });
+    await eventually(() => provider.retrieveIntent(ok.id), (i) => i.status === 'succeeded');
+    expect(captures(ok.paymentId)).toHaveLength(1);
+
+    const bad = await newIntent();
+    await confirm(bad, 'tok_processing_fail_200');
+    await eventually(() => provider.retrieveIntent(bad.id), (i) => i.status === 'requires_payment_method' && i.lastError !== undefined);
+    expect(captures(bad.paymentId)).toHaveLength(0);
+  });
+
+  it("Stripe's amount rules and metadata limits, answered with Stripe's error objects", async () => {
+    const create = (body: string) => post('/v1/payment_intents', body).then(async (r) => ({ status: r.status, body: (await r.json()) as { error?: { code?: string; param?: string } } }));
+    expect(await create('amount=150&currency=isk')).toMatchObject({ status: 400, body: { error: { code: 'invalid_charge_amount', param: 'amount' } } });
+    expect(await create('amount=15000&currency=isk')).toMatchObject({ status: 200 });
+    expect(await create('amount=1005&currency=kwd')).toMatchObject({ status: 400, body: { error: { code: 'invalid_charge_amount' } } });
+    expect(await create('amount=49&currency=usd')).toMatchObject({ status: 400, body: { error: { code: 'amount_too_small' } } });
+    expect(await create('amount=100000000&currency=usd')).toMatchObject({ status: 400, body: { error: { code: 'amount_too_large' } } });
+    expect(await create('amount=100000000&currency=idr')).toMatchObject({ status: 200 });
+    expect(await create('amount=1000&currency=iqd')).toMatchObject({ status: 400, body: { error: { param: 'currency' } } });
+    const keys = (n: number) => Array.from({ length: n }, (_, i) => `metadata[k${i}]=v`).join('&');
+    expect(await create(`amount=500&currency=usd&${keys(50)}`)).toMatchObject({ status: 200 });
+    expect(await create(`amount=500&currency=usd&${keys(51)}`)).toMatchObject({ status: 400, body: { error: { param: 'metadata' } } });
+    expect(await create(`amount=500&currency=usd&metadata[${'k'.repeat(41)}]=v`)).toMatchObject({ status: 400 });
+    expect(await create(`amount=500&currency=usd&metadata[k]=${'v'.repeat(501)}`)).toMatchObject({ status: 400 });
+  });
+
+  it('other integrations on the account: an intent without our metadata is stored, listed (charge expanded) and captured like any other', async () => {
+    const s = await startProviderSimulator({ port: 0, timeoutMs: SIM_HANG_MS });
+    extraSims.push(s);
+    const p = providerFor(s.url);
+    const from = new Date(Date.now() - 1000);
+    const res = await fetch(`${s.url}/v1/payment_intents`, { method: 'POST', headers: { authorization: `Bearer ${API_KEY}` }, body: new URLSearchParams({ amount: '2500', currency: 'usd' }) });
+    const foreign = (await res.json()) as { id: string };
+    await p.confirmIntent(foreign.id, { paymentId: 'checkout', attempt: 1, paymentMethod: 'tok_success' });
+    const ours = await newIntent(p);
+    const page = await p.listIntents({ from, to: new Date(Date.now() + 2000) });
+    expect(page.intents.map((i) => [i.id, i.paymentId, i.amountReceived, i.amountRefunded])).toEqual([
+      [ours.id, ours.paymentId, 0, undefined],
+      [foreign.id, '', 2500, 0],
+    ]);
+    expect(s.ledger()).toEqual([expect.objectContaining({ intentId: foreign.id, paymentId: '', status: 'succeeded' })]);
+  });
 });
