@@ -57,7 +57,20 @@ export interface EnvironmentConfig {
   /** The reconciler runs alone (the run lock); reserving 1 also keeps a retried schedule from stacking provider comparisons. */
   readonly reconcilerReservedConcurrency?: number;
   readonly queueMaxReceiveCount: number;
-  readonly apiThrottle: { readonly rateLimit: number; readonly burstLimit: number };
+  /**
+   * The stage's throttle: every caller together (API Gateway answers 429 RATE_LIMITED above it). At
+   * least the tenants' peak with headroom, and above any one tenant plan's rate, so operators and
+   * other tenants keep room while one tenant runs at its own limit.
+   */
+  readonly apiThrottle: Throttle;
+  /**
+   * Usage plans a tenant's API keys are put on (the tenants command, `--plan`). API Gateway applies a
+   * plan's throttle and quota to each API key on it separately, so every tenant has its own budget
+   * within the stage's. The first plan is the default.
+   */
+  readonly tenantPlans: Readonly<Record<string, UsagePlanLimits>>;
+  /** The operators' plan (recovery runs, re-opens, cross-tenant status: a few calls a minute). */
+  readonly operatorPlan: UsagePlanLimits;
   /**
    * One API key per tenant (named `<stage>-<tenant>`). The handlers see the key's id and map it to the
    * tenant id through API_KEY_PRINCIPALS, so a tenant keeps its data when its key changes.
@@ -74,8 +87,38 @@ export interface EnvironmentConfig {
   readonly retainData: boolean;
   /** Tables refuse DeleteTable (CloudFormation included) until this is turned off. */
   readonly deletionProtection: boolean;
-  /** A WAF web ACL (AWS managed rules + a per-IP rate rule) in front of the API. */
-  readonly waf?: { readonly ratePer5MinPerIp: number };
+  /** A WAF web ACL in front of the API (lib/constructs/api-firewall.ts); absent: none. */
+  readonly waf?: WafLimits;
+}
+
+export interface Throttle {
+  /** Requests a second, steady. */
+  readonly rateLimit: number;
+  /** Requests allowed at once above the steady rate. */
+  readonly burstLimit: number;
+}
+
+export interface UsagePlanLimits extends Throttle {
+  /** Requests a day per API key; API Gateway answers 429 RATE_LIMITED (QUOTA_EXCEEDED) past it until the next UTC day. */
+  readonly quotaPerDay: number;
+}
+
+/**
+ * WAF rate rules, counted over `windowSeconds` (60, 120, 300 or 600). They sit above API Gateway's
+ * throttles, which answer first with the API's own 429: the WAF stops floods (a leaked key, a
+ * scanner) before they reach the API, and must never block a caller that stays within its plan.
+ */
+export interface WafLimits {
+  readonly windowSeconds: 60 | 120 | 300 | 600;
+  /** Requests per window per `x-api-key` value: at least a tenant plan's rate over the window. */
+  readonly perApiKey: number;
+  /**
+   * Requests per window per client IP, all keys together: tenants call server to server from a few
+   * (NAT) addresses, so at least the stage's whole throttle over the window.
+   */
+  readonly perIp: number;
+  /** Requests per window per client IP that carry no `x-api-key` (API Gateway refuses them anyway). */
+  readonly perIpWithoutKey: number;
 }
 
 const alarms: AlarmThresholds = {
@@ -87,6 +130,9 @@ const alarms: AlarmThresholds = {
   unknownOutcomeBacklog: 1,
   auditChainFailures: 1,
 };
+
+/** Operators call a few times a minute; 10/s lets a script page through recovery status. */
+const operatorPlan: UsagePlanLimits = { rateLimit: 10, burstLimit: 20, quotaPerDay: 100_000 };
 
 const base = {
   reconcileEveryMinutes: 1,
@@ -127,6 +173,8 @@ export const environments: Record<Stage, EnvironmentConfig> = {
     logRetentionDays: 7,
     workerMaxConcurrency: 5,
     apiThrottle: { rateLimit: 100, burstLimit: 200 },
+    tenantPlans: { standard: { rateLimit: 50, burstLimit: 100, quotaPerDay: 1_000_000 } },
+    operatorPlan,
     tenants: ['tenant-1', 'tenant-2'],
     operators: ['ops'],
     retainData: false,
@@ -142,11 +190,15 @@ export const environments: Record<Stage, EnvironmentConfig> = {
     logRetentionDays: 30,
     workerMaxConcurrency: 20,
     apiThrottle: { rateLimit: 500, burstLimit: 1000 },
+    tenantPlans: { standard: { rateLimit: 200, burstLimit: 400, quotaPerDay: 5_000_000 } },
+    operatorPlan,
     tenants: ['tenant-1', 'tenant-2'],
     operators: ['ops'],
     retainData: true,
     deletionProtection: false,
     workerReservedConcurrency: 20,
+    // As prod's rules, at staging's rates: the pipeline deploys the web ACL here first.
+    waf: { windowSeconds: 60, perApiKey: 200 * 60 * 2, perIp: 500 * 60 * 2, perIpWithoutKey: 600 },
   },
   prod: {
     ...base,
@@ -160,12 +212,20 @@ export const environments: Record<Stage, EnvironmentConfig> = {
     workerMaxConcurrency: 350,
     workerReservedConcurrency: 350,
     reconcilerReservedConcurrency: 1,
+    // The tenants' peak is 1,157 requests/s (10x the average; prod has one tenant carrying all of it):
+    // the stage allows 2,000/s, a tenant key 1,600/s (1.4x its peak), so one tenant at its limit still
+    // leaves the stage 400/s for the others and the operators.
     apiThrottle: { rateLimit: 2000, burstLimit: 5000 },
+    // Quota: 3 requests a payment (create and two reads) at the full 10M payments a day.
+    tenantPlans: { standard: { rateLimit: 1600, burstLimit: 3200, quotaPerDay: 30_000_000 } },
+    operatorPlan,
     tenants: ['tenant-1'],
     operators: ['ops'],
     retainData: true,
     deletionProtection: true,
-    waf: { ratePer5MinPerIp: 3000 },
+    // Per key: twice a tenant plan's 1,600/s over a minute (API Gateway's own 429 answers first); per
+    // IP: twice the stage's 2,000/s, since every tenant may call from one NAT address.
+    waf: { windowSeconds: 60, perApiKey: 1600 * 60 * 2, perIp: 2000 * 60 * 2, perIpWithoutKey: 600 },
   },
 };
 

@@ -4,7 +4,6 @@ import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as events from 'aws-cdk-lib/aws-events';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as logs from 'aws-cdk-lib/aws-logs';
-import * as wafv2 from 'aws-cdk-lib/aws-wafv2';
 import * as targets from 'aws-cdk-lib/aws-events-targets';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as sources from 'aws-cdk-lib/aws-lambda-event-sources';
@@ -13,6 +12,7 @@ import * as sqs from 'aws-cdk-lib/aws-sqs';
 import type { Construct } from 'constructs';
 import {
   AUDIT_BY_TENANT_INDEX,
+  MAX_BODY_BYTES,
   OPEN_PAYMENTS_INDEX,
   PAYMENTS_BY_TENANT_INDEX,
   SETTLED_INDEX,
@@ -20,6 +20,7 @@ import {
   type FunctionName,
 } from '../functions/shared/config-contract';
 import type { EnvironmentConfig } from './config';
+import { ApiFirewall } from './constructs/api-firewall';
 import { Monitoring } from './constructs/monitoring';
 import { PaymentsFunction, retentionName, type ApiKeyPrincipal } from './constructs/payments-function';
 
@@ -236,7 +237,7 @@ export class PaymentsStack extends Stack {
       deployOptions: {
         stageName: config.stage,
         accessLogDestination: new apigw.LogGroupLogDestination(accessLogs),
-        accessLogFormat: apigw.AccessLogFormat.jsonWithStandardFields(),
+        accessLogFormat: accessLogFormat(),
         // Errors only, without request or response bodies (they carry card tokens).
         loggingLevel: apigw.MethodLoggingLevel.ERROR,
         dataTraceEnabled: false,
@@ -294,11 +295,18 @@ export class PaymentsStack extends Stack {
     recoveryRes.addResource('process').addMethod('POST', integration(recoveryApi));
     recoveryRes.addResource('status').addMethod('GET', integration(recoveryApi));
 
-    const plan = api.addUsagePlan('UsagePlan', {
-      name: `idempotent-payments-${config.stage}`,
-      throttle: config.apiThrottle,
-      apiStages: [{ api, stage: api.deploymentStage }],
-    });
+    // Tenant plans (config.tenantPlans): API Gateway applies a plan's throttle and quota to each key on
+    // it, so every tenant key has its own budget, below the stage's throttle.
+    const tenantPlans = Object.entries(config.tenantPlans).map(([name, limits]) =>
+      api.addUsagePlan(`TenantPlan-${name}`, {
+        name: `${this.stackName}-tenants-${name}`,
+        description: `Tenant keys on the ${name} plan: ${limits.rateLimit} requests/s, ${limits.quotaPerDay} a day, per key`,
+        throttle: { rateLimit: limits.rateLimit, burstLimit: limits.burstLimit },
+        quota: { limit: limits.quotaPerDay, period: apigw.Period.DAY },
+        apiStages: [{ api, stage: api.deploymentStage }],
+      }),
+    );
+    const plan = tenantPlans[0]!;
 
     // ---- Tenancy and operators ----------------------------------------------------------------
     // API keys are credentials, not identities: each key's id maps to a stable tenant id or to an
@@ -319,8 +327,9 @@ export class PaymentsStack extends Stack {
       }
     }
     const operatorPlan = api.addUsagePlan('OperatorUsagePlan', {
-      name: `idempotent-payments-${config.stage}-operators`,
-      throttle: { rateLimit: 10, burstLimit: 20 },
+      name: `${this.stackName}-operators`,
+      throttle: { rateLimit: config.operatorPlan.rateLimit, burstLimit: config.operatorPlan.burstLimit },
+      quota: { limit: config.operatorPlan.quotaPerDay, period: apigw.Period.DAY },
       apiStages: [{ api, stage: api.deploymentStage }],
     });
     for (const name of config.operators) {
@@ -345,30 +354,7 @@ export class PaymentsStack extends Stack {
     const validator = api.addRequestValidator('RequestValidator', { validateRequestParameters: true, validateRequestBody: true });
     for (const method of api.methods) (method.node.defaultChild as apigw.CfnMethod).requestValidatorId = validator.requestValidatorId;
     if (config.waf) {
-      const managed = (name: string, priority: number): wafv2.CfnWebACL.RuleProperty => ({
-        name,
-        priority,
-        overrideAction: { none: {} },
-        statement: { managedRuleGroupStatement: { vendorName: 'AWS', name } },
-        visibilityConfig: { cloudWatchMetricsEnabled: true, metricName: name, sampledRequestsEnabled: true },
-      });
-      const acl = new wafv2.CfnWebACL(this, 'ApiWebAcl', {
-        scope: 'REGIONAL',
-        defaultAction: { allow: {} },
-        visibilityConfig: { cloudWatchMetricsEnabled: true, metricName: `payments-api-${config.stage}`, sampledRequestsEnabled: true },
-        rules: [
-          managed('AWSManagedRulesCommonRuleSet', 1),
-          managed('AWSManagedRulesKnownBadInputsRuleSet', 2),
-          {
-            name: 'RatePerIp',
-            priority: 3,
-            action: { block: {} },
-            statement: { rateBasedStatement: { limit: config.waf.ratePer5MinPerIp, aggregateKeyType: 'IP' } },
-            visibilityConfig: { cloudWatchMetricsEnabled: true, metricName: 'RatePerIp', sampledRequestsEnabled: true },
-          },
-        ],
-      });
-      new wafv2.CfnWebACLAssociation(this, 'ApiWebAclAssociation', { resourceArn: api.deploymentStage.stageArn, webAclArn: acl.attrArn });
+      new ApiFirewall(this, 'ApiFirewall', { stage: api.deploymentStage, limits: config.waf, maxBodyBytes: MAX_BODY_BYTES, metricPrefix: this.stackName });
     }
     const acknowledge = (scope: Construct, rule: string, reason: string) => Validations.of(scope).acknowledge({ id: `AwsSolutions::AwsSolutions-${rule}`, reason });
     for (const f of [createPayment, paymentQueries, retryPayment, auditApi, worker, auditWriter, reconciler, recoveryApi]) {
@@ -383,7 +369,7 @@ export class PaymentsStack extends Stack {
     acknowledge(api, 'APIG4', 'clients authenticate with API keys (usage plan); the key id maps to the tenant');
     acknowledge(api, 'COG4', 'no Cognito: clients are services with API keys, not end users');
     acknowledge(api, 'IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs]', "API Gateway's account logging role: AWS's managed policy is the documented one for it");
-    if (!config.waf) acknowledge(api, 'APIG3', `no WAF in ${config.stage}: only prod is public-facing, and the web ACL has a monthly cost`);
+    if (!config.waf) acknowledge(api, 'APIG3', `no WAF in ${config.stage}: a developer stage; staging and prod have the web ACL`);
 
     // ---- Alarms and dashboard ----------------------------------------------------------------
     const monitoring = new Monitoring(this, 'Monitoring', {
@@ -419,4 +405,32 @@ export class PaymentsStack extends Stack {
     new CfnOutput(this, 'AlarmTopicArn', { value: monitoring.topic.topicArn });
     new CfnOutput(this, 'DashboardName', { value: monitoring.dashboard.dashboardName });
   }
+}
+
+/**
+ * One JSON line per request: the standard fields plus the API key id (never the key: who called, for key
+ * rotation and per-tenant traffic), the error type of API Gateway's own refusals (THROTTLED,
+ * QUOTA_EXCEEDED, INVALID_API_KEY, ...), the WAF's answer, latencies and the trace id.
+ */
+function accessLogFormat(): apigw.AccessLogFormat {
+  const f = apigw.AccessLogField;
+  return apigw.AccessLogFormat.custom(
+    JSON.stringify({
+      requestId: f.contextRequestId(),
+      requestTime: f.contextRequestTime(),
+      ip: f.contextIdentitySourceIp(),
+      apiKeyId: f.contextIdentityApiKeyId(),
+      httpMethod: f.contextHttpMethod(),
+      resourcePath: f.contextResourcePath(),
+      path: f.contextPath(),
+      protocol: f.contextProtocol(),
+      status: f.contextStatus(),
+      responseLength: f.contextResponseLength(),
+      responseLatency: f.contextResponseLatency(),
+      integrationLatency: f.contextIntegrationLatency(),
+      errorType: f.contextErrorResponseType(),
+      wafStatus: f.contextWafResponseCode(),
+      xrayTraceId: f.contextXrayTraceId(),
+    }),
+  );
 }

@@ -21,6 +21,9 @@ export const SETTLED_INDEX = 'settled-by-hour';
 export const AUDIT_BY_TENANT_INDEX = 'audit-by-tenant-shard';
 export const PAYMENTS_BY_TENANT_INDEX = 'payments-by-tenant';
 
+/** Largest request body the API takes, in bytes; the stack's WAF body rule blocks at the same size. */
+export const MAX_BODY_BYTES = 16 * 1024;
+
 /** Name of the provider API key secret in Secrets Manager; the operator fills in its value after deploy. */
 export const providerSecretName = (stage: string): string => `idempotent-payments/${stage}/provider-api-key`;
 

@@ -4,10 +4,11 @@ import { validateIdempotencyKey } from '../core/create-request';
 import { AppError, DEFAULT_RETRY_AFTER_SECONDS, ValidationError } from '../core/errors';
 import { actorOf, ForbiddenError, parsePrincipal, type Principal } from '../core/principal';
 import { wiring } from '../wiring';
+import { MAX_BODY_BYTES } from './config-contract';
 import { instrumented } from './instrument';
 import { logger } from './logger';
 
-export const MAX_BODY_BYTES = 16 * 1024;
+export { MAX_BODY_BYTES };
 
 export interface ApiRequest {
   /** The caller: a tenant, or (on routes that allow it) an operator. */
