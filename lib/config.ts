@@ -16,6 +16,12 @@ export interface AlarmThresholds {
   /** Unresolved provider outcomes per reconciler run, sustained for 15 minutes. */
   readonly unknownOutcomeBacklog: number;
   readonly auditChainFailures: number;
+  /** Throttled DynamoDB requests of one table (its indexes included) in 5 minutes. */
+  readonly dynamoThrottledRequests: number;
+  /** A function's longest invocation in 5 minutes, as a share of its timeout (0..1). */
+  readonly durationShareOfTimeout: number;
+  /** Minutes without a completed reconciliation run (missing data counts as none). */
+  readonly reconcilerSilentMinutes: number;
 }
 
 export interface EnvironmentConfig {
@@ -26,8 +32,12 @@ export interface EnvironmentConfig {
    */
   readonly account?: string;
   readonly region: string;
-  /** Email addresses subscribed to the stage's alarm topic (each confirms once, from the email AWS sends). */
-  readonly alarmEmails: readonly string[];
+  /**
+   * A deploy of this stage must say where alarms go (`-c alarmEmail=...` or `-c alarmTopicArn=...`,
+   * bin/app.ts). Without it (dev) the alarm topic has no subscriber: alarms show in the console and on
+   * the dashboard and notify nobody.
+   */
+  readonly requireAlarmRecipient: boolean;
   readonly alarms: AlarmThresholds;
   /**
    * This stage's values of the function settings, by their environment variable. Anything not given
@@ -36,6 +46,11 @@ export interface EnvironmentConfig {
    */
   readonly settings: StageSettings;
   readonly reconcileEveryMinutes: number;
+  /**
+   * The reconciler's timeout: shorter than the schedule's period, so a scheduled run never overlaps
+   * the next one (a run stops starting pages 20 s before it; the next resumes from its cursor).
+   */
+  readonly reconcilerTimeoutSeconds: number;
   readonly logLevel: 'DEBUG' | 'INFO' | 'WARN' | 'ERROR';
   readonly logRetentionDays: number;
   readonly lambdaMemoryMb: number;
@@ -54,7 +69,11 @@ export interface EnvironmentConfig {
    * concurrency is too small to reserve from (dev).
    */
   readonly workerReservedConcurrency?: number;
-  /** The reconciler runs alone (the run lock); reserving 1 also keeps a retried schedule from stacking provider comparisons. */
+  /**
+   * The reconciler works alone (the run lock). 2: the scheduled run plus one started by the recovery API
+   * or a retried schedule, which finds the lock and returns; with 1 that second invocation would be
+   * throttled. Unset where the account's concurrency is too small to reserve from (dev).
+   */
   readonly reconcilerReservedConcurrency?: number;
   readonly queueMaxReceiveCount: number;
   /**
@@ -129,13 +148,21 @@ const alarms: AlarmThresholds = {
   streamIteratorAgeSeconds: 300,
   unknownOutcomeBacklog: 1,
   auditChainFailures: 1,
+  dynamoThrottledRequests: 1,
+  durationShareOfTimeout: 0.8,
+  reconcilerSilentMinutes: 15,
 };
 
 /** Operators call a few times a minute; 10/s lets a script page through recovery status. */
 const operatorPlan: UsagePlanLimits = { rateLimit: 10, burstLimit: 20, quotaPerDay: 100_000 };
 
+/** Reconciler runs every minute and stops 10 s before the next one is due. */
+const RECONCILE_EVERY_MINUTES = 1;
+const RECONCILER_TIMEOUT_SECONDS = 50;
+
 const base = {
-  reconcileEveryMinutes: 1,
+  reconcileEveryMinutes: RECONCILE_EVERY_MINUTES,
+  reconcilerTimeoutSeconds: RECONCILER_TIMEOUT_SECONDS,
   region: 'us-east-1',
   alarms,
   lambdaMemoryMb: 512,
@@ -165,7 +192,7 @@ export const environments: Record<Stage, EnvironmentConfig> = {
   dev: {
     ...base,
     stage: 'dev',
-    alarmEmails: [],
+    requireAlarmRecipient: false,
     // The contract's defaults throughout, provider included (api.stripe.com:443 over https, with the
     // key from the stage's provider secret).
     settings: {},
@@ -183,8 +210,7 @@ export const environments: Record<Stage, EnvironmentConfig> = {
   staging: {
     ...base,
     stage: 'staging',
-    // Replace with the team's on-call address (and set `account`) before the first deploy.
-    alarmEmails: ['payments-oncall@example.com'],
+    requireAlarmRecipient: true,
     settings: {},
     logLevel: 'INFO',
     logRetentionDays: 30,
@@ -197,13 +223,14 @@ export const environments: Record<Stage, EnvironmentConfig> = {
     retainData: true,
     deletionProtection: false,
     workerReservedConcurrency: 20,
+    reconcilerReservedConcurrency: 2,
     // As prod's rules, at staging's rates: the pipeline deploys the web ACL here first.
     waf: { windowSeconds: 60, perApiKey: 200 * 60 * 2, perIp: 500 * 60 * 2, perIpWithoutKey: 600 },
   },
   prod: {
     ...base,
     stage: 'prod',
-    alarmEmails: ['payments-oncall@example.com'],
+    requireAlarmRecipient: true,
     settings: {},
     logLevel: 'INFO',
     logRetentionDays: 365,
@@ -211,7 +238,7 @@ export const environments: Record<Stage, EnvironmentConfig> = {
     // Sizing: see workerPaymentsPerSecond (350 × 10 / 2 s = 1,750/s ≥ 10 × 116/s with 51% headroom).
     workerMaxConcurrency: 350,
     workerReservedConcurrency: 350,
-    reconcilerReservedConcurrency: 1,
+    reconcilerReservedConcurrency: 2,
     // The tenants' peak is 1,157 requests/s (10x the average; prod has one tenant carrying all of it):
     // the stage allows 2,000/s, a tenant key 1,600/s (1.4x its peak), so one tenant at its limit still
     // leaves the stage 400/s for the others and the operators.

@@ -16,16 +16,28 @@ import {
   OPEN_PAYMENTS_INDEX,
   PAYMENTS_BY_TENANT_INDEX,
   SETTLED_INDEX,
-  providerSecretName,
   type FunctionName,
 } from '../functions/shared/config-contract';
 import type { EnvironmentConfig } from './config';
 import { ApiFirewall } from './constructs/api-firewall';
-import { Monitoring } from './constructs/monitoring';
+import { Monitoring, type AlarmRecipients } from './constructs/monitoring';
 import { PaymentsFunction, retentionName, type ApiKeyPrincipal } from './constructs/payments-function';
 
 export interface PaymentsStackProps extends StackProps {
   readonly config: EnvironmentConfig;
+  /**
+   * A second copy of the stage in the same account (lib/deployment.ts): the metrics' `stage` dimension
+   * becomes `<stage>-<qualifier>`, so each copy's alarms watch its own functions. Physical names come from
+   * the stack name, so the copies never collide.
+   */
+  readonly qualifier?: string;
+  /** Where alarms go. None (dev): the topic has no subscriber; alarms show in the console only. */
+  readonly alarmRecipients?: AlarmRecipients;
+  /**
+   * Use this existing secret for the provider key (e.g. the one a destroyed copy of the stage retained)
+   * instead of creating one.
+   */
+  readonly providerSecretArn?: string;
 }
 
 const WORKER_TIMEOUT = Duration.seconds(30);
@@ -34,6 +46,8 @@ export class PaymentsStack extends Stack {
   constructor(scope: Construct, id: string, props: PaymentsStackProps) {
     super(scope, id, props);
     const { config } = props;
+    // The value of every function's STAGE (the metrics' `stage` dimension) and of the alarms' metrics.
+    const metricsStage = props.qualifier ? `${config.stage}-${props.qualifier}` : config.stage;
     const removalPolicy = config.retainData ? RemovalPolicy.RETAIN : RemovalPolicy.DESTROY;
     const tableDefaults = {
       billingMode: dynamodb.BillingMode.PAY_PER_REQUEST,
@@ -134,23 +148,23 @@ export class PaymentsStack extends Stack {
     });
 
     // ---- Provider secret ----------------------------------------------------------------------
-    // Created with a random placeholder; the operator stores the provider API key in it after the
-    // first deploy. Functions get its name in PROVIDER_SECRET_ID, never the value.
-    const providerSecretId = providerSecretName(config.stage);
-    const providerSecret = new secretsmanager.Secret(this, 'ProviderApiKeySecret', {
-      secretName: providerSecretId,
-      description:
-        `Payment provider API key for ${config.stage}. Filled in by the operator after deploy ` +
-        `(aws secretsmanager put-secret-value --secret-id ${providerSecretId} --secret-string <key>); ` +
-        'read by the payment worker and the reconciler.',
-      removalPolicy,
-    });
-
+    // Created with a random placeholder and a name CloudFormation makes unique (a copy of the stage, or a
+    // redeploy after a destroy that retained the old secret, gets its own); the operator stores the
+    // provider API key in it after the first deploy (output ProviderSecretArn). Or an existing secret,
+    // `-c providerSecretArn=...`. Functions get its ARN in PROVIDER_SECRET_ID, never the value.
+    const providerSecret = props.providerSecretArn
+      ? secretsmanager.Secret.fromSecretCompleteArn(this, 'ProviderApiKeySecret', props.providerSecretArn)
+      : new secretsmanager.Secret(this, 'ProviderApiKeySecret', {
+          description:
+            `Payment provider API key for ${this.stackName}. Filled in by the operator after deploy ` +
+            '(aws secretsmanager put-secret-value --secret-id <this ARN> --secret-string <key>); read by the payment worker and the reconciler.',
+          removalPolicy,
+        });
     // ---- Functions ----------------------------------------------------------------------------
     // Each function's environment is its config contract (functions/shared/config-contract.ts):
     // value settings from the stage config, resources bound here together with their grants.
     const fn = (id: string, contract: FunctionName, entry: string, description: string, extra: Partial<{ timeout: Duration; reservedConcurrentExecutions: number }> = {}) =>
-      new PaymentsFunction(this, id, { contract, entry, description, config, ...extra });
+      new PaymentsFunction(this, id, { contract, entry, description, config, metricsStage, ...extra });
 
     const createPayment = fn('CreatePaymentFunction', 'createPayment', 'functions/api/create-payment.ts', 'POST /api/payments/process')
       .bindTable(idempotencyKeys, 'IDEMPOTENCY_TABLE', ['PutItem', 'GetItem'])
@@ -176,7 +190,7 @@ export class PaymentsStack extends Stack {
     })
       .bindTable(payments, 'PAYMENTS_TABLE', ['GetItem', 'UpdateItem'])
       .bindQueue(paymentsQueue, 'PAYMENTS_QUEUE_URL', 'send')
-      .bindSecret(providerSecret, 'PROVIDER_SECRET_ID', providerSecretId, 'read');
+      .bindSecret(providerSecret, 'PROVIDER_SECRET_ID', 'read');
     worker.addEventSource(
       new sources.SqsEventSource(paymentsQueue, {
         batchSize: config.workerBatchSize,
@@ -204,7 +218,7 @@ export class PaymentsStack extends Stack {
     // DeleteItem when the run finishes; runs are recorded with PutItem/UpdateItem and listed by Query.
     const runsAccess = ['PutItem', 'UpdateItem', 'DeleteItem', 'Query'] as const;
     const reconciler = fn('ReconcilerFunction', 'reconciler', 'functions/recovery/reconciler.ts', 'Finds and finishes stuck payments', {
-      timeout: Duration.minutes(5),
+      timeout: Duration.seconds(config.reconcilerTimeoutSeconds),
       ...(config.reconcilerReservedConcurrency !== undefined ? { reservedConcurrentExecutions: config.reconcilerReservedConcurrency } : {}),
     })
       // BatchGetItem: the provider comparison reads the payments of a page of intents at once.
@@ -212,8 +226,8 @@ export class PaymentsStack extends Stack {
       // GetItem: the saved cursor the next run resumes from.
       .bindTable(recoveryRuns, 'RECOVERY_TABLE', [...runsAccess, 'GetItem'])
       .bindQueue(paymentsQueue, 'PAYMENTS_QUEUE_URL', 'send')
-      .bindSecret(providerSecret, 'PROVIDER_SECRET_ID', providerSecretId, 'read');
-    new events.Rule(this, 'ReconcilerSchedule', {
+      .bindSecret(providerSecret, 'PROVIDER_SECRET_ID', 'read');
+    const reconcilerSchedule = new events.Rule(this, 'ReconcilerSchedule', {
       description: 'Runs the payment reconciler',
       schedule: events.Schedule.rate(Duration.minutes(config.reconcileEveryMinutes)),
       targets: [new targets.LambdaFunction(reconciler, { retryAttempts: 2 })],
@@ -231,7 +245,7 @@ export class PaymentsStack extends Stack {
       removalPolicy,
     });
     const api = new apigw.RestApi(this, 'PaymentsApi', {
-      restApiName: `idempotent-payments-${config.stage}`,
+      restApiName: this.stackName,
       apiKeySourceType: apigw.ApiKeySourceType.HEADER,
       defaultMethodOptions: { apiKeyRequired: true },
       deployOptions: {
@@ -365,7 +379,7 @@ export class PaymentsStack extends Stack {
       acknowledge(auditWriter.role!, rule, "CDK's grant for the stream source's on-failure queue, on that queue's one key");
     }
     acknowledge(auditFailures, 'SQS3', 'it is itself a dead-letter queue: the on-failure destination of the audit stream source');
-    acknowledge(providerSecret, 'SMG4', "a third-party provider API key: rotated at the provider by the operator, who stores the new value");
+    if (!props.providerSecretArn) acknowledge(providerSecret, 'SMG4', "a third-party provider API key: rotated at the provider by the operator, who stores the new value");
     acknowledge(api, 'APIG4', 'clients authenticate with API keys (usage plan); the key id maps to the tenant');
     acknowledge(api, 'COG4', 'no Cognito: clients are services with API keys, not end users');
     acknowledge(api, 'IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs]', "API Gateway's account logging role: AWS's managed policy is the documented one for it");
@@ -374,6 +388,11 @@ export class PaymentsStack extends Stack {
     // ---- Alarms and dashboard ----------------------------------------------------------------
     const monitoring = new Monitoring(this, 'Monitoring', {
       config,
+      namePrefix: this.stackName,
+      metricsStage,
+      recipients: props.alarmRecipients ?? { emails: [] },
+      tables: { Payments: payments, IdempotencyKeys: idempotencyKeys, AuditLog: auditLog, RecoveryRuns: recoveryRuns, OperatorIdempotency: operatorIdempotency },
+      reconcilerSchedule,
       functions: {
         CreatePayment: createPayment,
         PaymentQueries: paymentQueries,
@@ -401,7 +420,10 @@ export class PaymentsStack extends Stack {
         description: `API key id of ${tenant}; its value: aws apigateway get-api-key --api-key <id> --include-value --query value --output text`,
       });
     }
-    new CfnOutput(this, 'ProviderSecretName', { value: providerSecretId, description: 'Store the provider API key here: aws secretsmanager put-secret-value' });
+    new CfnOutput(this, 'ProviderSecretArn', {
+      value: providerSecret.secretArn,
+      description: 'Store the provider API key here: aws secretsmanager put-secret-value --secret-id <this> --secret-string <key>',
+    });
     new CfnOutput(this, 'AlarmTopicArn', { value: monitoring.topic.topicArn });
     new CfnOutput(this, 'DashboardName', { value: monitoring.dashboard.dashboardName });
   }

@@ -1,6 +1,6 @@
 /**
  * The configuration contract, stated once: every setting a function reads from its environment (name,
- * type, default, meaning), the names shared by the stack and the code (indexes, the provider secret),
+ * type, default, meaning), the names and limits shared by the stack and the code (indexes, the body limit),
  * and which function reads which settings.
  *
  * Both sides read this module: the CDK stack builds each function's environment from it (and binds the
@@ -24,8 +24,6 @@ export const PAYMENTS_BY_TENANT_INDEX = 'payments-by-tenant';
 /** Largest request body the API takes, in bytes; the stack's WAF body rule blocks at the same size. */
 export const MAX_BODY_BYTES = 16 * 1024;
 
-/** Name of the provider API key secret in Secrets Manager; the operator fills in its value after deploy. */
-export const providerSecretName = (stage: string): string => `idempotent-payments/${stage}/provider-api-key`;
 
 export type SettingType = 'string' | 'number' | 'boolean';
 
@@ -137,8 +135,8 @@ export const SETTINGS = {
     type: 'number',
     kind: 'value',
     setBy: 'stack',
-    default: 360,
-    doc: "How long a reconciliation run holds the run lock; a little over the reconciler's 5-minute timeout.",
+    default: 60,
+    doc: "How long a reconciliation run holds the run lock; a little over the reconciler's timeout (50 s), so a live run never loses it.",
   },
   PROVIDER_API_HOST: { field: 'providerApiHost', type: 'string', kind: 'value', setBy: 'stack', default: 'api.stripe.com', doc: 'Payment provider API host.' },
   PROVIDER_API_PORT: { field: 'providerApiPort', type: 'number', kind: 'value', setBy: 'stack', default: 443, doc: 'Payment provider API port.' },
@@ -150,7 +148,7 @@ export const SETTINGS = {
     kind: 'secret',
     setBy: 'stack',
     optional: true,
-    doc: 'Name of the Secrets Manager secret holding the provider API key (the name only, never the value).',
+    doc: 'ARN (or name) of the Secrets Manager secret holding the provider API key (never the value).',
   },
   BREAKER_MIN_FAILING_PAYMENTS: {
     field: 'breakerMinFailingPayments',

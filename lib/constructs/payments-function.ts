@@ -32,6 +32,8 @@ export interface PaymentsFunctionProps {
   /** Which contract of FUNCTION_SETTINGS this function's code reads its environment by. */
   readonly contract: FunctionName;
   readonly config: EnvironmentConfig;
+  /** STAGE of the function: the `stage` dimension of its metrics (`<stage>-<qualifier>` for a second copy). Default the stage. */
+  readonly metricsStage?: string;
   readonly description: string;
   readonly timeout?: Duration;
   readonly memorySize?: number;
@@ -96,7 +98,7 @@ export class PaymentsFunction extends NodejsFunction {
       projectRoot,
       environment: {
         NODE_OPTIONS: '--enable-source-maps',
-        STAGE: config.stage,
+        STAGE: props.metricsStage ?? config.stage,
         POWERTOOLS_SERVICE_NAME: METRICS_SERVICE,
         POWERTOOLS_METRICS_NAMESPACE: METRICS_NAMESPACE,
         POWERTOOLS_LOG_LEVEL: config.logLevel,
@@ -173,12 +175,9 @@ export class PaymentsFunction extends NodejsFunction {
     return this;
   }
 
-  /**
-   * Sets the secret's name (never its value) in `setting` and lets the function read the value.
-   * `secretName` is the literal name the secret was created with, so the variable is a plain string.
-   */
-  bindSecret(secret: secretsmanager.ISecret, setting: SettingOf<'secret'>, secretName: string, access: 'read'): this {
-    this.setVariable(setting, secretName);
+  /** Sets the secret's ARN (never its value) in `setting` and lets the function read the value. */
+  bindSecret(secret: secretsmanager.ISecret, setting: SettingOf<'secret'>, access: 'read'): this {
+    this.setVariable(setting, secret.secretArn);
     if (access === 'read') secret.grantRead(this);
     return this;
   }

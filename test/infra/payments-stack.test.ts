@@ -2,7 +2,7 @@ import { App, Stack } from 'aws-cdk-lib';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { FUNCTION_CONTRACT_VARIABLE, FUNCTION_SETTINGS, deployedVariablesOf, isFunctionName, providerSecretName } from '../../functions/shared/config-contract';
+import { FUNCTION_CONTRACT_VARIABLE, FUNCTION_SETTINGS, deployedVariablesOf, isFunctionName } from '../../functions/shared/config-contract';
 import { AVERAGE_PAYMENTS_PER_SECOND, PEAK_FACTOR, configFor, workerPaymentsPerSecond, type Stage } from '../../lib/config';
 import { PaymentsFunction } from '../../lib/constructs/payments-function';
 import { PaymentsStack } from '../../lib/payments-stack';
@@ -99,7 +99,7 @@ describe('PaymentsStack', () => {
     const p = synth('prod');
     p.hasResourceProperties('AWS::Lambda::EventSourceMapping', { BatchSize: prod.workerBatchSize, ScalingConfig: { MaximumConcurrency: prod.workerMaxConcurrency } });
     p.hasResourceProperties('AWS::Lambda::Function', { Description: 'Processes payment attempts from the queue', ReservedConcurrentExecutions: prod.workerMaxConcurrency });
-    p.hasResourceProperties('AWS::Lambda::Function', { Description: 'Finds and finishes stuck payments', ReservedConcurrentExecutions: 1 });
+    p.hasResourceProperties('AWS::Lambda::Function', { Description: 'Finds and finishes stuck payments', ReservedConcurrentExecutions: 2 });
   });
 
   it('worker consumes the queue with partial batch responses', () => {
@@ -129,6 +129,27 @@ describe('PaymentsStack', () => {
       Targets: [Match.objectLike({ Arn: { 'Fn::GetAtt': [logicalId('AWS::Lambda::Function', 'ReconcilerFunction'), 'Arn'] } })],
     });
   });
+
+  it.each(['dev', 'staging', 'prod'] as const)(
+    "%s: the reconciler's schedule, timeout, run lock and reserved concurrency agree (a normal long run throttles nothing)",
+    (stage) => {
+      const c = configFor(stage);
+      const tt = stage === 'dev' ? t : synth(stage);
+      const fn = Object.entries(tt.findResources('AWS::Lambda::Function')).find(([id]) => id.startsWith('ReconcilerFunction'))![1].Properties;
+      const periodSeconds = c.reconcileEveryMinutes * 60;
+      // A run ends before the next one is due: scheduled runs never overlap.
+      expect(fn.Timeout).toBe(c.reconcilerTimeoutSeconds);
+      expect(fn.Timeout).toBeLessThan(periodSeconds);
+      // A live run never loses the lock, and a crashed one holds it for little more than a period.
+      const lease = Number(fn.Environment.Variables.RECOVERY_RUN_LEASE_SECONDS);
+      expect(lease).toBeGreaterThan(fn.Timeout);
+      expect(lease).toBeLessThanOrEqual(2 * periodSeconds);
+      // Room for the scheduled run and one more (an API-started run, a retried schedule) that finds the lock.
+      if (fn.ReservedConcurrentExecutions !== undefined) expect(fn.ReservedConcurrentExecutions).toBeGreaterThanOrEqual(2);
+      const rule = Object.values(tt.findResources('AWS::Events::Rule'))[0]!.Properties;
+      expect(rule.ScheduleExpression).toBe(`rate(${c.reconcileEveryMinutes} minute${c.reconcileEveryMinutes === 1 ? '' : 's'})`);
+    },
+  );
 
   it('functions: Node.js 22 on ARM64, tracing, explicit log groups, each its contract as environment', () => {
     const fns = t.findResources('AWS::Lambda::Function');
@@ -250,8 +271,8 @@ describe('PaymentsStack', () => {
     expect(actionsOn('ReconcilerFunctionServiceRole', runs)).not.toContain('dynamodb:Scan');
   });
 
-  it('a provider secret per stage, its name (not value) in PROVIDER_SECRET_ID, readable only by the worker and the reconciler', () => {
-    t.hasResourceProperties('AWS::SecretsManager::Secret', { Name: providerSecretName('dev'), Description: Match.stringLikeRegexp('put-secret-value') });
+  it('a provider secret per stack, its ARN (not value) in PROVIDER_SECRET_ID, readable only by the worker and the reconciler', () => {
+    t.hasResourceProperties('AWS::SecretsManager::Secret', { Description: Match.stringLikeRegexp('put-secret-value') });
     const secret = logicalId('AWS::SecretsManager::Secret', 'ProviderApiKeySecret');
     const readers = Object.values(t.findResources('AWS::IAM::Policy'))
       .filter((p) =>
@@ -268,7 +289,7 @@ describe('PaymentsStack', () => {
     t.resourceCountIs('AWS::SecretsManager::ResourcePolicy', 0);
     for (const fn of ['PaymentWorkerFunction', 'ReconcilerFunction']) {
       const env = t.findResources('AWS::Lambda::Function')[logicalId('AWS::Lambda::Function', fn)]!.Properties.Environment.Variables;
-      expect(env.PROVIDER_SECRET_ID).toBe(providerSecretName('dev'));
+      expect(env.PROVIDER_SECRET_ID).toEqual({ Ref: secret });
       expect(env).toMatchObject({ PROVIDER_API_HOST: 'api.stripe.com', PROVIDER_API_PORT: '443', PROVIDER_API_PROTOCOL: 'https' });
       expect(env.PROVIDER_API_KEY).toBeUndefined();
     }

@@ -373,10 +373,13 @@ describe('PaymentProcessor: never charged twice (each case failed on the per-att
     expect(s.stored()).toEqual(before);
   });
 
-  it('a 401 from a rotated credential is an outage: retrying without spending a retry, never a decline', async () => {
-    const s = setup();
+  it('a 401 from a rotated credential is an outage: retrying without spending a retry, never a decline, and counted for the alarm', async () => {
+    const counted: string[] = [];
+    const s = setup({ deps: { metrics: { count: (name) => void counted.push(name) } } });
     s.provider.confirmBehaviour = (_r, n) => (n < 2 ? 'auth_error' : 'succeed');
     await s.processor.process(created);
+    // The ProviderAuthFailures alarm pages on this metric: creates still answer 201 meanwhile.
+    expect(counted.filter((n) => n === 'ProviderAuthFailures')).toHaveLength(1);
     expect(s.stored()).toMatchObject({
       status: 'retrying',
       retryCount: 0,

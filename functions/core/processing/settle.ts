@@ -88,11 +88,13 @@ export async function retryOrFail(ctx: Ctx, p: Payment, f: AttemptFailure, via: 
 
 /**
  * The provider refuses our credentials or account: nothing is wrong with the card and no retry is spent.
- * The payment waits (retrying) for the outage to end; an operator alarm fires on the logged error.
+ * The payment waits (retrying) for the outage to end; the ProviderAuthFailures metric pages an operator
+ * (alarm of the same name).
  */
 export async function holdForOutage(ctx: Ctx, p: Payment, code: string, message: string, intentId: string | undefined): Promise<ProcessResult> {
   const now = ctx.clock();
   const delayMs = ctx.outageDelayMs;
+  ctx.metrics.count('ProviderAuthFailures');
   ctx.log.error('provider refuses our credentials or account; payment held without spending a retry', { paymentId: p.id, code, delayMs });
   const lastError: PaymentError = {
     code,
