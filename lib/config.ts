@@ -2,7 +2,7 @@
  * Per-stage configuration, chosen with `cdk deploy -c stage=<stage>`. Function settings are named
  * and defaulted by the config contract; a stage lists only the values where it differs.
  */
-import type { StageSettings } from '../functions/shared/config-contract';
+import { defaultOf, type StageSettings } from '../functions/shared/config-contract';
 
 export const STAGES = ['dev', 'staging', 'prod'] as const;
 export type Stage = (typeof STAGES)[number];
@@ -90,18 +90,6 @@ export interface EnvironmentConfig {
   readonly tenantPlans: Readonly<Record<string, UsagePlanLimits>>;
   /** The operators' plan (recovery runs, re-opens, cross-tenant status: a few calls a minute). */
   readonly operatorPlan: UsagePlanLimits;
-  /**
-   * One API key per tenant (named `<stage>-<tenant>`). The handlers see the key's id and map it to the
-   * tenant id through API_KEY_PRINCIPALS, so a tenant keeps its data when its key changes.
-   */
-  readonly tenants: readonly string[];
-  /**
-   * Key rotation: a tenant's key versions, when not just the first. `v1` is the key `<stage>-<tenant>`;
-   * any other version `<stage>-<tenant>-<version>`. All listed keys work (the overlap); see README.
-   */
-  readonly tenantKeys?: Readonly<Record<string, readonly string[]>>;
-  /** Operator API keys (their own usage plan), one per name; the actor is `operator:<name>`. */
-  readonly operators: readonly string[];
   /** Keep data tables and the provider secret when the stack is deleted. */
   readonly retainData: boolean;
   /** Tables refuse DeleteTable (CloudFormation included) until this is turned off. */
@@ -177,33 +165,47 @@ export const AVERAGE_PAYMENTS_PER_SECOND = 10_000_000 / 86_400; // ≈ 116
 export const PEAK_FACTOR = 10;
 
 /**
- * Payments a second the worker fleet settles at full scale: every allowed batch busy, each taking
- * workerBatchSeconds for workerBatchSize messages.
- *
- *   prod: 350 batches × 10 messages / 2 s = 1,750 payments/s
- *       = 15.1× the average of 116/s, i.e. the 10× peak (1,157/s) with 51% headroom for slower
- *         provider answers (1.5 s more per batch before the peak no longer fits: 350 × 10 / 1,157 = 3.0 s).
- *   Provider side: at most 350 × 10 = 3,500 conversations in flight (the reserved concurrency caps it).
+ * Payments a second the worker fleet settles at full scale when the provider answers at once: every
+ * allowed batch busy, each taking workerBatchSeconds for workerBatchSize messages. The provider budget
+ * caps it further (providerPaymentsPerSecond); prod: 30 × 10 / 2 s = 150/s, budget 50/s.
  */
 export const workerPaymentsPerSecond = (c: Pick<EnvironmentConfig, 'workerMaxConcurrency' | 'workerBatchSize' | 'workerBatchSeconds'>): number =>
   (c.workerMaxConcurrency * c.workerBatchSize) / c.workerBatchSeconds;
+
+/** Provider calls of a payment on its happy path: create the intent, confirm it (both writes). */
+export const PROVIDER_OPS_PER_PAYMENT = 2;
+
+/** The stage's provider rate budget (PROVIDER_OPS_PER_SECOND): calls a second, the whole fleet together. */
+export const providerOpsPerSecond = (c: Pick<EnvironmentConfig, 'settings'>): number =>
+  c.settings.PROVIDER_OPS_PER_SECOND ?? defaultOf('PROVIDER_OPS_PER_SECOND')!;
+
+/** Payments a second the provider budget lets the fleet settle: 100 ops/s → 50 payments/s. */
+export const providerPaymentsPerSecond = (c: Pick<EnvironmentConfig, 'settings'>): number => providerOpsPerSecond(c) / PROVIDER_OPS_PER_PAYMENT;
+
+/**
+ * Concurrent worker batches derived from the provider budget: enough messages in flight to keep the
+ * budget busy, few enough that a call waits at most `QUEUED_SECONDS` for its slot (each message in
+ * flight waits for at most one call at a time, and the budget serves opsPerSecond of them a second).
+ * That stays under PROVIDER_BUDGET_MAX_WAIT_MS (5 s), so the fleet alone never has a call refused.
+ * More concurrency would not settle more payments, only make them wait in the budget.
+ */
+export const QUEUED_SECONDS = 3;
+export const workerConcurrencyFor = (opsPerSecond: number, batchSize: number): number => Math.max(1, Math.floor((opsPerSecond * QUEUED_SECONDS) / batchSize));
 
 export const environments: Record<Stage, EnvironmentConfig> = {
   dev: {
     ...base,
     stage: 'dev',
     requireAlarmRecipient: false,
-    // The contract's defaults throughout, provider included (api.stripe.com:443 over https, with the
-    // key from the stage's provider secret).
-    settings: {},
+    // The contract's defaults, provider included (api.stripe.com:443 over https, with the key from the
+    // stage's provider secret), at Stripe's test-mode rate limit.
+    settings: { PROVIDER_OPS_PER_SECOND: 25 },
     logLevel: 'DEBUG',
     logRetentionDays: 7,
     workerMaxConcurrency: 5,
     apiThrottle: { rateLimit: 100, burstLimit: 200 },
     tenantPlans: { standard: { rateLimit: 50, burstLimit: 100, quotaPerDay: 1_000_000 } },
     operatorPlan,
-    tenants: ['tenant-1', 'tenant-2'],
-    operators: ['ops'],
     retainData: false,
     deletionProtection: false,
   },
@@ -211,18 +213,17 @@ export const environments: Record<Stage, EnvironmentConfig> = {
     ...base,
     stage: 'staging',
     requireAlarmRecipient: true,
-    settings: {},
+    // Stripe test mode: 25 operations a second.
+    settings: { PROVIDER_OPS_PER_SECOND: 25 },
     logLevel: 'INFO',
     logRetentionDays: 30,
-    workerMaxConcurrency: 20,
+    workerMaxConcurrency: workerConcurrencyFor(25, 10),
     apiThrottle: { rateLimit: 500, burstLimit: 1000 },
     tenantPlans: { standard: { rateLimit: 200, burstLimit: 400, quotaPerDay: 5_000_000 } },
     operatorPlan,
-    tenants: ['tenant-1', 'tenant-2'],
-    operators: ['ops'],
     retainData: true,
     deletionProtection: false,
-    workerReservedConcurrency: 20,
+    workerReservedConcurrency: workerConcurrencyFor(25, 10),
     reconcilerReservedConcurrency: 2,
     // As prod's rules, at staging's rates: the pipeline deploys the web ACL here first.
     waf: { windowSeconds: 60, perApiKey: 200 * 60 * 2, perIp: 500 * 60 * 2, perIpWithoutKey: 600 },
@@ -231,13 +232,17 @@ export const environments: Record<Stage, EnvironmentConfig> = {
     ...base,
     stage: 'prod',
     requireAlarmRecipient: true,
-    settings: {},
+    // Stripe's default live limit for the account: 100 operations a second = 50 payments a second
+    // (docs/capacity.md, "Provider rate budget": what it means and how to raise it). Raise it only with
+    // the limit Stripe agreed to; the worker concurrency below follows it.
+    settings: { PROVIDER_OPS_PER_SECOND: 100 },
     logLevel: 'INFO',
     logRetentionDays: 365,
     lambdaMemoryMb: 1024,
-    // Sizing: see workerPaymentsPerSecond (350 × 10 / 2 s = 1,750/s ≥ 10 × 116/s with 51% headroom).
-    workerMaxConcurrency: 350,
-    workerReservedConcurrency: 350,
+    // Derived from the provider budget: 100 ops/s × 3 s / 10 = 30 batches (300 payments in flight);
+    // they settle 30 × 10 / 2 s = 150 payments/s, three times what the budget lets through.
+    workerMaxConcurrency: workerConcurrencyFor(100, 10),
+    workerReservedConcurrency: workerConcurrencyFor(100, 10),
     reconcilerReservedConcurrency: 2,
     // The tenants' peak is 1,157 requests/s (10x the average; prod has one tenant carrying all of it):
     // the stage allows 2,000/s, a tenant key 1,600/s (1.4x its peak), so one tenant at its limit still
@@ -246,8 +251,6 @@ export const environments: Record<Stage, EnvironmentConfig> = {
     // Quota: 3 requests a payment (create and two reads) at the full 10M payments a day.
     tenantPlans: { standard: { rateLimit: 1600, burstLimit: 3200, quotaPerDay: 30_000_000 } },
     operatorPlan,
-    tenants: ['tenant-1'],
-    operators: ['ops'],
     retainData: true,
     deletionProtection: true,
     // Per key: twice a tenant plan's 1,600/s over a minute (API Gateway's own 429 answers first); per

@@ -1,4 +1,4 @@
-import { CfnOutput, Duration, RemovalPolicy, Stack, Validations, type StackProps } from 'aws-cdk-lib';
+import { CfnOutput, Duration, RemovalPolicy, Stack, Validations, type CfnResource, type StackProps } from 'aws-cdk-lib';
 import * as apigw from 'aws-cdk-lib/aws-apigateway';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as events from 'aws-cdk-lib/aws-events';
@@ -11,6 +11,7 @@ import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import type { Construct } from 'constructs';
 import {
+  API_KEY_PRINCIPALS_METADATA,
   AUDIT_BY_TENANT_INDEX,
   MAX_BODY_BYTES,
   OPEN_PAYMENTS_INDEX,
@@ -21,7 +22,7 @@ import {
 import type { EnvironmentConfig } from './config';
 import { ApiFirewall } from './constructs/api-firewall';
 import { Monitoring, type AlarmRecipients } from './constructs/monitoring';
-import { PaymentsFunction, retentionName, type ApiKeyPrincipal } from './constructs/payments-function';
+import { PaymentsFunction, retentionName } from './constructs/payments-function';
 
 export interface PaymentsStackProps extends StackProps {
   readonly config: EnvironmentConfig;
@@ -128,6 +129,14 @@ export class PaymentsStack extends Stack {
       sortKey: { name: 'sk', type: dynamodb.AttributeType.STRING },
     });
 
+    // The provider rate budget: tickets per second (functions/adapters/dynamo/provider-rate-budget.ts),
+    // where every worker and reconciler instance takes its provider calls' slots.
+    const providerBudget = new dynamodb.Table(this, 'ProviderBudgetTable', {
+      ...tableDefaults,
+      partitionKey: { name: 'pk', type: dynamodb.AttributeType.STRING },
+      timeToLiveAttribute: 'expiresAt',
+    });
+
     // ---- Queues -------------------------------------------------------------------------------
     const queueEncryption = { encryption: sqs.QueueEncryption.KMS, encryptionMasterKey: dataKey, enforceSSL: true };
     const paymentsDlq = new sqs.Queue(this, 'PaymentsDlq', {
@@ -190,7 +199,8 @@ export class PaymentsStack extends Stack {
     })
       .bindTable(payments, 'PAYMENTS_TABLE', ['GetItem', 'UpdateItem'])
       .bindQueue(paymentsQueue, 'PAYMENTS_QUEUE_URL', 'send')
-      .bindSecret(providerSecret, 'PROVIDER_SECRET_ID', 'read');
+      .bindSecret(providerSecret, 'PROVIDER_SECRET_ID', 'read')
+      .bindTable(providerBudget, 'PROVIDER_BUDGET_TABLE', ['UpdateItem']);
     worker.addEventSource(
       new sources.SqsEventSource(paymentsQueue, {
         batchSize: config.workerBatchSize,
@@ -226,7 +236,8 @@ export class PaymentsStack extends Stack {
       // GetItem: the saved cursor the next run resumes from.
       .bindTable(recoveryRuns, 'RECOVERY_TABLE', [...runsAccess, 'GetItem'])
       .bindQueue(paymentsQueue, 'PAYMENTS_QUEUE_URL', 'send')
-      .bindSecret(providerSecret, 'PROVIDER_SECRET_ID', 'read');
+      .bindSecret(providerSecret, 'PROVIDER_SECRET_ID', 'read')
+      .bindTable(providerBudget, 'PROVIDER_BUDGET_TABLE', ['UpdateItem']);
     const reconcilerSchedule = new events.Rule(this, 'ReconcilerSchedule', {
       description: 'Runs the payment reconciler',
       schedule: events.Schedule.rate(Duration.minutes(config.reconcileEveryMinutes)),
@@ -320,38 +331,25 @@ export class PaymentsStack extends Stack {
         apiStages: [{ api, stage: api.deploymentStage }],
       }),
     );
-    const plan = tenantPlans[0]!;
 
     // ---- Tenancy and operators ----------------------------------------------------------------
-    // API keys are credentials, not identities: each key's id maps to a stable tenant id or to an
-    // operator (API_KEY_PRINCIPALS), so a tenant's key can rotate (several keys, one tenant) and
-    // operator keys (own usage plan) reach the operator routes. Operator requests with an
-    // Idempotency-Key header are recorded in their own table (Powertools idempotency).
-    // Keys are created without stage keys (the usage plans tie them to the stage): the functions'
-    // environment names the keys, and keys tied to the stage would make the deployment depend on them.
-    const principals: ApiKeyPrincipal[] = [];
-    const apiKeys: Array<{ tenant: string; key: apigw.IApiKey }> = [];
-    for (const tenant of config.tenants) {
-      for (const version of config.tenantKeys?.[tenant] ?? ['v1']) {
-        const suffix = version === 'v1' ? '' : `-${version}`;
-        const key = new apigw.ApiKey(api, `ApiKey-${tenant}${suffix}`, { apiKeyName: `${config.stage}-${tenant}${suffix}`, description: `tenant ${tenant} (${version})` });
-        plan.addApiKey(key);
-        principals.push({ key, principal: `tenant:${tenant}` });
-        apiKeys.push({ tenant: `${tenant}${suffix}`, key });
-      }
-    }
+    // API keys are credentials, not identities. Tenants and operators get their keys from the tenants
+    // command (scripts/tenants.ts), without a deploy: it creates the key in API Gateway, puts it on a
+    // plan, and records key id → `tenant:<id>` / `operator:<name>` in the principals table, which every
+    // API function reads (cached briefly). Rotation is a second key for the same tenant, then a revoke.
     const operatorPlan = api.addUsagePlan('OperatorUsagePlan', {
       name: `${this.stackName}-operators`,
       throttle: { rateLimit: config.operatorPlan.rateLimit, burstLimit: config.operatorPlan.burstLimit },
       quota: { limit: config.operatorPlan.quotaPerDay, period: apigw.Period.DAY },
       apiStages: [{ api, stage: api.deploymentStage }],
     });
-    for (const name of config.operators) {
-      const key = new apigw.ApiKey(api, `OperatorApiKey-${name}`, { apiKeyName: `${config.stage}-operator-${name}`, description: `operator ${name}` });
-      operatorPlan.addApiKey(key);
-      principals.push({ key, principal: `operator:${name}` });
-    }
-    for (const f of [createPayment, paymentQueries, retryPayment, auditApi, recoveryApi]) f.bindApiKeys('API_KEY_PRINCIPALS', principals);
+    const principals = new dynamodb.Table(this, 'PrincipalsTable', {
+      ...tableDefaults,
+      partitionKey: { name: 'apiKeyId', type: dynamodb.AttributeType.STRING },
+    });
+    // For the local stack (packages/local-stack): it gives its LOCAL_API_KEYS ids and principals here.
+    (principals.node.defaultChild as CfnResource).addMetadata(API_KEY_PRINCIPALS_METADATA, { KeyIdAttribute: 'apiKeyId', PrincipalAttribute: 'principal', StatusAttribute: 'status' });
+    for (const f of [createPayment, paymentQueries, retryPayment, auditApi, recoveryApi]) f.bindTable(principals, 'PRINCIPALS_TABLE', ['GetItem']);
 
     const operatorIdempotency = new dynamodb.Table(this, 'OperatorIdempotencyTable', {
       ...tableDefaults,
@@ -391,7 +389,7 @@ export class PaymentsStack extends Stack {
       namePrefix: this.stackName,
       metricsStage,
       recipients: props.alarmRecipients ?? { emails: [] },
-      tables: { Payments: payments, IdempotencyKeys: idempotencyKeys, AuditLog: auditLog, RecoveryRuns: recoveryRuns, OperatorIdempotency: operatorIdempotency },
+      tables: { Payments: payments, IdempotencyKeys: idempotencyKeys, AuditLog: auditLog, RecoveryRuns: recoveryRuns, OperatorIdempotency: operatorIdempotency, ProviderBudget: providerBudget, Principals: principals },
       reconcilerSchedule,
       functions: {
         CreatePayment: createPayment,
@@ -412,14 +410,14 @@ export class PaymentsStack extends Stack {
     new CfnOutput(this, 'ApiUrl', { value: api.url });
     new CfnOutput(this, 'PaymentsTableName', { value: payments.tableName });
     new CfnOutput(this, 'PaymentsQueueUrl', { value: paymentsQueue.queueUrl });
-    // What a user needs after a deploy: the key ids (the value: aws apigateway get-api-key --include-value),
-    // the secret to store the provider key in, where alarms go and the dashboard.
-    for (const { tenant, key } of apiKeys) {
-      new CfnOutput(this, `ApiKeyId${tenant.replace(/[^A-Za-z0-9]/g, '')}`, {
-        value: key.keyId,
-        description: `API key id of ${tenant}; its value: aws apigateway get-api-key --api-key <id> --include-value --query value --output text`,
-      });
-    }
+    // What the tenants command and a user need after a deploy: where keys and principals go, the secret
+    // to store the provider key in, where alarms go and the dashboard.
+    new CfnOutput(this, 'RestApiId', { value: api.restApiId });
+    new CfnOutput(this, 'PrincipalsTableName', { value: principals.tableName, description: 'API key id → tenant or operator (npm run tenants)' });
+    Object.keys(config.tenantPlans).forEach((name, i) => {
+      new CfnOutput(this, `TenantPlanId${name.replace(/[^A-Za-z0-9]/g, '')}`, { value: tenantPlans[i]!.usagePlanId, description: `Usage plan "${name}" for tenant keys` });
+    });
+    new CfnOutput(this, 'OperatorPlanId', { value: operatorPlan.usagePlanId, description: 'Usage plan for operator keys' });
     new CfnOutput(this, 'ProviderSecretArn', {
       value: providerSecret.secretArn,
       description: 'Store the provider API key here: aws secretsmanager put-secret-value --secret-id <this> --secret-string <key>',

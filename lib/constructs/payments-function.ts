@@ -1,7 +1,6 @@
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Duration, Fn, RemovalPolicy } from 'aws-cdk-lib';
-import type * as apigw from 'aws-cdk-lib/aws-apigateway';
+import { Duration, RemovalPolicy } from 'aws-cdk-lib';
 import type * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
@@ -46,14 +45,7 @@ const BINDERS = {
   queue: 'bindQueue',
   secret: 'bindSecret',
   function: 'bindFunction',
-  apiKeys: 'bindApiKeys',
 } as const;
-
-/** An API key and who it is: `tenant:<id>` or `operator:<name>`. */
-export interface ApiKeyPrincipal {
-  readonly key: apigw.IApiKey;
-  readonly principal: string;
-}
 
 export type TableAction = 'GetItem' | 'BatchGetItem' | 'Query' | 'PutItem' | 'UpdateItem' | 'DeleteItem' | 'ConditionCheckItem';
 
@@ -186,18 +178,6 @@ export class PaymentsFunction extends NodejsFunction {
   bindFunction(fn: lambda.IFunction, setting: SettingOf<'function'>, access: 'invoke'): this {
     this.setVariable(setting, fn.functionName);
     if (access === 'invoke') this.addToRolePolicy(new iam.PolicyStatement({ actions: ['lambda:InvokeFunction'], resources: [fn.functionArn] }));
-    return this;
-  }
-
-  /**
-   * Sets `<apiKeyId>=<principal>,...` in `setting`: the key ids API Gateway passes to the function
-   * (requestContext.identity.apiKeyId), resolved at deploy time, and who each one is. No grant: the
-   * mapping is data, read from the environment.
-   */
-  bindApiKeys(setting: SettingOf<'apiKeys'>, keys: readonly ApiKeyPrincipal[]): this {
-    const parts: string[] = [];
-    keys.forEach((k, i) => parts.push(...(i ? [','] : []), k.key.keyId, `=${k.principal}`));
-    this.setVariable(setting, keys.length ? Fn.join('', parts) : '');
     return this;
   }
 

@@ -93,7 +93,7 @@ describe.each(STAGES)('stage %s', (stage) => {
   it('alarms on errors and throttles per function, API 5xx rate and p99, queue age, DLQs, stream lag and the business signals', () => {
     const names = Object.values(t.findResources('AWS::CloudWatch::Alarm')).map((a) => String(a.Properties.AlarmName).replace(`IdempotentPayments-${stage}-`, ''));
     const functions = ['CreatePayment', 'PaymentQueries', 'RetryPayment', 'AuditApi', 'Worker', 'AuditStream', 'Reconciler', 'RecoveryApi'];
-    const tables = ['Payments', 'IdempotencyKeys', 'AuditLog', 'RecoveryRuns', 'OperatorIdempotency'];
+    const tables = ['Payments', 'IdempotencyKeys', 'AuditLog', 'RecoveryRuns', 'OperatorIdempotency', 'ProviderBudget', 'Principals'];
     expect(names.sort()).toEqual(
       [
         ...functions.flatMap((f) => [`${f}Errors`, `${f}Throttles`, `${f}DurationNearTimeout`]),
@@ -137,10 +137,12 @@ describe.each(STAGES)('stage %s', (stage) => {
     }
   });
 
-  it('outputs the API URL, each tenant API key id, the provider secret name and the alarm topic', () => {
+  it('outputs what the first deploy needs: API URL and id, the principals table and plans for the tenants command, the provider secret, the alarm topic', () => {
     const outputs = Object.keys(t.findOutputs('*'));
-    expect(outputs).toEqual(expect.arrayContaining(['ApiUrl', 'ProviderSecretArn', 'AlarmTopicArn', 'DashboardName']));
-    expect(outputs.filter((o) => o.startsWith('ApiKeyId'))).toHaveLength(configFor(stage).tenants.length);
+    expect(outputs).toEqual(
+      expect.arrayContaining(['ApiUrl', 'RestApiId', 'PrincipalsTableName', 'OperatorPlanId', 'ProviderSecretArn', 'AlarmTopicArn', 'DashboardName']),
+    );
+    expect(outputs.filter((o) => o.startsWith('TenantPlanId'))).toHaveLength(Object.keys(configFor(stage).tenantPlans).length);
   });
 
   it('subscribes the alarm emails given at deploy time', () => {
