@@ -195,9 +195,6 @@ function resolveRef(id: string, attr: string, template: CfnTemplate, local: Loca
   }
   // An API key's Ref is its id; local keys come from LOCAL_API_KEYS, so the logical id stands in.
   if (type === 'AWS::ApiGateway::ApiKey' && attr === 'Ref') return id;
-  // A secret's Ref is its ARN. There is no Secrets Manager locally: functions get their secrets another
-  // way (extraEnv), but the variable still names which secret it would be.
-  if (type === 'AWS::SecretsManager::Secret' && attr === 'Ref') return `arn:aws:secretsmanager:${process.env.AWS_REGION ?? 'us-east-1'}:000000000000:secret:${id}`;
   if (type === 'AWS::Lambda::Function') {
     if (attr === 'Ref') return id;
     if (attr === 'Arn') return localFunctionArn(id);
