@@ -1,21 +1,23 @@
 #!/usr/bin/env node
 import { App } from 'aws-cdk-lib';
-import { configFor, UnknownStageError, type EnvironmentConfig } from '../lib/config';
+import { UnknownStageError } from '../lib/config';
+import { DeploymentContextError, deploymentFromContext, type Deployment } from '../lib/deployment';
 import { PaymentsStack } from '../lib/payments-stack';
 
 const app = new App();
-let config: EnvironmentConfig;
+let deployment: Deployment;
 try {
-  config = configFor(app.node.tryGetContext('stage') ?? 'dev');
+  deployment = deploymentFromContext((key) => app.node.tryGetContext(key));
 } catch (err) {
-  if (!(err instanceof UnknownStageError)) throw err;
+  if (!(err instanceof UnknownStageError) && !(err instanceof DeploymentContextError)) throw err;
   // One line the operator can act on, not a stack trace.
   console.error(`Error: ${err.message}`);
   process.exit(1);
 }
-new PaymentsStack(app, `IdempotentPayments-${config.stage}`, {
-  config,
+const { config, stackName, props } = deployment;
+new PaymentsStack(app, stackName, {
+  ...props,
   env: { account: config.account ?? process.env.CDK_DEFAULT_ACCOUNT, region: config.region },
-  description: `Idempotent payments API (${config.stage})`,
+  description: `Idempotent payments API (${stackName})`,
 });
 app.synth();

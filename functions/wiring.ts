@@ -10,26 +10,29 @@ import { operatorIdempotency as makeOperatorIdempotency, type IdempotentRunner }
 import { AuditRepository } from './adapters/dynamo/audit-repository';
 import { countOpenByStatus } from './adapters/dynamo/open-payments';
 import { PaymentRepository } from './adapters/dynamo/payment-repository';
+import { CachedPrincipalDirectory, PrincipalsTable } from './adapters/dynamo/principals';
 import { RecoveryRunsRepository, runLeaseMs } from './adapters/dynamo/recovery-runs';
 import { RefundRepository } from './adapters/dynamo/refund-repository';
+import { DynamoRateBudget } from './adapters/dynamo/provider-rate-budget';
 import { crashAfterChargeRule, withCrashAfterCharge } from './adapters/provider/fault-injection';
 import { providerApiKey } from './adapters/provider/provider-secret';
 import { secretValue } from './adapters/secret-value';
 import { stripeChargeRules } from './adapters/provider/stripe-amounts';
 import { createStripeProvider } from './adapters/provider/stripe-provider';
+import { withRateBudget } from './adapters/provider/rate-limited-provider';
 import { withTracing } from './adapters/provider/traced-provider';
 import { SqsPaymentQueue } from './adapters/sqs/payment-queue';
 import { CircuitBreaker, logStateChange, type BreakerStateChange } from './core/circuit-breaker';
 import { hmacCursorSeal } from './core/cursor-seal';
 import { PaymentsService } from './core/payments-service';
 import type { PaymentProvider } from './core/ports/payment-provider';
+import { unlimitedBudget, type RateBudget } from './core/ports/rate-budget';
 import { PaymentProcessor } from './core/processing/payment-processor';
 import { Reconciler } from './core/reconciler';
 import { RefundProcessor } from './core/refund-processor';
 import { createAuditStreamHandler } from './audit/audit-stream';
 import { createReconcilerHandler } from './recovery/reconciler';
 import { loadConfig, type PaymentsConfig } from './shared/env';
-import { parsePrincipalMap } from './shared/http';
 import { serviceLogger as logger } from './shared/logger';
 import { serviceMetrics as metrics } from './shared/metrics';
 import { tracer } from './shared/tracer';
@@ -97,6 +100,19 @@ function build() {
       }),
   );
 
+  // One budget for the provider account, shared through DynamoDB by every instance that calls it.
+  const rateBudget = once(
+    (): RateBudget =>
+      config().providerBudgetTable
+        ? new DynamoRateBudget(documentClient(), {
+            table: config().providerBudgetTable,
+            name: 'provider',
+            opsPerSecond: config().providerOpsPerSecond,
+            maxWaitMs: config().providerBudgetMaxWaitMs,
+          })
+        : unlimitedBudget,
+  );
+
   // The provider adapter needs its secret, read once (Secrets Manager in AWS, an override locally).
   const provider = once(async (): Promise<PaymentProvider> => {
     const c = config();
@@ -111,8 +127,9 @@ function build() {
       tag: c.tag,
     });
     const crash = crashAfterChargeRule(c.faultCrashAfterCharge);
-    // Every provider call is an X-Ray subsegment annotated with its outcome.
-    return withTracing(crash ? withCrashAfterCharge(real, crash) : real, tracer);
+    // Every provider call waits for its slot in the account's rate budget, then is an X-Ray subsegment
+    // annotated with its outcome.
+    return withRateBudget(withTracing(crash ? withCrashAfterCharge(real, crash) : real, tracer), rateBudget());
   });
 
   const processor = once(
@@ -172,8 +189,11 @@ function build() {
     openCounts: () => countOpenByStatus(documentClient(), config().paymentsTable, config().openPaymentsIndex),
   }));
 
-  // API key id → tenant or operator (API_KEY_PRINCIPALS); see functions/shared/http.ts.
-  const principals = once(() => parsePrincipalMap(config().apiKeyPrincipals));
+  // API key id → tenant or operator, from the principals table (cached briefly); none in handler tests.
+  const principals = once(() => {
+    const table = config().principalsTable;
+    return table ? new CachedPrincipalDirectory(new PrincipalsTable(documentClient(), table), { cacheSeconds: config().principalCacheSeconds }) : undefined;
+  });
   const operatorIdempotency = once((): IdempotentRunner | undefined =>
     config().operatorIdempotencyTable ? makeOperatorIdempotency(new DynamoDBClient({ maxAttempts: 3 }), config().operatorIdempotencyTable) : undefined,
   );
@@ -194,6 +214,7 @@ function build() {
     runs,
     cursors,
     breaker,
+    rateBudget,
     provider,
     processor,
     workerHandler,

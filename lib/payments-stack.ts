@@ -1,10 +1,9 @@
-import { CfnOutput, Duration, RemovalPolicy, Stack, Validations, type StackProps } from 'aws-cdk-lib';
+import { CfnOutput, Duration, RemovalPolicy, Stack, Validations, type CfnResource, type StackProps } from 'aws-cdk-lib';
 import * as apigw from 'aws-cdk-lib/aws-apigateway';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as events from 'aws-cdk-lib/aws-events';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as logs from 'aws-cdk-lib/aws-logs';
-import * as wafv2 from 'aws-cdk-lib/aws-wafv2';
 import * as targets from 'aws-cdk-lib/aws-events-targets';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as sources from 'aws-cdk-lib/aws-lambda-event-sources';
@@ -12,22 +11,37 @@ import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import type { Construct } from 'constructs';
 import {
+  API_KEY_PRINCIPALS_METADATA,
   AUDIT_BY_TENANT_INDEX,
+  MAX_BODY_BYTES,
   OPEN_PAYMENTS_INDEX,
   OPEN_REFUNDS_INDEX,
   PAYMENTS_BY_TENANT_INDEX,
   SETTLED_INDEX,
   defaultOf,
-  providerSecretName,
   settingRelationProblems,
   type FunctionName,
 } from '../functions/shared/config-contract';
 import type { EnvironmentConfig } from './config';
-import { Monitoring } from './constructs/monitoring';
-import { PaymentsFunction, retentionName, type ApiKeyPrincipal } from './constructs/payments-function';
+import { ApiFirewall } from './constructs/api-firewall';
+import { Monitoring, type AlarmRecipients } from './constructs/monitoring';
+import { PaymentsFunction, retentionName } from './constructs/payments-function';
 
 export interface PaymentsStackProps extends StackProps {
   readonly config: EnvironmentConfig;
+  /**
+   * A second copy of the stage in the same account (lib/deployment.ts): the metrics' `stage` dimension
+   * becomes `<stage>-<qualifier>`, so each copy's alarms watch its own functions. Physical names come from
+   * the stack name, so the copies never collide.
+   */
+  readonly qualifier?: string;
+  /** Where alarms go. None (dev): the topic has no subscriber; alarms show in the console only. */
+  readonly alarmRecipients?: AlarmRecipients;
+  /**
+   * Use this existing secret for the provider key (e.g. the one a destroyed copy of the stage retained)
+   * instead of creating one.
+   */
+  readonly providerSecretArn?: string;
 }
 
 const WORKER_TIMEOUT = Duration.seconds(30);
@@ -42,6 +56,8 @@ export class PaymentsStack extends Stack {
       openDeadlineSeconds: config.settings.OPEN_DEADLINE_SECONDS ?? defaultOf('OPEN_DEADLINE_SECONDS')!,
     });
     if (relations.length) throw new Error(`stage ${config.stage}: ${relations.join('; ')}`);
+    // The value of every function's STAGE (the metrics' `stage` dimension) and of the alarms' metrics.
+    const metricsStage = props.qualifier ? `${config.stage}-${props.qualifier}` : config.stage;
     const removalPolicy = config.retainData ? RemovalPolicy.RETAIN : RemovalPolicy.DESTROY;
     const tableDefaults = {
       billingMode: dynamodb.BillingMode.PAY_PER_REQUEST,
@@ -137,6 +153,14 @@ export class PaymentsStack extends Stack {
       sortKey: { name: 'sk', type: dynamodb.AttributeType.STRING },
     });
 
+    // The provider rate budget: tickets per second (functions/adapters/dynamo/provider-rate-budget.ts),
+    // where every worker and reconciler instance takes its provider calls' slots.
+    const providerBudget = new dynamodb.Table(this, 'ProviderBudgetTable', {
+      ...tableDefaults,
+      partitionKey: { name: 'pk', type: dynamodb.AttributeType.STRING },
+      timeToLiveAttribute: 'expiresAt',
+    });
+
     // ---- Queues -------------------------------------------------------------------------------
     const queueEncryption = { encryption: sqs.QueueEncryption.KMS, encryptionMasterKey: dataKey, enforceSSL: true };
     const paymentsDlq = new sqs.Queue(this, 'PaymentsDlq', {
@@ -157,23 +181,24 @@ export class PaymentsStack extends Stack {
     });
 
     // ---- Provider secret ----------------------------------------------------------------------
-    // Created with a random placeholder; the operator stores the provider API key in it after the
-    // first deploy. Functions get its name in PROVIDER_SECRET_ID, never the value.
-    const providerSecretId = providerSecretName(config.stage);
-    const providerSecret = new secretsmanager.Secret(this, 'ProviderApiKeySecret', {
-      secretName: providerSecretId,
-      description:
-        `Payment provider API key for ${config.stage}. Filled in by the operator after deploy ` +
-        `(aws secretsmanager put-secret-value --secret-id ${providerSecretId} --secret-string <key>); ` +
-        'read by the payment worker and the reconciler.',
-      removalPolicy,
-    });
+    // Created with a random placeholder and a name CloudFormation makes unique (a copy of the stage, or a
+    // redeploy after a destroy that retained the old secret, gets its own); the operator stores the
+    // provider API key in it after the first deploy (output ProviderSecretArn). Or an existing secret,
+    // `-c providerSecretArn=...`. Functions get its ARN in PROVIDER_SECRET_ID, never the value.
+    const providerSecret = props.providerSecretArn
+      ? secretsmanager.Secret.fromSecretCompleteArn(this, 'ProviderApiKeySecret', props.providerSecretArn)
+      : new secretsmanager.Secret(this, 'ProviderApiKeySecret', {
+          description:
+            `Payment provider API key for ${this.stackName}. Filled in by the operator after deploy ` +
+            '(aws secretsmanager put-secret-value --secret-id <this ARN> --secret-string <key>); read by the payment worker and the reconciler.',
+          removalPolicy,
+        });
 
     // Signs listing cursors (HMAC), so a client cannot edit one into another position. Generated here;
     // the name is CloudFormation's, unique per stack, so copies of a stage and a redeploy after a destroy
     // do not collide. Losing it only invalidates the cursors handed out before.
     const cursorKey = new secretsmanager.Secret(this, 'CursorSigningKey', {
-      description: `Signs the listing cursors of ${config.stage} (HMAC key); replacing it invalidates the cursors handed out before`,
+      description: `Signs the listing cursors of ${this.stackName} (HMAC key); replacing it invalidates the cursors handed out before`,
       generateSecretString: { passwordLength: 64, excludePunctuation: true },
       removalPolicy: RemovalPolicy.DESTROY,
     });
@@ -182,7 +207,7 @@ export class PaymentsStack extends Stack {
     // Each function's environment is its config contract (functions/shared/config-contract.ts):
     // value settings from the stage config, resources bound here together with their grants.
     const fn = (id: string, contract: FunctionName, entry: string, description: string, extra: Partial<{ timeout: Duration; reservedConcurrentExecutions: number }> = {}) =>
-      new PaymentsFunction(this, id, { contract, entry, description, config, ...extra });
+      new PaymentsFunction(this, id, { contract, entry, description, config, metricsStage, ...extra });
 
     const createPayment = fn('CreatePaymentFunction', 'createPayment', 'functions/api/create-payment.ts', 'POST /api/payments/process')
       .bindTable(idempotencyKeys, 'IDEMPOTENCY_TABLE', ['PutItem', 'GetItem'])
@@ -192,7 +217,7 @@ export class PaymentsStack extends Stack {
     const paymentQueries = fn('PaymentQueriesFunction', 'paymentQueries', 'functions/api/payment-queries.ts', 'Payment lookups, listing and key validation')
       .bindTable(idempotencyKeys, 'IDEMPOTENCY_TABLE', ['GetItem'])
       .bindTable(payments, 'PAYMENTS_TABLE', ['GetItem'], [PAYMENTS_BY_TENANT_INDEX])
-      .bindSecret(cursorKey, 'CURSOR_SECRET_ID', cursorKey.secretArn, 'read');
+      .bindSecret(cursorKey, 'CURSOR_SECRET_ID', 'read');
 
     const retryPayment = fn('RetryPaymentFunction', 'retryPayment', 'functions/api/retry-payment.ts', 'POST /api/payments/{paymentID}/retry')
       .bindTable(payments, 'PAYMENTS_TABLE', ['GetItem', 'UpdateItem'])
@@ -201,7 +226,7 @@ export class PaymentsStack extends Stack {
     const auditApi = fn('AuditApiFunction', 'auditApi', 'functions/api/audit-api.ts', 'GET /api/audit/payments')
       .bindTable(auditLog, 'AUDIT_TABLE', ['Query', 'GetItem'], [AUDIT_BY_TENANT_INDEX])
       .bindTable(payments, 'PAYMENTS_TABLE', ['GetItem'])
-      .bindSecret(cursorKey, 'CURSOR_SECRET_ID', cursorKey.secretArn, 'read');
+      .bindSecret(cursorKey, 'CURSOR_SECRET_ID', 'read');
 
     const worker = fn('PaymentWorkerFunction', 'worker', 'functions/worker/payment-worker.ts', 'Processes payment attempts from the queue', {
       timeout: WORKER_TIMEOUT,
@@ -212,7 +237,8 @@ export class PaymentsStack extends Stack {
       // Refund messages: the refund is read and moved on (conditional updates).
       .bindTable(refundsTable, 'REFUNDS_TABLE', ['GetItem', 'UpdateItem'])
       .bindQueue(paymentsQueue, 'PAYMENTS_QUEUE_URL', 'send')
-      .bindSecret(providerSecret, 'PROVIDER_SECRET_ID', providerSecretId, 'read');
+      .bindSecret(providerSecret, 'PROVIDER_SECRET_ID', 'read')
+      .bindTable(providerBudget, 'PROVIDER_BUDGET_TABLE', ['UpdateItem']);
     worker.addEventSource(
       new sources.SqsEventSource(paymentsQueue, {
         batchSize: config.workerBatchSize,
@@ -240,7 +266,7 @@ export class PaymentsStack extends Stack {
     // DeleteItem when the run finishes; runs are recorded with PutItem/UpdateItem and listed by Query.
     const runsAccess = ['PutItem', 'UpdateItem', 'DeleteItem', 'Query'] as const;
     const reconciler = fn('ReconcilerFunction', 'reconciler', 'functions/recovery/reconciler.ts', 'Finds and finishes stuck payments', {
-      timeout: Duration.minutes(5),
+      timeout: Duration.seconds(config.reconcilerTimeoutSeconds),
       ...(config.reconcilerReservedConcurrency !== undefined ? { reservedConcurrentExecutions: config.reconcilerReservedConcurrency } : {}),
     })
       // BatchGetItem: the provider comparison reads the payments of a page of intents at once.
@@ -250,8 +276,9 @@ export class PaymentsStack extends Stack {
       // PutItem: a refund owed is written before it is sent; UpdateItem moves it on; the open index is swept.
       .bindTable(refundsTable, 'REFUNDS_TABLE', ['PutItem', 'GetItem', 'UpdateItem'], [OPEN_REFUNDS_INDEX])
       .bindQueue(paymentsQueue, 'PAYMENTS_QUEUE_URL', 'send')
-      .bindSecret(providerSecret, 'PROVIDER_SECRET_ID', providerSecretId, 'read');
-    new events.Rule(this, 'ReconcilerSchedule', {
+      .bindSecret(providerSecret, 'PROVIDER_SECRET_ID', 'read')
+      .bindTable(providerBudget, 'PROVIDER_BUDGET_TABLE', ['UpdateItem']);
+    const reconcilerSchedule = new events.Rule(this, 'ReconcilerSchedule', {
       description: 'Runs the payment reconciler',
       schedule: events.Schedule.rate(Duration.minutes(config.reconcileEveryMinutes)),
       targets: [new targets.LambdaFunction(reconciler, { retryAttempts: 2 })],
@@ -269,13 +296,13 @@ export class PaymentsStack extends Stack {
       removalPolicy,
     });
     const api = new apigw.RestApi(this, 'PaymentsApi', {
-      restApiName: `idempotent-payments-${config.stage}`,
+      restApiName: this.stackName,
       apiKeySourceType: apigw.ApiKeySourceType.HEADER,
       defaultMethodOptions: { apiKeyRequired: true },
       deployOptions: {
         stageName: config.stage,
         accessLogDestination: new apigw.LogGroupLogDestination(accessLogs),
-        accessLogFormat: apigw.AccessLogFormat.jsonWithStandardFields(),
+        accessLogFormat: accessLogFormat(),
         // Errors only, without request or response bodies (they carry card tokens).
         loggingLevel: apigw.MethodLoggingLevel.ERROR,
         dataTraceEnabled: false,
@@ -334,41 +361,36 @@ export class PaymentsStack extends Stack {
     recoveryRes.addResource('process').addMethod('POST', integration(recoveryApi));
     recoveryRes.addResource('status').addMethod('GET', integration(recoveryApi));
 
-    const plan = api.addUsagePlan('UsagePlan', {
-      name: `idempotent-payments-${config.stage}`,
-      throttle: config.apiThrottle,
-      apiStages: [{ api, stage: api.deploymentStage }],
-    });
+    // Tenant plans (config.tenantPlans): API Gateway applies a plan's throttle and quota to each key on
+    // it, so every tenant key has its own budget, below the stage's throttle.
+    const tenantPlans = Object.entries(config.tenantPlans).map(([name, limits]) =>
+      api.addUsagePlan(`TenantPlan-${name}`, {
+        name: `${this.stackName}-tenants-${name}`,
+        description: `Tenant keys on the ${name} plan: ${limits.rateLimit} requests/s, ${limits.quotaPerDay} a day, per key`,
+        throttle: { rateLimit: limits.rateLimit, burstLimit: limits.burstLimit },
+        quota: { limit: limits.quotaPerDay, period: apigw.Period.DAY },
+        apiStages: [{ api, stage: api.deploymentStage }],
+      }),
+    );
 
     // ---- Tenancy and operators ----------------------------------------------------------------
-    // API keys are credentials, not identities: each key's id maps to a stable tenant id or to an
-    // operator (API_KEY_PRINCIPALS), so a tenant's key can rotate (several keys, one tenant) and
-    // operator keys (own usage plan) reach the operator routes. Operator requests with an
-    // Idempotency-Key header are recorded in their own table (Powertools idempotency).
-    // Keys are created without stage keys (the usage plans tie them to the stage): the functions'
-    // environment names the keys, and keys tied to the stage would make the deployment depend on them.
-    const principals: ApiKeyPrincipal[] = [];
-    const apiKeys: Array<{ tenant: string; key: apigw.IApiKey }> = [];
-    for (const tenant of config.tenants) {
-      for (const version of config.tenantKeys?.[tenant] ?? ['v1']) {
-        const suffix = version === 'v1' ? '' : `-${version}`;
-        const key = new apigw.ApiKey(api, `ApiKey-${tenant}${suffix}`, { apiKeyName: `${config.stage}-${tenant}${suffix}`, description: `tenant ${tenant} (${version})` });
-        plan.addApiKey(key);
-        principals.push({ key, principal: `tenant:${tenant}` });
-        apiKeys.push({ tenant: `${tenant}${suffix}`, key });
-      }
-    }
+    // API keys are credentials, not identities. Tenants and operators get their keys from the tenants
+    // command (scripts/tenants.ts), without a deploy: it creates the key in API Gateway, puts it on a
+    // plan, and records key id → `tenant:<id>` / `operator:<name>` in the principals table, which every
+    // API function reads (cached briefly). Rotation is a second key for the same tenant, then a revoke.
     const operatorPlan = api.addUsagePlan('OperatorUsagePlan', {
-      name: `idempotent-payments-${config.stage}-operators`,
-      throttle: { rateLimit: 10, burstLimit: 20 },
+      name: `${this.stackName}-operators`,
+      throttle: { rateLimit: config.operatorPlan.rateLimit, burstLimit: config.operatorPlan.burstLimit },
+      quota: { limit: config.operatorPlan.quotaPerDay, period: apigw.Period.DAY },
       apiStages: [{ api, stage: api.deploymentStage }],
     });
-    for (const name of config.operators) {
-      const key = new apigw.ApiKey(api, `OperatorApiKey-${name}`, { apiKeyName: `${config.stage}-operator-${name}`, description: `operator ${name}` });
-      operatorPlan.addApiKey(key);
-      principals.push({ key, principal: `operator:${name}` });
-    }
-    for (const f of [createPayment, paymentQueries, retryPayment, auditApi, recoveryApi]) f.bindApiKeys('API_KEY_PRINCIPALS', principals);
+    const principals = new dynamodb.Table(this, 'PrincipalsTable', {
+      ...tableDefaults,
+      partitionKey: { name: 'apiKeyId', type: dynamodb.AttributeType.STRING },
+    });
+    // For the local stack (packages/local-stack): it gives its LOCAL_API_KEYS ids and principals here.
+    (principals.node.defaultChild as CfnResource).addMetadata(API_KEY_PRINCIPALS_METADATA, { KeyIdAttribute: 'apiKeyId', PrincipalAttribute: 'principal', StatusAttribute: 'status' });
+    for (const f of [createPayment, paymentQueries, retryPayment, auditApi, recoveryApi]) f.bindTable(principals, 'PRINCIPALS_TABLE', ['GetItem']);
 
     const operatorIdempotency = new dynamodb.Table(this, 'OperatorIdempotencyTable', {
       ...tableDefaults,
@@ -385,30 +407,7 @@ export class PaymentsStack extends Stack {
     const validator = api.addRequestValidator('RequestValidator', { validateRequestParameters: true, validateRequestBody: true });
     for (const method of api.methods) (method.node.defaultChild as apigw.CfnMethod).requestValidatorId = validator.requestValidatorId;
     if (config.waf) {
-      const managed = (name: string, priority: number): wafv2.CfnWebACL.RuleProperty => ({
-        name,
-        priority,
-        overrideAction: { none: {} },
-        statement: { managedRuleGroupStatement: { vendorName: 'AWS', name } },
-        visibilityConfig: { cloudWatchMetricsEnabled: true, metricName: name, sampledRequestsEnabled: true },
-      });
-      const acl = new wafv2.CfnWebACL(this, 'ApiWebAcl', {
-        scope: 'REGIONAL',
-        defaultAction: { allow: {} },
-        visibilityConfig: { cloudWatchMetricsEnabled: true, metricName: `payments-api-${config.stage}`, sampledRequestsEnabled: true },
-        rules: [
-          managed('AWSManagedRulesCommonRuleSet', 1),
-          managed('AWSManagedRulesKnownBadInputsRuleSet', 2),
-          {
-            name: 'RatePerIp',
-            priority: 3,
-            action: { block: {} },
-            statement: { rateBasedStatement: { limit: config.waf.ratePer5MinPerIp, aggregateKeyType: 'IP' } },
-            visibilityConfig: { cloudWatchMetricsEnabled: true, metricName: 'RatePerIp', sampledRequestsEnabled: true },
-          },
-        ],
-      });
-      new wafv2.CfnWebACLAssociation(this, 'ApiWebAclAssociation', { resourceArn: api.deploymentStage.stageArn, webAclArn: acl.attrArn });
+      new ApiFirewall(this, 'ApiFirewall', { stage: api.deploymentStage, limits: config.waf, maxBodyBytes: MAX_BODY_BYTES, metricPrefix: this.stackName });
     }
     const acknowledge = (scope: Construct, rule: string, reason: string) => Validations.of(scope).acknowledge({ id: `AwsSolutions::AwsSolutions-${rule}`, reason });
     for (const f of [createPayment, paymentQueries, retryPayment, auditApi, worker, auditWriter, reconciler, recoveryApi]) {
@@ -419,16 +418,21 @@ export class PaymentsStack extends Stack {
       acknowledge(auditWriter.role!, rule, "CDK's grant for the stream source's on-failure queue, on that queue's one key");
     }
     acknowledge(auditFailures, 'SQS3', 'it is itself a dead-letter queue: the on-failure destination of the audit stream source');
-    acknowledge(providerSecret, 'SMG4', "a third-party provider API key: rotated at the provider by the operator, who stores the new value");
+    if (!props.providerSecretArn) acknowledge(providerSecret, 'SMG4', "a third-party provider API key: rotated at the provider by the operator, who stores the new value");
     acknowledge(cursorKey, 'SMG4', 'the cursor signing key is rotated by replacing it (put-secret-value); cursors live for one listing, so a rotation only makes clients restart a listing');
     acknowledge(api, 'APIG4', 'clients authenticate with API keys (usage plan); the key id maps to the tenant');
     acknowledge(api, 'COG4', 'no Cognito: clients are services with API keys, not end users');
     acknowledge(api, 'IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs]', "API Gateway's account logging role: AWS's managed policy is the documented one for it");
-    if (!config.waf) acknowledge(api, 'APIG3', `no WAF in ${config.stage}: only prod is public-facing, and the web ACL has a monthly cost`);
+    if (!config.waf) acknowledge(api, 'APIG3', `no WAF in ${config.stage}: a developer stage; staging and prod have the web ACL`);
 
     // ---- Alarms and dashboard ----------------------------------------------------------------
     const monitoring = new Monitoring(this, 'Monitoring', {
       config,
+      namePrefix: this.stackName,
+      metricsStage,
+      recipients: props.alarmRecipients ?? { emails: [] },
+      tables: { Payments: payments, IdempotencyKeys: idempotencyKeys, AuditLog: auditLog, RecoveryRuns: recoveryRuns, OperatorIdempotency: operatorIdempotency, ProviderBudget: providerBudget, Principals: principals },
+      reconcilerSchedule,
       functions: {
         CreatePayment: createPayment,
         PaymentQueries: paymentQueries,
@@ -448,16 +452,47 @@ export class PaymentsStack extends Stack {
     new CfnOutput(this, 'ApiUrl', { value: api.url });
     new CfnOutput(this, 'PaymentsTableName', { value: payments.tableName });
     new CfnOutput(this, 'PaymentsQueueUrl', { value: paymentsQueue.queueUrl });
-    // What a user needs after a deploy: the key ids (the value: aws apigateway get-api-key --include-value),
-    // the secret to store the provider key in, where alarms go and the dashboard.
-    for (const { tenant, key } of apiKeys) {
-      new CfnOutput(this, `ApiKeyId${tenant.replace(/[^A-Za-z0-9]/g, '')}`, {
-        value: key.keyId,
-        description: `API key id of ${tenant}; its value: aws apigateway get-api-key --api-key <id> --include-value --query value --output text`,
-      });
-    }
-    new CfnOutput(this, 'ProviderSecretName', { value: providerSecretId, description: 'Store the provider API key here: aws secretsmanager put-secret-value' });
+    // What the tenants command and a user need after a deploy: where keys and principals go, the secret
+    // to store the provider key in, where alarms go and the dashboard.
+    new CfnOutput(this, 'RestApiId', { value: api.restApiId });
+    new CfnOutput(this, 'PrincipalsTableName', { value: principals.tableName, description: 'API key id → tenant or operator (npm run tenants)' });
+    Object.keys(config.tenantPlans).forEach((name, i) => {
+      new CfnOutput(this, `TenantPlanId${name.replace(/[^A-Za-z0-9]/g, '')}`, { value: tenantPlans[i]!.usagePlanId, description: `Usage plan "${name}" for tenant keys` });
+    });
+    new CfnOutput(this, 'OperatorPlanId', { value: operatorPlan.usagePlanId, description: 'Usage plan for operator keys' });
+    new CfnOutput(this, 'ProviderSecretArn', {
+      value: providerSecret.secretArn,
+      description: 'Store the provider API key here: aws secretsmanager put-secret-value --secret-id <this> --secret-string <key>',
+    });
     new CfnOutput(this, 'AlarmTopicArn', { value: monitoring.topic.topicArn });
     new CfnOutput(this, 'DashboardName', { value: monitoring.dashboard.dashboardName });
   }
+}
+
+/**
+ * One JSON line per request: the standard fields plus the API key id (never the key: who called, for key
+ * rotation and per-tenant traffic), the error type of API Gateway's own refusals (THROTTLED,
+ * QUOTA_EXCEEDED, INVALID_API_KEY, ...), the WAF's answer, latencies and the trace id.
+ */
+function accessLogFormat(): apigw.AccessLogFormat {
+  const f = apigw.AccessLogField;
+  return apigw.AccessLogFormat.custom(
+    JSON.stringify({
+      requestId: f.contextRequestId(),
+      requestTime: f.contextRequestTime(),
+      ip: f.contextIdentitySourceIp(),
+      apiKeyId: f.contextIdentityApiKeyId(),
+      httpMethod: f.contextHttpMethod(),
+      resourcePath: f.contextResourcePath(),
+      path: f.contextPath(),
+      protocol: f.contextProtocol(),
+      status: f.contextStatus(),
+      responseLength: f.contextResponseLength(),
+      responseLatency: f.contextResponseLatency(),
+      integrationLatency: f.contextIntegrationLatency(),
+      errorType: f.contextErrorResponseType(),
+      wafStatus: f.contextWafResponseCode(),
+      xrayTraceId: f.contextXrayTraceId(),
+    }),
+  );
 }

@@ -10,7 +10,9 @@ import { startProviderSimulator } from '@idempotent-payments/provider-simulator'
  * PROVIDER_SECRET_ID is empty).
  */
 export function localProviderEnv(providerUrl: string): Record<string, string> {
-  return { PROVIDER_URL: providerUrl, PROVIDER_SECRET_ID: '', PROVIDER_API_KEY: 'sk_test_local' };
+  // The simulator has no account rate limit: the budget still paces every call through DynamoDB Local,
+  // at a rate that does not hold back local runs and their measurements.
+  return { PROVIDER_URL: providerUrl, PROVIDER_SECRET_ID: '', PROVIDER_API_KEY: 'sk_test_local', PROVIDER_OPS_PER_SECOND: '1000' };
 }
 
 /** The same code paths as production with seconds instead of minutes (backoff, lease, stuck threshold, run lock). */

@@ -48,6 +48,12 @@ export const METRIC_NAMES = [
   'ReconcilerExpired',
   'ReconcilerDiscrepancies',
   'ReconcilerFailures',
+  /** One per reconciliation run that completed: the heartbeat the ReconcilerNotRunning alarm watches. */
+  'ReconcilerRunsCompleted',
+  /** Successful payments whose intent shows no capture, found by a reconciler run. */
+  'SuccessWithoutCapture',
+  /** Attempts held because the provider refused our credentials or account (401/403): an outage. */
+  'ProviderAuthFailures',
   /** Open payments whose provider outcome the last reconciler run could not resolve (a gauge per run). */
   'UnknownOutcomeBacklog',
   'AuditEntriesWritten',

@@ -12,7 +12,7 @@ export type Principal =
 /** Tenant ids and operator names: what a key id may be mapped to. */
 const NAME = /^[A-Za-z0-9_-]{1,64}$/;
 
-/** `tenant:<id>` or `operator:<name>`, the form used in API_KEY_PRINCIPALS and LOCAL_API_KEYS. */
+/** `tenant:<id>` or `operator:<name>`, the form stored in the principals table and used in LOCAL_API_KEYS. */
 export function parsePrincipal(text: string): Principal | undefined {
   const at = text.indexOf(':');
   const kind = text.slice(0, at);
@@ -21,6 +21,14 @@ export function parsePrincipal(text: string): Principal | undefined {
   if (kind === 'tenant') return { kind, tenantId: name };
   if (kind === 'operator') return { kind, name };
   return undefined;
+}
+
+/**
+ * Who an API key id is (the id API Gateway passes, never the key): the principals table, which the
+ * tenants command writes (scripts/tenants.ts). Undefined when the key id is unknown or revoked.
+ */
+export interface PrincipalDirectory {
+  resolve(apiKeyId: string): Promise<Principal | undefined>;
 }
 
 /** The actor recorded in a payment version and its audit entry. */

@@ -83,6 +83,8 @@ function recordRunMetrics(metrics: Metrics, result: Awaited<ReturnType<Reconcile
     Object.entries(c)
       .filter(([k]) => prefixes.some((p) => k.startsWith(p)))
       .reduce((n, [, v]) => n + v, 0);
+  metrics.count('ReconcilerRunsCompleted');
+  metrics.count('SuccessWithoutCapture', result.discrepancies.filter((d) => d.kind === 'SUCCESS_WITHOUT_CAPTURE').length);
   metrics.count('ReconcilerItemsRead', result.itemsRead);
   metrics.count('ReconcilerResolved', sum(['lease_resolved_', 'requeued_', 'capture_settled_', 'deadline_']));
   metrics.count('ReconcilerExpired', c.expired ?? 0);

@@ -1,6 +1,6 @@
 /**
  * The configuration contract, stated once: every setting a function reads from its environment (name,
- * type, default, meaning), the names shared by the stack and the code (indexes, the provider secret),
+ * type, default, meaning), the names and limits shared by the stack and the code (indexes, the body limit),
  * and which function reads which settings.
  *
  * Both sides read this module: the CDK stack builds each function's environment from it (and binds the
@@ -52,13 +52,20 @@ export function settingRelationProblems(v: { readonly idempotencyTtlSeconds: num
   return problems;
 }
 
-/** Name of the provider API key secret in Secrets Manager; the operator fills in its value after deploy. */
-export const providerSecretName = (stage: string): string => `idempotent-payments/${stage}/provider-api-key`;
+/**
+ * CloudFormation metadata key on the principals table: tells the local stack which attributes to write
+ * for its LOCAL_API_KEYS (packages/local-stack), as the tenants command writes them in AWS.
+ */
+export const API_KEY_PRINCIPALS_METADATA = 'LocalStack::ApiKeyPrincipals';
+
+/** Largest request body the API takes, in bytes; the stack's WAF body rule blocks at the same size. */
+export const MAX_BODY_BYTES = 16 * 1024;
+
 
 export type SettingType = 'string' | 'number' | 'boolean';
 
 /** What a setting names: a resource is bound in the stack together with the grant that uses it. */
-export type SettingKind = 'value' | 'table' | 'queue' | 'secret' | 'function' | 'apiKeys';
+export type SettingKind = 'value' | 'table' | 'queue' | 'secret' | 'function';
 
 export interface SettingSpec {
   /** The `PaymentsConfig` field `loadConfig` puts the value in. */
@@ -83,13 +90,22 @@ export const SETTINGS = {
   RECOVERY_TABLE: table('recoveryTable', 'RecoveryRuns table name.'),
   REFUNDS_TABLE: table('refundsTable', 'Refunds table: the refunds the service owes, each followed until the provider says it is final.'),
   OPERATOR_IDEMPOTENCY_TABLE: table('operatorIdempotencyTable', 'Powertools idempotency records of operator requests sent with an Idempotency-Key.'),
-  API_KEY_PRINCIPALS: {
-    field: 'apiKeyPrincipals',
+  PROVIDER_BUDGET_TABLE: table('providerBudgetTable', "The provider rate budget's slot schedule, shared by every caller of the provider (worker and reconciler)."),
+  PRINCIPALS_TABLE: {
+    field: 'principalsTable',
     type: 'string',
-    kind: 'apiKeys',
+    kind: 'table',
     setBy: 'stack',
     optional: true,
-    doc: 'Who each API key is: `<apiKeyId>=tenant:<id>` or `<apiKeyId>=operator:<name>`, comma-separated. Unset only in handler tests (then the key id is the tenant id).',
+    doc: 'Who each API key id is (tenant or operator), written by the tenants command. Unset only in handler tests (then the key id is the tenant id).',
+  },
+  PRINCIPAL_CACHE_SECONDS: {
+    field: 'principalCacheSeconds',
+    type: 'number',
+    kind: 'value',
+    setBy: 'stack',
+    default: 60,
+    doc: 'How long a function instance keeps a key id → principal lookup (a revoked key may work this much longer there; unknown ids are kept 5 s).',
   },
   PAYMENTS_QUEUE_URL: { field: 'queueUrl', type: 'string', kind: 'queue', setBy: 'stack', doc: 'URL of the payments queue the worker consumes.' },
   RECONCILER_FUNCTION_NAME: {
@@ -183,20 +199,36 @@ export const SETTINGS = {
     type: 'number',
     kind: 'value',
     setBy: 'stack',
-    default: 360,
-    doc: "How long a reconciliation run holds the run lock; a little over the reconciler's 5-minute timeout.",
+    default: 60,
+    doc: "How long a reconciliation run holds the run lock; a little over the reconciler's timeout (50 s), so a live run never loses it.",
   },
   PROVIDER_API_HOST: { field: 'providerApiHost', type: 'string', kind: 'value', setBy: 'stack', default: 'api.stripe.com', doc: 'Payment provider API host.' },
   PROVIDER_API_PORT: { field: 'providerApiPort', type: 'number', kind: 'value', setBy: 'stack', default: 443, doc: 'Payment provider API port.' },
   PROVIDER_API_PROTOCOL: { field: 'providerApiProtocol', type: 'string', kind: 'value', setBy: 'stack', default: 'https', doc: 'Payment provider API protocol (https; http only for a local simulator).' },
   PROVIDER_TIMEOUT_MS: { field: 'providerTimeoutMs', type: 'number', kind: 'value', setBy: 'stack', default: 10_000, doc: 'Timeout of one provider call.' },
+  PROVIDER_OPS_PER_SECOND: {
+    field: 'providerOpsPerSecond',
+    type: 'number',
+    kind: 'value',
+    setBy: 'stack',
+    default: 100,
+    doc: "Provider calls a second for the whole fleet (worker and reconciler together): the provider account's rate limit. Stripe: 100 live, 25 in test mode, more on request.",
+  },
+  PROVIDER_BUDGET_MAX_WAIT_MS: {
+    field: 'providerBudgetMaxWaitMs',
+    type: 'number',
+    kind: 'value',
+    setBy: 'stack',
+    default: 5000,
+    doc: 'Longest a provider call waits for its slot in the rate budget; past it the call is not sent and the payment retries (as after a provider 429).',
+  },
   PROVIDER_SECRET_ID: {
     field: 'providerSecretId',
     type: 'string',
     kind: 'secret',
     setBy: 'stack',
     optional: true,
-    doc: 'Name of the Secrets Manager secret holding the provider API key (the name only, never the value).',
+    doc: 'ARN (or name) of the Secrets Manager secret holding the provider API key (never the value).',
   },
   CURSOR_SECRET_ID: {
     field: 'cursorSecretId',
@@ -267,6 +299,9 @@ const PROVIDER_CALLS: readonly SettingName[] = [
   'PROVIDER_API_PROTOCOL',
   'PROVIDER_TIMEOUT_MS',
   'PROVIDER_SECRET_ID',
+  'PROVIDER_BUDGET_TABLE',
+  'PROVIDER_OPS_PER_SECOND',
+  'PROVIDER_BUDGET_MAX_WAIT_MS',
   'PROVIDER_URL',
   'PROVIDER_API_KEY',
   'BREAKER_MIN_FAILING_PAYMENTS',
@@ -293,13 +328,13 @@ const PROCESSING: readonly SettingName[] = [
  */
 export const FUNCTION_SETTINGS = {
   /** OPEN_DEADLINE_SECONDS: the key's TTL is checked against it (settingRelationProblems). */
-  createPayment: ['API_KEY_PRINCIPALS', 'PAYMENTS_TABLE', 'IDEMPOTENCY_TABLE', 'PAYMENTS_QUEUE_URL', 'IDEMPOTENCY_TTL_SECONDS', 'OPEN_DEADLINE_SECONDS', 'MAX_AMOUNT', 'MAX_RETRIES', 'STUCK_AFTER_SECONDS'],
+  createPayment: ['PRINCIPALS_TABLE', 'PRINCIPAL_CACHE_SECONDS', 'PAYMENTS_TABLE', 'IDEMPOTENCY_TABLE', 'PAYMENTS_QUEUE_URL', 'IDEMPOTENCY_TTL_SECONDS', 'OPEN_DEADLINE_SECONDS', 'MAX_AMOUNT', 'MAX_RETRIES', 'STUCK_AFTER_SECONDS'],
   /** GET payment, status and key record; POST validate-key; GET the tenant's payments. */
-  paymentQueries: ['API_KEY_PRINCIPALS', 'PAYMENTS_TABLE', 'IDEMPOTENCY_TABLE', 'MAX_AMOUNT', 'PAYMENTS_BY_TENANT_INDEX', 'CURSOR_SECRET_ID'],
-  retryPayment: ['API_KEY_PRINCIPALS', 'OPERATOR_IDEMPOTENCY_TABLE', 'PAYMENTS_TABLE', 'PAYMENTS_QUEUE_URL', 'MAX_RETRIES', 'STUCK_AFTER_SECONDS'],
-  auditApi: ['API_KEY_PRINCIPALS', 'AUDIT_TABLE', 'AUDIT_BY_TENANT_INDEX', 'PAYMENTS_TABLE', 'CURSOR_SECRET_ID'],
+  paymentQueries: ['PRINCIPALS_TABLE', 'PRINCIPAL_CACHE_SECONDS', 'PAYMENTS_TABLE', 'IDEMPOTENCY_TABLE', 'MAX_AMOUNT', 'PAYMENTS_BY_TENANT_INDEX', 'CURSOR_SECRET_ID'],
+  retryPayment: ['PRINCIPALS_TABLE', 'PRINCIPAL_CACHE_SECONDS', 'OPERATOR_IDEMPOTENCY_TABLE', 'PAYMENTS_TABLE', 'PAYMENTS_QUEUE_URL', 'MAX_RETRIES', 'STUCK_AFTER_SECONDS'],
+  auditApi: ['PRINCIPALS_TABLE', 'PRINCIPAL_CACHE_SECONDS', 'AUDIT_TABLE', 'AUDIT_BY_TENANT_INDEX', 'PAYMENTS_TABLE', 'CURSOR_SECRET_ID'],
   auditStream: ['AUDIT_TABLE'],
-  recoveryApi: ['API_KEY_PRINCIPALS', 'OPERATOR_IDEMPOTENCY_TABLE', 'RECOVERY_TABLE', 'RECOVERY_RUN_LEASE_SECONDS', 'PAYMENTS_TABLE', 'OPEN_PAYMENTS_INDEX', 'RECONCILER_FUNCTION_NAME'],
+  recoveryApi: ['PRINCIPALS_TABLE', 'PRINCIPAL_CACHE_SECONDS', 'OPERATOR_IDEMPOTENCY_TABLE', 'RECOVERY_TABLE', 'RECOVERY_RUN_LEASE_SECONDS', 'PAYMENTS_TABLE', 'OPEN_PAYMENTS_INDEX', 'RECONCILER_FUNCTION_NAME'],
   worker: PROCESSING,
   reconciler: [...PROCESSING, 'OPEN_PAYMENTS_INDEX', 'OPEN_REFUNDS_INDEX', 'RECOVERY_TABLE', 'RECOVERY_RUN_LEASE_SECONDS', 'STUCK_AFTER_SECONDS'],
 } as const satisfies Record<string, readonly SettingName[]>;

@@ -2,12 +2,13 @@ import type { APIGatewayProxyEvent, APIGatewayProxyResult, Context } from 'aws-l
 import type { IdempotentRunner } from '../adapters/dynamo/operator-idempotency';
 import { validateIdempotencyKey } from '../core/create-request';
 import { AppError, DEFAULT_RETRY_AFTER_SECONDS, ValidationError } from '../core/errors';
-import { actorOf, ForbiddenError, parsePrincipal, type Principal } from '../core/principal';
+import { actorOf, ForbiddenError, type Principal, type PrincipalDirectory } from '../core/principal';
 import { wiring } from '../wiring';
+import { MAX_BODY_BYTES } from './config-contract';
 import { instrumented } from './instrument';
 import { logger } from './logger';
 
-export const MAX_BODY_BYTES = 16 * 1024;
+export { MAX_BODY_BYTES };
 
 export interface ApiRequest {
   /** The caller: a tenant, or (on routes that allow it) an operator. */
@@ -62,32 +63,14 @@ function render(res: ApiResponse, requestId: string): APIGatewayProxyResult {
 }
 
 /**
- * API key id → principal, from API_KEY_PRINCIPALS: `<apiKeyId>=tenant:<id>` or
- * `<apiKeyId>=operator:<name>` pairs, comma-separated. Several key ids may name one tenant (rotation).
+ * The caller behind an API key id. With a directory (always, in a deployed stack: the principals table)
+ * an unknown or revoked key is refused. Without one (handler tests only) the key id is taken as the
+ * tenant id and nobody is an operator.
  */
-export type PrincipalMap = ReadonlyMap<string, Principal>;
-
-export function parsePrincipalMap(spec: string | undefined): PrincipalMap | undefined {
-  if (spec === undefined || spec.trim() === '') return undefined;
-  const out = new Map<string, Principal>();
-  for (const pair of spec.split(',').map((s) => s.trim()).filter(Boolean)) {
-    const at = pair.indexOf('=');
-    const principal = at > 0 ? parsePrincipal(pair.slice(at + 1)) : undefined;
-    if (!principal) throw new Error(`API_KEY_PRINCIPALS: bad entry "${pair}"; expected <apiKeyId>=tenant:<id> or <apiKeyId>=operator:<name>`);
-    out.set(pair.slice(0, at), principal);
-  }
-  return out;
-}
-
-/**
- * The caller behind an API key id. With a principal map (always, in a deployed stack) an unmapped key
- * is refused. Without one (handler tests only) the key id is taken as the tenant id and nobody is an
- * operator.
- */
-export function principalOf(apiKeyId: string | null | undefined, principals: PrincipalMap | undefined): Principal {
+export async function principalOf(apiKeyId: string | null | undefined, principals: PrincipalDirectory | undefined): Promise<Principal> {
   if (!apiKeyId) throw new AppError('FORBIDDEN', 'A valid API key is required', 403);
   if (!principals) return { kind: 'tenant', tenantId: apiKeyId };
-  const p = principals.get(apiKeyId);
+  const p = await principals.resolve(apiKeyId);
   if (!p) throw new AppError('FORBIDDEN', 'A valid API key is required', 403);
   return p;
 }
@@ -101,7 +84,7 @@ export interface ApiHandlerOptions {
    */
   readonly idempotentAction?: boolean;
   /** Defaults to this function instance's wiring. */
-  readonly identity?: () => { readonly principals: PrincipalMap | undefined; readonly idempotent?: IdempotentRunner };
+  readonly identity?: () => { readonly principals: PrincipalDirectory | undefined; readonly idempotent?: IdempotentRunner };
 }
 
 const defaultIdentity = () => ({
@@ -126,7 +109,7 @@ export function apiHandler(route: (req: ApiRequest) => Promise<ApiResponse>, opt
     logger.appendKeys({ requestId });
     try {
       const ids = identity();
-      const principal = principalOf(event.requestContext?.identity?.apiKeyId, ids.principals);
+      const principal = await principalOf(event.requestContext?.identity?.apiKeyId, ids.principals);
       if (access === 'operator' && principal.kind !== 'operator') throw new ForbiddenError('OPERATOR_ONLY', 'This route needs an operator API key');
       if (access === 'tenant' && principal.kind !== 'tenant') throw new ForbiddenError('TENANT_ONLY', 'This route is for tenant API keys');
       const tenantId = principal.kind === 'tenant' ? principal.tenantId : '';

@@ -1,7 +1,6 @@
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Duration, Fn, RemovalPolicy } from 'aws-cdk-lib';
-import type * as apigw from 'aws-cdk-lib/aws-apigateway';
+import { Duration, RemovalPolicy } from 'aws-cdk-lib';
 import type * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
@@ -32,6 +31,8 @@ export interface PaymentsFunctionProps {
   /** Which contract of FUNCTION_SETTINGS this function's code reads its environment by. */
   readonly contract: FunctionName;
   readonly config: EnvironmentConfig;
+  /** STAGE of the function: the `stage` dimension of its metrics (`<stage>-<qualifier>` for a second copy). Default the stage. */
+  readonly metricsStage?: string;
   readonly description: string;
   readonly timeout?: Duration;
   readonly memorySize?: number;
@@ -44,14 +45,7 @@ const BINDERS = {
   queue: 'bindQueue',
   secret: 'bindSecret',
   function: 'bindFunction',
-  apiKeys: 'bindApiKeys',
 } as const;
-
-/** An API key and who it is: `tenant:<id>` or `operator:<name>`. */
-export interface ApiKeyPrincipal {
-  readonly key: apigw.IApiKey;
-  readonly principal: string;
-}
 
 export type TableAction = 'GetItem' | 'BatchGetItem' | 'Query' | 'PutItem' | 'UpdateItem' | 'DeleteItem' | 'ConditionCheckItem';
 
@@ -96,7 +90,7 @@ export class PaymentsFunction extends NodejsFunction {
       projectRoot,
       environment: {
         NODE_OPTIONS: '--enable-source-maps',
-        STAGE: config.stage,
+        STAGE: props.metricsStage ?? config.stage,
         POWERTOOLS_SERVICE_NAME: METRICS_SERVICE,
         POWERTOOLS_METRICS_NAMESPACE: METRICS_NAMESPACE,
         POWERTOOLS_LOG_LEVEL: config.logLevel,
@@ -173,12 +167,9 @@ export class PaymentsFunction extends NodejsFunction {
     return this;
   }
 
-  /**
-   * Sets the secret's id (its name or ARN, never its value) in `setting` and lets the function read
-   * the value.
-   */
-  bindSecret(secret: secretsmanager.ISecret, setting: SettingOf<'secret'>, secretId: string, access: 'read'): this {
-    this.setVariable(setting, secretId);
+  /** Sets the secret's ARN (never its value) in `setting` and lets the function read the value. */
+  bindSecret(secret: secretsmanager.ISecret, setting: SettingOf<'secret'>, access: 'read'): this {
+    this.setVariable(setting, secret.secretArn);
     if (access === 'read') secret.grantRead(this);
     return this;
   }
@@ -187,18 +178,6 @@ export class PaymentsFunction extends NodejsFunction {
   bindFunction(fn: lambda.IFunction, setting: SettingOf<'function'>, access: 'invoke'): this {
     this.setVariable(setting, fn.functionName);
     if (access === 'invoke') this.addToRolePolicy(new iam.PolicyStatement({ actions: ['lambda:InvokeFunction'], resources: [fn.functionArn] }));
-    return this;
-  }
-
-  /**
-   * Sets `<apiKeyId>=<principal>,...` in `setting`: the key ids API Gateway passes to the function
-   * (requestContext.identity.apiKeyId), resolved at deploy time, and who each one is. No grant: the
-   * mapping is data, read from the environment.
-   */
-  bindApiKeys(setting: SettingOf<'apiKeys'>, keys: readonly ApiKeyPrincipal[]): this {
-    const parts: string[] = [];
-    keys.forEach((k, i) => parts.push(...(i ? [','] : []), k.key.keyId, `=${k.principal}`));
-    this.setVariable(setting, keys.length ? Fn.join('', parts) : '');
     return this;
   }
 

@@ -66,12 +66,15 @@ describe.each(STAGES)('cdk-nag AwsSolutions on %s', (stage) => {
     }
   });
 
-  it('logs API access, and guards prod with deletion protection, WAF and a bounded worker', () => {
-    template.hasResourceProperties('AWS::ApiGateway::Stage', { AccessLogSetting: Match.objectLike({ DestinationArn: Match.anyValue() }) });
+  it('logs API access with the API key id, guards staging and prod with a WAF, prod with deletion protection, and bounds the worker', () => {
+    template.hasResourceProperties('AWS::ApiGateway::Stage', {
+      AccessLogSetting: Match.objectLike({ DestinationArn: Match.anyValue(), Format: Match.stringLikeRegexp('"apiKeyId":"\\$context.identity.apiKeyId"') }),
+    });
     const prod = stage === 'prod';
     for (const t of Object.values(template.findResources('AWS::DynamoDB::Table'))) expect(t.Properties.DeletionProtectionEnabled).toBe(prod);
-    template.resourceCountIs('AWS::WAFv2::WebACL', prod ? 1 : 0);
-    if (prod) {
+    const waf = stage !== 'dev';
+    template.resourceCountIs('AWS::WAFv2::WebACL', waf ? 1 : 0);
+    if (waf) {
       template.hasResourceProperties('AWS::WAFv2::WebACL', {
         Rules: Match.arrayWith([Match.objectLike({ Statement: { RateBasedStatement: Match.objectLike({ AggregateKeyType: 'IP' }) } })]),
       });

@@ -1,30 +1,14 @@
-/** Tenancy in the template: keys mapped to principals, the operator plan, rotation, gateway error shape. */
+/** Tenancy in the template: the principals table, the plans keys go on, operator idempotency, gateway error shape. */
 import { App } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { configFor } from '../../lib/config';
 import { PaymentsStack } from '../../lib/payments-stack';
 
+const stackName = `Tenancy-${Math.random().toString(36).slice(2, 8)}`;
 function synth(config = configFor('dev')): Template {
   const app = new App({ context: { 'aws:cdk:bundling-stacks': [] } });
-  return Template.fromStack(new PaymentsStack(app, `Tenancy-${Math.random().toString(36).slice(2, 8)}`, { config }));
-}
-
-const keyIdOf = (t: Template, name: string): string => {
-  const [id] = Object.entries(t.findResources('AWS::ApiGateway::ApiKey')).find(([, r]) => r.Properties.Name === name) ?? [];
-  if (!id) throw new Error(`no key ${name}`);
-  return id;
-};
-
-/** API_KEY_PRINCIPALS of a function as `<keyLogicalId>=<principal>` pairs. */
-function principalsOf(t: Template, description: string): string[] {
-  const fn = Object.values(t.findResources('AWS::Lambda::Function')).find((r) => r.Properties.Description === description)!;
-  const value = fn.Properties.Environment.Variables.API_KEY_PRINCIPALS;
-  const parts: unknown[] = value['Fn::Join'][1];
-  return parts
-    .map((p) => (typeof p === 'string' ? p : `${(p as { Ref: string }).Ref}`))
-    .join('')
-    .split(',');
+  return Template.fromStack(new PaymentsStack(app, stackName, { config }));
 }
 
 let t: Template;
@@ -32,25 +16,32 @@ beforeAll(() => {
   t = synth();
 });
 
+const API_FUNCTIONS = ['POST /api/payments/process', 'Payment lookups, listing and key validation', 'POST /api/payments/{paymentID}/retry', 'GET /api/audit/payments', 'Recovery runs: start and status'];
+
 describe('tenancy in the stack', () => {
-  it('maps every key id to its principal in each API function, and operator keys sit on their own plan', () => {
-    const expected = [`${keyIdOf(t, 'dev-tenant-1')}=tenant:tenant-1`, `${keyIdOf(t, 'dev-tenant-2')}=tenant:tenant-2`, `${keyIdOf(t, 'dev-operator-ops')}=operator:ops`];
-    for (const d of ['POST /api/payments/process', 'Payment lookups, listing and key validation', 'POST /api/payments/{paymentID}/retry', 'GET /api/audit/payments', 'Recovery runs: start and status']) {
-      expect(principalsOf(t, d)).toEqual(expected);
-    }
-    const plans = t.findResources('AWS::ApiGateway::UsagePlan');
-    const operatorPlan = Object.entries(plans).find(([, r]) => String(r.Properties.UsagePlanName).endsWith('-operators'))![0];
-    const planKeys = Object.values(t.findResources('AWS::ApiGateway::UsagePlanKey'));
-    expect(planKeys.filter((k) => k.Properties.UsagePlanId.Ref === operatorPlan).map((k) => k.Properties.KeyId.Ref)).toEqual([keyIdOf(t, 'dev-operator-ops')]);
+  it('tenants need no deploy: no API key in the template, a principals table every API function reads (GetItem only), and nothing else does', () => {
+    t.resourceCountIs('AWS::ApiGateway::ApiKey', 0);
+    const [tableId, table] = Object.entries(t.findResources('AWS::DynamoDB::Table')).find(([id]) => id.startsWith('PrincipalsTable'))!;
+    expect(table.Properties.KeySchema).toEqual([{ AttributeName: 'apiKeyId', KeyType: 'HASH' }]);
+    // The local stack writes its LOCAL_API_KEYS there, with the attributes the tenants command writes.
+    expect(table.Metadata['LocalStack::ApiKeyPrincipals']).toEqual({ KeyIdAttribute: 'apiKeyId', PrincipalAttribute: 'principal', StatusAttribute: 'status' });
+    const readers = Object.values(t.findResources('AWS::Lambda::Function'))
+      .filter((f) => JSON.stringify(f.Properties.Environment.Variables.PRINCIPALS_TABLE ?? '').includes(tableId))
+      .map((f) => f.Properties.Description)
+      .sort();
+    expect(readers).toEqual([...API_FUNCTIONS].sort());
+    const grants = Object.values(t.findResources('AWS::IAM::Policy')).flatMap((p) =>
+      (p.Properties.PolicyDocument.Statement as Array<{ Action: string | string[]; Resource: unknown }>).filter((st) => JSON.stringify(st.Resource).includes(`"${tableId}"`)),
+    );
+    expect(grants.flatMap((g) => [g.Action].flat()).every((a) => a === 'dynamodb:GetItem')).toBe(true);
+    expect(grants).toHaveLength(API_FUNCTIONS.length);
   });
 
-  it('rotation: a second key of a tenant maps to the same tenant; the first keeps its logical id', () => {
-    const base = configFor('dev');
-    const rotated = synth({ ...base, tenantKeys: { 'tenant-1': ['v1', 'v2'] } });
-    const pairs = principalsOf(rotated, 'POST /api/payments/process');
-    expect(pairs).toContain(`${keyIdOf(rotated, 'dev-tenant-1')}=tenant:tenant-1`);
-    expect(pairs).toContain(`${keyIdOf(rotated, 'dev-tenant-1-v2')}=tenant:tenant-1`);
-    expect(keyIdOf(rotated, 'dev-tenant-1')).toBe(keyIdOf(t, 'dev-tenant-1'));
+  it('operators have their own plan; every plan is tied to the stage for the tenants command to put keys on', () => {
+    const plans = Object.values(t.findResources('AWS::ApiGateway::UsagePlan')).map((p) => p.Properties);
+    expect(plans.map((p) => p.UsagePlanName).sort()).toEqual([`${stackName}-operators`, `${stackName}-tenants-standard`]);
+    for (const p of plans) expect(p.ApiStages).toHaveLength(1);
+    t.resourceCountIs('AWS::ApiGateway::UsagePlanKey', 0);
   });
 
   it('operator idempotency records: own table with TTL, used only by the operator routes', () => {

@@ -1,6 +1,8 @@
 import type { SQSEvent, SQSRecord } from 'aws-lambda';
 import { describe, expect, it } from 'vitest';
 import { InjectedCrashError, withCrashAfterCharge } from '../../functions/adapters/provider/fault-injection';
+import { withRateBudget } from '../../functions/adapters/provider/rate-limited-provider';
+import { BudgetExhaustedError } from '../../functions/core/ports/rate-budget';
 import { CircuitBreaker } from '../../functions/core/circuit-breaker';
 import type { Payment } from '../../functions/core/payment';
 import type { Logger, TransitionRequest } from '../../functions/core/ports';
@@ -236,6 +238,46 @@ describe('PaymentProcessor: notBefore', () => {
   });
 });
 
+describe('PaymentProcessor: the fleet at the provider rate budget', () => {
+  it('a call the budget kept back spends no retry: five refusals in a row, then one capture; no breaker vote', async () => {
+    let refusals = 5;
+    const budget = {
+      async take() {
+        if (refusals-- > 0) throw new BudgetExhaustedError(1500);
+      },
+      async pauseUntil() {},
+    };
+    const votes: string[] = [];
+    const breaker = { acquire: () => ({ allowed: true as const, probe: false, success: () => votes.push('success'), failure: () => votes.push('failure'), release: () => votes.push('release') }) };
+    const s = setup({ random: () => 0 });
+    const limited = new PaymentProcessor({
+      store: s.repo,
+      provider: withRateBudget(s.provider, budget, () => s.clock.t),
+      queue: s.queue,
+      breaker,
+      config: CONFIG,
+      clock: s.clock.now,
+      random: () => 0,
+      logger: silent,
+    });
+    await limited.process(created);
+    expect(s.stored()).toMatchObject({
+      status: 'retrying',
+      retryCount: 0,
+      lastError: { code: 'RATE_BUDGET', retryable: true, details: { outcome: 'not_sent', delayMs: 1500 } },
+      lastChange: { action: 'rate_budget_wait' },
+    });
+    for (let i = 0; i < 10 && s.queue.sent.length > 0; i++) {
+      const { message } = s.queue.sent.shift()!;
+      if (message.notBefore !== undefined && message.notBefore > s.clock.t) s.clock.t = message.notBefore;
+      await limited.process(message);
+    }
+    expect(s.stored()).toMatchObject({ status: 'success', retryCount: 0 });
+    expect(s.provider.captures('pay_1')).toBe(1);
+    expect(votes).not.toContain('failure');
+  });
+});
+
 describe('PaymentProcessor: retries and exhaustion', () => {
   it('a provider error schedules a retry: retrying, retryCount+1, nextAttemptAt, dueAt = nextAttemptAt + grace, delayed message', async () => {
     const { processor, provider, queue, stored, clock } = setup({ random: () => 0.5 });
@@ -373,10 +415,13 @@ describe('PaymentProcessor: never charged twice (each case failed on the per-att
     expect(s.stored()).toEqual(before);
   });
 
-  it('a 401 from a rotated credential is an outage: retrying without spending a retry, never a decline', async () => {
-    const s = setup();
+  it('a 401 from a rotated credential is an outage: retrying without spending a retry, never a decline, and counted for the alarm', async () => {
+    const counted: string[] = [];
+    const s = setup({ deps: { metrics: { count: (name) => void counted.push(name) } } });
     s.provider.confirmBehaviour = (_r, n) => (n < 2 ? 'auth_error' : 'succeed');
     await s.processor.process(created);
+    // The ProviderAuthFailures alarm pages on this metric: creates still answer 201 meanwhile.
+    expect(counted.filter((n) => n === 'ProviderAuthFailures')).toHaveLength(1);
     expect(s.stored()).toMatchObject({
       status: 'retrying',
       retryCount: 0,

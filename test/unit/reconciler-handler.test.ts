@@ -49,3 +49,40 @@ describe('reconciler handler: each scheduled run resumes from the cursor the pre
     expect(runs.finished.map((r) => r.counts)).toEqual([{ truncated: 1 }, {}]);
   });
 });
+
+describe('reconciler handler: the signals its alarms watch', () => {
+  const result = (discrepancies: ReconcileResult['discrepancies']): ReconcileResult => ({
+    cursor: { openPartition: 1 },
+    counts: {},
+    itemsRead: 0,
+    intentsRead: 0,
+    discrepancies,
+    refundsIssued: 0,
+    truncated: false,
+  });
+  const base = { paymentId: 'pay_1', intentId: 'pi_1', amountMinor: 0, currency: 'USD', status: 'success' };
+
+  it('a completed run is a heartbeat (ReconcilerNotRunning) and counts successes without a capture (SuccessWithoutCapture); a failed run is no heartbeat', async () => {
+    const counts = new Map<string, number>();
+    const metrics = { count: (name: string, value = 1) => void counts.set(name, (counts.get(name) ?? 0) + value) };
+    let outcome: ReconcileResult | Error = result([
+      { ...base, kind: 'SUCCESS_WITHOUT_CAPTURE' },
+      { ...base, paymentId: 'pay_2', kind: 'UNACCOUNTED_CAPTURE_REFUNDED', refundId: 're_1' },
+    ]);
+    const reconciler = () =>
+      ({
+        run: async () => {
+          if (outcome instanceof Error) throw outcome;
+          return outcome;
+        },
+      }) as unknown as Reconciler;
+    const handler = createReconcilerHandler({ runs: fakeRuns() as never, reconciler, runLeaseMs: 60_000, logger: silentLogger, metrics: metrics as never });
+    await handler({});
+    expect(counts.get('ReconcilerRunsCompleted')).toBe(1);
+    expect(counts.get('SuccessWithoutCapture')).toBe(1);
+    outcome = new Error('provider down');
+    await expect(handler({})).rejects.toThrow('provider down');
+    expect(counts.get('ReconcilerRunsCompleted')).toBe(1);
+    expect(counts.get('ReconcilerFailures')).toBe(1);
+  });
+});

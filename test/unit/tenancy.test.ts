@@ -12,7 +12,8 @@ import { publicError } from '../../functions/core/payment-view';
 import { MAX_REOPENS, PaymentsService } from '../../functions/core/payments-service';
 import type { IdempotencyRecord, InsertResult } from '../../functions/core/ports';
 import type { Principal } from '../../functions/core/principal';
-import { apiHandler, json, parsePrincipalMap, principalOf } from '../../functions/shared/http';
+import { CachedPrincipalDirectory, type PrincipalRecord } from '../../functions/adapters/dynamo/principals';
+import { apiHandler, json, principalOf } from '../../functions/shared/http';
 import { FakeClock, FakeQueue, FakeRepository } from '../helpers/fakes';
 
 /** FakeRepository plus the key table, with the adapter's conditions (key absent or expired; id unused). */
@@ -153,15 +154,64 @@ describe('lastError as shown', () => {
   });
 });
 
-describe('API keys to principals', () => {
-  const map = parsePrincipalMap('id1=tenant:tenant-1,id1b=tenant:tenant-1,ops=operator:alice')!;
+/** The principals table in memory, with the records the tenants command writes; counts reads. */
+function principalsTable(records: Record<string, string | { principal: string; status: 'active' | 'revoked' }>) {
+  const items = new Map<string, PrincipalRecord>(
+    Object.entries(records).map(([apiKeyId, r]) => {
+      const { principal, status } = typeof r === 'string' ? { principal: r, status: 'active' as const } : r;
+      return [apiKeyId, { apiKeyId, principal, status, createdAt: 't', updatedAt: 't' }];
+    }),
+  );
+  let reads = 0;
+  return {
+    items,
+    reads: () => reads,
+    async get(id: string) {
+      reads++;
+      return items.get(id);
+    },
+  };
+}
 
-  it('maps several key ids to one tenant and refuses unmapped ids', () => {
-    expect(principalOf('id1', map)).toEqual(tenant('tenant-1'));
-    expect(principalOf('id1b', map)).toEqual(tenant('tenant-1'));
-    expect(principalOf('ops', map)).toEqual(operator);
-    for (const id of ['tenant-1', 'operator:alice', '', undefined]) expect(() => principalOf(id, map)).toThrow(/API key/);
-    expect(() => parsePrincipalMap('id=admin:x')).toThrow(/bad entry/);
+describe('API keys to principals', () => {
+  const table = principalsTable({ id1: 'tenant:tenant-1', id1b: 'tenant:tenant-1', ops: 'operator:alice', gone: { principal: 'tenant:tenant-1', status: 'revoked' }, bad: 'admin:x' });
+  const map = new CachedPrincipalDirectory(table, { cacheSeconds: 60 });
+
+  it('maps several key ids to one tenant and refuses unknown, revoked or malformed ones', async () => {
+    expect(await principalOf('id1', map)).toEqual(tenant('tenant-1'));
+    expect(await principalOf('id1b', map)).toEqual(tenant('tenant-1'));
+    expect(await principalOf('ops', map)).toEqual(operator);
+    for (const id of ['tenant-1', 'operator:alice', 'gone', 'bad', '', undefined]) await expect(principalOf(id, map)).rejects.toThrow(/API key/);
+  });
+
+  it('caches a lookup for the configured time, an unknown id only briefly: a revoke or a new key takes effect without a deploy', async () => {
+    let now = 1_000_000;
+    const t = principalsTable({ k1: 'tenant:tenant-1' });
+    const dir = new CachedPrincipalDirectory(t, { cacheSeconds: 60, missCacheSeconds: 5, now: () => now });
+    expect(await dir.resolve('k1')).toEqual(tenant('tenant-1'));
+    expect(await dir.resolve('k1')).toEqual(tenant('tenant-1'));
+    expect(t.reads()).toBe(1);
+    // Revoked by the tenants command: still served from this instance's cache until it expires.
+    t.items.set('k1', { ...t.items.get('k1')!, status: 'revoked' });
+    now += 59_000;
+    expect(await dir.resolve('k1')).toEqual(tenant('tenant-1'));
+    now += 2_000;
+    expect(await dir.resolve('k1')).toBeUndefined();
+    // A key added after an instance saw it unknown works once the short miss cache expires.
+    expect(await dir.resolve('k2')).toBeUndefined();
+    t.items.set('k2', { apiKeyId: 'k2', principal: 'tenant:tenant-2', status: 'active', createdAt: 't', updatedAt: 't' });
+    now += 4_000;
+    expect(await dir.resolve('k2')).toBeUndefined();
+    now += 2_000;
+    expect(await dir.resolve('k2')).toEqual(tenant('tenant-2'));
+  });
+
+  it('200 concurrent requests with a cold cache make one read', async () => {
+    const t = principalsTable({ k1: 'tenant:tenant-1' });
+    const dir = new CachedPrincipalDirectory(t, { cacheSeconds: 60 });
+    const all = await Promise.all(Array.from({ length: 200 }, () => dir.resolve('k1')));
+    expect(new Set(all.map((p) => JSON.stringify(p)))).toEqual(new Set([JSON.stringify(tenant('tenant-1'))]));
+    expect(t.reads()).toBe(1);
   });
 
   const event = (apiKeyId: string, pathParameters: Record<string, string> = {}) =>

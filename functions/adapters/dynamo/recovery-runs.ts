@@ -11,7 +11,7 @@ import { loadConfig, type PaymentsConfig } from '../../shared/env';
 
 /**
  * How long a run may hold the lock before another run may take over: a little over the reconciler's
- * 5-minute timeout, so a crashed run delays the next one by at most this. RECOVERY_RUN_LEASE_SECONDS
+ * timeout (lib/config.ts reconcilerTimeoutSeconds), so a crashed run delays the next one by at most this. RECOVERY_RUN_LEASE_SECONDS
  * sets it (drills use seconds).
  */
 export const runLeaseMs = (config: Pick<PaymentsConfig, 'recoveryRunLeaseSeconds'> = loadConfig()): number => config.recoveryRunLeaseSeconds * 1000;

@@ -14,9 +14,9 @@ import type { ProviderIntent } from '../ports/payment-provider';
 import { pastDeadline, type Ctx, type ProcessResult } from './context';
 import { finishNotPaid } from './finish';
 import { obtainIntent } from './intent';
-import { confirmOutcome, errorOutcome, intentState, isProviderFailure, isUnexpectedState, type IntentState, type Outcome } from './provider-outcome';
+import { confirmOutcome, errorOutcome, intentState, isFleetThrottle, isProviderFailure, isUnexpectedState, type IntentState, type Outcome } from './provider-outcome';
 import { publicMessage } from './public-messages';
-import { awaitProvider, expiredError, holdForOutage, retryOrFail, succeed } from './settle';
+import { awaitProvider, expiredError, holdForBudget, holdForOutage, retryOrFail, succeed } from './settle';
 
 /** `report(failed)` tells the circuit breaker whether the provider looked unhealthy. */
 export async function runAttempt(ctx: Ctx, claimed: Payment, report: (providerFailed: boolean) => void): Promise<ProcessResult> {
@@ -135,6 +135,7 @@ export async function settleOutcome(ctx: Ctx, p: Payment, o: Outcome, intentId: 
       );
     }
     case 'retryable':
+      if (isFleetThrottle(o)) return holdForBudget(ctx, p, o.retryAfterMs, intentId);
       return retryOrFail(
         ctx,
         p,

@@ -98,7 +98,8 @@ export function errorOutcome(err: unknown): Outcome {
     case 'throttled':
       return {
         kind: 'retryable',
-        code: 'RATE_LIMITED',
+        // RATE_BUDGET: our own fleet-wide limiter kept the call back (nothing was sent); see isFleetThrottle.
+        code: err.code === RATE_BUDGET ? RATE_BUDGET : 'RATE_LIMITED',
         message: err.message,
         ...(err.extra.retryAfterMs !== undefined ? { retryAfterMs: err.extra.retryAfterMs } : {}),
       };
@@ -114,7 +115,18 @@ export const isUnexpectedState = (err: unknown): err is ProviderError =>
   err instanceof ProviderError && err.kind === 'rejected' && /unexpected_state/.test(err.code);
 
 /** Whether the outcome says the provider is unhealthy (for the circuit breaker). */
-export const isProviderFailure = (o: Outcome): boolean => o.kind === 'unknown' || o.kind === 'outage' || o.kind === 'retryable';
+export const isProviderFailure = (o: Outcome): boolean =>
+  o.kind === 'unknown' || o.kind === 'outage' || (o.kind === 'retryable' && !isFleetThrottle(o));
+
+/** The code of a call the fleet's provider rate budget did not send (adapters/provider/rate-limited-provider.ts). */
+export const RATE_BUDGET = 'RATE_BUDGET';
+
+/**
+ * The call was never sent because the whole fleet is at the provider's rate limit: it says nothing about
+ * this card or about the provider's health, so it spends no retry and casts no breaker vote. The payment
+ * waits its turn, bounded by the open deadline like every open payment.
+ */
+export const isFleetThrottle = (o: Outcome): boolean => o.kind === 'retryable' && o.code === RATE_BUDGET;
 
 /** Our stable decline codes from the provider's codes. */
 export function declineCode(providerCode: string): string {

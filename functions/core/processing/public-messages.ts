@@ -19,6 +19,7 @@ const MESSAGES: Record<string, string> = {
   PAYMENT_EXPIRED: 'The payment did not complete in time',
   AUTHENTICATION_REQUIRED: 'The card requires authentication (3-D Secure), which this API cannot perform; use another card',
   INTENT_PROCESSING: 'The provider is processing the payment; it is checked again without using a retry',
+  RATE_BUDGET: "The provider account's rate limit is reached; the payment waits its turn without using a retry",
   REQUEST_NOT_SENT: 'The payment could not be sent to the provider',
 };
 
@@ -38,6 +39,7 @@ const FINAL_MESSAGES: Record<string, string> = {
   INTENT_NOT_CONFIRMED: 'The provider showed no confirmation; the payment failed after its last retry',
   INTENT_IN_FLIGHT: 'The provider did not finish processing the payment; it failed after its last retry',
   PROVIDER_AUTH_ERROR: 'The provider refused our credentials; the payment did not complete',
+  RATE_BUDGET: "The provider account's rate limit held the payment back until it could no longer complete",
 };
 
 /** Our sentence for a payment's last error code; `final` when the payment is over (failed, expired). */

@@ -18,6 +18,7 @@ import { canScheduleRetry, retryDelayMs, scheduleFor } from '../retry-policy';
 import { lostRace } from './claim';
 import { errorText, WORKER, type Ctx, type ProcessResult } from './context';
 import { finishNotPaid } from './finish';
+import { RATE_BUDGET } from './provider-outcome';
 import { publicMessage } from './public-messages';
 
 type Via = 'confirm' | 'retrieve' | 'cancel';
@@ -101,22 +102,42 @@ export async function retryOrFail(ctx: Ctx, p: Payment, f: AttemptFailure, via: 
 
 /**
  * The provider refuses our credentials or account: nothing is wrong with the card and no retry is spent.
- * The payment waits (retrying) for the outage to end; an operator alarm fires on the logged error.
+ * The payment waits (retrying) for the outage to end; the ProviderAuthFailures metric pages an operator
+ * (alarm of the same name).
  */
 export async function holdForOutage(ctx: Ctx, p: Payment, code: string, message: string, intentId: string | undefined): Promise<ProcessResult> {
-  const now = ctx.clock();
-  const delayMs = ctx.outageDelayMs;
-  ctx.log.error('provider refuses our credentials or account; payment held without spending a retry', { paymentId: p.id, code, delayMs });
+  ctx.metrics.count('ProviderAuthFailures');
+  ctx.log.error('provider refuses our credentials or account; payment held without spending a retry', { paymentId: p.id, code, delayMs: ctx.outageDelayMs });
+  return holdWithoutRetry(ctx, p, { code, message, outcome: 'outage', action: 'provider_outage', delayMs: ctx.outageDelayMs }, intentId);
+}
+
+/**
+ * The fleet's provider rate budget kept the call back (nothing was sent): the payment waits for the
+ * budget's Retry-After plus a spread of up to a second, so the waiting payments do not all come back in
+ * the same slot. No retry spent: the card has not failed.
+ */
+export async function holdForBudget(ctx: Ctx, p: Payment, retryAfterMs: number | undefined, intentId: string | undefined): Promise<ProcessResult> {
+  const delayMs = (retryAfterMs ?? 1000) + Math.round(ctx.random() * 1000);
+  return holdWithoutRetry(ctx, p, { code: RATE_BUDGET, message: publicMessage(RATE_BUDGET), outcome: 'not_sent', action: 'rate_budget_wait', delayMs }, intentId);
+}
+
+/** processing → retrying after `delayMs` with the same retry count. */
+function holdWithoutRetry(
+  ctx: Ctx,
+  p: Payment,
+  h: { code: string; message: string; outcome: string; action: string; delayMs: number },
+  intentId: string | undefined,
+): Promise<ProcessResult> {
   const lastError: PaymentError = {
-    code,
-    message,
+    code: h.code,
+    message: h.message,
     retryable: true,
-    timestamp: now.toISOString(),
-    details: { attempt: p.attempt, outcome: 'outage', delayMs },
+    timestamp: ctx.clock().toISOString(),
+    details: { attempt: p.attempt, outcome: h.outcome, delayMs: h.delayMs },
   };
-  return scheduleNext(ctx, p, 'confirm', delayMs, {
-    action: 'provider_outage',
-    reason: `attempt ${p.attempt} ${code}; held ${delayMs} ms, no retry spent`,
+  return scheduleNext(ctx, p, 'confirm', h.delayMs, {
+    action: h.action,
+    reason: `attempt ${p.attempt} ${h.code}; held ${h.delayMs} ms, no retry spent`,
     set: { lastError, ...(intentId ? { intentId } : {}) },
   });
 }

@@ -1,4 +1,6 @@
 import { createHash } from 'node:crypto';
+import { PutItemCommand, type AttributeValue, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { resourcesOfType, type CfnTemplate, type LocalResources } from './template';
 
 /** Parses `key:who,key2:who2` (or takes a map) into key → who (`tenant-1`, `tenant:tenant-1`, `operator:ops`). */
 export function parseApiKeys(spec: string | Record<string, string>): Map<string, string> {
@@ -25,11 +27,40 @@ export function principalOf(who: string): string {
   return who.startsWith('tenant:') || who.startsWith('operator:') ? who : `tenant:${who}`;
 }
 
+/** Metadata key on a table that holds API key id → principal records (what an admin command writes in AWS). */
+export const API_KEY_PRINCIPALS_METADATA = 'LocalStack::ApiKeyPrincipals';
+
 /**
- * The value of API_KEY_PRINCIPALS for the local keys: `<apiKeyId>=<principal>` pairs. In AWS the stack
- * builds it from the deployed keys' ids; locally the keys come from LOCAL_API_KEYS, so the local stack
- * supplies it in place of the template's value.
+ * Writes one record per local key into every table whose template metadata names it the API key
+ * principals table (`LocalStack::ApiKeyPrincipals`: which attribute holds the key id, the principal and,
+ * optionally, the status). In AWS an operator command writes these records when it creates a key;
+ * locally the keys come from LOCAL_API_KEYS, so the local stack writes them, with the ids its gateway
+ * hands the functions. Returns the tables seeded.
  */
-export function apiKeyPrincipals(keys: ReadonlyMap<string, string>): string {
-  return [...keys].map(([key, who]) => `${localApiKeyId(key)}=${principalOf(who)}`).join(',');
+export async function seedApiKeyPrincipals(
+  template: CfnTemplate,
+  local: LocalResources,
+  dynamodb: DynamoDBClient,
+  keys: ReadonlyMap<string, string>,
+): Promise<string[]> {
+  const seeded: string[] = [];
+  for (const [id, resource] of resourcesOfType(template, 'AWS::DynamoDB::Table')) {
+    const spec = resource.Metadata?.[API_KEY_PRINCIPALS_METADATA] as { KeyIdAttribute?: string; PrincipalAttribute?: string; StatusAttribute?: string } | undefined;
+    const table = local.tables[id];
+    if (!spec?.KeyIdAttribute || !spec.PrincipalAttribute || !table) continue;
+    const now = new Date().toISOString();
+    for (const [key, who] of keys) {
+      const item: Record<string, AttributeValue> = {
+        [spec.KeyIdAttribute]: { S: localApiKeyId(key) },
+        [spec.PrincipalAttribute]: { S: principalOf(who) },
+        keyName: { S: 'LOCAL_API_KEYS' },
+        createdAt: { S: now },
+        updatedAt: { S: now },
+      };
+      if (spec.StatusAttribute) item[spec.StatusAttribute] = { S: 'active' };
+      await dynamodb.send(new PutItemCommand({ TableName: table.name, Item: item }));
+    }
+    seeded.push(id);
+  }
+  return seeded;
 }

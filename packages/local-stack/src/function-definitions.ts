@@ -76,6 +76,8 @@ export function functionDefinitions(
         templateEnv[k] = templateOverrides[k]!;
         continue;
       }
+      // Replaced by extraEnv below: no need to resolve (or report) the template's value.
+      if (Object.hasOwn(extraEnv, k)) continue;
       try {
         templateEnv[k] = resolveValue(v, stack.template, local);
       } catch (err) {

@@ -10,7 +10,7 @@ import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DynamoDBStreamsClient } from '@aws-sdk/client-dynamodb-streams';
 import { SQSClient } from '@aws-sdk/client-sqs';
 import { startApiGateway } from './api-gateway-server';
-import { apiKeyPrincipals, localApiKeyId, parseApiKeys } from './api-keys';
+import { localApiKeyId, parseApiKeys, seedApiKeyPrincipals } from './api-keys';
 import { buildRestApi, listRoutes, type RestApiModel, type RouteInfo } from './api-model';
 import { startDynamoDbLocal, startSqsEmulator } from './emulators';
 import { eventSourceMappings } from './event-sources';
@@ -33,12 +33,6 @@ export { LambdaInvocationError, type InvocationOutcome, type InvocationRecord } 
 export type { RouteInfo } from './api-model';
 
 export const DEFAULT_API_KEYS = 'local-key-1:tenant-1,local-key-2:tenant-2,local-operator-key:operator:local';
-
-/**
- * The function environment variable that maps API key ids to principals. The template's value names the
- * deployed keys; locally it is replaced, in the functions that have it, by the LOCAL_API_KEYS mapping.
- */
-export const API_KEY_PRINCIPALS_VARIABLE = 'API_KEY_PRINCIPALS';
 
 export interface LocalStackOptions {
   /** Cloud assembly directory (run `cdk synth` first). Default `cdk.out`. */
@@ -184,6 +178,8 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     await reconcileTables(template, clients.dynamodb, log);
     if (options.endpoints?.sqs) await reconcileQueues(template, clients.sqs, log);
     const resources = await createLocalResources(template, { dynamodb: clients.dynamodb, sqs: clients.sqs });
+    // Who each local key is, where the functions look it up (a table the template marks for it).
+    await seedApiKeyPrincipals(template, resources, clients.dynamodb, apiKeys);
 
     // ---- Functions ----
     let registry: FunctionRegistry | undefined;
@@ -214,7 +210,6 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
         options.extraEnv,
         log,
         iam ? (id) => iam!.credentialsOfFunction(id) : undefined,
-        { [API_KEY_PRINCIPALS_VARIABLE]: apiKeyPrincipals(apiKeys) },
       ),
       log,
     );
