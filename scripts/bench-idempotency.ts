@@ -1,6 +1,10 @@
 /**
- * Idempotency path benchmark, one run, one emulator, three contenders:
- *   ours        PaymentsService.create: one TransactWriteItems (key + payment), then SendMessage
+ * Idempotency path benchmark, one run, one emulator (always a fresh one: started by this run, in
+ * memory), four contenders:
+ *   ours        PaymentsService.create: one consistent GetItem that answers a replay; for a new key one
+ *               TransactWriteItems (key + payment), then SendMessage
+ *   ours (tx)   the same service with the read turned off: every call is the transaction (the variant
+ *               before the read; its replay is the transaction's failed conditions)
  *   powertools  makeIdempotent around an equivalent create (PutItem payment + SendMessage)
  *   bare put    a single conditional PutItem of the payment (the floor for any durable create)
  * Prints p50/p99 latency of creates and replays, throughput under concurrency, and DynamoDB calls
@@ -101,15 +105,20 @@ async function main() {
       );
     }
 
-    const oursDb = counted(ddb.endpoint);
-    const service = new PaymentsService({
-      store: new PaymentRepository(oursDb.doc, { payments: env.PAYMENTS_TABLE!, idempotency: env.IDEMPOTENCY_TABLE!, openPaymentsIndex: env.OPEN_PAYMENTS_INDEX! }),
-      queue: new SqsPaymentQueue(sqs, env.PAYMENTS_QUEUE_URL!),
-      idempotencyTtlSeconds: 86_400,
-      maxRetries: 3,
-      stuckAfterSeconds: 120,
-    });
-    const ours: Contender = { name: 'ours (transaction)', calls: oursDb.calls, create: (key) => service.create('bench', requestFor(key)) };
+    const oursContender = (name: string, replayByRead: boolean): Contender => {
+      const db = counted(ddb.endpoint);
+      const service = new PaymentsService({
+        store: new PaymentRepository(db.doc, { payments: env.PAYMENTS_TABLE!, idempotency: env.IDEMPOTENCY_TABLE!, openPaymentsIndex: env.OPEN_PAYMENTS_INDEX! }),
+        queue: new SqsPaymentQueue(sqs, env.PAYMENTS_QUEUE_URL!),
+        idempotencyTtlSeconds: 86_400,
+        maxRetries: 3,
+        stuckAfterSeconds: 120,
+        replayByRead,
+      });
+      return { name, calls: db.calls, create: (key) => service.create('bench', requestFor(key)) };
+    };
+    const ours = oursContender('ours (read, then tx)', true);
+    const oursTx = oursContender('ours (tx only)', false);
 
     const ptDb = counted(ddb.endpoint);
     const ptConfig = new IdempotencyConfig({ eventKeyJmesPath: '[tenantId, idempotencyKey]', payloadValidationJmesPath: 'request', expiresAfterSeconds: 86_400 });
@@ -145,7 +154,7 @@ async function main() {
           }),
     };
 
-    const contenders = [ours, powertools, bare];
+    const contenders = [ours, oursTx, powertools, bare];
     // Warm up JITs, connections and the emulator.
     for (const c of contenders) await timeEach(c, Array.from({ length: 50 }, () => `warm-${randomUUID()}`));
 
@@ -193,7 +202,7 @@ async function main() {
     }
 
     const f = (n: number) => n.toFixed(2).padStart(9);
-    out.line(`\nIdempotency path on DynamoDB Local + fauxqs (n=${N} sequential, ${THROUGHPUT_N} at concurrency ${CONCURRENCY})\n`);
+    out.line(`\nIdempotency path on DynamoDB Local + fauxqs (n=${N} sequential, ${THROUGHPUT_N} at concurrency ${CONCURRENCY}; emulator fresh: started in memory by this run)\n`);
     out.line(`${'contender'.padEnd(28)}${'create p50'.padStart(11)}${'p99'.padStart(9)}${'replay p50'.padStart(11)}${'p99'.padStart(9)}${'creates/s'.padStart(11)}${'DDB/create'.padStart(11)}${'DDB/replay'.padStart(11)}`);
     for (const [name, r] of results) {
       out.line(
@@ -202,9 +211,19 @@ async function main() {
     }
     const o = results.get(ours.name)!;
     const p = results.get(powertools.name)!;
-    out.report({ n: N, concurrency: CONCURRENCY, throughputN: THROUGHPUT_N, contenders: Object.fromEntries(results) });
+    const b = results.get(bare.name)!;
+    const ratios = {
+      replayP50VsBarePut: o.replayP50! / b.replayP50!,
+      replayP50VsPowertools: o.replayP50! / p.replayP50!,
+      createP50VsPowertools: o.createP50! / p.createP50!,
+      txOnlyReplayP50VsBarePut: results.get(oursTx.name)!.replayP50! / b.replayP50!,
+    };
+    out.report({ n: N, concurrency: CONCURRENCY, throughputN: THROUGHPUT_N, emulatorFresh: true, contenders: Object.fromEntries(results), ratios });
     out.line(
-      `\nours / powertools: create p50 ${(o.createP50! / p.createP50!).toFixed(2)}x, replay p50 ${(o.replayP50! / p.replayP50!).toFixed(2)}x, ` +
+      `\nreplay p50: ours ${ratios.replayP50VsBarePut.toFixed(2)}x the bare conditional PutItem (tx only: ${ratios.txOnlyReplayP50VsBarePut.toFixed(2)}x)`,
+    );
+    out.line(
+      `ours / powertools: create p50 ${(o.createP50! / p.createP50!).toFixed(2)}x, replay p50 ${(o.replayP50! / p.replayP50!).toFixed(2)}x, ` +
         `throughput ${(o.createsPerSec! / p.createsPerSec!).toFixed(2)}x, DynamoDB calls per create ${o.callsPerCreate} vs ${p.callsPerCreate}`,
     );
     admin.destroy();

@@ -45,6 +45,13 @@ export interface Payment {
   /** Increments when an expired key is reused for a new payment. */
   readonly generation: number;
   readonly requestHash: string;
+  /**
+   * Epoch seconds at which the idempotency key that created this payment expires (written with the key,
+   * in the same transaction, and never changed). While it is in the future the key record is this
+   * payment's and no other's, so the payment alone answers a replay. Absent on payments created before
+   * it was kept: those replays take the transaction path.
+   */
+  readonly keyExpiresAt?: number;
   readonly amountMinor: number;
   readonly currency: string;
   readonly paymentMethod: PaymentMethod;

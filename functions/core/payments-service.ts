@@ -24,6 +24,12 @@ export interface PaymentsServiceDeps {
   readonly maxRetries: number;
   /** A pending payment not picked up by then is re-queued by the reconciler. */
   readonly stuckAfterSeconds: number;
+  /**
+   * Default true: a create first reads the payment its key would have created (one consistent GetItem
+   * of one item) and answers a replay from it; only a key never seen (or expired) goes on to the
+   * transaction. False: every create goes straight to the transaction (the benchmark's other variant).
+   */
+  readonly replayByRead?: boolean;
 }
 
 export type KeyState =
@@ -67,9 +73,14 @@ export class PaymentsService {
     const requestHash = requestFingerprint(req);
     // One id per create call: the store derives the write's ClientRequestToken from it and the request.
     const writeId = newWriteId();
+    const keyExpiresAt = nowSeconds + this.deps.idempotencyTtlSeconds;
+    if (this.deps.replayByRead !== false) {
+      const replay = await this.replayFromPayment(tenantId, req.idempotencyKey, requestHash, nowSeconds);
+      if (replay) return replay;
+    }
     let generation = 0;
     for (let step = 0; step < MAX_GENERATION_STEPS; step++) {
-      const payment = this.newPayment(tenantId, req, requestHash, generation, now);
+      const payment = this.newPayment(tenantId, req, requestHash, generation, now, keyExpiresAt);
       const key: IdempotencyRecord = {
         tenantId,
         idempotencyKey: req.idempotencyKey,
@@ -77,7 +88,7 @@ export class PaymentsService {
         generation,
         requestHash,
         createdAt: now.toISOString(),
-        expiresAt: nowSeconds + this.deps.idempotencyTtlSeconds,
+        expiresAt: keyExpiresAt,
       };
       const result = await this.deps.store.insertWithKey(payment, key, nowSeconds, writeId);
       if (result.kind === 'created') {
@@ -99,6 +110,31 @@ export class PaymentsService {
     throw new ServiceUnavailableError();
   }
 
+  /**
+   * The common replay in one single-item read: the payment of the key's first generation. Its
+   * `keyExpiresAt` says whether the key record it was written with is still live; while it is, that
+   * record cannot have been replaced (a key is taken over only once expired), so the payment alone
+   * settles the answer: replay, or 422 for another request. Anything else (no such payment, a key past
+   * its expiry and perhaps reused, a payment from before `keyExpiresAt` was kept) returns undefined and
+   * the create goes on to the transaction, which decides it as before.
+   */
+  private async replayFromPayment(
+    tenantId: string,
+    key: string,
+    requestHash: string,
+    nowSeconds: number,
+  ): Promise<{ payment: Payment; replayed: boolean } | undefined> {
+    const first = await this.deps.store.get(paymentIdFor(tenantId, key, 0));
+    if (!first || first.tenantId !== tenantId || first.idempotencyKey !== key) return undefined;
+    if (first.keyExpiresAt === undefined || first.keyExpiresAt <= nowSeconds) return undefined;
+    if (first.requestHash !== requestHash) {
+      this.metrics.count('IdempotencyKeyMismatches');
+      throw new IdempotencyKeyMismatchError(first.id);
+    }
+    this.metrics.count('PaymentsReplayed');
+    return { payment: first, replayed: true };
+  }
+
   /** A live key answers a create: its payment, replayed, or 422 when it holds another request. */
   private async answerFromKey(key: IdempotencyRecord, requestHash: string, seen: Payment | undefined): Promise<{ payment: Payment; replayed: boolean }> {
     if (key.requestHash !== requestHash) {
@@ -111,7 +147,7 @@ export class PaymentsService {
     return { payment: existing, replayed: true };
   }
 
-  private newPayment(tenantId: string, req: CreatePaymentRequest, requestHash: string, generation: number, now: Date): Payment {
+  private newPayment(tenantId: string, req: CreatePaymentRequest, requestHash: string, generation: number, now: Date, keyExpiresAt: number): Payment {
     const iso = now.toISOString();
     const id = paymentIdFor(tenantId, req.idempotencyKey, generation);
     return {
@@ -120,6 +156,7 @@ export class PaymentsService {
       idempotencyKey: req.idempotencyKey,
       generation,
       requestHash,
+      keyExpiresAt,
       amountMinor: req.amountMinor,
       currency: req.currency,
       paymentMethod: req.paymentMethod,
