@@ -82,12 +82,16 @@ export class PaymentsStack extends Stack {
       stream: dynamodb.StreamViewType.NEW_AND_OLD_IMAGES,
     });
     // Sparse: only open payments (pending, processing, retrying) carry openShard/dueAt, so the
-    // reconciler reads the open set, never the whole table.
+    // reconciler reads the open set, never the whole table. It projects the keys and the status only
+    // (the status call counts by it): a version that moves neither the due time nor the status (the
+    // stored intent id, say) writes nothing here, and the reconciler reads the payments themselves.
+    // A projection cannot change in place: on a deployed table, a new projection is a new index name.
     payments.addGlobalSecondaryIndex({
       indexName: OPEN_PAYMENTS_INDEX,
       partitionKey: { name: 'openShard', type: dynamodb.AttributeType.STRING },
       sortKey: { name: 'dueAt', type: dynamodb.AttributeType.NUMBER },
-      projectionType: dynamodb.ProjectionType.ALL,
+      projectionType: dynamodb.ProjectionType.INCLUDE,
+      nonKeyAttributes: ['status'],
     });
 
     // Sparse: only successful payments, bucketed by (hour, shard), so provider reconciliation reads the
@@ -102,12 +106,13 @@ export class PaymentsStack extends Stack {
 
     // GET /api/payments: a tenant's payments newest first. The partition is sharded per tenant
     // (<tenantId>#<n>, n from a hash of the payment id) so one busy tenant never heats one partition;
-    // the listing merges the shards.
+    // the listing merges the shards. Keys only: both keys are fixed at create, so the index is written
+    // once per payment, never per version; a listing page reads its payments by id.
     payments.addGlobalSecondaryIndex({
       indexName: PAYMENTS_BY_TENANT_INDEX,
       partitionKey: { name: 'tenantShard', type: dynamodb.AttributeType.STRING },
       sortKey: { name: 'createdSort', type: dynamodb.AttributeType.STRING },
-      projectionType: dynamodb.ProjectionType.ALL,
+      projectionType: dynamodb.ProjectionType.KEYS_ONLY,
     });
 
     const idempotencyKeys = new dynamodb.Table(this, 'IdempotencyKeysTable', {

@@ -106,12 +106,25 @@ describe("GET /api/payments: a tenant's payments from the by-tenant index", () =
     expect((await listAll(tenantId, 100, 'success')).flat()).toEqual([]);
   });
 
-  it('reads by index queries only, never a scan', async () => {
+  it('reads by index queries and reads of those ids only, never a scan', async () => {
     const { tenantId } = await seed(5);
     commands.length = 0;
     await listAll(tenantId, 2);
     expect(commands.length).toBeGreaterThan(0);
-    for (const c of commands) expect(c).toMatchObject({ name: 'QueryCommand', input: { IndexName: 'payments-by-tenant' } });
+    for (const c of commands) {
+      // The index holds keys only (written once per payment); the payments of a page are read by id.
+      if (c.name === 'BatchGetItemCommand') expect(Object.keys((c.input as { RequestItems: object }).RequestItems)).toEqual([expect.stringMatching(/^PaymentsTable/)]);
+      else expect(c).toMatchObject({ name: 'QueryCommand', input: { IndexName: 'payments-by-tenant' } });
+    }
+    expect(commands.some((c) => c.name === 'BatchGetItemCommand')).toBe(true);
+  });
+
+  it('a filtered listing sees each payment as it is now, not as the index last saw it', async () => {
+    const { tenantId, newestFirst } = await seed(3);
+    const moved = newestFirst[1]!;
+    await repo.transition(moved, { to: 'expired', change: { action: 'test', actor: 'test' }, now: new Date() });
+    expect((await listAll(tenantId, 10, 'expired')).flat()).toEqual([moved.id]);
+    expect((await listAll(tenantId, 10, 'pending')).flat()).toEqual([newestFirst[0]!.id, newestFirst[2]!.id]);
   });
 
   it("a cursor works only for the tenant and the filter it was made for", async () => {

@@ -432,19 +432,20 @@ export class PaymentRepository implements PaymentStore, PaymentLister {
   private async queryShard(index: string, shard: string, before: string | undefined, status: PaymentStatus | undefined, limit: number) {
     const values: Record<string, unknown> = { ':p': shard };
     if (before !== undefined) values[':b'] = before;
-    if (status !== undefined) values[':s'] = status;
     const res = await this.doc.send(
       new QueryCommand({
         TableName: this.tables.payments,
         IndexName: index,
         KeyConditionExpression: before !== undefined ? 'tenantShard = :p AND createdSort < :b' : 'tenantShard = :p',
-        ...(status !== undefined ? { FilterExpression: '#status = :s', ExpressionAttributeNames: { '#status': 'status' } } : {}),
         ExpressionAttributeValues: values,
         ScanIndexForward: false,
         Limit: limit,
       }),
     );
-    const items = (res.Items ?? []) as Array<Payment & { createdSort: string }>;
+    // The index holds keys only: the payments are read by id (consistently, so a listing never shows a
+    // status older than a read of the payment would), then filtered by status as the query's filter was.
+    const found = await this.getMany((res.Items ?? []).map((k) => String(k.id)));
+    const items = [...found.values()].filter((p) => status === undefined || p.status === status) as Array<Payment & { createdSort: string }>;
     // Everything in this shard sorted at or after the frontier has been read; undefined: nothing is left.
     return { items, frontier: res.LastEvaluatedKey ? String(res.LastEvaluatedKey.createdSort) : undefined };
   }
@@ -461,7 +462,11 @@ export class PaymentRepository implements PaymentStore, PaymentLister {
         Limit: limit,
       }),
     );
-    return { items: (res.Items ?? []) as Payment[], ...(res.LastEvaluatedKey ? { next: res.LastEvaluatedKey } : {}), scanned: res.ScannedCount ?? 0 };
+    // The index projects keys and status only: the payments are read whole, as they are now. One that
+    // has closed, or whose due time moved past the bound, since the index was read is not due any more.
+    const current = await this.getMany((res.Items ?? []).map((k) => String(k.id)));
+    const items = [...current.values()].filter((p) => p.openShard === shard && p.dueAt !== undefined && p.dueAt <= dueBefore);
+    return { items, ...(res.LastEvaluatedKey ? { next: res.LastEvaluatedKey } : {}), scanned: res.ScannedCount ?? 0 };
   }
 }
 
