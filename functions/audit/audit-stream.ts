@@ -2,7 +2,10 @@
  * Payments table stream → AuditLog. One entry per payment version, hash-chained to the previous one.
  *
  * Ordering: records are handled one at a time in batch order. An entry links to the stored hash of
- * version - 1 (read from this batch's cache of hashes just written, else from the table). If that
+ * version - 1 (from this instance's cache of hashes it wrote or found stored, else read from the
+ * table). The cache outlives the invocation: a stream shard is read by one invocation at a time, so the
+ * previous version of a payment was usually handled by this very instance, and its entry cannot change
+ * (appends are conditional and nothing updates or deletes an entry). It saves a read per version. If that
  * entry is not there yet (its record failed, or comes later in the batch) the record fails, is
  * reported in batchItemFailures and is retried by Lambda from that point, so entries are only ever
  * appended in version order. Redelivery is harmless: appends are conditional and an identical stored
@@ -64,14 +67,30 @@ function checkPayment(p: Payment): void {
   if (typeof p.updatedAt !== 'string') throw new MalformedImageError(`no updatedAt (${p.id})`);
 }
 
+/** Stored entry hashes this instance knows, by `${paymentId}#${version}`; the oldest go first past `limit`. */
+class StoredHashes {
+  private readonly hashes = new Map<string, string>();
+  constructor(private readonly limit: number) {}
+  get(key: string): string | undefined {
+    return this.hashes.get(key);
+  }
+  set(key: string, hash: string): void {
+    this.hashes.delete(key);
+    this.hashes.set(key, hash);
+    if (this.hashes.size > this.limit) this.hashes.delete(this.hashes.keys().next().value!);
+  }
+}
+
+/** About 1 MB of hashes: the open versions of a few thousand payments in flight on one shard. */
+const STORED_HASHES_KEPT = 10_000;
+
 export function createAuditStreamHandler(deps: AuditStreamDeps) {
   const log = deps.logger ?? defaultLogger;
   const repo = deps.repository;
   const metrics = deps.metrics ?? noMetrics;
+  const written = new StoredHashes(STORED_HASHES_KEPT);
 
   return async (event: DynamoDBStreamEvent, context?: Context): Promise<DynamoDBBatchResponse> => {
-    // Hashes written (or found) in this invocation, by `${paymentId}#${version}`.
-    const written = new Map<string, string>();
     const cacheKey = (id: string, version: number) => `${id}#${version}`;
     // Every version this batch carries: a predecessor listed here is waited for, never repaired.
     const inBatch = new Set(

@@ -325,7 +325,9 @@ const silentLog = { debug() {}, info() {}, warn() {}, error() {} };
 class MemoryAudit implements AuditWriter {
   readonly items = new Map<string, AuditEntry>();
   appends = 0;
+  gets = 0;
   async get(paymentId: string, version: number) {
+    this.gets++;
     return this.items.get(`${paymentId}#${version}`);
   }
   async append(entry: AuditEntry): Promise<AppendResult> {
@@ -375,6 +377,21 @@ describe('audit stream handler', () => {
     expect(chain.map((e) => e.version)).toEqual([1, 2, 3, 4, 5]);
     expect(chain).toEqual(chainOf(lifecycle()));
     expect(verifyChain(chain)).toEqual({ ok: true, count: 5 });
+  });
+
+  it('links a version to the hash this instance stored for its predecessor in an earlier invocation, without reading it back', async () => {
+    const store = new MemoryAudit();
+    const handler = createAuditStreamHandler({ repository: store });
+    const records = recordsOf(lifecycle());
+    for (const r of records) expect((await handler(eventOf(r))).batchItemFailures).toEqual([]);
+    expect(store.gets).toBe(0);
+    expect(store.chain('pay_0000000000000000000000000a')).toEqual(chainOf(lifecycle()));
+    // Another instance (a cold start) knows nothing yet: it reads the predecessor once.
+    const other = createAuditStreamHandler({ repository: store });
+    const next = { ...lifecycle()[4]!, version: 6, updatedAt: lifecycle()[4]!.updatedAt };
+    await other(eventOf(record(next, lifecycle()[4]!)));
+    expect(store.gets).toBe(1);
+    expect(verifyChain(store.chain('pay_0000000000000000000000000a'))).toEqual({ ok: true, count: 6 });
   });
 
   it('is idempotent under redelivery', async () => {

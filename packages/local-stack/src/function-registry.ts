@@ -25,6 +25,13 @@ export class FunctionRegistry {
     return this.functions.get(functionNameFromArn(nameOrArn));
   }
 
+  /** Logical id → OS thread id of each function whose sandbox is running (Linux; for CPU figures). */
+  threads(): Map<string, number> {
+    const out = new Map<string, number>();
+    for (const [id, fn] of this.functions) if (fn.osThreadId !== undefined) out.set(id, fn.osThreadId);
+    return out;
+  }
+
   byPrefix(prefix: string): LocalFunction {
     return this.functions.get(findByPrefix(this.ids, prefix, 'function'))!;
   }

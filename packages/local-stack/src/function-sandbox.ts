@@ -33,6 +33,8 @@ interface Sandbox {
   readonly pending: Map<number, Pending>;
   lastError?: LambdaError;
   dead: boolean;
+  /** The worker's OS thread id (Linux), reported when it is ready. */
+  osThreadId?: number;
   /** Set while checking, after a timeout, whether the worker still responds. */
   checking?: Promise<void>;
 }
@@ -54,6 +56,11 @@ export class LocalFunction {
   private readonly waiting: Array<() => void> = [];
   private stopped = false;
   private readonly pongs = new Map<number, () => void>();
+
+  /** The OS thread of the current sandbox (Linux only; undefined before the first invocation). */
+  get osThreadId(): number | undefined {
+    return this.sandbox && !this.sandbox.dead ? this.sandbox.osThreadId : undefined;
+  }
 
   constructor(
     readonly def: FunctionDefinition,
@@ -222,6 +229,7 @@ export class LocalFunction {
       switch (msg?.type) {
         case 'ready':
           clearTimeout(initTimer);
+          if (typeof msg.osThreadId === 'number') sandbox.osThreadId = msg.osThreadId;
           readyResolve();
           break;
         case 'init-error': {

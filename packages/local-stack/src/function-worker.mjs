@@ -6,7 +6,7 @@
 // and is answered with {type:'result'}. The parent enforces the timeout; {type:'ping'} lets it check
 // that this thread's event loop still turns.
 import dns from 'node:dns';
-import { existsSync } from 'node:fs';
+import { existsSync, readlinkSync } from 'node:fs';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parentPort, workerData } from 'node:worker_threads';
@@ -83,10 +83,19 @@ async function loadHandler() {
   return fn;
 }
 
+/** This thread's id in the operating system (Linux: /proc/thread-self), for per-function CPU figures. */
+function osThreadId() {
+  try {
+    return Number(readlinkSync('/proc/thread-self').split('/').pop());
+  } catch {
+    return undefined;
+  }
+}
+
 let handler;
 try {
   handler = await loadHandler();
-  parentPort.postMessage({ type: 'ready' });
+  parentPort.postMessage({ type: 'ready', osThreadId: osThreadId() });
 } catch (err) {
   parentPort.postMessage({ type: 'init-error', error: serializeError(err, 'Runtime.ImportModuleError') });
 }

@@ -100,6 +100,8 @@ export interface LocalStack {
   onInvocation(listener: (record: InvocationRecord) => void): () => void;
   /** Resolves with the first invocation (from now on) that matches. */
   waitForInvocation(match: (record: InvocationRecord) => boolean, timeoutMs?: number): Promise<InvocationRecord>;
+  /** Logical id → OS thread id of each function whose worker thread is running (Linux; for CPU figures). */
+  functionThreads(): Map<string, number>;
   /** Stops everything that was started; safe to call more than once. */
   stop(): Promise<void>;
 }
@@ -324,6 +326,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
         return Promise.all(chosen.flatMap((r) => r.targets.map((t) => functions.invoke(t.functionId, scheduledEvent(r, t, now), 'schedule'))));
       },
       onInvocation: (listener) => functions.onInvocation(listener),
+      functionThreads: () => functions.threads(),
       waitForInvocation(match, timeoutMs = 20_000) {
         return new Promise<InvocationRecord>((resolve, reject) => {
           const timer = setTimeout(() => {
