@@ -201,7 +201,8 @@ export class LocalFunction {
       },
       env: def.env,
       // Not the parent's flags (--import tsx, vitest's loaders): the bundle is plain JavaScript.
-      execArgv: [],
+      // LOCAL_FUNCTION_CPU_PROF=<dir> writes a V8 CPU profile per function thread there (see README).
+      execArgv: process.env.LOCAL_FUNCTION_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.LOCAL_FUNCTION_CPU_PROF}`] : [],
       stdout: true,
       stderr: true,
       resourceLimits: { maxOldGenerationSizeMb: Math.max(64, def.memoryMb) },
