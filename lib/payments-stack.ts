@@ -221,7 +221,8 @@ export class PaymentsStack extends Stack {
 
     const paymentQueries = fn('PaymentQueriesFunction', 'paymentQueries', 'functions/api/payment-queries.ts', 'Payment lookups, listing and key validation')
       .bindTable(idempotencyKeys, 'IDEMPOTENCY_TABLE', ['GetItem'])
-      .bindTable(payments, 'PAYMENTS_TABLE', ['GetItem'], [PAYMENTS_BY_TENANT_INDEX])
+      // BatchGetItem: the listing index holds keys only; a page's payments are read by id.
+      .bindTable(payments, 'PAYMENTS_TABLE', ['GetItem', 'BatchGetItem'], [PAYMENTS_BY_TENANT_INDEX])
       .bindSecret(cursorKey, 'CURSOR_SECRET_ID', 'read');
 
     const retryPayment = fn('RetryPaymentFunction', 'retryPayment', 'functions/api/retry-payment.ts', 'POST /api/payments/{paymentID}/retry')

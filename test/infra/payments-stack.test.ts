@@ -344,6 +344,8 @@ describe('PaymentsStack', () => {
 
   it('the reconciler reads payments in batches and its saved cursor: BatchGetItem on Payments, GetItem on RecoveryRuns', () => {
     expect(actionsOn('ReconcilerFunctionServiceRole', logicalId('AWS::DynamoDB::Table', 'PaymentsTable'))).toContain('dynamodb:BatchGetItem');
+    // The listing index holds keys only: a listing page reads its payments by id.
+    expect(actionsOn('PaymentQueriesFunctionServiceRole', logicalId('AWS::DynamoDB::Table', 'PaymentsTable'))).toContain('dynamodb:BatchGetItem');
     expect(actionsOn('ReconcilerFunctionServiceRole', logicalId('AWS::DynamoDB::Table', 'RecoveryRunsTable'))).toContain('dynamodb:GetItem');
   });
 

@@ -21,6 +21,7 @@ let queueUrl: string;
 // Relative to the real date: the keys written here must not lie behind it (see helpers/clock.ts).
 let now = new Date(TEST_EPOCH);
 let dynamoCalls = 0;
+let dynamoCommands: string[] = [];
 /** The create function's own clients: its role's grants are enforced (local stack IAM proxy). */
 let fn: ReturnType<Backends['as']>;
 
@@ -101,8 +102,9 @@ beforeAll(async () => {
   queueUrl = env.PAYMENTS_QUEUE_URL!;
   fn = b.as('CreatePaymentFunction');
   fn.dynamodb.middlewareStack.add(
-    (next) => async (args) => {
+    (next, context) => async (args) => {
       dynamoCalls++;
+      dynamoCommands.push(String(context.commandName));
       return next(args);
     },
     { step: 'initialize', name: 'countCalls' },
@@ -120,9 +122,10 @@ afterAll(async () => {
 describe('POST /api/payments/process against DynamoDB Local', () => {
   it('creates a pending payment, its key record and one queue message in one transaction', async () => {
     const key = `k-${randomUUID()}`;
-    dynamoCalls = 0;
+    dynamoCommands = [];
     const res = await post(request(key, '25.50'));
-    expect(dynamoCalls).toBe(1);
+    // One read (is there a payment for this key already?) and one transaction that writes both.
+    expect(dynamoCommands).toEqual(['GetItemCommand', 'TransactWriteItemsCommand']);
     expect(res.statusCode).toBe(201);
     expect(res.headers?.['Idempotent-Replayed']).toBeUndefined();
     const body = JSON.parse(res.body);
