@@ -7,29 +7,15 @@
  * Prints progress lines while it runs, then the report; `--json` prints the report as one JSON object.
  * Exits 1 when any money invariant is broken or a payment is still open after the drain window.
  */
-import { parseArgs } from 'node:util';
+import { cliOrExit } from './cli-args';
 import { runSoak, SOAK_FAULTS, violations, type SoakOptions } from './soak-harness';
 
-const { values: args } = parseArgs({
-  options: {
-    payments: { type: 'string', default: '10000' },
-    concurrency: { type: 'string', default: '16' },
-    'drain-seconds': { type: 'string', default: '900' },
-    seed: { type: 'string', default: '42' },
-    json: { type: 'boolean', default: false },
-  },
-  strict: true,
+const args = cliOrExit('soak', {
+  payments: { type: 'number', default: 10000, min: 1, integer: true, doc: 'payments to send' },
+  concurrency: { type: 'number', default: 16, min: 1, max: 500, integer: true, doc: 'requests in flight' },
+  'drain-seconds': { type: 'number', default: 900, min: 1, integer: true, doc: 'how long open payments may take to settle after the last request' },
+  seed: { type: 'number', default: 42, min: 1, integer: true, doc: 'seed of the fault and chaos schedule' },
 });
-
-function positiveInt(name: string, raw: string | undefined): number {
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n <= 0) {
-    console.error(`--${name} must be a positive integer, got ${JSON.stringify(raw)}`);
-    process.exit(2);
-  }
-  return n;
-}
-
 
 // Ctrl-C ends the run early but still stops the local stack and the simulator it started.
 const abort = new AbortController();
@@ -37,10 +23,10 @@ for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => abort.
 
 const options: SoakOptions = {
   signal: abort.signal,
-  payments: positiveInt('payments', args.payments),
-  concurrency: positiveInt('concurrency', args.concurrency),
-  drainTimeoutMs: positiveInt('drain-seconds', args['drain-seconds']) * 1000,
-  seed: positiveInt('seed', args.seed),
+  payments: args.payments,
+  concurrency: args.concurrency,
+  drainTimeoutMs: args['drain-seconds'] * 1000,
+  seed: args.seed,
   faults: SOAK_FAULTS,
   replayShare: 0.2,
   duplicateShare: 0.1,

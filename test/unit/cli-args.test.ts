@@ -38,3 +38,11 @@ describe('script command lines', () => {
     expect(r.stdout).toBe('');
   });
 });
+
+describe('every script that takes options answers --help without starting anything', () => {
+  it.each(['soak', 'load-faults', 'crash-test', 'bench-idempotency'])('%s --help', (script) => {
+    const r = spawnSync(process.execPath, ['--import', 'tsx', `scripts/${script}.ts`, '--help'], { cwd: projectRoot, encoding: 'utf8', timeout: 60_000 });
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/^usage: /);
+  });
+});
