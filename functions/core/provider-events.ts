@@ -11,7 +11,7 @@
  */
 import type { Payment } from './payment';
 import { isTerminal } from './payment';
-import type { Logger, Metrics, PaymentQueue } from './ports';
+import type { Clock, Logger, Metrics, PaymentQueue } from './ports';
 import { isOurs, type ServiceTag } from './ports/payment-provider';
 import type { Refund } from './refund';
 
@@ -43,7 +43,18 @@ export interface ProviderEventDeps {
   readonly tag: ServiceTag;
   readonly logger: Logger;
   readonly metrics: Metrics;
+  readonly clock?: Clock;
 }
+
+/**
+ * A payment whose attempt is under way when its event arrives is resolved this much later. Stripe sends
+ * `payment_intent.succeeded` as the confirm returns, so the event usually beats the worker's own write by
+ * milliseconds: resolving at once would cost a provider read per payment (against the account's rate
+ * limit) to learn what the worker is about to write. After the wait the payment is usually final and the
+ * message is dropped without a provider call; a worker that is really stuck is still resolved within
+ * seconds, long before its lease or the reconciler.
+ */
+export const OWNER_GRACE_SECONDS = 2;
 
 /** The message reason the worker logs for resolves a provider event asked for. */
 export const PROVIDER_EVENT_REASON = 'provider_event';
@@ -57,8 +68,10 @@ export function providerEventHandler(deps: ProviderEventDeps) {
     const p = await deps.payments.get(o.paymentId);
     if (!p) return 'unknown_object';
     if (isTerminal(p.status)) return 'final';
-    await deps.queue.send({ paymentId: p.id, reason: PROVIDER_EVENT_REASON, resolveOnly: true });
-    log.info('provider event: payment resolve queued', { eventId: e.id, type: e.type, paymentId: p.id, status: p.status });
+    const now = (deps.clock ?? (() => new Date()))().getTime();
+    const delaySeconds = p.status === 'processing' && p.leaseUntil !== undefined && p.leaseUntil > now ? OWNER_GRACE_SECONDS : 0;
+    await deps.queue.send({ paymentId: p.id, reason: PROVIDER_EVENT_REASON, resolveOnly: true }, delaySeconds);
+    log.info('provider event: payment resolve queued', { eventId: e.id, type: e.type, paymentId: p.id, status: p.status, delaySeconds });
     return 'resolve_payment';
   };
 

@@ -117,8 +117,17 @@ describe('POST /webhooks/provider: which events queue a resolve', () => {
     expect(await post(s, intentEvent('payment_intent.succeeded', { ...ours, payment_id: 'pay_unknown' }))).toEqual(['unknown_object']);
     expect(await post(s, intentEvent('payment_intent.succeeded', { ...ours, payment_id: 'pay_done' }))).toEqual(['final']);
     expect(await post(s, intentEvent('customer.created', ours))).toEqual(['unknown_type']);
+    // A new intent has no outcome to resolve yet.
+    expect(await post(s, intentEvent('payment_intent.created', ours))).toEqual(['unknown_type']);
     expect(s.queue.sent).toEqual([]);
-    expect(s.counted.map((d) => d?.outcome)).toEqual(['not_ours', 'not_ours', 'unknown_object', 'final', 'unknown_type']);
+    expect(s.counted.map((d) => d?.outcome)).toEqual(['not_ours', 'not_ours', 'unknown_object', 'final', 'unknown_type', 'unknown_type']);
+  });
+
+  it('a payment whose attempt is under way is resolved after a short grace, so its worker usually writes first', async () => {
+    const s = setup();
+    s.payments.put(paymentFixture({ status: 'processing', attempt: 1, leaseUntil: Date.now() + 30_000 }));
+    expect(await post(s, intentEvent('payment_intent.succeeded', ours))).toEqual(['resolve_payment']);
+    expect(s.queue.sent).toEqual([{ message: { paymentId: 'pay_1', reason: 'provider_event', resolveOnly: true }, delaySeconds: 2 }]);
   });
 
   it('a refund event for our pending refund queues that refund; a final one is ignored', async () => {

@@ -6,7 +6,8 @@
  * sent: pass the body as received (base64-decoded when API Gateway encoded it), never re-serialized JSON.
  *
  * Which events name what:
- *   payment_intent.*                          the intent; metadata payment_id, service, stage
+ *   payment_intent.* (but .created)           the intent; metadata payment_id, service, stage (a new
+ *                                             intent has no outcome to resolve: not acted on)
  *   charge.* (but refunds)                    the charge; Stripe copies the intent's metadata onto it
  *   refund.created|updated|failed,
  *   charge.refund.updated                     the refund; metadata refund_id, service, stage
@@ -69,7 +70,7 @@ export function readEvent(raw: unknown): ProviderEvent {
   const type = str(e.type) ?? '';
   const o = obj(obj(e.data).object);
   let object: ProviderEventObject = { kind: 'other' };
-  if (type.startsWith('payment_intent.') && o.object === 'payment_intent') object = intentOf(o, str(o.id));
+  if (type.startsWith('payment_intent.') && type !== 'payment_intent.created' && o.object === 'payment_intent') object = intentOf(o, str(o.id));
   else if (REFUND_EVENTS.has(type) && o.object === 'refund') object = refundOf(o);
   else if (type === 'charge.refunded' && o.object === 'charge') {
     const refunds = Array.isArray(obj(o.refunds).data) ? (obj(o.refunds).data as unknown[]) : [];
