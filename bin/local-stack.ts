@@ -22,7 +22,7 @@ import * as path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { checkJava, JavaRequirementError, shortId, startLocalStack, type LocalStack } from '@idempotent-payments/local-stack';
-import { localProviderEnv } from '../scripts/drill-env';
+import { localProviderEnv, wireProviderWebhooks } from '../scripts/drill-env';
 
 const projectRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
@@ -73,7 +73,12 @@ if (!(args['dynamodb-endpoint'] ?? process.env.AWS_ENDPOINT_URL_DYNAMODB)) {
 
 let synthChild: ChildProcess | undefined;
 let starting: Promise<LocalStack | undefined> | undefined;
-let simulator: { url: string; stop(): Promise<void> } | undefined;
+interface LocalSimulator {
+  url: string;
+  stop(): Promise<void>;
+  setWebhookEndpoint(e: { url: string; secret: string } | undefined): void;
+}
+let simulator: LocalSimulator | undefined;
 let shuttingDown = false;
 
 async function shutdown(signal: string) {
@@ -135,12 +140,12 @@ function synth(): Promise<void> {
 }
 
 /** Starts packages/provider-simulator when that module exists (it is optional). */
-async function startSimulator(): Promise<{ url: string; stop(): Promise<void> } | undefined> {
+async function startSimulator(): Promise<LocalSimulator | undefined> {
   const candidates = ['provider-simulator.ts', 'provider-simulator.js'].map((f) => path.join(projectRoot, 'packages', 'provider-simulator', 'src', f));
   const file = candidates.find((f) => existsSync(f));
   if (!file) return undefined;
   const mod = (await import(pathToFileURL(file).href)) as {
-    startProviderSimulator?: (o: { port?: number; ledgerFile?: string }) => Promise<{ url: string; stop(): Promise<void> }>;
+    startProviderSimulator?: (o: { port?: number; ledgerFile?: string }) => Promise<LocalSimulator>;
   };
   if (typeof mod.startProviderSimulator !== 'function') return undefined;
   if (dataDir) mkdirSync(dataDir, { recursive: true });
@@ -170,6 +175,8 @@ async function main(): Promise<LocalStack | undefined> {
     endpoints: { dynamodb: dynamodbEndpoint, sqs: sqsEndpoint },
     iam: !args['no-iam'],
   });
+  // The simulator's webhook events go to the local API's /webhooks/provider, signed with the local secret.
+  if (simulator) wireProviderWebhooks(simulator, stack.apiUrl);
 
   const keys = [...stack.apiKeys].map(([key, who]) => `${key} (${who})`).join(', ');
   const lines = [
@@ -181,7 +188,7 @@ async function main(): Promise<LocalStack | undefined> {
     `  SQS:       ${stack.endpoints.sqs}`,
     `  Lambda:    ${stack.endpoints.lambda}`,
     `  IAM:       ${stack.iam ? "each function's role enforced (its calls go through a proxy; sign with key id 'local' for full access)" : 'not enforced (--no-iam)'}`,
-    `  Provider:  ${providerUrl ?? '(template value)'}`,
+    `  Provider:  ${providerUrl ?? '(template value)'}${simulator ? `  (its webhook events → ${stack.apiUrl}/webhooks/provider)` : ''}`,
     `  Data:      ${dataDir ?? 'in memory'}`,
     '  Routes:',
     ...stack.routes.map((r) => `    ${r.method.padEnd(6)} ${r.path}  → ${r.functionId ? shortId(r.functionId) : r.integrationType}${r.apiKeyRequired ? '' : '  (no API key)'}`),

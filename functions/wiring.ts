@@ -25,6 +25,7 @@ import { SqsPaymentQueue } from './adapters/sqs/payment-queue';
 import { CircuitBreaker, logStateChange, type BreakerStateChange } from './core/circuit-breaker';
 import { hmacCursorSeal } from './core/cursor-seal';
 import { PaymentsService } from './core/payments-service';
+import { providerEventHandler } from './core/provider-events';
 import type { PaymentProvider } from './core/ports/payment-provider';
 import { unlimitedBudget, type RateBudget } from './core/ports/rate-budget';
 import { PaymentProcessor } from './core/processing/payment-processor';
@@ -147,6 +148,9 @@ function build() {
   );
   const refundProcessor = once(async () => new RefundProcessor({ refunds: refunds(), provider: await provider(), logger, metrics }));
 
+  // Provider webhooks: read the payment or refund an event names, queue a resolve (no provider call here).
+  const providerEvents = once(() => providerEventHandler({ payments: store(), refunds: refunds(), queue: queue(), tag: config().tag, logger, metrics }));
+
   const workerHandler = once(async () => createWorkerHandler({ processor: await processor(), refunds: await refundProcessor(), logger }));
   const auditHandler = once(() => createAuditStreamHandler({ repository: audit(), logger, metrics }));
 
@@ -217,6 +221,7 @@ function build() {
     rateBudget,
     provider,
     processor,
+    providerEvents,
     workerHandler,
     auditHandler,
     reconcilerHandler,

@@ -199,6 +199,15 @@ export class PaymentsStack extends Stack {
           removalPolicy,
         });
 
+    // The provider webhook endpoint's signing secret (Stripe's whsec_..., shown once when the endpoint is
+    // registered): created empty like the API key, filled in by the operator (output ProviderWebhookSecretArn).
+    const providerWebhookSecret = new secretsmanager.Secret(this, 'ProviderWebhookSecret', {
+      description:
+        `Signing secret of the provider webhook endpoint of ${this.stackName} (whsec_...). Filled in by the operator after registering ` +
+        '<api url>/webhooks/provider with the provider; read by the provider webhook function only.',
+      removalPolicy,
+    });
+
     // Signs listing cursors (HMAC), so a client cannot edit one into another position. Generated here;
     // the name is CloudFormation's, unique per stack, so copies of a stage and a redeploy after a destroy
     // do not collide. Losing it only invalidates the cursors handed out before.
@@ -267,6 +276,14 @@ export class PaymentsStack extends Stack {
         onFailure: new sources.SqsDlq(auditFailures),
       }),
     );
+
+    // Provider webhooks: verify, read the payment or refund named, queue a resolve. No provider call and no
+    // write here: the worker resolves (functions/core/provider-events.ts).
+    const providerWebhook = fn('ProviderWebhookFunction', 'providerWebhook', 'functions/api/provider-webhook.ts', 'POST /webhooks/provider (provider events, signature-checked)')
+      .bindSecret(providerWebhookSecret, 'PROVIDER_WEBHOOK_SECRET_ID', 'read')
+      .bindTable(payments, 'PAYMENTS_TABLE', ['GetItem'])
+      .bindTable(refundsTable, 'REFUNDS_TABLE', ['GetItem'])
+      .bindQueue(paymentsQueue, 'PAYMENTS_QUEUE_URL', 'send');
 
     // RecoveryRuns: the run lock is taken with a conditional PutItem and released with a conditional
     // DeleteItem when the run finishes; runs are recorded with PutItem/UpdateItem and listed by Query.
@@ -366,6 +383,8 @@ export class PaymentsStack extends Stack {
     const recoveryRes = apiRoot.addResource('recovery');
     recoveryRes.addResource('process').addMethod('POST', integration(recoveryApi));
     recoveryRes.addResource('status').addMethod('GET', integration(recoveryApi));
+    // The provider holds no API key of ours: this route is authenticated by the event's signature instead.
+    api.root.addResource('webhooks').addResource('provider').addMethod('POST', integration(providerWebhook), { apiKeyRequired: false });
 
     // Tenant plans (config.tenantPlans): API Gateway applies a plan's throttle and quota to each key on
     // it, so every tenant key has its own budget, below the stage's throttle.
@@ -416,7 +435,7 @@ export class PaymentsStack extends Stack {
       new ApiFirewall(this, 'ApiFirewall', { stage: api.deploymentStage, limits: config.waf, maxBodyBytes: MAX_BODY_BYTES, metricPrefix: this.stackName });
     }
     const acknowledge = (scope: Construct, rule: string, reason: string) => Validations.of(scope).acknowledge({ id: `AwsSolutions::AwsSolutions-${rule}`, reason });
-    for (const f of [createPayment, paymentQueries, retryPayment, auditApi, worker, auditWriter, reconciler, recoveryApi]) {
+    for (const f of [createPayment, paymentQueries, retryPayment, auditApi, worker, auditWriter, reconciler, recoveryApi, providerWebhook]) {
       acknowledge(f.role!, 'IAM5[Resource::*]', 'X-Ray PutTraceSegments/PutTelemetryRecords and DynamoDB ListStreams have no resource-level permissions');
       acknowledge(f, 'L1', 'Node.js 22 is the runtime the bundles are built and tested for (target node20 locally); moving to 24 is a tested change');
     }
@@ -425,6 +444,7 @@ export class PaymentsStack extends Stack {
     }
     acknowledge(auditFailures, 'SQS3', 'it is itself a dead-letter queue: the on-failure destination of the audit stream source');
     if (!props.providerSecretArn) acknowledge(providerSecret, 'SMG4', "a third-party provider API key: rotated at the provider by the operator, who stores the new value");
+    acknowledge(providerWebhookSecret, 'SMG4', "the provider's webhook signing secret: rolled at the provider (which signs with old and new for a while), then stored here by the operator");
     acknowledge(cursorKey, 'SMG4', 'the cursor signing key is rotated by replacing it (put-secret-value); cursors live for one listing, so a rotation only makes clients restart a listing');
     acknowledge(api, 'APIG4', 'clients authenticate with API keys (usage plan); the key id maps to the tenant');
     acknowledge(api, 'COG4', 'no Cognito: clients are services with API keys, not end users');
@@ -466,6 +486,10 @@ export class PaymentsStack extends Stack {
       new CfnOutput(this, `TenantPlanId${name.replace(/[^A-Za-z0-9]/g, '')}`, { value: tenantPlans[i]!.usagePlanId, description: `Usage plan "${name}" for tenant keys` });
     });
     new CfnOutput(this, 'OperatorPlanId', { value: operatorPlan.usagePlanId, description: 'Usage plan for operator keys' });
+    new CfnOutput(this, 'ProviderWebhookSecretArn', {
+      value: providerWebhookSecret.secretArn,
+      description: 'Store the provider webhook signing secret (whsec_...) here after registering <api url>/webhooks/provider with the provider',
+    });
     new CfnOutput(this, 'ProviderSecretArn', {
       value: providerSecret.secretArn,
       description: 'Store the provider API key here: aws secretsmanager put-secret-value --secret-id <this> --secret-string <key>',

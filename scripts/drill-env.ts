@@ -12,7 +12,23 @@ import { startProviderSimulator } from '@idempotent-payments/provider-simulator'
 export function localProviderEnv(providerUrl: string): Record<string, string> {
   // The simulator has no account rate limit: the budget still paces every call through DynamoDB Local,
   // at a rate that does not hold back local runs and their measurements.
-  return { PROVIDER_URL: providerUrl, PROVIDER_SECRET_ID: '', PROVIDER_API_KEY: 'sk_test_local', PROVIDER_OPS_PER_SECOND: '1000' };
+  return {
+    PROVIDER_URL: providerUrl,
+    PROVIDER_SECRET_ID: '',
+    PROVIDER_API_KEY: 'sk_test_local',
+    PROVIDER_OPS_PER_SECOND: '1000',
+    // The webhook signing secret the simulator signs its events with (wireProviderWebhooks).
+    PROVIDER_WEBHOOK_SECRET_ID: '',
+    PROVIDER_WEBHOOK_SECRET: LOCAL_WEBHOOK_SECRET,
+  };
+}
+
+/** The signing secret shared by the simulator and the local provider webhook function (local only). */
+export const LOCAL_WEBHOOK_SECRET = 'whsec_local_provider_webhooks_0123456789';
+
+/** Points the simulator's webhook events at the local API's provider route, signed with the local secret. */
+export function wireProviderWebhooks(provider: { setWebhookEndpoint(e: { url: string; secret: string } | undefined): void }, apiUrl: string): void {
+  provider.setWebhookEndpoint({ url: `${apiUrl}/webhooks/provider`, secret: LOCAL_WEBHOOK_SECRET });
 }
 
 /** The same code paths as production with seconds instead of minutes (backoff, lease, stuck threshold, run lock). */
@@ -33,11 +49,14 @@ export function fastRecoveryEnv(providerUrl: string): Record<string, string> {
  * The local stack with the provider simulator in front of its functions, as tests and drills run it:
  * stop() ends both, the stack first.
  */
-export async function startLocalRun(options: { extraEnv?: Record<string, string> } & Omit<LocalStackOptions, 'extraEnv'> = {}) {
+export async function startLocalRun(options: { extraEnv?: Record<string, string>; providerWebhooks?: boolean } & Omit<LocalStackOptions, 'extraEnv'> = {}) {
   const provider = await startProviderSimulator({ port: 0 });
   try {
-    const { extraEnv, ...rest } = options;
+    const { extraEnv, providerWebhooks, ...rest } = options;
     const stack = await startLocalStack({ apiPort: 0, ...rest, extraEnv: { ...localProviderEnv(provider.url), ...extraEnv } });
+    // The provider's events reach the local API, as Stripe's reach the deployed one (off when asked, to
+    // compare a run with and without them).
+    if (providerWebhooks !== false) wireProviderWebhooks(provider, stack.apiUrl);
     return {
       stack,
       provider,

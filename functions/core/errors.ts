@@ -98,3 +98,13 @@ export class InvalidCursorError extends AppError {
     super('INVALID_CURSOR', message, 400, false, [{ field: 'cursor', code: 'INVALID_CURSOR', message }]);
   }
 }
+
+/** A provider webhook whose signature is missing, wrong or too old: nothing is done with it. */
+export class InvalidWebhookSignatureError extends AppError {
+  constructor() {
+    // The verifier's reason stays in the log: the answer does not teach a forger which part failed.
+    super('INVALID_SIGNATURE', 'The Stripe-Signature header is missing, invalid or too old', 400, false, [
+      { field: 'Stripe-Signature', code: 'INVALID_SIGNATURE', message: 'The Stripe-Signature header is missing, invalid or too old' },
+    ]);
+  }
+}

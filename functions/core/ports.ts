@@ -58,6 +58,11 @@ export const METRIC_NAMES = [
   'UnknownOutcomeBacklog',
   'AuditEntriesWritten',
   'AuditChainFailures',
+  /**
+   * Provider webhook events, dimension `outcome`: resolve_payment, resolve_refund (a resolve was queued),
+   * or why one was ignored (not_ours, unknown_type, unknown_object, final, no_reference), or bad_signature.
+   */
+  'ProviderEvents',
 ] as const;
 export type MetricName = (typeof METRIC_NAMES)[number];
 
@@ -75,6 +80,11 @@ export interface PaymentMessage {
   readonly notBefore?: number;
   /** The attempt number a retry message was scheduled to start; stale once the payment's attempt reached it. */
   readonly forAttempt?: number;
+  /**
+   * Resolve the payment from its intent now, and do nothing else: never claim an attempt (a provider event
+   * said something happened; the scheduled retry, if any, keeps its time).
+   */
+  readonly resolveOnly?: boolean;
 }
 
 /** A refund the worker moves on (RefundProcessor): sent when a refund is owed or its check is due. */

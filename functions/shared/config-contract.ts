@@ -230,6 +230,14 @@ export const SETTINGS = {
     optional: true,
     doc: 'ARN (or name) of the Secrets Manager secret holding the provider API key (never the value).',
   },
+  PROVIDER_WEBHOOK_SECRET_ID: {
+    field: 'providerWebhookSecretId',
+    type: 'string',
+    kind: 'secret',
+    setBy: 'stack',
+    optional: true,
+    doc: "ARN of the Secrets Manager secret holding the provider webhook endpoint's signing secret (Stripe's whsec_...), stored by the operator after registering the endpoint; never the value.",
+  },
   CURSOR_SECRET_ID: {
     field: 'cursorSecretId',
     type: 'string',
@@ -269,6 +277,14 @@ export const SETTINGS = {
     setBy: 'local',
     optional: true,
     doc: 'Local only: the whole provider base URL (a simulator); overrides PROVIDER_API_HOST/PORT/PROTOCOL.',
+  },
+  PROVIDER_WEBHOOK_SECRET: {
+    field: 'providerWebhookSecret',
+    type: 'string',
+    kind: 'value',
+    setBy: 'local',
+    optional: true,
+    doc: 'Local only: the webhook signing secret itself (whsec_...), shared with the provider simulator. Accepted only while PROVIDER_WEBHOOK_SECRET_ID is unset or empty.',
   },
   PROVIDER_API_KEY: {
     field: 'providerApiKey',
@@ -336,6 +352,8 @@ export const FUNCTION_SETTINGS = {
   auditStream: ['AUDIT_TABLE'],
   recoveryApi: ['PRINCIPALS_TABLE', 'PRINCIPAL_CACHE_SECONDS', 'OPERATOR_IDEMPOTENCY_TABLE', 'RECOVERY_TABLE', 'RECOVERY_RUN_LEASE_SECONDS', 'PAYMENTS_TABLE', 'OPEN_PAYMENTS_INDEX', 'RECONCILER_FUNCTION_NAME'],
   worker: PROCESSING,
+  /** POST /webhooks/provider: verifies the event, reads the payment or refund it names, queues a resolve. */
+  providerWebhook: ['PROVIDER_WEBHOOK_SECRET_ID', 'PROVIDER_WEBHOOK_SECRET', 'PAYMENTS_TABLE', 'REFUNDS_TABLE', 'PAYMENTS_QUEUE_URL'],
   reconciler: [...PROCESSING, 'OPEN_PAYMENTS_INDEX', 'OPEN_REFUNDS_INDEX', 'RECOVERY_TABLE', 'RECOVERY_RUN_LEASE_SECONDS', 'STUCK_AFTER_SECONDS'],
 } as const satisfies Record<string, readonly SettingName[]>;
 

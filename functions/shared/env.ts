@@ -84,6 +84,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): PaymentsConfig
   if (config.providerApiKey !== undefined && config.providerSecretId !== undefined) {
     throw new ConfigError('PROVIDER_API_KEY is a local-only override and is not accepted while PROVIDER_SECRET_ID is set');
   }
+  if (config.providerWebhookSecret !== undefined && config.providerWebhookSecretId !== undefined) {
+    throw new ConfigError('PROVIDER_WEBHOOK_SECRET is a local-only override and is not accepted while PROVIDER_WEBHOOK_SECRET_ID is set');
+  }
   if (config.providerApiProtocol !== 'https' && config.providerApiProtocol !== 'http') {
     throw new ConfigError(`PROVIDER_API_PROTOCOL must be https or http: ${config.providerApiProtocol}`);
   }

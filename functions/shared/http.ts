@@ -104,42 +104,72 @@ const defaultIdentity = () => ({
 export function apiHandler(route: (req: ApiRequest) => Promise<ApiResponse>, options: ApiHandlerOptions = {}) {
   const access = options.access ?? 'tenant';
   const identity = options.identity ?? defaultIdentity;
+  return answered(async (event, requestId, context) => {
+    const ids = identity();
+    const principal = await principalOf(event.requestContext?.identity?.apiKeyId, ids.principals);
+    if (access === 'operator' && principal.kind !== 'operator') throw new ForbiddenError('OPERATOR_ONLY', 'This route needs an operator API key');
+    if (access === 'tenant' && principal.kind !== 'tenant') throw new ForbiddenError('TENANT_ONLY', 'This route is for tenant API keys');
+    const tenantId = principal.kind === 'tenant' ? principal.tenantId : '';
+    const { rawBody, ...common } = requestOf(event, requestId);
+    const body = rawBody?.toString('utf8');
+    logger.appendKeys(principal.kind === 'tenant' ? { tenantId } : { operator: principal.name });
+    const req: ApiRequest = { ...common, principal, tenantId, body };
+    // The key is read by the create and action routes, all POSTs; reads ignore it.
+    const headerKey = event.httpMethod === 'POST' ? singleIdempotencyKeyHeader(event) : undefined;
+    if (options.idempotentAction && headerKey !== undefined) {
+      const idempotent = ids.idempotent;
+      if (!idempotent) throw new AppError('SERVICE_UNAVAILABLE', 'Idempotent actions are not configured', 503, true);
+      const key = validateIdempotencyKey(headerKey, 'Idempotency-Key');
+      if (typeof key !== 'string') throw new ValidationError([key]);
+      return idempotent(
+        { actor: actorOf(principal), route: `${req.method} ${req.resource}`, target: Object.values(req.pathParameters).join('/'), idempotencyKey: key, body: body ?? '' },
+        () => route(req),
+        context,
+      );
+    }
+    return route(req);
+  });
+}
+
+/** A request to a route without an API key (provider webhooks): no caller identity, the body as received. */
+export interface PublicRequest extends Omit<ApiRequest, 'principal' | 'tenantId' | 'body'> {
+  /** The body's exact bytes (base64-decoded when API Gateway encoded it): what a signature is over. */
+  readonly rawBody: Buffer | undefined;
+}
+
+/**
+ * A route that API Gateway serves without an API key: it must authenticate its caller itself (a
+ * provider webhook checks the provider's signature). Same error shape and body limit as every route.
+ */
+export function publicApiHandler(route: (req: PublicRequest) => Promise<ApiResponse>) {
+  return answered((event, requestId) => route(requestOf(event, requestId)));
+}
+
+/** The parts of a proxy event every route reads; the body over MAX_BODY_BYTES is refused here. */
+function requestOf(event: APIGatewayProxyEvent, requestId: string): PublicRequest {
+  const headers: Record<string, string> = {};
+  for (const [k, v] of Object.entries(event.headers ?? {})) if (v !== undefined) headers[k.toLowerCase()] = v;
+  const rawBody = event.body == null ? undefined : Buffer.from(event.body, event.isBase64Encoded ? 'base64' : 'utf8');
+  if (rawBody !== undefined && rawBody.length > MAX_BODY_BYTES) {
+    throw new AppError('PAYLOAD_TOO_LARGE', `Request body must be at most ${MAX_BODY_BYTES} bytes`, 413);
+  }
+  const query: Record<string, string> = {};
+  for (const [k, v] of Object.entries(event.queryStringParameters ?? {})) if (v !== undefined) query[k] = v;
+  const pathParameters: Record<string, string> = {};
+  for (const [k, v] of Object.entries(event.pathParameters ?? {})) if (v !== undefined) pathParameters[k] = v;
+  return { requestId, method: event.httpMethod, resource: event.resource, headers, pathParameters, query, rawBody };
+}
+
+/**
+ * Runs a route and maps every error to the one error shape. No input reaches the client as a 500 with
+ * internals, and none crashes the function into a 502.
+ */
+function answered(run: (event: APIGatewayProxyEvent, requestId: string, context?: Context) => Promise<ApiResponse>) {
   return instrumented(async (event: APIGatewayProxyEvent, context?: Context): Promise<APIGatewayProxyResult> => {
     const requestId = event.requestContext?.requestId ?? context?.awsRequestId ?? 'unknown';
     logger.appendKeys({ requestId });
     try {
-      const ids = identity();
-      const principal = await principalOf(event.requestContext?.identity?.apiKeyId, ids.principals);
-      if (access === 'operator' && principal.kind !== 'operator') throw new ForbiddenError('OPERATOR_ONLY', 'This route needs an operator API key');
-      if (access === 'tenant' && principal.kind !== 'tenant') throw new ForbiddenError('TENANT_ONLY', 'This route is for tenant API keys');
-      const tenantId = principal.kind === 'tenant' ? principal.tenantId : '';
-      const headers: Record<string, string> = {};
-      for (const [k, v] of Object.entries(event.headers ?? {})) if (v !== undefined) headers[k.toLowerCase()] = v;
-      const body = event.body == null ? undefined : event.isBase64Encoded ? Buffer.from(event.body, 'base64').toString('utf8') : event.body;
-      if (body !== undefined && Buffer.byteLength(body, 'utf8') > MAX_BODY_BYTES) {
-        throw new AppError('PAYLOAD_TOO_LARGE', `Request body must be at most ${MAX_BODY_BYTES} bytes`, 413);
-      }
-      const query: Record<string, string> = {};
-      for (const [k, v] of Object.entries(event.queryStringParameters ?? {})) if (v !== undefined) query[k] = v;
-      logger.appendKeys(principal.kind === 'tenant' ? { tenantId } : { operator: principal.name });
-      const pathParameters: Record<string, string> = {};
-      for (const [k, v] of Object.entries(event.pathParameters ?? {})) if (v !== undefined) pathParameters[k] = v;
-      const req: ApiRequest = { principal, tenantId, requestId, method: event.httpMethod, resource: event.resource, headers, pathParameters, query, body };
-      // The key is read by the create and action routes, all POSTs; reads ignore it.
-      const headerKey = event.httpMethod === 'POST' ? singleIdempotencyKeyHeader(event) : undefined;
-      if (options.idempotentAction && headerKey !== undefined) {
-        const idempotent = ids.idempotent;
-        if (!idempotent) throw new AppError('SERVICE_UNAVAILABLE', 'Idempotent actions are not configured', 503, true);
-        const key = validateIdempotencyKey(headerKey, 'Idempotency-Key');
-        if (typeof key !== 'string') throw new ValidationError([key]);
-        const res = await idempotent(
-          { actor: actorOf(principal), route: `${req.method} ${req.resource}`, target: Object.values(pathParameters).join('/'), idempotencyKey: key, body: body ?? '' },
-          () => route(req),
-          context,
-        );
-        return render(res, requestId);
-      }
-      return render(await route(req), requestId);
+      return render(await run(event, requestId, context), requestId);
     } catch (err) {
       if (err instanceof AppError) {
         if (err.httpStatus >= 500) logger.error('request failed', { code: err.code, error: err });

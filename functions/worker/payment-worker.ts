@@ -64,11 +64,13 @@ export function parseWorkerMessage(body: string): WorkerMessage | RefundMessage 
   if (o.forAttempt !== undefined && (typeof o.forAttempt !== 'number' || !Number.isInteger(o.forAttempt) || o.forAttempt < 1)) {
     throw new PoisonMessageError('message forAttempt is not a positive integer');
   }
+  if (o.resolveOnly !== undefined && typeof o.resolveOnly !== 'boolean') throw new PoisonMessageError('message resolveOnly is not a boolean');
   return {
     paymentId: o.paymentId,
     reason: typeof o.reason === 'string' ? o.reason : 'unknown',
     ...(o.notBefore !== undefined ? { notBefore: o.notBefore as number } : {}),
     ...(o.forAttempt !== undefined ? { forAttempt: o.forAttempt as number } : {}),
+    ...(o.resolveOnly === true ? { resolveOnly: true } : {}),
   };
 }
 

@@ -8,7 +8,11 @@
  *   AWS managed rules  common rule set and known bad inputs (WAF's plain 403).
  *   RatePerApiKey      requests per `x-api-key` value per window → 429 RATE_LIMITED, Retry-After.
  *   RatePerIp          requests per client IP, all keys together → the same 429.
- *   RatePerIpWithoutKey requests without an API key per IP (always refused by API Gateway) → the same 429.
+ *   RatePerIpWithoutKey requests without an API key per IP (refused by API Gateway) → the same 429; except
+ *                      the provider webhook route (PROVIDER_WEBHOOK_PATH), which never carries a key: the
+ *                      provider's events come from its few addresses at a rate our own payments set (a few
+ *                      per payment), so they count under RatePerIp only, and its signature check answers
+ *                      anything else with a 400.
  *
  * WAF answers blocks itself, with a fixed body: the API's error shape with `code`, `message` and
  * `retryable`, but no `requestId` or `timestamp` (a WAF body cannot carry per-request values). The
@@ -22,6 +26,9 @@ import type { WafLimits } from '../config';
 
 /** The header clients send their API key in (API Gateway's HEADER key source). */
 export const API_KEY_HEADER = 'x-api-key';
+
+/** The route the payment provider posts its events to, without an API key (signature-checked). */
+export const PROVIDER_WEBHOOK_PATH = '/webhooks/provider';
 
 /** Bodies WAF inspects at most for API Gateway at the default price (16 KB; more costs extra). */
 export const WAF_BODY_INSPECTION_BYTES = 16 * 1024;
@@ -84,6 +91,15 @@ export class ApiFirewall extends Construct {
         textTransformations: [{ priority: 0, type: 'NONE' }],
       },
     };
+    // WAF sees the stage in the path (/<stage>/webhooks/provider).
+    const isProviderWebhook: wafv2.CfnWebACL.StatementProperty = {
+      byteMatchStatement: {
+        fieldToMatch: { uriPath: {} },
+        positionalConstraint: 'ENDS_WITH',
+        searchString: PROVIDER_WEBHOOK_PATH,
+        textTransformations: [{ priority: 0, type: 'NONE' }],
+      },
+    };
 
     this.webAcl = new wafv2.CfnWebACL(this, 'WebAcl', {
       scope: 'REGIONAL',
@@ -127,7 +143,7 @@ export class ApiFirewall extends Construct {
         rate('RatePerIpWithoutKey', 5, {
           limit: limits.perIpWithoutKey,
           aggregateKeyType: 'IP',
-          scopeDownStatement: { notStatement: { statement: hasApiKey } },
+          scopeDownStatement: { andStatement: { statements: [{ notStatement: { statement: hasApiKey } }, { notStatement: { statement: isProviderWebhook } }] } },
         }),
       ],
     });

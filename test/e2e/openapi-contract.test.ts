@@ -6,7 +6,8 @@
  */
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startLocalRun } from '../../scripts/drill-env';
+import Stripe from 'stripe';
+import { LOCAL_WEBHOOK_SECRET, startLocalRun } from '../../scripts/drill-env';
 import { openapi as doc, responseProblems } from '../helpers/openapi';
 
 const METHODS = ['get', 'put', 'post', 'delete', 'patch', 'head', 'options'];
@@ -57,7 +58,7 @@ describe('docs/openapi.yaml', () => {
     const routes = stack!.routes.map((r) => `${r.method} ${r.path}`);
     const documented = Object.entries(doc.paths).flatMap(([p, ops]) => Object.keys(ops).filter((m) => METHODS.includes(m)).map((m) => `${m.toUpperCase()} ${p}`));
     expect(documented.sort()).toEqual(routes.sort());
-    expect(routes.length).toBe(10);
+    expect(routes.length).toBe(11);
   });
 
   it('real responses of every route validate against it', async () => {
@@ -110,7 +111,7 @@ describe('docs/openapi.yaml', () => {
     expect(cross.body.error.code).toBe('INVALID_CURSOR');
     await call('GET', '/api/payments', '/api/payments?limit=500');
     await call('GET', '/api/payments/{paymentID}', '/api/payments/pay_missing', { key: 'not-a-key' });
-    expect(new Set(checked.map((c) => c.split(' ').slice(0, 2).join(' '))).size).toBe(10);
+    expect(new Set(checked.map((c) => c.split(' ').slice(0, 2).join(' '))).size).toBe(10); // the webhook route has its own case
   });
 
   it('what issue 19 added to the contract holds over HTTP: keys with spaces, 415, key conflicts, action keys, gateway request ids', async () => {
@@ -141,5 +142,24 @@ describe('docs/openapi.yaml', () => {
     // API Gateway's own error: the same id in the header and the body.
     const forbidden = await call('GET', '/api/payments/{paymentID}', '/api/payments/pay_x', { key: 'not-a-key' });
     expect(forbidden.headers.get('x-request-id')).toBe(forbidden.body.error.requestId);
+  });
+
+  it('the provider webhook route, without an API key: 200 for a signed event, 400 for a bad signature', async () => {
+    const payload = JSON.stringify({
+      id: `evt_${randomUUID().replaceAll('-', '')}`,
+      object: 'event',
+      type: 'payment_intent.succeeded',
+      created: Math.floor(Date.now() / 1000),
+      livemode: false,
+      data: { object: { id: 'pi_contract', object: 'payment_intent', metadata: { payment_id: 'pay_contract_unknown' } } },
+    });
+    const signature = Stripe.webhooks.generateTestHeaderString({ payload, secret: LOCAL_WEBHOOK_SECRET });
+    const ok = await call('POST', '/webhooks/provider', '/webhooks/provider', { body: payload, key: null, headers: { 'Stripe-Signature': signature } });
+    expect(ok.status).toBe(200);
+    expect(ok.body).toMatchObject({ received: true, outcomes: ['not_ours'] });
+    const bad = await call('POST', '/webhooks/provider', '/webhooks/provider', { body: payload, key: null, headers: { 'Stripe-Signature': `${signature.slice(0, -1)}${signature.endsWith('0') ? '1' : '0'}` } });
+    expect(bad.body.error.code).toBe('INVALID_SIGNATURE');
+    const missing = await call('POST', '/webhooks/provider', '/webhooks/provider', { body: payload, key: null });
+    expect(missing.status).toBe(400);
   });
 });

@@ -74,9 +74,12 @@ describe.each(STAGES)('limits of %s', (stage) => {
     const perIp = ruleOf(t, 'RatePerIp').Statement.RateBasedStatement;
     expect(perIp).toMatchObject({ AggregateKeyType: 'IP', EvaluationWindowSec: waf.windowSeconds });
     expect(perIp.Limit).toBeGreaterThanOrEqual(c.apiThrottle.rateLimit * waf.windowSeconds);
-    // Requests without a key are refused by API Gateway anyway: only those are held to the low limit.
+    // Requests without a key are refused by API Gateway anyway: only those are held to the low limit, except
+    // the provider's webhooks, which never carry a key (they count under RatePerIp).
     const noKey = ruleOf(t, 'RatePerIpWithoutKey').Statement.RateBasedStatement;
-    expect(noKey.ScopeDownStatement.NotStatement.Statement.SizeConstraintStatement.FieldToMatch).toEqual({ SingleHeader: { Name: 'x-api-key' } });
+    const [withoutKey, notWebhook] = noKey.ScopeDownStatement.AndStatement.Statements;
+    expect(withoutKey.NotStatement.Statement.SizeConstraintStatement.FieldToMatch).toEqual({ SingleHeader: { Name: 'x-api-key' } });
+    expect(notWebhook.NotStatement.Statement.ByteMatchStatement).toMatchObject({ FieldToMatch: { UriPath: {} }, PositionalConstraint: 'ENDS_WITH', SearchString: '/webhooks/provider' });
   });
 
   it.runIf(stage !== 'dev')("a WAF rate block is the API's 429 RATE_LIMITED, retryable, with Retry-After", () => {

@@ -206,9 +206,9 @@ describe('alarm recipients and names', () => {
   it('adopts an existing provider secret instead of creating one', () => {
     const arn = 'arn:aws:secretsmanager:us-east-1:123456789012:secret:payments-provider-key-AbC123';
     const { template } = synth('prod', { providerSecretArn: arn });
-    // Only the cursor signing key is the stack's own; the provider key is the adopted one.
-    template.resourceCountIs('AWS::SecretsManager::Secret', 1);
-    expect(Object.keys(template.findResources('AWS::SecretsManager::Secret'))[0]).toMatch(/^CursorSigningKey/);
+    // Only the cursor signing key and the webhook signing secret are the stack's own; the provider key is the adopted one.
+    template.resourceCountIs('AWS::SecretsManager::Secret', 2);
+    expect(Object.keys(template.findResources('AWS::SecretsManager::Secret')).sort()).toEqual([expect.stringMatching(/^CursorSigningKey/), expect.stringMatching(/^ProviderWebhookSecret/)]);
     const worker = Object.entries(template.findResources('AWS::Lambda::Function')).find(([id]) => id.startsWith('PaymentWorkerFunction'))![1];
     expect(worker.Properties.Environment.Variables.PROVIDER_SECRET_ID).toBe(arn);
   });

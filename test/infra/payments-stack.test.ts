@@ -220,7 +220,7 @@ describe('PaymentsStack', () => {
 
   it('functions: Node.js 22 on ARM64, tracing, explicit log groups, each its contract as environment', () => {
     const fns = t.findResources('AWS::Lambda::Function');
-    expect(Object.keys(fns)).toHaveLength(8);
+    expect(Object.keys(fns)).toHaveLength(9); // + the provider webhook function
     for (const fn of Object.values(fns)) {
       expect(fn.Properties).toMatchObject({
         Runtime: 'nodejs22.x',
@@ -232,14 +232,17 @@ describe('PaymentsStack', () => {
       expect(Object.keys(env)).toEqual(expect.arrayContaining(['NODE_OPTIONS', 'POWERTOOLS_SERVICE_NAME', FUNCTION_CONTRACT_VARIABLE]));
     }
     // One per function, and the API's access logs.
-    t.resourceCountIs('AWS::Logs::LogGroup', 9);
+    t.resourceCountIs('AWS::Logs::LogGroup', 10);
   });
 
-  it('REST API: all ten routes, each requiring an API key; keys come from the tenants command, not the template', () => {
+  it('REST API: eleven routes, each requiring an API key but the provider webhook; keys come from the tenants command, not the template', () => {
     const methods = Object.values(t.findResources('AWS::ApiGateway::Method'));
-    expect(methods).toHaveLength(10);
+    expect(methods).toHaveLength(11);
+    const webhookResource = Object.entries(t.findResources('AWS::ApiGateway::Resource')).find(([, r]) => r.Properties.PathPart === 'provider')![0];
     for (const m of methods) {
-      expect(m.Properties.ApiKeyRequired).toBe(true);
+      // The provider holds no key of ours: its events are authenticated by their signature instead.
+      const isWebhook = m.Properties.ResourceId?.Ref === webhookResource;
+      expect(m.Properties.ApiKeyRequired, JSON.stringify(m.Properties.ResourceId)).toBe(!isWebhook);
       expect(m.Properties.Integration.Type).toBe('AWS_PROXY');
     }
     const resources = t.findResources('AWS::ApiGateway::Resource');

@@ -50,6 +50,11 @@ describe('loadConfig', () => {
     expect(() => loadConfig({ PROVIDER_API_KEY: 'sk_local', PROVIDER_SECRET_ID: 'idempotent-payments/dev/provider-api-key' })).toThrow(/PROVIDER_API_KEY is a local-only override/);
   });
 
+  it('accepts the local PROVIDER_WEBHOOK_SECRET only while PROVIDER_WEBHOOK_SECRET_ID is unset', () => {
+    expect(loadConfig({ PROVIDER_WEBHOOK_SECRET: 'whsec_local', PROVIDER_WEBHOOK_SECRET_ID: '' }).providerWebhookSecret).toBe('whsec_local');
+    expect(() => loadConfig({ PROVIDER_WEBHOOK_SECRET: 'whsec_local', PROVIDER_WEBHOOK_SECRET_ID: 'arn:webhook' })).toThrow(/PROVIDER_WEBHOOK_SECRET is a local-only override/);
+  });
+
   it('the contract: every setting is documented, and every function lists only known settings, once', () => {
     for (const [name, spec] of Object.entries(SETTINGS)) expect(spec.doc.length, name).toBeGreaterThan(10);
     const fields = Object.values(SETTINGS).map((s) => s.field);

@@ -16,3 +16,19 @@ export async function providerApiKey(c: ProviderSecretConfig): Promise<string> {
   if (c.providerApiKey) return c.providerApiKey;
   throw new Error('no provider secret configured: set PROVIDER_SECRET_ID (or PROVIDER_API_KEY locally)');
 }
+
+export interface WebhookSecretConfig {
+  readonly providerWebhookSecretId?: string;
+  readonly providerWebhookSecret?: string;
+}
+
+/**
+ * The provider webhook endpoint's signing secret (Stripe shows it once per endpoint: whsec_...), from
+ * Secrets Manager like the API key; locally `PROVIDER_WEBHOOK_SECRET`, shared with the simulator.
+ * Cached for 5 minutes, so a rotated secret is picked up without a deploy.
+ */
+export async function providerWebhookSecret(c: WebhookSecretConfig): Promise<string> {
+  if (c.providerWebhookSecretId) return secretValue(c.providerWebhookSecretId, 300);
+  if (c.providerWebhookSecret) return c.providerWebhookSecret;
+  throw new Error('no provider webhook secret configured: set PROVIDER_WEBHOOK_SECRET_ID (or PROVIDER_WEBHOOK_SECRET locally)');
+}

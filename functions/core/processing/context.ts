@@ -70,7 +70,9 @@ export type IgnoredReason =
   /** A retry message for an attempt that has already started. */
   | 'stale'
   /** Another writer changed the payment between our read and our write. */
-  | 'concurrent_update';
+  | 'concurrent_update'
+  /** A resolve-only message found nothing the intent could settle now (no attempt open, or none ended). */
+  | 'nothing_to_resolve';
 
 export type ProcessResult =
   | { readonly kind: 'ignored'; readonly reason: IgnoredReason; readonly status?: PaymentStatus }

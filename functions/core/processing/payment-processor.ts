@@ -22,7 +22,7 @@ import { expireNow, runAttempt } from './attempt';
 import { claim } from './claim';
 import { NOT_BEFORE_TOLERANCE_MS, OutcomeUnresolvedError, pastDeadline, type Ctx, type PaymentProcessorDeps, type ProcessResult, type WorkerMessage } from './context';
 import { finishNotPaid } from './finish';
-import { hasUnresolvedOutcome, recoverLapsedLease, resolveBeforeAttempt } from './resolve';
+import { hasUnresolvedOutcome, recoverLapsedLease, resolveBeforeAttempt, resolveOnEvent } from './resolve';
 
 export class PaymentProcessor {
   private readonly ctx: Ctx;
@@ -65,6 +65,8 @@ export class PaymentProcessor {
       ctx.log.info('payment already final; message dropped', { ...where, status: p.status });
       return { kind: 'ignored', reason: 'terminal', status: p.status };
     }
+    // A provider event: settle from the intent, claim nothing (resolve.ts).
+    if (message.resolveOnly) return this.withProvider(p, message, () => resolveOnEvent(ctx, p));
     const now = ctx.clock().getTime();
     if (message.notBefore !== undefined && message.notBefore - now > NOT_BEFORE_TOLERANCE_MS) {
       const s = scheduleFor(message.notBefore - now, now);

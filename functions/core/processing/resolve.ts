@@ -9,6 +9,8 @@
  *   recoverLapsedLease    processing, and its claimer's lease ran out (it died or hung).
  *   resolveBeforeAttempt  retrying after an unknown outcome, or while the provider processes: before the
  *                         next attempt is claimed.
+ *   resolveOnEvent        a provider event said the payment's intent changed: settle what the intent shows
+ *                         now, and claim nothing.
  */
 import type { Payment } from '../payment';
 import { ProviderError } from '../ports/payment-provider';
@@ -69,6 +71,29 @@ export async function resolveBeforeAttempt(ctx: Ctx, p: Payment): Promise<Proces
     case 'confirmable':
       return { proceed: s.intent.id };
   }
+}
+
+/**
+ * A provider event (webhook) named this payment: settle what its intent shows now, without ever claiming
+ * an attempt, so an event can only make a payment end sooner, never run it sooner or twice.
+ *   - processing, lease lapsed: as the reconciler would (recoverLapsedLease).
+ *   - processing, lease live: only a succeeded intent settles it (money was taken: the attempt's owner
+ *     can add nothing, and its own write loses the version race). Anything else stays with the owner.
+ *   - retrying after an unclear outcome: resolved as the next attempt would resolve it first; when the
+ *     intent shows no charge, the scheduled retry keeps its time.
+ *   - pending, or retrying after a clear error: nothing happened at the provider that we do not know.
+ */
+export async function resolveOnEvent(ctx: Ctx, p: Payment): Promise<ProcessResult> {
+  const nothing: ProcessResult = { kind: 'ignored', reason: 'nothing_to_resolve', status: p.status };
+  if (p.status === 'processing') {
+    if (p.leaseUntil === undefined || p.leaseUntil <= ctx.clock().getTime()) return recoverLapsedLease(ctx, p);
+    const s = await readState(ctx, p);
+    if (s?.kind !== 'succeeded') return { kind: 'ignored', reason: 'leased', status: p.status };
+    return succeed(ctx, p, s.intent, 'retrieve', `attempt ${p.attempt} found succeeded on the intent (provider event)`);
+  }
+  if (!hasUnresolvedOutcome(p)) return nothing;
+  const resolved = await resolveBeforeAttempt(ctx, p);
+  return 'proceed' in resolved ? nothing : resolved;
 }
 
 /** The payment's last attempt has an outcome that must be resolved before anything else. */

@@ -237,6 +237,37 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/webhooks/provider": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Receive a provider (Stripe) webhook event
+         * @description The endpoint registered with the provider for its events. No API key: the `Stripe-Signature`
+         *     header (`t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<raw body>" under the endpoint's whsec_
+         *     secret>`) is checked with Stripe's SDK over the exact body bytes, with a tolerance of 300 s. A
+         *     missing, wrong or older signature is 400 `INVALID_SIGNATURE` and nothing happens.
+         *
+         *     A verified event is always acknowledged with 200. Its body is a hint, never the truth:
+         *     `payment_intent.*` and `charge.*` events naming an open payment of this service and stage
+         *     (intent metadata `payment_id`, `service`, `stage`), and `refund.*` / `charge.refund.updated` /
+         *     `charge.refunded` events naming one of its pending refunds (metadata `refund_id`), queue a
+         *     resolve: the worker reads the intent or refund from the provider and moves the payment or refund
+         *     through the usual conditional transitions. Anything else (other integrations' intents, unknown
+         *     types or objects, final payments) is ignored. Duplicates and events out of order change nothing.
+         */
+        post: operations["receiveProviderEvent"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -442,6 +473,29 @@ export interface components {
             } & {
                 [key: string]: number;
             };
+        };
+        /** @description A Stripe event object (only the fields the service reads are listed; others are allowed). */
+        ProviderEvent: {
+            /** @example evt_1PzAbc */
+            id: string;
+            /** @constant */
+            object: "event";
+            /** @example payment_intent.succeeded */
+            type: string;
+            /** @description Unix seconds */
+            created?: number;
+            data: {
+                /** @description The payment intent, charge or refund, as Stripe shows it */
+                object: Record<string, never>;
+            };
+        };
+        ProviderEventReceipt: {
+            /** @constant */
+            received: true;
+            /** @description The event's id */
+            id: string;
+            /** @description What the event led to, per object it names */
+            outcomes: ("resolve_payment" | "resolve_refund" | "not_ours" | "unknown_type" | "unknown_object" | "final" | "no_reference")[];
         };
         ErrorDetail: {
             code: string;
@@ -971,6 +1025,40 @@ export interface operations {
                 };
             };
             403: components["responses"]["Forbidden"];
+            429: components["responses"]["RateLimited"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["ServiceUnavailable"];
+            504: components["responses"]["GatewayTimeout"];
+        };
+    };
+    receiveProviderEvent: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Stripe's signature header (a request without it is 400 `INVALID_SIGNATURE`). */
+                "Stripe-Signature"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ProviderEvent"];
+            };
+        };
+        responses: {
+            /** @description The event was verified and acknowledged */
+            200: {
+                headers: {
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProviderEventReceipt"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            413: components["responses"]["PayloadTooLarge"];
             429: components["responses"]["RateLimited"];
             500: components["responses"]["InternalError"];
             503: components["responses"]["ServiceUnavailable"];

@@ -40,6 +40,12 @@ export interface FaultConfig {
   readonly lookupErrorRate?: number;
   /** Every Stripe route answers 401. */
   readonly authFailure?: boolean;
+  /** Webhook events wait a random time in [0, webhookDelayMs] before they are sent: late and reordered. */
+  readonly webhookDelayMs?: number;
+  /** Share of webhook events sent twice (the copy with its own delay). */
+  readonly webhookDuplicateRate?: number;
+  /** Share of webhook events never sent. */
+  readonly webhookDropRate?: number;
   /** Reseeds the fault RNG when given. */
   readonly seed?: number;
 }
@@ -67,6 +73,9 @@ export const NO_FAULTS: ActiveFaults = {
   lookupLagMs: 0,
   lookupErrorRate: 0,
   authFailure: false,
+  webhookDelayMs: 0,
+  webhookDuplicateRate: 0,
+  webhookDropRate: 0,
 };
 
 const RATES = [
@@ -82,8 +91,10 @@ const RATES = [
   'savedErrorCommitRate',
   'refundFailureRate',
   'lookupErrorRate',
+  'webhookDuplicateRate',
+  'webhookDropRate',
 ] as const;
-const DURATIONS = ['lateCommitMs', 'refundPendingMs', 'idempotencyTtlMs', 'latencyMs', 'lookupLagMs'] as const;
+const DURATIONS = ['lateCommitMs', 'refundPendingMs', 'idempotencyTtlMs', 'latencyMs', 'lookupLagMs', 'webhookDelayMs'] as const;
 
 /** Checks a fault set; missing fields take `defaults`. Throws RangeError naming the bad field. */
 export function validateFaults(raw: unknown, defaults: ActiveFaults = NO_FAULTS): ActiveFaults {

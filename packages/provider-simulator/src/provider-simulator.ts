@@ -33,10 +33,12 @@ import { RefundBook } from './refunds';
 import type { Runtime } from './runtime';
 import { StateLog } from './state';
 import { netCaptured, type LedgerEntry } from './stripe-objects';
+import { WebhookSender, type WebhookEndpoint, type WebhookStats } from './webhooks';
 
 export { mulberry32, type ActiveFaults, type FaultConfig } from './faults';
 export { parseForm } from './form';
 export { netCaptured, type LedgerEntry } from './stripe-objects';
+export { signatureHeader, type WebhookEndpoint, type WebhookStats } from './webhooks';
 
 export interface ProviderSimulatorOptions {
   /** 0 (default) picks a free port. */
@@ -54,6 +56,8 @@ export interface ProviderSimulatorOptions {
   readonly seed?: number;
   /** How long idempotency keys are remembered unless the faults say otherwise. Default 24 h, as Stripe. */
   readonly idempotencyTtlMs?: number;
+  /** Where webhook events go, signed with its secret (or later: setWebhookEndpoint). None: no events. */
+  readonly webhook?: WebhookEndpoint;
 }
 
 export interface ProviderSimulator {
@@ -69,6 +73,12 @@ export interface ProviderSimulator {
   faults(): ActiveFaults;
   /** Forgets intents, keys, refunds and the ledger, and empties the files. */
   reset(): void;
+  /** Sends webhook events there from now on (undefined: stop sending). */
+  setWebhookEndpoint(endpoint: WebhookEndpoint | undefined): void;
+  /** Counts of webhook events made, delivered, failed, dropped and duplicated. */
+  webhookStats(): WebhookStats;
+  /** Resolves when no webhook delivery is under way (events still waiting out their delay are not counted). */
+  webhooksSettled(): Promise<void>;
 }
 
 const HOST = '127.0.0.1';
@@ -100,6 +110,13 @@ export async function startProviderSimulator(opts: ProviderSimulatorOptions = {}
     later,
     stopped: () => stopped,
   };
+  // Every intent and refund change goes through the state log: the webhook sender turns it into events.
+  const webhooks = new WebhookSender(rt, opts.webhook, opts.faults?.seed ?? opts.seed);
+  const append = state.append.bind(state);
+  state.append = (ev) => {
+    append(ev);
+    webhooks.observe(ev);
+  };
   const intents = new IntentBook(rt);
   const refunds = new RefundBook(rt, intents);
   const keys = new IdempotencyStore(
@@ -107,6 +124,7 @@ export async function startProviderSimulator(opts: ProviderSimulatorOptions = {}
     (key, saved) => state.append({ at: saved.at, key: { key, ...saved } }),
   );
   state.load((ev) => {
+    webhooks.remember(ev);
     if (ev.intent) intents.restore(ev.at, ev.intent);
     if (ev.refund) refunds.restore(ev.refund);
     if (ev.key) {
@@ -152,6 +170,9 @@ export async function startProviderSimulator(opts: ProviderSimulatorOptions = {}
     setFaults: (f) => faults.set(f),
     faults: () => ({ ...faults.now }),
     reset,
+    setWebhookEndpoint: (endpoint) => webhooks.setEndpoint(endpoint),
+    webhookStats: () => ({ ...webhooks.stats }),
+    webhooksSettled: () => webhooks.settled(),
   };
 }
 

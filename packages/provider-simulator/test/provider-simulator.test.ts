@@ -132,8 +132,12 @@ describe('simulator basics', () => {
       lookupLagMs: 10,
       lookupErrorRate: 0,
       authFailure: false,
+      webhookDelayMs: 0,
+      webhookDuplicateRate: 0,
+      webhookDropRate: 0,
     });
     expect((await post({ noSuchFault: 1 })).status).toBe(400);
+    expect((await post({ webhookDropRate: 1.5 })).status).toBe(400);
     expect((await post({ errorRate: 2 })).status).toBe(400);
     expect((await post({ errorRate: 0.6, timeoutRate: 0.6 })).status).toBe(400);
     expect((await post({ authFailure: 'yes' })).status).toBe(400);
