@@ -12,8 +12,13 @@ import { testLog } from '../helpers/test-log';
 const output = testLog();
 let run: Awaited<ReturnType<typeof startLocalRun>> | undefined;
 
-/** The worker gives up on a confirm after this long; the webhook must beat it. */
-const PROVIDER_TIMEOUT_MS = 4000;
+/**
+ * The worker gives up on a confirm after this long; the webhook must beat it. Long enough that the event's
+ * path (simulator → webhook function → a queue message delayed 2 s while the attempt runs → worker) fits
+ * on a loaded machine (4 s did not, at load average 15); without the event the payment would still be
+ * processing when the test stops waiting.
+ */
+const PROVIDER_TIMEOUT_MS = 12_000;
 
 // The simulator's URL and key come from startLocalRun; take only the recovery timings.
 const { PROVIDER_URL: _url, PROVIDER_API_KEY: _key, ...fast } = fastRecoveryEnv('');
@@ -24,7 +29,7 @@ beforeAll(async () => {
     extraEnv: {
       ...fast,
       PROVIDER_TIMEOUT_MS: String(PROVIDER_TIMEOUT_MS),
-      LEASE_SECONDS: '15',
+      LEASE_SECONDS: '40',
       RETRY_BASE_SECONDS: '1',
       RETRY_CAP_SECONDS: '3',
       // No reconciler run within the test: only the worker and the webhooks move payments.
@@ -86,7 +91,7 @@ describe('provider webhooks in, on the local stack', () => {
     // The worker's own late write lost the version race: nothing more was written.
     await new Promise((r) => setTimeout(r, PROVIDER_TIMEOUT_MS + 500));
     expect((await call('GET', `/api/payments/${id}`)).json.version).toBe(p.version);
-  }, 30_000);
+  }, 60_000);
 
   it('events delayed, duplicated, reordered and dropped change nothing but speed', async () => {
     run!.provider.setFaults({ webhookDelayMs: 1500, webhookDuplicateRate: 0.5, webhookDropRate: 0.3, seed: 7 });
