@@ -32,6 +32,7 @@ import { PaymentProcessor } from './core/processing/payment-processor';
 import { Reconciler } from './core/reconciler';
 import { RefundProcessor } from './core/refund-processor';
 import { RefundsService } from './core/refunds-service';
+import { CancelService } from './core/cancel-service';
 import { createAuditStreamHandler } from './audit/audit-stream';
 import { createReconcilerHandler } from './recovery/reconciler';
 import { loadConfig, type PaymentsConfig } from './shared/env';
@@ -170,6 +171,7 @@ function build() {
         config: { ...config(), deferJitterMs: config().breakerOpenSeconds * 500 },
       }),
   );
+  const cancelService = once(async () => new CancelService({ store: store(), processor: await processor(), metrics }));
   const refundProcessor = once(async () => new RefundProcessor({ refunds: refunds(), provider: await provider(), logger, metrics }));
 
   // Provider webhooks: read the payment or refund an event names, queue a resolve (no provider call here).
@@ -247,6 +249,7 @@ function build() {
     provider,
     processor,
     providerEvents,
+    cancelService,
     workerHandler,
     auditHandler,
     reconcilerHandler,

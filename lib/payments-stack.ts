@@ -280,6 +280,13 @@ export class PaymentsStack extends Stack {
       }),
     );
 
+    // Cancels the provider intent before the payment is written canceled: provider access like the worker's.
+    const cancelPayment = fn('CancelPaymentFunction', 'cancelPayment', 'functions/api/cancel-payment.ts', 'POST /api/payments/{paymentID}/cancel', { timeout: Duration.seconds(29) })
+      .bindTable(payments, 'PAYMENTS_TABLE', ['GetItem', 'UpdateItem'])
+      .bindQueue(paymentsQueue, 'PAYMENTS_QUEUE_URL', 'send')
+      .bindSecret(providerSecret, 'PROVIDER_SECRET_ID', 'read')
+      .bindTable(providerBudget, 'PROVIDER_BUDGET_TABLE', ['UpdateItem']);
+
     const auditWriter = fn('AuditStreamFunction', 'auditStream', 'functions/audit/audit-stream.ts', 'Appends payment versions to the audit log')
       .bindTable(auditLog, 'AUDIT_TABLE', ['PutItem', 'GetItem', 'Query']);
     auditWriter.addEventSource(
@@ -399,6 +406,7 @@ export class PaymentsStack extends Stack {
     const refundsRes = onePayment.addResource('refunds');
     refundsRes.addMethod('POST', integration(refundsApi));
     refundsRes.addMethod('GET', integration(refundsApi));
+    onePayment.addResource('cancel').addMethod('POST', integration(cancelPayment));
     apiRoot.addResource('audit').addResource('payments').addMethod('GET', integration(auditApi));
     const recoveryRes = apiRoot.addResource('recovery');
     recoveryRes.addResource('process').addMethod('POST', integration(recoveryApi));
@@ -435,7 +443,7 @@ export class PaymentsStack extends Stack {
     });
     // For the local stack (packages/local-stack): it gives its LOCAL_API_KEYS ids and principals here.
     (principals.node.defaultChild as CfnResource).addMetadata(API_KEY_PRINCIPALS_METADATA, { KeyIdAttribute: 'apiKeyId', PrincipalAttribute: 'principal', StatusAttribute: 'status' });
-    for (const f of [createPayment, paymentQueries, retryPayment, refundsApi, auditApi, recoveryApi]) f.bindTable(principals, 'PRINCIPALS_TABLE', ['GetItem']);
+    for (const f of [createPayment, paymentQueries, retryPayment, refundsApi, cancelPayment, auditApi, recoveryApi]) f.bindTable(principals, 'PRINCIPALS_TABLE', ['GetItem']);
 
     const operatorIdempotency = new dynamodb.Table(this, 'OperatorIdempotencyTable', {
       ...tableDefaults,
@@ -445,6 +453,7 @@ export class PaymentsStack extends Stack {
     const idempotencyAccess = ['GetItem', 'PutItem', 'UpdateItem', 'DeleteItem'] as const;
     retryPayment.bindTable(operatorIdempotency, 'OPERATOR_IDEMPOTENCY_TABLE', idempotencyAccess);
     recoveryApi.bindTable(operatorIdempotency, 'OPERATOR_IDEMPOTENCY_TABLE', idempotencyAccess);
+    cancelPayment.bindTable(operatorIdempotency, 'OPERATOR_IDEMPOTENCY_TABLE', idempotencyAccess);
 
     // ---- Hardening (cdk-nag AwsSolutions: fixed here, or acknowledged with a reason) -------------
     // Parameters are checked by API Gateway; bodies have no models, since the handlers validate them
@@ -455,7 +464,7 @@ export class PaymentsStack extends Stack {
       new ApiFirewall(this, 'ApiFirewall', { stage: api.deploymentStage, limits: config.waf, maxBodyBytes: MAX_BODY_BYTES, metricPrefix: this.stackName });
     }
     const acknowledge = (scope: Construct, rule: string, reason: string) => Validations.of(scope).acknowledge({ id: `AwsSolutions::AwsSolutions-${rule}`, reason });
-    for (const f of [createPayment, paymentQueries, retryPayment, refundsApi, auditApi, worker, auditWriter, reconciler, recoveryApi, providerWebhook]) {
+    for (const f of [createPayment, paymentQueries, retryPayment, refundsApi, cancelPayment, auditApi, worker, auditWriter, reconciler, recoveryApi, providerWebhook]) {
       acknowledge(f.role!, 'IAM5[Resource::*]', 'X-Ray PutTraceSegments/PutTelemetryRecords and DynamoDB ListStreams have no resource-level permissions');
       acknowledge(f, 'L1', 'Node.js 22 is the runtime the bundles are built and tested for (target node20 locally); moving to 24 is a tested change');
     }
