@@ -39,7 +39,8 @@ export class CancelService {
 
   async cancel(tenantId: string, paymentId: string, reason: string | undefined): Promise<Payment> {
     const p = await this.payment(tenantId, paymentId);
-    if (p.status === 'canceled') return p;
+    // A canceled payment is final like any other: a repeat under the same key is answered from the
+    // action-idempotency record before this runs; another key is a new request and 409.
     this.refuseUnlessCancelable(p);
     let result: ProcessResult;
     try {

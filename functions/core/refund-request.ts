@@ -29,10 +29,10 @@ export function requiredIdempotencyKey(header: string | undefined): string {
   return key;
 }
 
-/** The optional `reason`: a string of at most 500 characters, refused (never cut) otherwise. */
+/** The optional `reason`: a string of at most 500 characters, refused (never cut) otherwise (null too). */
 export function optionalReason(body: Record<string, unknown>): string | undefined {
   const reason = body.reason;
-  if (reason === undefined || reason === null) return undefined;
+  if (reason === undefined) return undefined;
   if (typeof reason !== 'string' || reason.length > MAX_REFUND_REASON_LENGTH) {
     const message = `reason must be a string of at most ${MAX_REFUND_REASON_LENGTH} characters`;
     throw new AppError('INVALID_REASON', message, 400, false, [{ field: 'reason', code: 'INVALID_REASON', message }]);
@@ -44,7 +44,8 @@ export function optionalReason(body: Record<string, unknown>): string | undefine
 export function parseRefundRequest(body: Record<string, unknown>, headerKey: string | undefined, currency: string, maxAmount: number): RefundRequest {
   const idempotencyKey = requiredIdempotencyKey(headerKey);
   const reason = optionalReason(body);
-  if (body.amount === undefined || body.amount === null) return { idempotencyKey, ...(reason !== undefined ? { reason } : {}) };
+  // Absent means what remains; null is a wrong type like any other, as the document says.
+  if (body.amount === undefined) return { idempotencyKey, ...(reason !== undefined ? { reason } : {}) };
   const exponent = currencyExponent(currency) ?? 2;
   const amount = toMinorUnits(body.amount, exponent, maxAmount);
   if (!amount.ok) {

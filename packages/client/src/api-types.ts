@@ -171,6 +171,36 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/payments/{paymentID}/cancel": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Cancel a payment that has not been charged (pending or retrying)
+         * @description `Idempotency-Key` is required (400 `IDEMPOTENCY_KEY_REQUIRED` without it); the cancel runs at most
+         *     once per key: a repeat within 24 hours gets the first response (a repeat while the first still
+         *     runs is 409 `IDEMPOTENCY_IN_PROGRESS`, retryable), and the same key with another body is 422
+         *     `IDEMPOTENCY_KEY_MISMATCH`.
+         *
+         *     The provider's payment intent is cancelled first, then the payment becomes `canceled` (a final
+         *     status): a payment is never both canceled and charged. If the provider says the intent had
+         *     already succeeded, the payment becomes `success` and the answer is 409 `INVALID_STATE_TRANSITION`
+         *     with `details[0].from` `success`. A `processing` payment (an attempt may be charging it now) is 409
+         *     `PAYMENT_PROCESSING`, retryable, with `Retry-After`; a payment in a final status (`canceled`
+         *     included, under a new key) is 409 `INVALID_STATE_TRANSITION`. Another tenant's payment is 404.
+         */
+        post: operations["cancelPayment"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/payments/{paymentID}/refunds": {
         parameters: {
             query?: never;
@@ -454,6 +484,10 @@ export interface components {
             nextCursor: string | null;
             count: number;
         };
+        CancelRequest: {
+            /** @description Recorded in the payment's audit entry */
+            reason?: string;
+        };
         RetryRequest: {
             /** @description Recorded in the audit entry of an operator re-open */
             reason?: string;
@@ -628,8 +662,8 @@ export interface components {
             };
         };
         /**
-         * @description INVALID_STATE_TRANSITION or REOPEN_LIMIT_REACHED (not retryable); CONCURRENT_UPDATE or
-         *     IDEMPOTENCY_IN_PROGRESS (retryable, with Retry-After)
+         * @description INVALID_STATE_TRANSITION, REOPEN_LIMIT_REACHED or REFUND_EXCEEDS_CAPTURED (not retryable);
+         *     CONCURRENT_UPDATE, IDEMPOTENCY_IN_PROGRESS or PAYMENT_PROCESSING (retryable, with Retry-After)
          */
         Conflict: {
             headers: {
@@ -730,6 +764,8 @@ export interface components {
         IdempotencyKeyHeader: components["schemas"]["IdempotencyKey"];
         /** @description Required. One refund per payment and key (48 hours); a repeat with the same body gets the first refund. Send it once. */
         RequiredIdempotencyKeyHeader: components["schemas"]["IdempotencyKey"];
+        /** @description Required. The cancel runs at most once for this key (24 hours); a repeat gets the first response. */
+        CancelIdempotencyKeyHeader: components["schemas"]["IdempotencyKey"];
         /** @description Makes the action run at most once for this key (24 hours); a repeat gets the first response. Send it once. */
         ActionIdempotencyKeyHeader: components["schemas"]["IdempotencyKey"];
     };
@@ -966,6 +1002,48 @@ export interface operations {
         responses: {
             /** @description The payment, scheduled to run */
             202: {
+                headers: {
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Payment"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["IdempotencyKeyMismatch"];
+            429: components["responses"]["RateLimited"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["ServiceUnavailable"];
+            504: components["responses"]["GatewayTimeout"];
+        };
+    };
+    cancelPayment: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description Required. The cancel runs at most once for this key (24 hours); a repeat gets the first response. */
+                "Idempotency-Key": components["parameters"]["CancelIdempotencyKeyHeader"];
+            };
+            path: {
+                /** @description A payment id; one that cannot be ours (over 128 characters, or outside A-Z a-z 0-9 _ -) is 404 */
+                paymentID: components["parameters"]["PaymentID"];
+            };
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": components["schemas"]["CancelRequest"];
+            };
+        };
+        responses: {
+            /** @description The payment, canceled */
+            200: {
                 headers: {
                     "x-request-id": components["headers"]["RequestId"];
                     [name: string]: unknown;
