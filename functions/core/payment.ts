@@ -87,9 +87,10 @@ export interface Payment {
   readonly refunds?: readonly RefundRecord[];
   /**
    * Tenant refunds pending or succeeded, in minor units: never more than amountMinor. Changed by the refund
-   * transaction (up) and by a refund the provider failed (back down), never with a new payment version: a
-   * success payment is terminal, so the only writers are refunds, and the refund's own record (Refunds
-   * table, audited) is where each change is told.
+   * transaction (up) and by a refund the provider failed (back down). Each refund status change is a new
+   * payment version (lastChange refund_requested / refund_succeeded / refund_failed, audited in the
+   * payment's chain); the status stays success: a success payment is terminal, and refunds are its only
+   * writers (RefundRepository).
    */
   readonly amountRefundedMinor?: number;
   /** Present only on successful payments: sparse index for provider reconciliation by hour. */

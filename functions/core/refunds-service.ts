@@ -7,10 +7,10 @@
  *     the same request is answered from the key record (the same refund, replayed); with another request it
  *     is 422 and changes nothing.
  *   - Pending plus succeeded refunds never exceed the capture, under any concurrency: the transaction raises
- *     `amountRefundedMinor` only on condition that it stays at most the payment's amount. The payment's
- *     version does not change (a success payment is terminal: refunds are its only writers, and the
- *     worker's transitions, conditional on version, never race them); the refund's own record is versioned
- *     and audited.
+ *     `amountRefundedMinor` only on condition that it stays at most the payment's amount, not on the
+ *     payment's version (a success payment is terminal: refunds are its only writers, so concurrent
+ *     refunds are bounded by the amount alone). The same write gives the payment a new version telling
+ *     the refund (audited in the payment's chain); so do the refund's final status changes.
  *   - The refund record exists before anything is sent. The worker sends it (RefundProcessor, provider key
  *     derived from the refund id) and follows it to a final state; a refund the provider ends failed gives
  *     its amount back to the payment in the same write that marks it failed (RefundRepository), so exactly

@@ -176,6 +176,23 @@ describe('docs/openapi.yaml', () => {
     expect(other.status).toBe(404);
     const paid = await call('GET', '/api/payments/{paymentID}', `/api/payments/${id}`);
     expect(paid.body).toMatchObject({ amountRefunded: 5, amountRefundedMinor: 500 });
+    // The refund's status changes are versions of the payment, in its hash-chained audit trail.
+    const audited = async () => {
+      const deadline = Date.now() + 20_000;
+      for (;;) {
+        const trail = await call('GET', '/api/audit/payments', `/api/audit/payments?paymentID=${id}&verify=true`);
+        const actions = trail.body.entries.map((e: { action: string }) => e.action);
+        if ((actions.includes('refund_succeeded') && trail.body.verification.upToDate) || Date.now() > deadline) return trail.body;
+        await new Promise((r) => setTimeout(r, 200));
+      }
+    };
+    const trail = await audited();
+    expect(trail.verification).toMatchObject({ ok: true, upToDate: true });
+    const refundEntries = trail.entries.filter((e: { action: string }) => e.action.startsWith('refund_'));
+    expect(refundEntries.map((e: { action: string }) => e.action)).toEqual(['refund_requested', 'refund_succeeded']);
+    expect(refundEntries[0]).toMatchObject({ fromStatus: 'success', toStatus: 'success', actor: 'api:tenant-1', details: { changes: { amountRefundedMinor: { old: null, new: 500 } } } });
+    expect(refundEntries[0].reason).toContain(refund.body.id);
+    expect(refundEntries[1]).toMatchObject({ actor: 'refund-processor', prevHash: refundEntries[0].hash });
     const final = await call('POST', cancel, `/api/payments/${id}/cancel`, { headers: { 'Idempotency-Key': `cancel-${randomUUID()}` } });
     expect(final.body.error).toMatchObject({ code: 'INVALID_STATE_TRANSITION', details: [{ from: 'success' }] });
 

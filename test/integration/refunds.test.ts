@@ -1,7 +1,8 @@
 /**
  * Tenant refunds against DynamoDB Local and the queue emulator, through the refunds function's own role:
  * the one-transaction bound (pending + succeeded refunds never exceed the capture under concurrency),
- * replays and mismatches, and a failed refund giving its amount back exactly once.
+ * replays and mismatches, a failed refund giving its amount back exactly once, and each refund status
+ * change written as a new version of its payment (the payment's audit chain is built from those).
  */
 import { randomUUID } from 'node:crypto';
 import { GetCommand, PutCommand } from '@aws-sdk/lib-dynamodb';
@@ -89,8 +90,9 @@ describe('tenant refunds on DynamoDB Local', () => {
     const list = JSON.parse((await handler(event('GET', p.id))).body);
     expect(list.items).toHaveLength(10);
     expect(list.items.reduce((n: number, r: { amountMinor: number }) => n + r.amountMinor, 0)).toBe(1000);
-    // The payment's version did not move: refunds never race the worker's transitions.
-    expect((await stored(p.id)).version).toBe(p.version);
+    // Each accepted refund is one new payment version (audited in the payment's chain), none for a refused one.
+    expect((await stored(p.id)).version).toBe(p.version + 10);
+    expect((await stored(p.id)).lastChange).toMatchObject({ action: 'refund_requested', actor: 'api:tenant-1' });
   }, 120_000);
 
   it('no amount refunds what remains; the same key and body replays, another body is 422, no key is 400', async () => {
@@ -131,6 +133,36 @@ describe('tenant refunds on DynamoDB Local', () => {
     expect(JSON.parse((await refund(p.id, 'z', { amount: -1 })).body).error.code).toBe('INVALID_AMOUNT');
   }, 60_000);
 
+  it("each status change of a refund is a new version of its payment, naming the refund (what the payment's audit chain is built from)", async () => {
+    const p = await seedPayment();
+    const made = JSON.parse((await refund(p.id, 'audited', { amount: 3, reason: 'late delivery' })).body);
+    expect(await stored(p.id)).toMatchObject({
+      version: p.version + 1,
+      status: 'success',
+      amountRefundedMinor: 300,
+      lastChange: { action: 'refund_requested', actor: 'api:tenant-1', reason: `refund ${made.id} of 300 USD minor units: late delivery` },
+    });
+    // A replay makes nothing, so no version either.
+    await refund(p.id, 'audited', { amount: 3, reason: 'late delivery' });
+    expect((await stored(p.id)).version).toBe(p.version + 1);
+    const wenv = b.envOf('PaymentWorkerFunction');
+    const worker = new RefundRepository(b.as('PaymentWorkerFunction').doc, { refunds: wenv.REFUNDS_TABLE!, openRefundsIndex: 'open-refunds', payments: wenv.PAYMENTS_TABLE! });
+    const pending = (await worker.get(made.id)) as Refund;
+    // Bookkeeping while pending (a send counted) stays on the refund record.
+    const sent = await worker.update(pending, { sends: 1, updatedAt: now.toISOString() });
+    expect((await stored(p.id)).version).toBe(p.version + 1);
+    const done = await worker.update(sent, { status: 'succeeded', providerRefundId: 're_1', updatedAt: now.toISOString() });
+    expect(done.status).toBe('succeeded');
+    expect(await stored(p.id)).toMatchObject({
+      version: p.version + 2,
+      amountRefundedMinor: 300,
+      lastChange: { action: 'refund_succeeded', actor: 'refund-processor', reason: `refund ${made.id} of 300 USD minor units succeeded at the provider` },
+    });
+    // A stale second writer changes neither the refund nor the payment.
+    await expect(worker.update(sent, { status: 'succeeded', updatedAt: now.toISOString() })).rejects.toThrow();
+    expect((await stored(p.id)).version).toBe(p.version + 2);
+  }, 60_000);
+
   it('a refund the provider ends failed gives its amount back to the payment, exactly once', async () => {
     const p = await seedPayment();
     const made = JSON.parse((await refund(p.id, 'to-fail', { amount: 4 })).body);
@@ -141,10 +173,16 @@ describe('tenant refunds on DynamoDB Local', () => {
     const r = (await worker.get(made.id)) as Refund;
     const failed = await worker.update(r, { status: 'failed', failureReason: 'insufficient_funds', updatedAt: now.toISOString() });
     expect(failed.status).toBe('failed');
-    expect((await stored(p.id)).amountRefundedMinor).toBe(0);
+    // The give-back is a new payment version that names the refund: the audit trail tells it.
+    expect(await stored(p.id)).toMatchObject({
+      amountRefundedMinor: 0,
+      version: p.version + 2,
+      updatedAt: now.toISOString(),
+      lastChange: { action: 'refund_failed', actor: 'refund-processor', reason: `refund ${made.id} of 400 USD minor units failed at the provider: insufficient_funds` },
+    });
     // A second writer that read the pending refund loses: the amount does not come back twice.
     await expect(worker.update(r, { status: 'failed', updatedAt: now.toISOString() })).rejects.toThrow();
-    expect((await stored(p.id)).amountRefundedMinor).toBe(0);
+    expect(await stored(p.id)).toMatchObject({ amountRefundedMinor: 0, version: p.version + 2 });
     // The remainder is usable again.
     expect((await refund(p.id, 'again', { amount: 10 })).statusCode).toBe(201);
   }, 60_000);

@@ -24,13 +24,11 @@ import { retryPaymentRoute } from '../../functions/api/retry-payment';
 import { cancelPaymentRoute } from '../../functions/api/cancel-payment';
 import { refundsRoute } from '../../functions/api/refunds-api';
 import { CancelService } from '../../functions/core/cancel-service';
-import type { RefundKeyRecord, TenantRefundStore } from '../../functions/core/ports';
 import type { Payment } from '../../functions/core/payment';
-import type { Refund } from '../../functions/core/refund';
 import { RefundsService } from '../../functions/core/refunds-service';
 import { PaymentsService } from '../../functions/core/payments-service';
 import { apiHandler, type ApiHandlerOptions, type ApiRequest, type ApiResponse } from '../../functions/shared/http';
-import { FakeClock, FakeQueue, KeyedStore, paymentFixture, testCursorSeal } from '../helpers/fakes';
+import { FakeClock, FakeQueue, FakeTenantRefundStore, KeyedStore, paymentFixture, testCursorSeal } from '../helpers/fakes';
 import { ajv, declaredCodes, documentAllows, openapi, responseProblems, type DocRequest } from '../helpers/openapi';
 
 const TENANT = 'tenant-1';
@@ -80,20 +78,6 @@ const emptyAudit: AuditReader = {
 // The action routes run their Idempotency-Key requests through this (the store is DynamoDB's in AWS).
 const identity: ApiHandlerOptions['identity'] = () => ({ principals: undefined, idempotent: (_key, run) => run() });
 
-/** Enough of the tenant refund store for one request: the key, the refund and the payment's remainder. */
-class OneRefundStore implements TenantRefundStore {
-  private readonly refunds = new Map<string, Refund>();
-  private readonly keys = new Map<string, RefundKeyRecord>();
-  getRefundKey = async (_t: string, _p: string, key: string) => this.keys.get(key);
-  insertTenantRefund = async (refund: Refund, key: RefundKeyRecord) => {
-    this.refunds.set(refund.id, refund);
-    this.keys.set(key.idempotencyKey, key);
-    return { kind: 'created' as const };
-  };
-  get = async (id: string) => this.refunds.get(id);
-  listForPayment = async () => ({ items: [...this.refunds.values()], nextCursor: null });
-}
-
 /** A fresh handler per request, so one case's key never answers another's. */
 const ROUTES: Record<string, () => (req: ApiRequest) => Promise<ApiResponse>> = {
   // As wiring builds it: with the provider's charge rules (minimums, units, metadata room).
@@ -126,7 +110,7 @@ const ROUTES: Record<string, () => (req: ApiRequest) => Promise<ApiResponse>> = 
 function refundsFor() {
   const { store } = service();
   store.payments.put(paymentFixture({ id: 'pay_s', tenantId: TENANT, status: 'success', amountMinor: 1230, currency: 'USD', intentId: 'pi_s' }));
-  const refunds = new RefundsService({ payments: store.payments, refunds: new OneRefundStore(), queue: new FakeQueue(), clock: new FakeClock().now, idempotencyTtlSeconds: 86_400, stuckAfterSeconds: 120 });
+  const refunds = new RefundsService({ payments: store.payments, refunds: new FakeTenantRefundStore(), queue: new FakeQueue(), clock: new FakeClock().now, idempotencyTtlSeconds: 86_400, stuckAfterSeconds: 120 });
   return refundsRoute({ refunds, maxAmount: MAX_AMOUNT });
 }
 

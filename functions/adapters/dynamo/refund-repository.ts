@@ -5,7 +5,15 @@
  * amount (insertTenantRefund), listed by the sparse refunds-by-payment index (`byPayment`, set only on
  * tenant refunds), and a tenant refund that ends failed gives its amount back to the payment in the same
  * transaction that marks it failed: the refund moves pending → failed once (its version condition), so
- * the amount comes back exactly once. A refund is written once, before anything
+ * the amount comes back exactly once.
+ *
+ * Audit: each of a tenant refund's status changes (made pending, succeeded, failed) is also a new version
+ * of its payment, written in the same transaction as the refund change: `version` + 1 and `lastChange`
+ * (refund_requested / refund_succeeded / refund_failed, naming the refund). The Payments stream then
+ * audits it in the payment's hash chain like any payment version, so a refund can never change without
+ * its entry. These bumps condition on nothing but the payment's existence: a success payment is final,
+ * so nothing else writes it on a version it read. A refund's send bookkeeping (sends, provider ids while
+ * pending) stays on the refund record alone. A refund is written once, before anything
  * is sent (a conditional put: the same id finds the same record), and every later change is conditional
  * on its version. While pending it carries `openShard` and `dueAt`, the keys of the sparse open-refunds
  * index the reconciler reads, so its cost grows with the refunds in flight, not with all refunds ever made.
@@ -15,7 +23,7 @@ import { ConditionalCheckFailedException, TransactionCanceledException, Transact
 import { unmarshall } from '@aws-sdk/util-dynamodb';
 import { GetCommand, PutCommand, QueryCommand, TransactWriteCommand, UpdateCommand, type DynamoDBDocumentClient, type UpdateCommandInput } from '@aws-sdk/lib-dynamodb';
 import { ConcurrentUpdateError, InvalidCursorError, ServiceUnavailableError } from '../../core/errors';
-import type { Payment } from '../../core/payment';
+import type { ChangeInfo, Payment } from '../../core/payment';
 import type { OpenRefundsPage, RefundInsertResult, RefundKeyRecord, RefundPage, RefundStore, TenantRefundStore } from '../../core/ports';
 import type { Refund, RefundChange } from '../../core/refund';
 import { keyPk, openPartitions, openShardFor } from './payment-repository';
@@ -34,6 +42,21 @@ export interface RefundTables {
  * key can have (keys are printable ASCII; U+001F is not), so a refund key never meets a payment key.
  */
 export const refundKeyPk = (tenantId: string, paymentId: string, key: string): string => keyPk(tenantId, `\u001frefund\u001f${paymentId}\u001f${key}`);
+
+/** Who moves a refund to its final status (the worker's or the reconciler's refund step). */
+const REFUND_ACTOR = 'refund-processor';
+
+/** The payment's new version that tells a refund change (see the header): its values are paymentVersionValues'. */
+const NEW_PAYMENT_VERSION = '#version = #version + :one, lastChange = :change, updatedAt = :changedAt';
+
+const paymentVersionValues = (change: ChangeInfo, at: string) => ({ ':one': 1, ':change': change, ':changedAt': at });
+
+/** Why the payment has a new version: the refund, its amount and (for a tenant's request) its reason. */
+function refundChangeInfo(r: Refund, action: string, actor: string, outcome?: string): ChangeInfo {
+  const what = `refund ${r.id} of ${r.amountMinor} ${r.currency} minor units`;
+  const reason = outcome ? `${what} ${outcome}` : r.reason ? `${what}: ${r.reason}` : what;
+  return { action, actor, reason };
+}
 
 /** Transaction conflicts (other refunds of the same payment) are retried this often, with jitter. */
 const TRANSACTION_RETRIES = 25;
@@ -81,11 +104,12 @@ export class RefundRepository implements RefundStore, TenantRefundStore {
                 Update: {
                   TableName: this.need('payments'),
                   Key: { id: refund.paymentId },
-                  UpdateExpression: 'SET amountRefundedMinor = if_not_exists(amountRefundedMinor, :zero) + :amt',
+                  UpdateExpression: `SET amountRefundedMinor = if_not_exists(amountRefundedMinor, :zero) + :amt, ${NEW_PAYMENT_VERSION}`,
                   ConditionExpression:
                     '#status = :success AND tenantId = :t AND amountMinor = :captured AND (attribute_not_exists(amountRefundedMinor) OR amountRefundedMinor <= :limit)',
-                  ExpressionAttributeNames: { '#status': 'status' },
+                  ExpressionAttributeNames: { '#status': 'status', '#version': 'version' },
                   ExpressionAttributeValues: {
+                    ...paymentVersionValues(refundChangeInfo(refund, 'refund_requested', `api:${key.tenantId}`), refund.createdAt),
                     ':zero': 0,
                     ':amt': refund.amountMinor,
                     ':success': 'success',
@@ -201,7 +225,9 @@ export class RefundRepository implements RefundStore, TenantRefundStore {
       ExpressionAttributeNames: names,
       ExpressionAttributeValues: values,
     } satisfies UpdateCommandInput;
-    if (current.kind === 'tenant' && current.status === 'pending' && change.status === 'failed') return this.failTenantRefund(current, update);
+    if (current.kind === 'tenant' && current.status === 'pending' && (change.status === 'failed' || change.status === 'succeeded')) {
+      return this.settleTenantRefund(current, { ...current, ...change }, update);
+    }
     try {
       const { Attributes } = await this.doc.send(new UpdateCommand({ ...update, ReturnValues: 'ALL_NEW', ReturnValuesOnConditionCheckFailure: 'ALL_OLD' }));
       return Attributes as Refund;
@@ -212,10 +238,14 @@ export class RefundRepository implements RefundStore, TenantRefundStore {
   }
 
   /**
-   * pending → failed and the amount back to the payment's refundable remainder, in one transaction: the
-   * refund's version condition lets this happen once, so the amount comes back exactly once.
+   * A tenant refund's final status and its payment's new version (audited), in one transaction. Failed also
+   * gives the amount back to the payment's refundable remainder: the refund's version condition lets this
+   * happen once, so the amount comes back exactly once.
    */
-  private async failTenantRefund(current: Refund, update: UpdateCommandInput & { ExpressionAttributeValues: Record<string, unknown> }): Promise<Refund> {
+  private async settleTenantRefund(current: Refund, next: Refund, update: UpdateCommandInput & { ExpressionAttributeValues: Record<string, unknown> }): Promise<Refund> {
+    const failed = next.status === 'failed';
+    const why = failed ? `failed at the provider: ${next.failureReason ?? 'unknown'}` : 'succeeded at the provider';
+    const change = refundChangeInfo(current, failed ? 'refund_failed' : 'refund_succeeded', REFUND_ACTOR, why);
     try {
       await this.doc.send(
         new TransactWriteCommand({
@@ -225,9 +255,10 @@ export class RefundRepository implements RefundStore, TenantRefundStore {
               Update: {
                 TableName: this.need('payments'),
                 Key: { id: current.paymentId },
-                UpdateExpression: 'SET amountRefundedMinor = amountRefundedMinor - :amt',
-                ConditionExpression: 'amountRefundedMinor >= :amt',
-                ExpressionAttributeValues: { ':amt': current.amountMinor },
+                UpdateExpression: failed ? `SET amountRefundedMinor = amountRefundedMinor - :amt, ${NEW_PAYMENT_VERSION}` : `SET ${NEW_PAYMENT_VERSION}`,
+                ConditionExpression: failed ? 'amountRefundedMinor >= :amt' : 'attribute_exists(id)',
+                ExpressionAttributeNames: { '#version': 'version' },
+                ExpressionAttributeValues: { ...paymentVersionValues(change, next.updatedAt), ...(failed ? { ':amt': current.amountMinor } : {}) },
               },
             },
           ],
