@@ -29,11 +29,12 @@ function setup(wrap: (p: FakeIntentProvider, worker: () => PaymentProcessor) => 
     });
   const worker = make(provider);
   const canceler = make(wrap(provider, () => worker));
-  const cancels = new CancelService({ store: repo, processor: canceler });
+  const counted: string[] = [];
+  const cancels = new CancelService({ store: repo, processor: canceler, metrics: { count: (name) => void counted.push(name) } });
   repo.put(paymentFixture({ amountMinor: 1250, currency: 'EUR' }));
   const charged = () => provider.ledger.filter((e) => e.status === 'succeeded').length;
   const codeOf = (p: Promise<unknown>) => p.then(() => 'ok', (e: unknown) => (e instanceof AppError ? e.code : String(e)));
-  return { repo, provider, worker, canceler, cancels, charged, codeOf, stored: () => repo.items.get('pay_1')! };
+  return { repo, provider, worker, canceler, cancels, charged, codeOf, counted, stored: () => repo.items.get('pay_1')! };
 }
 
 describe('cancel racing the worker', () => {
@@ -84,6 +85,17 @@ describe('cancel racing the worker', () => {
     expect(end.status).not.toBe('success');
     // The worker's claim moved the version, so the cancel's write lost: it answered 409 and the payment ended without money.
     expect(['ok', 'PAYMENT_PROCESSING', 'INVALID_STATE_TRANSITION']).toContain(code);
+  });
+
+  it('a canceled payment is final: a second cancel (a new key) is 409; PaymentsCanceled is counted once', async () => {
+    const s = setup();
+    expect((await s.cancels.cancel('tenant-1', 'pay_1', undefined)).status).toBe('canceled');
+    expect(s.counted).toEqual(['PaymentsCanceled']);
+    const calls = s.provider.calls.length;
+    const again = await s.cancels.cancel('tenant-1', 'pay_1', undefined).catch((e: AppError) => e);
+    expect(again).toMatchObject({ code: 'INVALID_STATE_TRANSITION', httpStatus: 409, retryable: false });
+    expect(s.counted).toEqual(['PaymentsCanceled']);
+    expect(s.provider.calls.length).toBe(calls); // refused before any provider call
   });
 
   it('processing answers 409 retryable with Retry-After; a final payment 409; another tenant 404', async () => {

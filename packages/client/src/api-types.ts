@@ -773,7 +773,9 @@ export interface components {
     headers: {
         /** @description Path of the payment, `/api/payments/{id}` */
         Location: string;
-        /** @description `true` when the response replays a payment created by an earlier request with this key */
+        /** @description Path of the payment's refunds, `/api/payments/{id}/refunds` */
+        RefundsLocation: string;
+        /** @description `true` when the response replays a payment (or refund) created by an earlier request with this key */
         IdempotentReplayed: "true";
         /** @description Seconds to wait before retrying */
         RetryAfter: string;
@@ -1122,7 +1124,7 @@ export interface operations {
             /** @description The refund (made now, or replayed) */
             201: {
                 headers: {
-                    Location: components["headers"]["Location"];
+                    Location: components["headers"]["RefundsLocation"];
                     "Idempotent-Replayed": components["headers"]["IdempotentReplayed"];
                     "x-request-id": components["headers"]["RequestId"];
                     [name: string]: unknown;
