@@ -31,6 +31,8 @@ import { unlimitedBudget, type RateBudget } from './core/ports/rate-budget';
 import { PaymentProcessor } from './core/processing/payment-processor';
 import { Reconciler } from './core/reconciler';
 import { RefundProcessor } from './core/refund-processor';
+import { RefundsService } from './core/refunds-service';
+import { CancelService } from './core/cancel-service';
 import { createAuditStreamHandler } from './audit/audit-stream';
 import { createReconcilerHandler } from './recovery/reconciler';
 import { loadConfig, type PaymentsConfig } from './shared/env';
@@ -75,7 +77,30 @@ function build() {
         stuckAfterSeconds: config().stuckAfterSeconds,
       }),
   );
-  const refunds = once(() => new RefundRepository(documentClient(), { refunds: config().refundsTable, openRefundsIndex: config().openRefundsIndex }));
+  // The payments table is optional per function: the refunds API, worker and reconciler have it (a tenant
+  // refund that fails gives its amount back to the payment).
+  const refunds = once(
+    () =>
+      new RefundRepository(documentClient(), {
+        refunds: config().refundsTable,
+        openRefundsIndex: config().openRefundsIndex,
+        payments: config().paymentsTable,
+        idempotency: config().idempotencyTable,
+        byPaymentIndex: config().refundsByPaymentIndex,
+      }),
+  );
+  const refundsService = once(
+    () =>
+      new RefundsService({
+        payments: store(),
+        refunds: refunds(),
+        queue: queue(),
+        logger,
+        metrics,
+        idempotencyTtlSeconds: config().idempotencyTtlSeconds,
+        stuckAfterSeconds: config().stuckAfterSeconds,
+      }),
+  );
   const audit = once(() => new AuditRepository(documentClient(), { audit: config().auditTable, byTenantIndex: config().auditByTenantIndex }));
   const runs = once(() => new RecoveryRunsRepository(documentClient(), config().recoveryTable));
   // Listing cursors are signed with the stage's key, read once per instance (cursor-seal.ts).
@@ -146,6 +171,7 @@ function build() {
         config: { ...config(), deferJitterMs: config().breakerOpenSeconds * 500 },
       }),
   );
+  const cancelService = once(async () => new CancelService({ store: store(), processor: await processor(), metrics }));
   const refundProcessor = once(async () => new RefundProcessor({ refunds: refunds(), provider: await provider(), logger, metrics }));
 
   // Provider webhooks: read the payment or refund an event names, queue a resolve (no provider call here).
@@ -215,6 +241,7 @@ function build() {
     payments,
     audit,
     refunds,
+    refundsService,
     runs,
     cursors,
     breaker,
@@ -222,6 +249,7 @@ function build() {
     provider,
     processor,
     providerEvents,
+    cancelService,
     workerHandler,
     auditHandler,
     reconcilerHandler,

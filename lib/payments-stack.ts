@@ -17,6 +17,7 @@ import {
   OPEN_PAYMENTS_INDEX,
   OPEN_REFUNDS_INDEX,
   PAYMENTS_BY_TENANT_INDEX,
+  REFUNDS_BY_PAYMENT_INDEX,
   SETTLED_INDEX,
   defaultOf,
   settingRelationProblems,
@@ -152,6 +153,15 @@ export class PaymentsStack extends Stack {
       projectionType: dynamodb.ProjectionType.ALL,
     });
 
+    // GET /api/payments/{paymentID}/refunds. Sparse: only tenant refunds carry byPayment (a capture no
+    // payment accounts for has no payment to list it under). One payment's refunds are few and slow.
+    refundsTable.addGlobalSecondaryIndex({
+      indexName: REFUNDS_BY_PAYMENT_INDEX,
+      partitionKey: { name: 'byPayment', type: dynamodb.AttributeType.STRING },
+      sortKey: { name: 'createdAt', type: dynamodb.AttributeType.STRING },
+      projectionType: dynamodb.ProjectionType.ALL,
+    });
+
     const recoveryRuns = new dynamodb.Table(this, 'RecoveryRunsTable', {
       ...tableDefaults,
       partitionKey: { name: 'pk', type: dynamodb.AttributeType.STRING },
@@ -238,6 +248,13 @@ export class PaymentsStack extends Stack {
       .bindTable(payments, 'PAYMENTS_TABLE', ['GetItem', 'UpdateItem'])
       .bindQueue(paymentsQueue, 'PAYMENTS_QUEUE_URL', 'send');
 
+    // One transaction per refund: the key record, the payment's refunded amount, the refund record.
+    const refundsApi = fn('RefundsApiFunction', 'refunds', 'functions/api/refunds-api.ts', 'POST and GET /api/payments/{paymentID}/refunds')
+      .bindTable(idempotencyKeys, 'IDEMPOTENCY_TABLE', ['PutItem', 'GetItem'])
+      .bindTable(payments, 'PAYMENTS_TABLE', ['GetItem', 'UpdateItem'])
+      .bindTable(refundsTable, 'REFUNDS_TABLE', ['PutItem', 'GetItem'], [REFUNDS_BY_PAYMENT_INDEX])
+      .bindQueue(paymentsQueue, 'PAYMENTS_QUEUE_URL', 'send');
+
     const auditApi = fn('AuditApiFunction', 'auditApi', 'functions/api/audit-api.ts', 'GET /api/audit/payments')
       .bindTable(auditLog, 'AUDIT_TABLE', ['Query', 'GetItem'], [AUDIT_BY_TENANT_INDEX])
       .bindTable(payments, 'PAYMENTS_TABLE', ['GetItem'])
@@ -262,6 +279,13 @@ export class PaymentsStack extends Stack {
         maxConcurrency: config.workerMaxConcurrency,
       }),
     );
+
+    // Cancels the provider intent before the payment is written canceled: provider access like the worker's.
+    const cancelPayment = fn('CancelPaymentFunction', 'cancelPayment', 'functions/api/cancel-payment.ts', 'POST /api/payments/{paymentID}/cancel', { timeout: Duration.seconds(29) })
+      .bindTable(payments, 'PAYMENTS_TABLE', ['GetItem', 'UpdateItem'])
+      .bindQueue(paymentsQueue, 'PAYMENTS_QUEUE_URL', 'send')
+      .bindSecret(providerSecret, 'PROVIDER_SECRET_ID', 'read')
+      .bindTable(providerBudget, 'PROVIDER_BUDGET_TABLE', ['UpdateItem']);
 
     const auditWriter = fn('AuditStreamFunction', 'auditStream', 'functions/audit/audit-stream.ts', 'Appends payment versions to the audit log')
       .bindTable(auditLog, 'AUDIT_TABLE', ['PutItem', 'GetItem', 'Query']);
@@ -379,6 +403,10 @@ export class PaymentsStack extends Stack {
     onePayment.addMethod('GET', integration(paymentQueries));
     onePayment.addResource('status').addMethod('GET', integration(paymentQueries));
     onePayment.addResource('retry').addMethod('POST', integration(retryPayment));
+    const refundsRes = onePayment.addResource('refunds');
+    refundsRes.addMethod('POST', integration(refundsApi));
+    refundsRes.addMethod('GET', integration(refundsApi));
+    onePayment.addResource('cancel').addMethod('POST', integration(cancelPayment));
     apiRoot.addResource('audit').addResource('payments').addMethod('GET', integration(auditApi));
     const recoveryRes = apiRoot.addResource('recovery');
     recoveryRes.addResource('process').addMethod('POST', integration(recoveryApi));
@@ -415,7 +443,7 @@ export class PaymentsStack extends Stack {
     });
     // For the local stack (packages/local-stack): it gives its LOCAL_API_KEYS ids and principals here.
     (principals.node.defaultChild as CfnResource).addMetadata(API_KEY_PRINCIPALS_METADATA, { KeyIdAttribute: 'apiKeyId', PrincipalAttribute: 'principal', StatusAttribute: 'status' });
-    for (const f of [createPayment, paymentQueries, retryPayment, auditApi, recoveryApi]) f.bindTable(principals, 'PRINCIPALS_TABLE', ['GetItem']);
+    for (const f of [createPayment, paymentQueries, retryPayment, refundsApi, cancelPayment, auditApi, recoveryApi]) f.bindTable(principals, 'PRINCIPALS_TABLE', ['GetItem']);
 
     const operatorIdempotency = new dynamodb.Table(this, 'OperatorIdempotencyTable', {
       ...tableDefaults,
@@ -425,6 +453,7 @@ export class PaymentsStack extends Stack {
     const idempotencyAccess = ['GetItem', 'PutItem', 'UpdateItem', 'DeleteItem'] as const;
     retryPayment.bindTable(operatorIdempotency, 'OPERATOR_IDEMPOTENCY_TABLE', idempotencyAccess);
     recoveryApi.bindTable(operatorIdempotency, 'OPERATOR_IDEMPOTENCY_TABLE', idempotencyAccess);
+    cancelPayment.bindTable(operatorIdempotency, 'OPERATOR_IDEMPOTENCY_TABLE', idempotencyAccess);
 
     // ---- Hardening (cdk-nag AwsSolutions: fixed here, or acknowledged with a reason) -------------
     // Parameters are checked by API Gateway; bodies have no models, since the handlers validate them
@@ -435,7 +464,7 @@ export class PaymentsStack extends Stack {
       new ApiFirewall(this, 'ApiFirewall', { stage: api.deploymentStage, limits: config.waf, maxBodyBytes: MAX_BODY_BYTES, metricPrefix: this.stackName });
     }
     const acknowledge = (scope: Construct, rule: string, reason: string) => Validations.of(scope).acknowledge({ id: `AwsSolutions::AwsSolutions-${rule}`, reason });
-    for (const f of [createPayment, paymentQueries, retryPayment, auditApi, worker, auditWriter, reconciler, recoveryApi, providerWebhook]) {
+    for (const f of [createPayment, paymentQueries, retryPayment, refundsApi, cancelPayment, auditApi, worker, auditWriter, reconciler, recoveryApi, providerWebhook]) {
       acknowledge(f.role!, 'IAM5[Resource::*]', 'X-Ray PutTraceSegments/PutTelemetryRecords and DynamoDB ListStreams have no resource-level permissions');
       acknowledge(f, 'L1', 'Node.js 22 is the runtime the bundles are built and tested for (target node20 locally); moving to 24 is a tested change');
     }

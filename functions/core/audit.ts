@@ -147,6 +147,8 @@ function auditedFields(p: Partial<Payment>): Record<string, AuditValue> {
     nextAttemptAt: isoOrNull(p.nextAttemptAt),
     leaseUntil: isoOrNull(p.leaseUntil),
     providerChargeId: orNull(p.providerChargeId),
+    // Refunds move it (each refund status change is a payment version): the entry shows it changing.
+    amountRefundedMinor: orNull(p.amountRefundedMinor),
     createdAt: orNull(p.createdAt),
   };
 }

@@ -1,4 +1,4 @@
-import { createHash, randomUUID } from 'node:crypto';
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
 
 const ALPHABET = '0123456789abcdefghjkmnpqrstvwxyz'; // Crockford base32, lower case
 
@@ -29,3 +29,9 @@ export function paymentIdFor(tenantId: string, idempotencyKey: string, generatio
 }
 
 export const requestId = (): string => randomUUID();
+
+/**
+ * A tenant refund's id: random, one per refund made. A repeat of the request finds the refund through its
+ * key record, never by recomputing the id, so an expired key reused makes a new refund with a new id.
+ */
+export const newRefundId = (): string => `rf_${base32(randomBytes(16), 26)}`;

@@ -39,6 +39,8 @@ export function paymentView(p: Payment) {
     amount: toMajorUnits(p.amountMinor, p.currency),
     amountMinor: p.amountMinor,
     currency: p.currency,
+    amountRefunded: toMajorUnits(p.amountRefundedMinor ?? 0, p.currency),
+    amountRefundedMinor: p.amountRefundedMinor ?? 0,
     paymentMethod: { type: p.paymentMethod.type, token: maskToken(p.paymentMethod.token) },
     metadata: p.metadata,
     retryCount: p.retryCount,

@@ -1,8 +1,8 @@
 /** The payment as stored in the Payments table. Money is integer minor units. */
-export const PAYMENT_STATUSES = ['pending', 'processing', 'success', 'failed', 'retrying', 'expired'] as const;
+export const PAYMENT_STATUSES = ['pending', 'processing', 'success', 'failed', 'retrying', 'expired', 'canceled'] as const;
 export type PaymentStatus = (typeof PAYMENT_STATUSES)[number];
 
-export const TERMINAL_STATUSES: readonly PaymentStatus[] = ['success', 'failed', 'expired'];
+export const TERMINAL_STATUSES: readonly PaymentStatus[] = ['success', 'failed', 'expired', 'canceled'];
 export const OPEN_STATUSES: readonly PaymentStatus[] = ['pending', 'processing', 'retrying'];
 
 export const isTerminal = (s: PaymentStatus): boolean => TERMINAL_STATUSES.includes(s);
@@ -85,6 +85,14 @@ export interface Payment {
   readonly reopenCount?: number;
   /** Money returned by the reconciler for captures no payment accounts for (audited). */
   readonly refunds?: readonly RefundRecord[];
+  /**
+   * Tenant refunds pending or succeeded, in minor units: never more than amountMinor. Changed by the refund
+   * transaction (up) and by a refund the provider failed (back down). Each refund status change is a new
+   * payment version (lastChange refund_requested / refund_succeeded / refund_failed, audited in the
+   * payment's chain); the status stays success: a success payment is terminal, and refunds are its only
+   * writers (RefundRepository).
+   */
+  readonly amountRefundedMinor?: number;
   /** Present only on successful payments: sparse index for provider reconciliation by hour. */
   readonly settledBucket?: string;
   readonly settledAt?: number;

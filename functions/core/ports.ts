@@ -37,6 +37,15 @@ export const METRIC_NAMES = [
   /** Dimension `outcome`: what the intent showed (succeeded, declined, canceled, not_charged). */
   'UnknownOutcomesResolved',
   'RefundsIssued',
+  /** Tenant refunds accepted (pending, sent by the worker). */
+  'RefundsCreated',
+  'RefundsReplayed',
+  /** Tenant refunds refused because the payment had less left to refund than asked. */
+  'RefundsExceedingCapture',
+  /** Tenant refunds the provider ended succeeded. */
+  'RefundsSucceeded',
+  /** Payments the tenant canceled (their intent cancelled first). */
+  'PaymentsCanceled',
   /** Refunds the provider ended failed (money still captured): each needs an operator. */
   'RefundsFailed',
   /** Captures on intents other integrations made (not ours): counted, never touched. */
@@ -199,6 +208,44 @@ export interface RefundStore {
   openPartitions(): readonly string[];
   /** One page of pending refunds of one partition that are due. */
   openDue(partition: string, dueBefore: number, startKey?: Record<string, unknown>, limit?: number): Promise<OpenRefundsPage>;
+}
+
+/** The refund key record (IdempotencyKeys table) of one tenant refund request. */
+export interface RefundKeyRecord {
+  readonly tenantId: string;
+  readonly idempotencyKey: string;
+  readonly paymentId: string;
+  readonly refundId: string;
+  readonly requestHash: string;
+  readonly createdAt: string;
+  /** Epoch seconds. Past it the key acts as absent even before TTL deletes it. */
+  readonly expiresAt: number;
+}
+
+export type RefundInsertResult =
+  | { readonly kind: 'created' }
+  /** The key is live: it holds this refund request, or another (compare requestHash). */
+  | { readonly kind: 'key_taken'; readonly key: RefundKeyRecord }
+  /** The payment refused: not success (or not this tenant's), or less left to refund than asked. `payment` as stored. */
+  | { readonly kind: 'payment_refused'; readonly payment?: Payment };
+
+export interface RefundPage {
+  /** Oldest first. */
+  readonly items: Refund[];
+  readonly nextCursor: string | null;
+}
+
+/** Tenant refunds: the one write that makes a refund, and the listing of a payment's refunds. */
+export interface TenantRefundStore {
+  getRefundKey(tenantId: string, paymentId: string, key: string): Promise<RefundKeyRecord | undefined>;
+  /**
+   * One transaction: the key record (absent or expired), the payment's refunded amount raised by the
+   * refund's amount (on condition that the payment is this tenant's, success, and has that much left), and
+   * the refund record. All or nothing, whatever runs concurrently.
+   */
+  insertTenantRefund(refund: Refund & { readonly dueAt: number }, key: RefundKeyRecord, capturedMinor: number, nowEpochSeconds: number): Promise<RefundInsertResult>;
+  get(id: string): Promise<Refund | undefined>;
+  listForPayment(paymentId: string, limit: number, cursor?: string): Promise<RefundPage>;
 }
 
 // ---- Listing ----------------------------------------------------------------------------------------

@@ -161,6 +161,7 @@ export class RefundProcessor {
       this.metrics.count('RefundsFailed');
       this.deps.logger.error('refund failed at the provider; the money is still captured', { ...where, failureReason: done.failureReason, code: done.lastError?.code });
     } else {
+      if (r.kind === 'tenant') this.metrics.count('RefundsSucceeded');
       this.deps.logger.info('refund succeeded', where);
     }
     return done;

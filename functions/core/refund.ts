@@ -46,12 +46,17 @@ export interface Refund {
   /** Present only while pending: partition and due time of the sparse open-refunds index. */
   readonly openShard?: string;
   readonly dueAt?: number;
+  /** Tenant refunds: the Idempotency-Key it was asked with, and the fingerprint of that request. */
+  readonly idempotencyKey?: string;
+  readonly requestHash?: string;
+  /** Tenant refunds only: partition key of the refunds-by-payment index (sparse: capture refunds have no payment to list under). */
+  readonly byPayment?: string;
 }
 
 /** The one refund record of a capture no payment accounts for. */
 export const unaccountedRefundId = (intentId: string): string => `rf_cap_${intentId}`;
 
-export type NewRefund = Omit<Refund, 'version' | 'status' | 'keyGeneration' | 'sends' | 'openShard' | 'dueAt' | 'createdAt' | 'updatedAt'>;
+export type NewRefund = Omit<Refund, 'version' | 'status' | 'keyGeneration' | 'sends' | 'openShard' | 'dueAt' | 'createdAt' | 'updatedAt' | 'byPayment'>;
 
 /** A refund owed from now: pending, never sent, due at once. */
 export function newRefund(fields: NewRefund, now: Date): Refund & { readonly dueAt: number } {

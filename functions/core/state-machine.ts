@@ -6,13 +6,15 @@ import { InvalidStateTransitionError } from './errors';
 import { isTerminal, type Payment, type PaymentStatus } from './payment';
 
 const ALLOWED: Readonly<Record<PaymentStatus, readonly PaymentStatus[]>> = {
-  pending: ['processing', 'expired'],
+  // pending | retrying → canceled: the tenant's cancel, written only after the intent is cancelled (cancel.ts).
+  pending: ['processing', 'expired', 'canceled'],
   // processing → expired: past the open deadline, once the intent is cancelled (a lapsed attempt included).
   processing: ['success', 'retrying', 'failed', 'expired'],
-  retrying: ['processing', 'failed', 'expired'],
+  retrying: ['processing', 'failed', 'expired', 'canceled'],
   success: [],
   failed: [],
   expired: [],
+  canceled: [],
 };
 
 /**

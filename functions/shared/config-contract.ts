@@ -22,6 +22,8 @@ export const AUDIT_BY_TENANT_INDEX = 'audit-by-tenant-shard';
 export const PAYMENTS_BY_TENANT_INDEX = 'payments-by-tenant';
 /** Sparse index of the Refunds table: pending refunds only, by shard and due time. */
 export const OPEN_REFUNDS_INDEX = 'open-refunds';
+/** Sparse index of the Refunds table: tenant refunds only, by payment and creation time. */
+export const REFUNDS_BY_PAYMENT_INDEX = 'refunds-by-payment';
 
 /** The `service` this deployment writes on every provider intent and refund (with its stage). */
 export const SERVICE_TAG = 'idempotent-payments';
@@ -175,6 +177,14 @@ export const SETTINGS = {
     setBy: 'stack',
     default: OPEN_REFUNDS_INDEX,
     doc: 'Sparse index of pending refunds by shard and due time (the reconciler moves them on).',
+  },
+  REFUNDS_BY_PAYMENT_INDEX: {
+    field: 'refundsByPaymentIndex',
+    type: 'string',
+    kind: 'value',
+    setBy: 'stack',
+    default: REFUNDS_BY_PAYMENT_INDEX,
+    doc: "Sparse index of tenant refunds by payment (GET /api/payments/{paymentID}/refunds lists a payment's refunds from it).",
   },
   PROVIDER_KEY_RETENTION_SECONDS: {
     field: 'providerKeyRetentionSeconds',
@@ -348,6 +358,22 @@ export const FUNCTION_SETTINGS = {
   /** GET payment, status and key record; POST validate-key; GET the tenant's payments. */
   paymentQueries: ['PRINCIPALS_TABLE', 'PRINCIPAL_CACHE_SECONDS', 'PAYMENTS_TABLE', 'IDEMPOTENCY_TABLE', 'MAX_AMOUNT', 'PAYMENTS_BY_TENANT_INDEX', 'CURSOR_SECRET_ID'],
   retryPayment: ['PRINCIPALS_TABLE', 'PRINCIPAL_CACHE_SECONDS', 'OPERATOR_IDEMPOTENCY_TABLE', 'PAYMENTS_TABLE', 'PAYMENTS_QUEUE_URL', 'MAX_RETRIES', 'STUCK_AFTER_SECONDS'],
+  /** POST and GET /api/payments/{paymentID}/refunds. */
+  refunds: ['PRINCIPALS_TABLE', 'PRINCIPAL_CACHE_SECONDS', 'PAYMENTS_TABLE', 'IDEMPOTENCY_TABLE', 'REFUNDS_TABLE', 'REFUNDS_BY_PAYMENT_INDEX', 'PAYMENTS_QUEUE_URL', 'IDEMPOTENCY_TTL_SECONDS', 'OPEN_DEADLINE_SECONDS', 'MAX_AMOUNT', 'STUCK_AFTER_SECONDS'],
+  /** POST /api/payments/{paymentID}/cancel: cancels the provider intent, so it calls the provider like the worker. */
+  cancelPayment: [
+    'PRINCIPALS_TABLE',
+    'PRINCIPAL_CACHE_SECONDS',
+    'OPERATOR_IDEMPOTENCY_TABLE',
+    'PAYMENTS_TABLE',
+    'PAYMENTS_QUEUE_URL',
+    'RETRY_BASE_SECONDS',
+    'RETRY_CAP_SECONDS',
+    'LEASE_SECONDS',
+    'OPEN_DEADLINE_SECONDS',
+    'PROVIDER_KEY_RETENTION_SECONDS',
+    ...PROVIDER_CALLS,
+  ],
   auditApi: ['PRINCIPALS_TABLE', 'PRINCIPAL_CACHE_SECONDS', 'AUDIT_TABLE', 'AUDIT_BY_TENANT_INDEX', 'PAYMENTS_TABLE', 'CURSOR_SECRET_ID'],
   auditStream: ['AUDIT_TABLE'],
   recoveryApi: ['PRINCIPALS_TABLE', 'PRINCIPAL_CACHE_SECONDS', 'OPERATOR_IDEMPOTENCY_TABLE', 'RECOVERY_TABLE', 'RECOVERY_RUN_LEASE_SECONDS', 'PAYMENTS_TABLE', 'OPEN_PAYMENTS_INDEX', 'RECONCILER_FUNCTION_NAME'],

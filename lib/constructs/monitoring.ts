@@ -297,7 +297,7 @@ export class Monitoring extends Construct {
     );
     dashboard.addWidgets(
       graph('Reconciler', [b('ReconcilerRunsCompleted'), b('ReconcilerItemsRead'), b('ReconcilerResolved'), b('ReconcilerExpired'), b('ReconcilerDiscrepancies'), b('ReconcilerFailures')]),
-      graph('Unknown-outcome backlog, refunds', [this.business('UnknownOutcomeBacklog', { period: p, statistic: 'Maximum' }), b('RefundsIssued'), b('RefundsFailed'), b('ForeignCaptures')]),
+      graph('Unknown-outcome backlog, refunds', [this.business('UnknownOutcomeBacklog', { period: p, statistic: 'Maximum' }), b('RefundsIssued'), b('RefundsCreated'), b('RefundsSucceeded'), b('RefundsFailed'), b('ForeignCaptures')]),
       graph('Audit trail', [b('AuditEntriesWritten'), b('AuditChainFailures')]),
     );
     dashboard.addWidgets(

@@ -16,7 +16,8 @@ let run: Awaited<ReturnType<typeof startLocalRun>> | undefined;
 let stack: NonNullable<typeof run>['stack'] | undefined;
 
 beforeAll(async () => {
-  run = await startLocalRun({ log: false, schedules: false, extraEnv: { RETRY_BASE_SECONDS: '0.05' } });
+  // A long backoff: a payment whose first confirm failed stays retrying (cancelable) while the test looks at it.
+  run = await startLocalRun({ log: false, schedules: false, extraEnv: { RETRY_BASE_SECONDS: '600' } });
   stack = run.stack;
 });
 
@@ -52,13 +53,22 @@ const newPayment = (key: string, overrides: Record<string, unknown> = {}) => ({
   ...overrides,
 });
 
+/** Polls the payment (unchecked calls) until it reaches the status, or fails after 20 s. */
+async function waitFor(id: string, status: string) {
+  const deadline = Date.now() + 20_000;
+  while (((await (await fetch(`${stack!.apiUrl}/api/payments/${id}/status`, { headers: { 'x-api-key': 'local-key-1' } })).json()) as { status: string }).status !== status) {
+    if (Date.now() > deadline) throw new Error(`payment not ${status}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
 describe('docs/openapi.yaml', () => {
   it('documents exactly the routes of the synthesized template', () => {
     // The local stack's routes are the template's API Gateway methods, read from cdk.out.
     const routes = stack!.routes.map((r) => `${r.method} ${r.path}`);
     const documented = Object.entries(doc.paths).flatMap(([p, ops]) => Object.keys(ops).filter((m) => METHODS.includes(m)).map((m) => `${m.toUpperCase()} ${p}`));
     expect(documented.sort()).toEqual(routes.sort());
-    expect(routes.length).toBe(11);
+    expect(routes.length).toBe(14);
   });
 
   it('real responses of every route validate against it', async () => {
@@ -89,11 +99,7 @@ describe('docs/openapi.yaml', () => {
     await call('GET', '/api/recovery/status', '/api/recovery/status');
 
     // Wait for the charge, then a retry of a successful payment is a 409 INVALID_STATE_TRANSITION.
-    const deadline = Date.now() + 20_000;
-    while (((await (await fetch(`${stack!.apiUrl}/api/payments/${id}/status`, { headers: { 'x-api-key': 'local-key-1' } })).json()) as { status: string }).status !== 'success') {
-      if (Date.now() > deadline) throw new Error('payment not settled');
-      await new Promise((r) => setTimeout(r, 200));
-    }
+    await waitFor(id, 'success');
     const retry = await call('POST', '/api/payments/{paymentID}/retry', `/api/payments/${id}/retry`, { body: { reason: 'contract test' } });
     expect(retry.body.error).toMatchObject({ code: 'INVALID_STATE_TRANSITION', details: [{ from: 'success' }] });
   });
@@ -111,7 +117,7 @@ describe('docs/openapi.yaml', () => {
     expect(cross.body.error.code).toBe('INVALID_CURSOR');
     await call('GET', '/api/payments', '/api/payments?limit=500');
     await call('GET', '/api/payments/{paymentID}', '/api/payments/pay_missing', { key: 'not-a-key' });
-    expect(new Set(checked.map((c) => c.split(' ').slice(0, 2).join(' '))).size).toBe(10); // the webhook route has its own case
+    expect(new Set(checked.map((c) => c.split(' ').slice(0, 2).join(' '))).size).toBe(10); // the webhook, refund and cancel routes have their own cases
   });
 
   it('what issue 19 added to the contract holds over HTTP: keys with spaces, 415, key conflicts, action keys, gateway request ids', async () => {
@@ -142,6 +148,71 @@ describe('docs/openapi.yaml', () => {
     // API Gateway's own error: the same id in the header and the body.
     const forbidden = await call('GET', '/api/payments/{paymentID}', '/api/payments/pay_x', { key: 'not-a-key' });
     expect(forbidden.headers.get('x-request-id')).toBe(forbidden.body.error.requestId);
+  });
+
+  it('refunds and cancel: real 201, 200, 400, 404, 409 and 422 answers validate against it', async () => {
+    const created = await call('POST', '/api/payments/process', '/api/payments/process', { body: newPayment(`oas-${randomUUID()}`) });
+    const id = created.body.id as string;
+    const refunds = '/api/payments/{paymentID}/refunds';
+    const cancel = '/api/payments/{paymentID}/cancel';
+    await waitFor(id, 'success');
+    const refundKey = `refund-${randomUUID()}`;
+    const refund = await call('POST', refunds, `/api/payments/${id}/refunds`, { body: { amount: 5, reason: 'contract' }, headers: { 'Idempotency-Key': refundKey } });
+    expect(refund.status).toBe(201);
+    expect(refund.body).toMatchObject({ paymentID: id, amount: 5, amountMinor: 500, currency: 'USD', status: 'pending' });
+    const replayed = await call('POST', refunds, `/api/payments/${id}/refunds`, { body: { amount: 5, reason: 'contract' }, headers: { 'Idempotency-Key': refundKey } });
+    expect(replayed.headers.get('idempotent-replayed')).toBe('true');
+    const mismatch = await call('POST', refunds, `/api/payments/${id}/refunds`, { body: { amount: 6 }, headers: { 'Idempotency-Key': refundKey } });
+    expect(mismatch.status).toBe(422);
+    const tooMuch = await call('POST', refunds, `/api/payments/${id}/refunds`, { body: { amount: 15 }, headers: { 'Idempotency-Key': `refund-${randomUUID()}` } });
+    expect(tooMuch.body.error.code).toBe('REFUND_EXCEEDS_CAPTURED');
+    const noKey = await call('POST', refunds, `/api/payments/${id}/refunds`, { body: { amount: 1 } });
+    expect(noKey.body.error.code).toBe('IDEMPOTENCY_KEY_REQUIRED');
+    const precision = await call('POST', refunds, `/api/payments/${id}/refunds`, { body: { amount: 1.001 }, headers: { 'Idempotency-Key': `refund-${randomUUID()}` } });
+    expect(precision.body.error.details[0]).toMatchObject({ field: 'amount', code: 'AMOUNT_PRECISION_EXCEEDED' });
+    const list = await call('GET', refunds, `/api/payments/${id}/refunds`);
+    expect(list.body).toMatchObject({ count: 1, items: [{ id: refund.body.id }] });
+    const other = await call('GET', refunds, `/api/payments/${id}/refunds`, { key: 'local-key-2' });
+    expect(other.status).toBe(404);
+    const paid = await call('GET', '/api/payments/{paymentID}', `/api/payments/${id}`);
+    expect(paid.body).toMatchObject({ amountRefunded: 5, amountRefundedMinor: 500 });
+    // The refund's status changes are versions of the payment, in its hash-chained audit trail.
+    const audited = async () => {
+      const deadline = Date.now() + 20_000;
+      for (;;) {
+        const trail = await call('GET', '/api/audit/payments', `/api/audit/payments?paymentID=${id}&verify=true`);
+        const actions = trail.body.entries.map((e: { action: string }) => e.action);
+        if ((actions.includes('refund_succeeded') && trail.body.verification.upToDate) || Date.now() > deadline) return trail.body;
+        await new Promise((r) => setTimeout(r, 200));
+      }
+    };
+    const trail = await audited();
+    expect(trail.verification).toMatchObject({ ok: true, upToDate: true });
+    const refundEntries = trail.entries.filter((e: { action: string }) => e.action.startsWith('refund_'));
+    expect(refundEntries.map((e: { action: string }) => e.action)).toEqual(['refund_requested', 'refund_succeeded']);
+    expect(refundEntries[0]).toMatchObject({ fromStatus: 'success', toStatus: 'success', actor: 'api:tenant-1', details: { changes: { amountRefundedMinor: { old: null, new: 500 } } } });
+    expect(refundEntries[0].reason).toContain(refund.body.id);
+    expect(refundEntries[1]).toMatchObject({ actor: 'refund-processor', prevHash: refundEntries[0].hash });
+    const final = await call('POST', cancel, `/api/payments/${id}/cancel`, { headers: { 'Idempotency-Key': `cancel-${randomUUID()}` } });
+    expect(final.body.error).toMatchObject({ code: 'INVALID_STATE_TRANSITION', details: [{ from: 'success' }] });
+
+    // A payment whose first confirm was a 5xx that charged nothing waits, retrying: it can be canceled.
+    const open = await call('POST', '/api/payments/process', '/api/payments/process', { body: newPayment(`oas-${randomUUID()}`, { paymentMethod: { type: 'card', token: 'tok_transient_9' } }) });
+    await waitFor(open.body.id, 'retrying');
+    const notYet = await call('POST', refunds, `/api/payments/${open.body.id}/refunds`, { body: {}, headers: { 'Idempotency-Key': `refund-${randomUUID()}` } });
+    expect(notYet.body.error.code).toBe('INVALID_STATE_TRANSITION');
+    const cancelKey = `cancel-${randomUUID()}`;
+    const canceled = await call('POST', cancel, `/api/payments/${open.body.id}/cancel`, { body: { reason: 'contract' }, headers: { 'Idempotency-Key': cancelKey } });
+    expect(canceled.status).toBe(200);
+    expect(canceled.body).toMatchObject({ id: open.body.id, status: 'canceled' });
+    const again = await call('POST', cancel, `/api/payments/${open.body.id}/cancel`, { body: { reason: 'contract' }, headers: { 'Idempotency-Key': cancelKey } });
+    expect(again.body).toEqual(canceled.body);
+    const otherBody = await call('POST', cancel, `/api/payments/${open.body.id}/cancel`, { body: { reason: 'another' }, headers: { 'Idempotency-Key': cancelKey } });
+    expect(otherBody.status).toBe(422);
+    const missing = await call('POST', cancel, '/api/payments/pay_missing/cancel', { headers: { 'Idempotency-Key': `cancel-${randomUUID()}` } });
+    expect(missing.status).toBe(404);
+    const cancelNoKey = await call('POST', cancel, `/api/payments/${open.body.id}/cancel`, {});
+    expect(cancelNoKey.body.error.code).toBe('IDEMPOTENCY_KEY_REQUIRED');
   });
 
   it('the provider webhook route, without an API key: 200 for a signed event, 400 for a bad signature', async () => {

@@ -271,6 +271,92 @@ describe('tenant isolation and key rotation', () => {
   });
 });
 
+describe('refunds and cancel as a hostile client', () => {
+  const settled = async (body: Record<string, unknown>) => {
+    const res = await call({ method: 'POST', path: '/api/payments/process', body: { ...payment(`rf-${randomUUID()}`), ...body } });
+    expect(res.status, res.text).toBe(201);
+    await until(() => call({ path: `/api/payments/${res.json.id}` }), (r) => r.json?.status === 'success');
+    return res.json.id as string;
+  };
+  const refund = (id: string, body: unknown, opts: { key?: string; idem?: string | null } = {}) =>
+    call({ method: 'POST', path: `/api/payments/${id}/refunds`, key: opts.key ?? T1, body, headers: opts.idem === null ? {} : { 'Idempotency-Key': opts.idem ?? `rk-${randomUUID()}` } });
+
+  it("another tenant's payment is 404 on every refund and cancel route, and nothing moves", async () => {
+    const id = await settled({});
+    expectError(await refund(id, { amount: 1 }, { key: T2 }), 404, 'PAYMENT_NOT_FOUND');
+    expectError(await call({ path: `/api/payments/${id}/refunds`, key: T2 }), 404, 'PAYMENT_NOT_FOUND');
+    expectError(await call({ method: 'POST', path: `/api/payments/${id}/cancel`, key: T2, headers: { 'Idempotency-Key': `c-${randomUUID()}` } }), 404, 'PAYMENT_NOT_FOUND');
+    // The rotated key is the same tenant: it sees the payment (and its empty refund list).
+    expect((await call({ path: `/api/payments/${id}/refunds`, key: T1_ROTATED })).json).toMatchObject({ count: 0 });
+    expect((await call({ path: `/api/payments/${id}` })).json).toMatchObject({ status: 'success', amountRefundedMinor: 0 });
+  });
+
+  it('bad amounts, reasons and keys are 400 with their code and make no refund; a JPY payment refunds in whole yen', async () => {
+    const usd = await settled({});
+    const jpy = await settled({ amount: 500, currency: 'JPY' });
+    const refundsBefore = await count('RefundsTable');
+    const bad: Array<[string, string, unknown, string]> = [
+      ['amount 0', usd, { amount: 0 }, 'INVALID_AMOUNT'],
+      ['amount -0', usd, '{"amount":-0}', 'INVALID_AMOUNT'],
+      ['amount -1', usd, { amount: -1 }, 'INVALID_AMOUNT'],
+      ['amount "-1"', usd, { amount: '-1' }, 'INVALID_AMOUNT'],
+      ['amount 1e400', usd, '{"amount":1e400}', 'INVALID_AMOUNT'],
+      ['amount "1e3"', usd, { amount: '1e3' }, 'INVALID_AMOUNT'],
+      ['amount null', usd, { amount: null }, 'INVALID_AMOUNT'],
+      ['amount "abc"', usd, { amount: 'abc' }, 'INVALID_AMOUNT'],
+      ['amount 1.001 USD', usd, { amount: 1.001 }, 'AMOUNT_PRECISION_EXCEEDED'],
+      ['amount "1.001" USD', usd, { amount: '1.001' }, 'AMOUNT_PRECISION_EXCEEDED'],
+      ['amount 1.5 JPY', jpy, { amount: 1.5 }, 'AMOUNT_PRECISION_EXCEEDED'],
+      ['amount 0.01 JPY', jpy, { amount: 0.01 }, 'AMOUNT_PRECISION_EXCEEDED'],
+      ['amount over the maximum', usd, { amount: 1_000_000.01 }, 'AMOUNT_TOO_LARGE'],
+      ['reason of 501 characters', usd, { amount: 1, reason: 'r'.repeat(501) }, 'INVALID_REASON'],
+      ['reason not a string', usd, { amount: 1, reason: 7 }, 'INVALID_REASON'],
+      ['an array body', usd, '[]', 'INVALID_JSON'],
+    ];
+    const failures: string[] = [];
+    for (const [name, id, body, code] of bad) {
+      const res = await refund(id, body);
+      if (res.status !== 400 || res.json?.error?.code !== code) failures.push(`${name}: ${res.status} ${res.text.slice(0, 200)}`);
+    }
+    expect(failures).toEqual([]);
+    expectError(await refund(usd, { amount: 1 }, { idem: null }), 400, 'IDEMPOTENCY_KEY_REQUIRED');
+    expectError(await refund(usd, { amount: 1 }, { idem: 'a\tb' }), 400, 'INVALID_IDEMPOTENCY_KEY');
+    // More than the capture, by one minor unit: 409, nothing made.
+    expectError(await refund(usd, { amount: 12.51 }), 409, 'REFUND_EXCEEDS_CAPTURED');
+    expect(await count('RefundsTable')).toBe(refundsBefore);
+    expect((await call({ path: `/api/payments/${usd}` })).json).toMatchObject({ amountRefundedMinor: 0 });
+
+    // A zero-decimal currency: 100 yen is 100 minor units, shown as 100.
+    const yen = await refund(jpy, { amount: 100 });
+    expect(yen.status, yen.text).toBe(201);
+    expect(yen.json).toMatchObject({ amount: 100, amountMinor: 100, currency: 'JPY' });
+    expect((await call({ path: `/api/payments/${jpy}` })).json).toMatchObject({ amountRefunded: 100, amountRefundedMinor: 100 });
+    expect(await count('RefundsTable')).toBe(refundsBefore + 1);
+  });
+
+  it('the same refund key with another body is 422 and changes nothing; cancel refuses a settled payment and bad requests', async () => {
+    const id = await settled({});
+    const idem = `rk-${randomUUID()}`;
+    const first = await refund(id, { amount: 2, reason: 'a' }, { idem });
+    expect(first.status).toBe(201);
+    for (const body of [{ amount: 3, reason: 'a' }, { amount: 2, reason: 'b' }, { amount: 2 }, {}]) {
+      expectError(await refund(id, body, { idem }), 422, 'IDEMPOTENCY_KEY_MISMATCH');
+    }
+    // The same key on another payment of the tenant is another refund (one refund per payment and key).
+    const other = await settled({});
+    expect((await refund(other, { amount: 2, reason: 'a' }, { idem })).status).toBe(201);
+    expect((await call({ path: `/api/payments/${id}/refunds` })).json).toMatchObject({ count: 1, items: [{ id: first.json.id, amountMinor: 200 }] });
+    expect((await call({ path: `/api/payments/${id}` })).json).toMatchObject({ amountRefundedMinor: 200 });
+
+    const cancel = (headers: Record<string, string>, body?: unknown) => call({ method: 'POST', path: `/api/payments/${id}/cancel`, headers, body });
+    expectError(await cancel({ 'Idempotency-Key': `c-${randomUUID()}` }), 409, 'INVALID_STATE_TRANSITION');
+    expectError(await cancel({}), 400, 'IDEMPOTENCY_KEY_REQUIRED');
+    expectError(await cancel({ 'Idempotency-Key': `c-${randomUUID()}` }, { reason: 'r'.repeat(501) }), 400, 'INVALID_REASON');
+    expectError(await cancel({ 'Idempotency-Key': `c-${randomUUID()}` }, 'nope'), 400, 'INVALID_JSON');
+    expect((await call({ path: `/api/payments/${id}` })).json.status).toBe('success');
+  });
+});
+
 describe('hostile inputs: 4xx with a code, nothing created', () => {
   const valid = (k: string) => ({ idempotencyKey: k, amount: 10, currency: 'USD', paymentMethod: { type: 'card', token: 'tok_success' } });
   const rawCreate = (k: string, fragment: string) =>

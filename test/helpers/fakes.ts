@@ -10,7 +10,10 @@ import type {
   PaymentMessage,
   PaymentQueue,
   PaymentStore,
+  RefundInsertResult,
+  RefundKeyRecord,
   RefundStore,
+  TenantRefundStore,
   TouchRequest,
   TransitionRequest,
 } from '../../functions/core/ports';
@@ -269,4 +272,27 @@ export class FakeRefundStore implements RefundStore {
   byStatus(status: Refund['status']): Refund[] {
     return [...this.items.values()].filter((r) => r.status === status);
   }
+}
+
+/** Tenant refunds in memory: the key, the refund and the payment's remainder (no concurrency: see the integration test). */
+export class FakeTenantRefundStore implements TenantRefundStore {
+  readonly refunds = new Map<string, Refund>();
+  private readonly keys = new Map<string, RefundKeyRecord>();
+  constructor(private readonly payments?: FakeRepository) {}
+  getRefundKey = async (_t: string, _p: string, key: string) => this.keys.get(key);
+  insertTenantRefund = async (refund: Refund, key: RefundKeyRecord, capturedMinor: number): Promise<RefundInsertResult> => {
+    const held = this.keys.get(key.idempotencyKey);
+    if (held) return { kind: 'key_taken', key: held };
+    const p = this.payments?.items.get(refund.paymentId);
+    if (p) {
+      const refunded = (p.amountRefundedMinor ?? 0) + refund.amountMinor;
+      if (p.status !== 'success' || refunded > capturedMinor) return { kind: 'payment_refused', payment: structuredClone(p) };
+      this.payments!.put({ ...p, amountRefundedMinor: refunded, version: p.version + 1 });
+    }
+    this.refunds.set(refund.id, refund);
+    this.keys.set(key.idempotencyKey, key);
+    return { kind: 'created' };
+  };
+  get = async (id: string) => this.refunds.get(id);
+  listForPayment = async (paymentId: string) => ({ items: [...this.refunds.values()].filter((r) => r.paymentId === paymentId), nextCursor: null });
 }

@@ -107,6 +107,13 @@ describe('PaymentsStack', () => {
             { AttributeName: 'dueAt', KeyType: 'RANGE' },
           ],
         }),
+        Match.objectLike({
+          IndexName: 'refunds-by-payment',
+          KeySchema: [
+            { AttributeName: 'byPayment', KeyType: 'HASH' },
+            { AttributeName: 'createdAt', KeyType: 'RANGE' },
+          ],
+        }),
       ],
     });
     const refundsTable = Object.keys(t.findResources('AWS::DynamoDB::Table')).find((id) => id.startsWith('RefundsTable'))!;
@@ -118,6 +125,8 @@ describe('PaymentsStack', () => {
     expect(actionsOn('PaymentWorkerFunction')).toEqual(['dynamodb:GetItem', 'dynamodb:UpdateItem']);
     expect(actionsOn('ReconcilerFunction')).toEqual(['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:Query', 'dynamodb:UpdateItem']);
     expect(actionsOn('CreatePaymentFunction')).toEqual([]);
+    // The refunds API makes a refund (PutItem in its transaction), replays it (GetItem) and lists by payment.
+    expect(actionsOn('RefundsApiFunction')).toEqual(['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:Query']);
   });
 
   it('payments queue redrives to a DLQ and outlives the worker timeout', () => {
@@ -220,7 +229,7 @@ describe('PaymentsStack', () => {
 
   it('functions: Node.js 22 on ARM64, tracing, explicit log groups, each its contract as environment', () => {
     const fns = t.findResources('AWS::Lambda::Function');
-    expect(Object.keys(fns)).toHaveLength(9); // + the provider webhook function
+    expect(Object.keys(fns)).toHaveLength(11); // + the provider webhook, refunds and cancel functions
     for (const fn of Object.values(fns)) {
       expect(fn.Properties).toMatchObject({
         Runtime: 'nodejs22.x',
@@ -232,12 +241,12 @@ describe('PaymentsStack', () => {
       expect(Object.keys(env)).toEqual(expect.arrayContaining(['NODE_OPTIONS', 'POWERTOOLS_SERVICE_NAME', FUNCTION_CONTRACT_VARIABLE]));
     }
     // One per function, and the API's access logs.
-    t.resourceCountIs('AWS::Logs::LogGroup', 10);
+    t.resourceCountIs('AWS::Logs::LogGroup', 12);
   });
 
-  it('REST API: eleven routes, each requiring an API key but the provider webhook; keys come from the tenants command, not the template', () => {
+  it('REST API: fourteen routes, each requiring an API key but the provider webhook; keys come from the tenants command, not the template', () => {
     const methods = Object.values(t.findResources('AWS::ApiGateway::Method'));
-    expect(methods).toHaveLength(11);
+    expect(methods).toHaveLength(14);
     const webhookResource = Object.entries(t.findResources('AWS::ApiGateway::Resource')).find(([, r]) => r.Properties.PathPart === 'provider')![0];
     for (const m of methods) {
       // The provider holds no key of ours: its events are authenticated by their signature instead.
@@ -248,7 +257,7 @@ describe('PaymentsStack', () => {
     const resources = t.findResources('AWS::ApiGateway::Resource');
     const parts = Object.values(resources).map((r) => r.Properties.PathPart);
     expect(parts).toEqual(
-      expect.arrayContaining(['api', 'payments', 'process', 'validate-key', 'key', '{idempotencyKey}', '{paymentID}', 'status', 'retry', 'audit', 'recovery']),
+      expect.arrayContaining(['api', 'payments', 'process', 'validate-key', 'key', '{idempotencyKey}', '{paymentID}', 'status', 'retry', 'refunds', 'cancel', 'audit', 'recovery']),
     );
     t.resourceCountIs('AWS::ApiGateway::ApiKey', 0);
     t.resourceCountIs('AWS::ApiGateway::UsagePlan', 2); // the tenant plan and the operators'
@@ -359,11 +368,12 @@ describe('PaymentsStack', () => {
     expect(actionsOn('ReconcilerFunctionServiceRole', runs)).not.toContain('dynamodb:Scan');
   });
 
-  it('a provider secret per stack, its ARN (not value) in PROVIDER_SECRET_ID, readable only by the worker and the reconciler', () => {
+  it('a provider secret per stack, its ARN (not value) in PROVIDER_SECRET_ID, readable only by the worker, the reconciler and the cancel route', () => {
     t.hasResourceProperties('AWS::SecretsManager::Secret', { Description: Match.stringLikeRegexp('put-secret-value') });
     const secret = logicalId('AWS::SecretsManager::Secret', 'ProviderApiKeySecret');
-    expect(readersOf(secret)).toEqual([logicalId('AWS::IAM::Role', 'PaymentWorkerFunctionServiceRole'), logicalId('AWS::IAM::Role', 'ReconcilerFunctionServiceRole')].sort());
-    for (const role of ['PaymentWorkerFunctionServiceRole', 'ReconcilerFunctionServiceRole']) {
+    const readers = ['PaymentWorkerFunctionServiceRole', 'ReconcilerFunctionServiceRole', 'CancelPaymentFunctionServiceRole'];
+    expect(readersOf(secret)).toEqual(readers.map((r) => logicalId('AWS::IAM::Role', r)).sort());
+    for (const role of readers) {
       expect(actionsOn(role, secret)).toEqual(['secretsmanager:GetSecretValue', 'secretsmanager:DescribeSecret']);
     }
     t.resourceCountIs('AWS::SecretsManager::ResourcePolicy', 0);

@@ -16,7 +16,7 @@ beforeAll(() => {
   t = synth();
 });
 
-const API_FUNCTIONS = ['POST /api/payments/process', 'Payment lookups, listing and key validation', 'POST /api/payments/{paymentID}/retry', 'GET /api/audit/payments', 'Recovery runs: start and status'];
+const API_FUNCTIONS = ['POST /api/payments/process', 'Payment lookups, listing and key validation', 'POST /api/payments/{paymentID}/retry', 'POST and GET /api/payments/{paymentID}/refunds', 'POST /api/payments/{paymentID}/cancel', 'GET /api/audit/payments', 'Recovery runs: start and status'];
 
 describe('tenancy in the stack', () => {
   it('tenants need no deploy: no API key in the template, a principals table every API function reads (GetItem only), and nothing else does', () => {
@@ -44,7 +44,7 @@ describe('tenancy in the stack', () => {
     t.resourceCountIs('AWS::ApiGateway::UsagePlanKey', 0);
   });
 
-  it('operator idempotency records: own table with TTL, used only by the operator routes', () => {
+  it('action idempotency records: own table with TTL, used only by the action routes (retry, cancel, recovery)', () => {
     const tables = t.findResources('AWS::DynamoDB::Table', { Properties: { TimeToLiveSpecification: { AttributeName: 'expiration', Enabled: true } } });
     expect(Object.keys(tables)).toHaveLength(1);
     const [tableId] = Object.keys(tables);
@@ -52,7 +52,7 @@ describe('tenancy in the stack', () => {
       .filter((f) => JSON.stringify(f.Properties.Environment.Variables.OPERATOR_IDEMPOTENCY_TABLE ?? '').includes(tableId!))
       .map((f) => f.Properties.Description)
       .sort();
-    expect(users).toEqual(['POST /api/payments/{paymentID}/retry', 'Recovery runs: start and status']);
+    expect(users).toEqual(['POST /api/payments/{paymentID}/cancel', 'POST /api/payments/{paymentID}/retry', 'Recovery runs: start and status']);
   });
 
   it("API Gateway's own errors carry code and timestamp (413, 403, 429, 4xx, 5xx)", () => {

@@ -21,9 +21,14 @@ import { createPaymentRoute } from '../../functions/api/create-payment';
 import { stripeChargeRules } from '../../functions/adapters/provider/stripe-amounts';
 import { paymentQueriesRoute } from '../../functions/api/payment-queries';
 import { retryPaymentRoute } from '../../functions/api/retry-payment';
+import { cancelPaymentRoute } from '../../functions/api/cancel-payment';
+import { refundsRoute } from '../../functions/api/refunds-api';
+import { CancelService } from '../../functions/core/cancel-service';
+import type { Payment } from '../../functions/core/payment';
+import { RefundsService } from '../../functions/core/refunds-service';
 import { PaymentsService } from '../../functions/core/payments-service';
 import { apiHandler, type ApiHandlerOptions, type ApiRequest, type ApiResponse } from '../../functions/shared/http';
-import { FakeClock, FakeQueue, KeyedStore, paymentFixture, testCursorSeal } from '../helpers/fakes';
+import { FakeClock, FakeQueue, FakeTenantRefundStore, KeyedStore, paymentFixture, testCursorSeal } from '../helpers/fakes';
 import { ajv, declaredCodes, documentAllows, openapi, responseProblems, type DocRequest } from '../helpers/openapi';
 
 const TENANT = 'tenant-1';
@@ -84,11 +89,34 @@ const ROUTES: Record<string, () => (req: ApiRequest) => Promise<ApiResponse>> = 
     store.payments.put(paymentFixture({ id: 'pay_r', tenantId: TENANT, status: 'retrying', retryCount: 1 }));
     return retryPaymentRoute({ payments });
   },
+  'POST /api/payments/{paymentID}/refunds': () => refundsFor(),
+  'GET /api/payments/{paymentID}/refunds': () => refundsFor(),
+  'POST /api/payments/{paymentID}/cancel': () => {
+    const { store } = service();
+    store.payments.put(paymentFixture({ id: 'pay_c', tenantId: TENANT, status: 'retrying', retryCount: 1 }));
+    // The provider cancels the intent; the payment is written canceled (as the processor does).
+    const processor = {
+      cancel: async (p: Payment) => {
+        store.payments.put({ ...p, status: 'canceled', version: p.version + 1 });
+        return { kind: 'settled' as const, status: 'canceled' as const, attempt: p.attempt, via: 'cancel' as const };
+      },
+    };
+    return cancelPaymentRoute({ cancels: new CancelService({ store: store.payments, processor }) });
+  },
   'GET /api/audit/payments': () => auditApiRoute({ audit: emptyAudit, cursors: testCursorSeal(), payments: { get: async () => paymentFixture({ id: 'pay_a', tenantId: TENANT }) } }),
 };
 
+/** A successful USD payment of 12.30 with its intent, refundable. */
+function refundsFor() {
+  const { store } = service();
+  store.payments.put(paymentFixture({ id: 'pay_s', tenantId: TENANT, status: 'success', amountMinor: 1230, currency: 'USD', intentId: 'pi_s' }));
+  const refunds = new RefundsService({ payments: store.payments, refunds: new FakeTenantRefundStore(), queue: new FakeQueue(), clock: new FakeClock().now, idempotencyTtlSeconds: 86_400, stuckAfterSeconds: 120 });
+  return refundsRoute({ refunds, maxAmount: MAX_AMOUNT });
+}
+
 async function send(method: string, route: string, req: DocRequest) {
-  const handler = apiHandler(ROUTES[`${method} ${route}`]!(), { access: 'any', idempotentAction: method === 'POST' && route.endsWith('/retry'), identity });
+  const action = method === 'POST' && (route.endsWith('/retry') || route.endsWith('/cancel'));
+  const handler = apiHandler(ROUTES[`${method} ${route}`]!(), { access: 'any', idempotentAction: action, identity });
   const res = await handler(event(method, route, req));
   const headers = Object.fromEntries(Object.entries(res.headers ?? {}).map(([k, v]) => [k.toLowerCase(), String(v)]));
   return { status: res.statusCode, header: (n: string) => headers[n.toLowerCase()], body: JSON.parse(res.body) as { error?: { code: string; details?: Array<{ field?: string; code: string }> } } };
@@ -281,6 +309,41 @@ const retryCases: Case[] = [
   retry('with two Idempotency-Key headers', '{}', { ...JSON_CT, 'Idempotency-Key': ['a', 'b'] }),
 ];
 
+const refund = (name: string, body: string | undefined, headers: Record<string, string | string[]> = { ...JSON_CT, 'Idempotency-Key': 'refund 1' }): Case => ({ name, body, headers, path: { paymentID: 'pay_s' } });
+const refundCases: Case[] = [
+  refund('no body: what remains', undefined, { 'Idempotency-Key': 'refund 1' }),
+  refund('{}', '{}'),
+  ...[5, 12.3, 12.31, 0.01, '5.00', '5', 1.001, '1.001', 0, -1, '-1', '', 'abc', 1e21, null, true, [5]].map((amount) => refund(`amount ${JSON.stringify(amount)}`, JSON.stringify({ amount }))),
+  refund('a reason', JSON.stringify({ amount: 1, reason: 'returned' })),
+  refund('a reason of 501 characters', JSON.stringify({ reason: 'r'.repeat(501) })),
+  refund('a numeric reason', JSON.stringify({ reason: 5 })),
+  refund('no Idempotency-Key', '{}', JSON_CT),
+  refund('a malformed Idempotency-Key', '{}', { ...JSON_CT, 'Idempotency-Key': 'tab\there' }),
+  refund('two Idempotency-Key headers', '{}', { ...JSON_CT, 'Idempotency-Key': ['a', 'b'] }),
+  refund('as text/plain', '{}', { 'content-type': 'text/plain', 'Idempotency-Key': 'k' }),
+  refund('a non-JSON body', 'nope'),
+  refund('an array body', '[]'),
+];
+const refundListCases: Case[] = ([{}, { limit: '1' }, { limit: '100' }, { limit: '0' }, { limit: '101' }, { limit: 'ten' }] as Array<Record<string, string>>).map((query) => ({
+  name: `query ${JSON.stringify(query)}`,
+  query,
+  path: { paymentID: 'pay_s' },
+}));
+const cancel = (name: string, body: string | undefined, headers: Record<string, string | string[]> = { ...JSON_CT, 'Idempotency-Key': 'cancel 1' }): Case => ({ name, body, headers, path: { paymentID: 'pay_c' } });
+const cancelCases: Case[] = [
+  cancel('no body', undefined, { 'Idempotency-Key': 'cancel 1' }),
+  cancel('{}', '{}'),
+  cancel('a reason', JSON.stringify({ reason: 'order withdrawn' })),
+  cancel('a reason of 500 characters', JSON.stringify({ reason: 'r'.repeat(500) })),
+  cancel('a reason of 501 characters', JSON.stringify({ reason: 'r'.repeat(501) })),
+  cancel('a null reason', JSON.stringify({ reason: null })),
+  cancel('no Idempotency-Key', '{}', JSON_CT),
+  cancel('a malformed Idempotency-Key', '{}', { ...JSON_CT, 'Idempotency-Key': 'tab\there' }),
+  cancel('as text/plain', '{}', { 'content-type': 'text/plain', 'Idempotency-Key': 'k' }),
+  cancel('a non-JSON body', 'nope'),
+  cancel('an array body', '[]'),
+];
+
 const listCases: Case[] = (
   [
     {},
@@ -330,6 +393,9 @@ describe('the handlers accept exactly what docs/openapi.yaml allows, and answer 
     ['POST', '/api/payments/{paymentID}/retry', retryCases],
     ['GET', '/api/payments', listCases],
     ['GET', '/api/audit/payments', auditCases],
+    ['POST', '/api/payments/{paymentID}/refunds', refundCases],
+    ['GET', '/api/payments/{paymentID}/refunds', refundListCases],
+    ['POST', '/api/payments/{paymentID}/cancel', cancelCases],
   ] as const)('%s %s', async (method, route, cases) => {
     const out: string[] = [];
     for (const c of cases) out.push(...(await disagreements(method, route, c)));

@@ -14,6 +14,9 @@ const ALLOWED = new Set([
   'retrying>processing',
   'retrying>failed',
   'retrying>expired',
+  // The tenant's cancel (issue 18), written only after the intent is cancelled; canceled is terminal.
+  'pending>canceled',
+  'retrying>canceled',
 ]);
 
 describe('state machine', () => {

@@ -21,8 +21,9 @@ import { isUnexpectedState } from './provider-outcome';
 import { awaitProvider, succeed, waitForProvider, write } from './settle';
 
 export interface NotPaid {
-  readonly to: 'failed' | 'expired';
-  readonly lastError: PaymentError;
+  /** canceled: the tenant's cancel (cancel.ts), from pending or retrying only. */
+  readonly to: 'failed' | 'expired' | 'canceled';
+  readonly lastError?: PaymentError;
   readonly action: string;
   readonly reason: string;
   readonly actor?: string;

@@ -113,6 +113,19 @@ export class PaymentProcessor {
     return finishNotPaid(this.ctx, p, { to: 'expired', lastError: error, action: 'expired', actor, reason });
   }
 
+  /**
+   * The tenant's cancel of a pending or retrying payment: its intent is cancelled first, then the payment
+   * is written canceled, conditional on the version read. A worker that claimed the payment after that read
+   * makes the write fail (nothing is canceled while an attempt may charge), and a payment written canceled
+   * can no longer be claimed (terminal; the claim is conditional on the version too). An intent the provider
+   * says succeeded makes the payment a success instead. Throws OutcomeUnresolvedError when the provider
+   * cannot answer: nothing is written.
+   */
+  async cancel(p: Payment, actor: string, reason: string): Promise<ProcessResult> {
+    if (p.status !== 'pending' && p.status !== 'retrying') return { kind: 'ignored', reason: 'concurrent_update' };
+    return finishNotPaid(this.ctx, p, { to: 'canceled', action: 'canceled', actor, reason });
+  }
+
   /** Runs a provider step under the breaker; an open breaker defers the message without touching the payment. */
   private async withProvider(
     p: Payment,

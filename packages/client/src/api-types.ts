@@ -171,6 +171,66 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/payments/{paymentID}/cancel": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Cancel a payment that has not been charged (pending or retrying)
+         * @description `Idempotency-Key` is required (400 `IDEMPOTENCY_KEY_REQUIRED` without it); the cancel runs at most
+         *     once per key: a repeat within 24 hours gets the first response (a repeat while the first still
+         *     runs is 409 `IDEMPOTENCY_IN_PROGRESS`, retryable), and the same key with another body is 422
+         *     `IDEMPOTENCY_KEY_MISMATCH`.
+         *
+         *     The provider's payment intent is cancelled first, then the payment becomes `canceled` (a final
+         *     status): a payment is never both canceled and charged. If the provider says the intent had
+         *     already succeeded, the payment becomes `success` and the answer is 409 `INVALID_STATE_TRANSITION`
+         *     with `details[0].from` `success`. A `processing` payment (an attempt may be charging it now) is 409
+         *     `PAYMENT_PROCESSING`, retryable, with `Retry-After`; a payment in a final status (`canceled`
+         *     included, under a new key) is 409 `INVALID_STATE_TRANSITION`. Another tenant's payment is 404.
+         */
+        post: operations["cancelPayment"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/payments/{paymentID}/refunds": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The refunds of one payment of the calling tenant, oldest first
+         * @description Every refund of the payment with its current status; another tenant's payment is 404.
+         */
+        get: operations["listRefunds"];
+        put?: never;
+        /**
+         * Refund a successful payment, in part or in full, or return the refund this key already holds
+         * @description `Idempotency-Key` is required (400 `IDEMPOTENCY_KEY_REQUIRED` without it); one refund per payment
+         *     and key. The same key with the same body replays the refund (201, `Idempotent-Replayed: true`);
+         *     with another body it is 422 `IDEMPOTENCY_KEY_MISMATCH`. Without `amount`, what remains is
+         *     refunded. A payment that is not `success` is 409 `INVALID_STATE_TRANSITION`; more than what
+         *     remains (pending and succeeded refunds count) is 409 `REFUND_EXCEEDS_CAPTURED`, under any
+         *     concurrency. The refund starts `pending`; the service sends it to the provider and follows it
+         *     to `succeeded` or `failed` (a failed refund's amount can be refunded again).
+         */
+        post: operations["createRefund"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/audit/payments": {
         parameters: {
             query?: never;
@@ -277,7 +337,7 @@ export interface components {
         /** @description A page's `nextCursor`, as given; signed, so an altered or foreign one is INVALID_CURSOR */
         Cursor: string;
         /** @enum {string} */
-        PaymentStatus: "pending" | "processing" | "success" | "failed" | "retrying" | "expired";
+        PaymentStatus: "pending" | "processing" | "success" | "failed" | "retrying" | "expired" | "canceled";
         /** @description An ISO 4217 code in circulation, upper case (`USD`, not `usd`) */
         Currency: string;
         /**
@@ -322,6 +382,10 @@ export interface components {
             /** @description Exact integer minor units */
             amountMinor: number;
             currency: string;
+            /** @description Refunds pending or succeeded, decimal major units (like amount); never more than amount */
+            amountRefunded: number;
+            /** @description The same in exact minor units */
+            amountRefundedMinor: number;
             paymentMethod: {
                 type: string;
                 /** @description Masked */
@@ -391,6 +455,38 @@ export interface components {
             paymentID?: string;
             /** Format: date-time */
             expiresAt?: string;
+        };
+        CreateRefundRequest: {
+            /** @description Decimal major units, as for a create (decimal places per currency); absent = what remains */
+            amount?: number | string;
+            reason?: string;
+        };
+        Refund: {
+            id: string;
+            paymentID: string;
+            /** @description Decimal major units */
+            amount: number;
+            amountMinor: number;
+            currency: string;
+            /** @enum {string} */
+            status: "pending" | "succeeded" | "failed";
+            reason: string | null;
+            /** @description The provider's reason word when failed (e.g. insufficient_funds) */
+            failureReason: string | null;
+            /** Format: date-time */
+            createdAt: string;
+            /** Format: date-time */
+            updatedAt: string;
+            version: number;
+        };
+        RefundList: {
+            items: components["schemas"]["Refund"][];
+            nextCursor: string | null;
+            count: number;
+        };
+        CancelRequest: {
+            /** @description Recorded in the payment's audit entry */
+            reason?: string;
         };
         RetryRequest: {
             /** @description Recorded in the audit entry of an operator re-open */
@@ -566,8 +662,8 @@ export interface components {
             };
         };
         /**
-         * @description INVALID_STATE_TRANSITION or REOPEN_LIMIT_REACHED (not retryable); CONCURRENT_UPDATE or
-         *     IDEMPOTENCY_IN_PROGRESS (retryable, with Retry-After)
+         * @description INVALID_STATE_TRANSITION, REOPEN_LIMIT_REACHED or REFUND_EXCEEDS_CAPTURED (not retryable);
+         *     CONCURRENT_UPDATE, IDEMPOTENCY_IN_PROGRESS or PAYMENT_PROCESSING (retryable, with Retry-After)
          */
         Conflict: {
             headers: {
@@ -666,6 +762,10 @@ export interface components {
         PaymentID: string;
         /** @description The idempotency key, instead of (or equal to) the body's idempotencyKey. Send it once. */
         IdempotencyKeyHeader: components["schemas"]["IdempotencyKey"];
+        /** @description Required. One refund per payment and key (48 hours); a repeat with the same body gets the first refund. Send it once. */
+        RequiredIdempotencyKeyHeader: components["schemas"]["IdempotencyKey"];
+        /** @description Required. The cancel runs at most once for this key (24 hours); a repeat gets the first response. */
+        CancelIdempotencyKeyHeader: components["schemas"]["IdempotencyKey"];
         /** @description Makes the action run at most once for this key (24 hours); a repeat gets the first response. Send it once. */
         ActionIdempotencyKeyHeader: components["schemas"]["IdempotencyKey"];
     };
@@ -673,7 +773,9 @@ export interface components {
     headers: {
         /** @description Path of the payment, `/api/payments/{id}` */
         Location: string;
-        /** @description `true` when the response replays a payment created by an earlier request with this key */
+        /** @description Path of the payment's refunds, `/api/payments/{id}/refunds` */
+        RefundsLocation: string;
+        /** @description `true` when the response replays a payment (or refund) created by an earlier request with this key */
         IdempotentReplayed: "true";
         /** @description Seconds to wait before retrying */
         RetryAfter: string;
@@ -908,6 +1010,127 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Payment"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["IdempotencyKeyMismatch"];
+            429: components["responses"]["RateLimited"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["ServiceUnavailable"];
+            504: components["responses"]["GatewayTimeout"];
+        };
+    };
+    cancelPayment: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description Required. The cancel runs at most once for this key (24 hours); a repeat gets the first response. */
+                "Idempotency-Key": components["parameters"]["CancelIdempotencyKeyHeader"];
+            };
+            path: {
+                /** @description A payment id; one that cannot be ours (over 128 characters, or outside A-Z a-z 0-9 _ -) is 404 */
+                paymentID: components["parameters"]["PaymentID"];
+            };
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": components["schemas"]["CancelRequest"];
+            };
+        };
+        responses: {
+            /** @description The payment, canceled */
+            200: {
+                headers: {
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Payment"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["IdempotencyKeyMismatch"];
+            429: components["responses"]["RateLimited"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["ServiceUnavailable"];
+            504: components["responses"]["GatewayTimeout"];
+        };
+    };
+    listRefunds: {
+        parameters: {
+            query?: {
+                limit?: number;
+                /** @description A page's `nextCursor`, as given */
+                cursor?: string;
+            };
+            header?: never;
+            path: {
+                /** @description A payment id; one that cannot be ours (over 128 characters, or outside A-Z a-z 0-9 _ -) is 404 */
+                paymentID: components["parameters"]["PaymentID"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of refunds */
+            200: {
+                headers: {
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RefundList"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            429: components["responses"]["RateLimited"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["ServiceUnavailable"];
+            504: components["responses"]["GatewayTimeout"];
+        };
+    };
+    createRefund: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description Required. One refund per payment and key (48 hours); a repeat with the same body gets the first refund. Send it once. */
+                "Idempotency-Key": components["parameters"]["RequiredIdempotencyKeyHeader"];
+            };
+            path: {
+                /** @description A payment id; one that cannot be ours (over 128 characters, or outside A-Z a-z 0-9 _ -) is 404 */
+                paymentID: components["parameters"]["PaymentID"];
+            };
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": components["schemas"]["CreateRefundRequest"];
+            };
+        };
+        responses: {
+            /** @description The refund (made now, or replayed) */
+            201: {
+                headers: {
+                    Location: components["headers"]["RefundsLocation"];
+                    "Idempotent-Replayed": components["headers"]["IdempotentReplayed"];
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Refund"];
                 };
             };
             400: components["responses"]["BadRequest"];

@@ -5,8 +5,8 @@
  *
  * createPayment makes one idempotency key per logical payment (or takes the caller's) and sends that
  * same key on every retry, so a lost response or a timeout can never create a second payment: the
- * retry gets the first payment back with `replayed: true`. The actions (retryPayment, startRecovery)
- * do the same with an Idempotency-Key header. Every attempt has a timeout, and every call takes an
+ * retry gets the first payment back with `replayed: true`. Refunds (createRefund) and the actions
+ * (retryPayment, cancelPayment, startRecovery) do the same with an Idempotency-Key header. Every attempt has a timeout, and every call takes an
  * AbortSignal that cancels it, retries included.
  */
 import createClient from 'openapi-fetch';
@@ -27,6 +27,9 @@ export type KeyRecord = components['schemas']['KeyRecord'];
 export type AuditPage = components['schemas']['AuditPage'];
 export type RecoveryRunStarted = components['schemas']['RecoveryRunStarted'];
 export type RecoveryStatus = components['schemas']['RecoveryStatus'];
+export type Refund = components['schemas']['Refund'];
+export type RefundList = components['schemas']['RefundList'];
+export type CreateRefundRequest = components['schemas']['CreateRefundRequest'];
 export type ErrorDetail = components['schemas']['ErrorDetail'];
 export type AuditQuery = NonNullable<paths['/api/audit/payments']['get']['parameters']['query']>;
 type ErrorBody = components['schemas']['ErrorResponse']['error'];
@@ -219,6 +222,38 @@ export function createPaymentsClient(options: PaymentsClientOptions) {
       return (
         await send('safe', opts, (signal) =>
           http.POST('/api/payments/{paymentID}/retry', { params: { path: { paymentID }, header: { 'Idempotency-Key': key } }, body, signal }),
+        )
+      ).data;
+    },
+
+    /**
+     * Refunds a successful payment (without `amount`: what remains), or returns the refund this key already
+     * holds (`replayed: true`). One key per call unless given, sent on every retry: a lost answer never
+     * refunds twice.
+     */
+    async createRefund(paymentID: string, input: CreateRefundRequest = {}, opts: IdempotentCallOptions = {}) {
+      const idempotencyKey = opts.idempotencyKey ?? newKey();
+      const { data, response } = await send('safe', opts, (signal) =>
+        http.POST('/api/payments/{paymentID}/refunds', { params: { path: { paymentID }, header: { 'Idempotency-Key': idempotencyKey } }, body: input, signal }),
+      );
+      return { refund: data, replayed: response.headers.get('idempotent-replayed') === 'true', idempotencyKey };
+    },
+
+    async listRefunds(paymentID: string, query: { limit?: number; cursor?: string } = {}, opts: CallOptions = {}): Promise<RefundList> {
+      return (await send('safe', opts, (signal) => http.GET('/api/payments/{paymentID}/refunds', { params: { path: { paymentID }, query }, signal }))).data;
+    },
+
+    /**
+     * Cancels a pending or retrying payment, under an Idempotency-Key like retryPayment (a retry after a
+     * lost answer gets the first answer). A processing payment is 409 PAYMENT_PROCESSING: ask again
+     * after its Retry-After.
+     */
+    async cancelPayment(paymentID: string, opts: IdempotentCallOptions & { reason?: string } = {}): Promise<Payment> {
+      const key = opts.idempotencyKey ?? newKey();
+      const body = opts.reason !== undefined ? { reason: opts.reason } : {};
+      return (
+        await send('safe', opts, (signal) =>
+          http.POST('/api/payments/{paymentID}/cancel', { params: { path: { paymentID }, header: { 'Idempotency-Key': key } }, body, signal }),
         )
       ).data;
     },

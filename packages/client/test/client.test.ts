@@ -140,6 +140,27 @@ describe('retry policy', () => {
     expect(d.requests).toHaveLength(1);
   });
 
+  it('createRefund and cancelPayment send one Idempotency-Key per call, the same on every retry', async () => {
+    const refund = { id: 'ref_1', paymentID: 'pay_5', amount: 5, amountMinor: 500, currency: 'USD', status: 'pending', reason: null, failureReason: null, createdAt: '2030-01-01T00:00:00.000Z', updatedAt: '2030-01-01T00:00:00.000Z', version: 1 };
+    const a = scripted(['network-error', error(503, 'SERVICE_UNAVAILABLE', true), { status: 201, body: refund, headers: { 'idempotent-replayed': 'true' } }]);
+    const made = await a.client.createRefund('pay_5', { amount: 5 });
+    expect(made).toMatchObject({ refund: { id: 'ref_1' }, replayed: true });
+    expect(a.requests.map((r) => r.key)).toEqual([made.idempotencyKey, made.idempotencyKey, made.idempotencyKey]);
+    expect(a.requests[0]).toMatchObject({ method: 'POST', path: '/api/payments/pay_5/refunds' });
+    const b = scripted(['network-error', error(409, 'IDEMPOTENCY_IN_PROGRESS', true), { status: 200, body: { ...paymentBody('pay_6'), status: 'canceled' } }]);
+    expect((await b.client.cancelPayment('pay_6', { reason: 'order withdrawn' })).status).toBe('canceled');
+    expect(b.requests).toHaveLength(3);
+    expect(b.requests[0]).toMatchObject({ method: 'POST', path: '/api/payments/pay_6/cancel' });
+    expect(b.requests[0]!.key).toBeTruthy();
+    expect(new Set(b.requests.map((r) => r.key)).size).toBe(1);
+    // Each call is its own refund: a new key, unless the caller gives one.
+    const c = scripted([{ status: 201, body: refund }, { status: 201, body: refund }]);
+    await c.client.createRefund('pay_5');
+    await c.client.createRefund('pay_5', {}, { idempotencyKey: 'refund order-7' });
+    expect(c.requests[0]!.key).not.toBe(c.requests[1]!.key);
+    expect(c.requests[1]!.key).toBe('refund order-7');
+  });
+
   it('without an idempotency guarantee, only answers that mean nothing happened are retried', () => {
     expect(isRetryable({ status: 503 }, 'unsafe')).toBe(true);
     expect(isRetryable({ status: 409, code: 'CONCURRENT_UPDATE' }, 'unsafe')).toBe(true);
@@ -205,7 +226,8 @@ describe('against the local stack', () => {
   let run: Awaited<ReturnType<typeof startLocalRun>> | undefined;
 
   beforeAll(async () => {
-    run = await startLocalRun({ log: false, schedules: false, extraEnv: { RETRY_BASE_SECONDS: '0.05' } });
+    // A long backoff: a payment whose first confirm failed stays retrying (cancelable) while a test looks at it.
+    run = await startLocalRun({ log: false, schedules: false, extraEnv: { RETRY_BASE_SECONDS: '600' } });
     ({ stack, provider } = run);
   });
 
@@ -243,6 +265,45 @@ describe('against the local stack', () => {
     while ((await client.getPaymentStatus(payment.id)).status !== 'success' && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
     expect((await client.getPayment(payment.id)).status).toBe('success');
     expect(provider!.ledger(payment.id).filter((e) => e.status === 'succeeded')).toHaveLength(1);
+  });
+
+  it('refunds a succeeded payment (replayed under its key), lists its refunds, and cancels a retrying payment', async () => {
+    const client = createPaymentsClient({ baseUrl: stack!.apiUrl, apiKey: 'local-key-1', retry: { baseDelayMs: 10 } });
+    const { payment } = await client.createPayment({ ...input, metadata: { orderId: randomUUID() } });
+    const settled = async (id: string, done: (s: string) => boolean) => {
+      const deadline = Date.now() + 20_000;
+      for (;;) {
+        const p = await client.getPayment(id);
+        if (done(p.status) || Date.now() > deadline) return p;
+        await new Promise((r) => setTimeout(r, 200));
+      }
+    };
+    expect((await settled(payment.id, (s) => s === 'success')).status).toBe('success');
+
+    const first = await client.createRefund(payment.id, { amount: 10, reason: 'one item returned' });
+    expect(first).toMatchObject({ replayed: false, refund: { paymentID: payment.id, amount: 10, amountMinor: 1000, currency: 'USD', status: 'pending', reason: 'one item returned' } });
+    const again = await client.createRefund(payment.id, { amount: 10, reason: 'one item returned' }, { idempotencyKey: first.idempotencyKey });
+    expect(again).toMatchObject({ replayed: true, refund: { id: first.refund.id } });
+    await expect(client.createRefund(payment.id, { amount: 20 })).rejects.toMatchObject({ status: 409, code: 'REFUND_EXCEEDS_CAPTURED' });
+    const deadline = Date.now() + 20_000;
+    let list = await client.listRefunds(payment.id);
+    while (list.items[0]?.status === 'pending' && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 200));
+      list = await client.listRefunds(payment.id);
+    }
+    expect(list).toMatchObject({ count: 1, nextCursor: null, items: [{ id: first.refund.id, status: 'succeeded' }] });
+    expect(await client.getPayment(payment.id)).toMatchObject({ status: 'success', amountRefunded: 10, amountRefundedMinor: 1000 });
+    expect(provider!.ledger(payment.id).filter((e) => e.status === 'succeeded')).toHaveLength(1);
+    expect(provider!.ledger(payment.id).filter((e) => e.status === 'refunded').map((e) => e.amountMinor)).toEqual([1000]);
+
+    // The first confirm is a provider 5xx that charged nothing: the payment waits, retrying, for its backoff.
+    const open = (await client.createPayment({ ...input, paymentMethod: { type: 'card', token: 'tok_transient_9' } })).payment;
+    expect((await settled(open.id, (s) => s === 'retrying')).status).toBe('retrying');
+    const canceled = await client.cancelPayment(open.id, { reason: 'order withdrawn', idempotencyKey: `cancel-${open.id}` });
+    expect(canceled).toMatchObject({ id: open.id, status: 'canceled' });
+    expect(await client.cancelPayment(open.id, { reason: 'order withdrawn', idempotencyKey: `cancel-${open.id}` })).toEqual(canceled);
+    await expect(client.cancelPayment(open.id)).rejects.toMatchObject({ status: 409, code: 'INVALID_STATE_TRANSITION' });
+    expect(provider!.ledger(open.id).filter((e) => e.status === 'succeeded')).toHaveLength(0);
   });
 
   it("lists the tenant's payments page by page, and reports API errors typed", async () => {
