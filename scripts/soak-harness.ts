@@ -10,7 +10,10 @@
  * queue messages are injected, workers crash right after a successful confirmation, operators retry
  * payments, recovery runs are started, and other integrations on the same provider account capture
  * money: intents with no tag (Checkout), with another stage's tag, and orphans with our tag that no
- * payment accounts for. Then the run waits for every payment and every refund owed to end.
+ * payment accounts for. Tenants cancel a share of their payments right after creating them (some cancels
+ * asked twice with one key), and once the payments have ended they refund a share of the successful
+ * ones: in full (asked again with the same key), in two parts, or in five concurrent parts of 30% each
+ * with distinct keys (at most three fit). Then the run waits for every payment and every refund to end.
  *
  * The verdict comes from the simulator's ledger (money that moved), not from our own records:
  *   - payments with more than one charge captured (net of refunds): must be 0
@@ -19,6 +22,10 @@
  *   - captures of other integrations refunded: must be 0
  *   - orphan captures of ours neither refunded nor reported as a failed refund: must be 0
  *   - payments still open after the drain window: must be 0
+ *   - successful payments whose net at the provider is not the capture minus their succeeded refunds,
+ *     or whose `amountRefundedMinor` says otherwise: must be 0
+ *   - payments whose accepted refunds add up to more than the capture, refunds still pending: must be 0
+ *   - a replayed refund or cancel answered differently from the first time: must be 0
  * and liveness: time to drain, the longest any payment stayed open, the longest stretch with work open
  * and no payment finishing.
  *
@@ -71,6 +78,10 @@ export interface SoakOptions {
   readonly foreignEveryMs?: number;
   /** The provider's key retention told to the functions (the simulator's `idempotencyTtlMs` fault must match). */
   readonly keyRetentionSeconds?: number;
+  /** Share of payments cancelled by their tenant right after the create (0: none). */
+  readonly cancelShare?: number;
+  /** Share of successful payments refunded by their tenant once payments have ended (0: none). */
+  readonly refundShare?: number;
   /** How long to wait, after the last create, for every payment to end. */
   readonly drainTimeoutMs: number;
   readonly seed?: number;
@@ -107,6 +118,27 @@ export interface SoakReport {
   readonly orphansUnsettled: number;
   /** Refunds owed still pending at the end. */
   readonly refundsPending: number;
+  /** Tenant cancels: asked, answered 200 canceled, answered 409; replays of a 200 answered otherwise (must be 0). */
+  readonly cancels: { readonly asked: number; readonly canceled: number; readonly refused: number; readonly replays: number; readonly replayMismatches: number };
+  /** Tenant refunds as the API answered them, and as they ended. */
+  readonly tenantRefunds: {
+    readonly payments: number;
+    readonly asked: number;
+    readonly accepted: number;
+    readonly exceeding: number;
+    readonly otherAnswers: number;
+    readonly replays: number;
+    readonly replayMismatches: number;
+    readonly succeeded: number;
+    readonly failed: number;
+    readonly pending: number;
+  };
+  /** Payments whose accepted refunds add up to more than the capture (must be 0). */
+  readonly overRefunded: number;
+  /** Successful payments whose net at the provider is not the capture minus their succeeded refunds (must be 0). */
+  readonly refundLedgerMismatch: number;
+  /** Payments whose `amountRefundedMinor` is not the sum of their succeeded refunds (must be 0). */
+  readonly refundedFieldMismatch: number;
   readonly sendSeconds: number;
   readonly drainSeconds: number;
   readonly longestOpenSeconds: number;
@@ -125,6 +157,12 @@ export const violations = (r: SoakReport) => ({
   orphansUnsettled: r.orphansUnsettled,
   notFinal: r.notFinal,
   replayMismatches: r.replayMismatches,
+  cancelReplayMismatches: r.cancels.replayMismatches,
+  refundReplayMismatches: r.tenantRefunds.replayMismatches,
+  overRefunded: r.overRefunded,
+  refundLedgerMismatch: r.refundLedgerMismatch,
+  refundedFieldMismatch: r.refundedFieldMismatch,
+  refundsPending: r.tenantRefunds.pending,
   lost: r.accepted - Object.values(r.byStatus).reduce((a, b) => a + b, 0),
 });
 
@@ -153,6 +191,7 @@ interface Row {
   readonly status: string;
   readonly attempt: number;
   readonly amountMinor: number;
+  readonly amountRefundedMinor?: number;
   readonly createdAt: string;
   readonly updatedAt: string;
 }
@@ -191,8 +230,21 @@ export async function runSoak(o: SoakOptions): Promise<SoakReport> {
   let duplicatesInjected = 0;
   let operatorRetries = 0;
   let recoveryRuns = 0;
-  const post = (path: string, body: unknown, key = 'local-key-1') =>
-    fetch(`${api}${path}`, { method: 'POST', headers: { 'x-api-key': key, 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  const post = (path: string, body: unknown, key = 'local-key-1', idempotencyKey?: string) =>
+    fetch(`${api}${path}`, {
+      method: 'POST',
+      headers: { 'x-api-key': key, 'content-type': 'application/json', ...(idempotencyKey ? { 'idempotency-key': idempotencyKey } : {}) },
+      body: JSON.stringify(body),
+    });
+  /** A POST answered with its status and JSON body; a network failure is status 0. */
+  const ask = async (path: string, body: unknown, idempotencyKey: string) => {
+    const res = await post(path, body, 'local-key-1', idempotencyKey).catch(() => undefined);
+    return { status: res?.status ?? 0, json: ((await res?.json().catch(() => ({}))) ?? {}) as Record<string, any> };
+  };
+  const cancels = { asked: 0, canceled: 0, refused: 0, replays: 0, replayMismatches: 0 };
+  const tenantRefunds = { payments: 0, asked: 0, accepted: 0, exceeding: 0, otherAnswers: 0, replays: 0, replayMismatches: 0, succeeded: 0, failed: 0, pending: 0 };
+  /** Minor units of the refunds the API accepted, per payment. */
+  const acceptedRefunds = new Map<string, number>();
 
   try {
     // ---- Other integrations on the same provider account -----------------------------------------
@@ -275,6 +327,20 @@ export async function runSoak(o: SoakOptions): Promise<SoakReport> {
               if (a.status !== 201 || a.json.id !== json.id) replayMismatches++;
             }
           }
+          if (rnd() < (o.cancelShare ?? 0)) {
+            // The tenant changes its mind at once: the payment may still be pending (canceled), already
+            // processing (409, retry later) or ended (409). A 200 asked again with its key is the same 200.
+            const key = `soak-cancel-${randomUUID()}`;
+            const first = await ask(`/api/payments/${json.id}/cancel`, { reason: 'soak' }, key);
+            cancels.asked++;
+            if (first.status === 200) cancels.canceled++;
+            else if (first.status === 409) cancels.refused++;
+            if (first.status === 200 && rnd() < 0.5) {
+              const again = await ask(`/api/payments/${json.id}/cancel`, { reason: 'soak' }, key);
+              cancels.replays++;
+              if (again.status !== 200 || again.json.status !== first.json.status || again.json.version !== first.json.version) cancels.replayMismatches++;
+            }
+          }
           if (rnd() < o.duplicateShare) {
             await stack.clients.sqs.send(new SendMessageCommand({ QueueUrl: queueUrl, MessageBody: JSON.stringify({ paymentId: json.id, reason: 'soak_duplicate' }) }));
             duplicatesInjected++;
@@ -307,7 +373,50 @@ export async function runSoak(o: SoakOptions): Promise<SoakReport> {
       // Each sample scans the table: keep the measuring from loading DynamoDB Local on large runs.
       await sleep(Math.max(1000, o.payments / 2));
     }
-    // Refunds owed (the orphan captures) are followed until the provider ends them.
+    // ---- Tenant refunds of a share of the successful payments --------------------------------------
+    const refundable = [...rows.values()].filter((r) => r.status === 'success' && rnd() < (o.refundShare ?? 0));
+    const refundOne = async (id: string, body: Record<string, unknown>, key: string) => {
+      tenantRefunds.asked++;
+      const a = await ask(`/api/payments/${id}/refunds`, body, key);
+      if (a.status === 201) {
+        tenantRefunds.accepted++;
+        acceptedRefunds.set(id, (acceptedRefunds.get(id) ?? 0) + Number(a.json.amountMinor));
+      } else if (a.status === 409 && a.json.error?.code === 'REFUND_EXCEEDS_CAPTURED') tenantRefunds.exceeding++;
+      else tenantRefunds.otherAnswers++;
+      return a;
+    };
+    let nextRefund = 0;
+    await Promise.all(
+      Array.from({ length: o.concurrency }, async () => {
+        while (nextRefund < refundable.length && !o.signal?.aborted) {
+          const p = refundable[nextRefund++]!;
+          tenantRefunds.payments++;
+          const scenario = rnd();
+          if (scenario < 0.4) {
+            // In full, then the same request again: the same refund, replayed.
+            const key = `soak-refund-${randomUUID()}`;
+            const first = await refundOne(p.id, { reason: 'soak full' }, key);
+            if (first.status === 201) {
+              const again = await ask(`/api/payments/${p.id}/refunds`, { reason: 'soak full' }, key);
+              tenantRefunds.replays++;
+              if (again.status !== 201 || again.json.id !== first.json.id || again.json.amountMinor !== first.json.amountMinor) tenantRefunds.replayMismatches++;
+            }
+          } else if (scenario < 0.7) {
+            // Two parts, one after the other.
+            const part = Math.floor(p.amountMinor / 3) / 100;
+            await refundOne(p.id, { amount: part, reason: 'soak part 1' }, `soak-refund-${randomUUID()}`);
+            await refundOne(p.id, { amount: part, reason: 'soak part 2' }, `soak-refund-${randomUUID()}`);
+          } else {
+            // Five parts of 30% at once with distinct keys: three fit in the capture, two must be refused.
+            const part = Math.floor(p.amountMinor * 0.3) / 100;
+            await Promise.all(Array.from({ length: 5 }, (_, i) => refundOne(p.id, { amount: part, reason: `soak race ${i}` }, `soak-refund-${randomUUID()}`)));
+          }
+        }
+      }),
+    );
+    if (refundable.length > 0) log(`${tenantRefunds.accepted} tenant refunds accepted on ${refundable.length} payments; waiting for them to end`);
+
+    // Refunds owed (the orphan captures) and tenant refunds are followed until the provider ends them.
     let owed = await scanRefunds(stack.clients.dynamodb, refundsTable);
     while (owed.some((r) => r.status === 'pending') && Date.now() - drainStart < o.drainTimeoutMs && !o.signal?.aborted) {
       await sleep(2000);
@@ -385,12 +494,28 @@ export async function runSoak(o: SoakOptions): Promise<SoakReport> {
     let moreThanOneCharge = 0;
     let successWithoutCapture = 0;
     let notPaidWithCapture = 0;
+    // Tenant refunds as they ended, per payment (our records); the ledger must agree to the unit.
+    const succeededRefunds = new Map<string, number>();
+    const pendingRefunds = new Map<string, number>();
+    for (const r of owed.filter((x) => x.kind === 'tenant')) {
+      if (r.status === 'succeeded') succeededRefunds.set(r.paymentId, (succeededRefunds.get(r.paymentId) ?? 0) + r.amountMinor);
+      if (r.status === 'pending') pendingRefunds.set(r.paymentId, (pendingRefunds.get(r.paymentId) ?? 0) + r.amountMinor);
+      tenantRefunds[r.status === 'succeeded' ? 'succeeded' : r.status === 'failed' ? 'failed' : 'pending']++;
+    }
+    let overRefunded = 0;
+    let refundLedgerMismatch = 0;
+    let refundedFieldMismatch = 0;
     for (const s of sent.values()) {
       const n = net.get(s.id) ?? 0;
-      const status = rows.get(s.id)?.status;
+      const row = rows.get(s.id);
+      const status = row?.status;
+      const refunded = succeededRefunds.get(s.id) ?? 0;
       if (n > s.amountMinor) moreThanOneCharge++;
-      if (status === 'success' && n < s.amountMinor) successWithoutCapture++;
+      if (status === 'success' && n < s.amountMinor - refunded - (pendingRefunds.get(s.id) ?? 0)) successWithoutCapture++;
       if ((status === 'failed' || status === 'expired' || status === 'canceled') && n > 0) notPaidWithCapture++;
+      if ((acceptedRefunds.get(s.id) ?? 0) > s.amountMinor) overRefunded++;
+      if (status === 'success' && !pendingRefunds.has(s.id) && n !== s.amountMinor - refunded) refundLedgerMismatch++;
+      if (!pendingRefunds.has(s.id) && (row?.amountRefundedMinor ?? 0) !== refunded) refundedFieldMismatch++;
     }
     return {
       payments: o.payments,
@@ -416,6 +541,11 @@ export async function runSoak(o: SoakOptions): Promise<SoakReport> {
       orphansReportedFailed,
       orphansUnsettled: orphans.length - orphansRefunded - orphansReportedFailed,
       refundsPending: owed.filter((r) => r.status === 'pending').length,
+      cancels,
+      tenantRefunds,
+      overRefunded,
+      refundLedgerMismatch,
+      refundedFieldMismatch,
       sendSeconds,
       drainSeconds,
       longestOpenSeconds: longestOpenMs / 1000,
@@ -429,37 +559,36 @@ export async function runSoak(o: SoakOptions): Promise<SoakReport> {
   }
 }
 
-async function scanPayments(db: { send: (c: ScanCommand) => Promise<{ Items?: any[]; LastEvaluatedKey?: any }> }, table: string, wanted: Map<string, Sent>) {
-  const rows = new Map<string, Row>();
-  let start: Record<string, any> | undefined;
-  do {
-    const res = await db.send(
-      new ScanCommand({
-        TableName: table,
-        ExclusiveStartKey: start,
-        ProjectionExpression: 'id, #s, attempt, amountMinor, createdAt, updatedAt',
-        ExpressionAttributeNames: { '#s': 'status' },
-      }),
-    );
-    for (const item of res.Items ?? []) {
-      const r = unmarshall(item) as Row;
-      if (wanted.has(r.id)) rows.set(r.id, r);
-    }
-    start = res.LastEvaluatedKey;
-  } while (start);
-  return rows;
-}
+type Scanner = { send: (c: ScanCommand) => Promise<{ Items?: any[]; LastEvaluatedKey?: any }> };
 
-async function scanRefunds(db: { send: (c: ScanCommand) => Promise<{ Items?: any[]; LastEvaluatedKey?: any }> }, table: string) {
-  const out: Array<{ id: string; intentId: string; status: string }> = [];
+/** Every item of a table, with only the attributes named (`status` is a reserved word, so it goes by `#s`). */
+async function scanAll<T>(db: Scanner, table: string, attributes: string): Promise<T[]> {
+  const out: T[] = [];
   let start: Record<string, any> | undefined;
   do {
-    const res = await db.send(new ScanCommand({ TableName: table, ExclusiveStartKey: start, ProjectionExpression: 'id, intentId, #s', ExpressionAttributeNames: { '#s': 'status' } }));
-    for (const item of res.Items ?? []) out.push(unmarshall(item) as { id: string; intentId: string; status: string });
+    const res = await db.send(new ScanCommand({ TableName: table, ExclusiveStartKey: start, ProjectionExpression: attributes, ExpressionAttributeNames: { '#s': 'status' } }));
+    for (const item of res.Items ?? []) out.push(unmarshall(item) as T);
     start = res.LastEvaluatedKey;
   } while (start);
   return out;
 }
+
+async function scanPayments(db: Scanner, table: string, wanted: Map<string, Sent>) {
+  const rows = new Map<string, Row>();
+  for (const r of await scanAll<Row>(db, table, 'id, #s, attempt, amountMinor, amountRefundedMinor, createdAt, updatedAt')) if (wanted.has(r.id)) rows.set(r.id, r);
+  return rows;
+}
+
+interface RefundRow {
+  readonly id: string;
+  readonly kind: string;
+  readonly paymentId: string;
+  readonly intentId: string;
+  readonly amountMinor: number;
+  readonly status: string;
+}
+
+const scanRefunds = (db: Scanner, table: string) => scanAll<RefundRow>(db, table, 'id, kind, paymentId, intentId, amountMinor, #s');
 
 /** Another integration on the account captures money: a plain intent create and confirm at the provider. */
 async function captureAtProvider(url: string, amount: number, metadata: Record<string, string>): Promise<string | undefined> {

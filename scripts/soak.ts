@@ -1,6 +1,7 @@
 /**
  * `npm run soak`: the money promise under every provider fault at once (see soak-harness.ts), other
- * integrations capturing on the same provider account, and a provider key retention (60 s) the run crosses.
+ * integrations capturing on the same provider account, a provider key retention (60 s) the run crosses, tenant
+ * cancels (5% of payments) and tenant refunds (20% of successes: full and replayed, in parts, concurrent).
  *
  *   npm run soak -- [--payments 10000] [--concurrency 16] [--drain-seconds 900] [--seed 42] [--json]
  *
@@ -34,6 +35,8 @@ const options: SoakOptions = {
   operatorRetryEveryMs: 500,
   recoveryEveryMs: 5000,
   foreignEveryMs: 300,
+  cancelShare: 0.05,
+  refundShare: 0.2,
   progress: (line) => console.error(`[soak ${new Date().toISOString().slice(11, 19)}] ${line}`),
 };
 
@@ -48,6 +51,16 @@ if (args.json) {
   console.log(
     `other integrations: ${report.foreignCaptures} foreign captures, ${report.foreignRefunded} refunded; ${report.orphans} orphan captures of ours: ` +
       `${report.orphansRefunded} refunded, ${report.orphansReportedFailed} refund failed at the provider (reported), ${report.orphansUnsettled} neither; ${report.refundsPending} refunds still pending`,
+  );
+  const c = report.cancels;
+  const t = report.tenantRefunds;
+  console.log(`cancels: ${c.asked} asked, ${c.canceled} canceled, ${c.refused} refused (409), ${c.replays} replayed (${c.replayMismatches} mismatched)`);
+  console.log(
+    `tenant refunds on ${t.payments} payments: ${t.asked} asked, ${t.accepted} accepted, ${t.exceeding} refused as exceeding the capture, ${t.otherAnswers} other answers, ` +
+      `${t.replays} replayed (${t.replayMismatches} mismatched); ended ${t.succeeded} succeeded, ${t.failed} failed, ${t.pending} pending`,
+  );
+  console.log(
+    `refund money: over-refunded ${v.overRefunded}, ledger net not capture minus succeeded refunds ${v.refundLedgerMismatch}, amountRefunded not the succeeded sum ${v.refundedFieldMismatch}`,
   );
   console.log(
     `money: more than one charge ${v.moreThanOneCharge}, success without capture ${v.successWithoutCapture}, failed/expired with capture ${v.notPaidWithCapture}, ` +

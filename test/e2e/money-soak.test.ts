@@ -9,7 +9,7 @@ import { describe, expect, it } from 'vitest';
 import { runSoak, SOAK_FAULTS, violations } from '../../scripts/soak-harness';
 
 describe('money promise under every provider fault at once', () => {
-  it('100 payments: no double charge, no success without capture, no failed payment with money, no foreign capture touched, none left open', async () => {
+  it('100 payments: no double charge, no success without capture, no failed payment with money, no foreign capture touched, refunds as the ledger says, none left open', async () => {
     const report = await runSoak({
       payments: 100,
       concurrency: 8,
@@ -21,6 +21,8 @@ describe('money promise under every provider fault at once', () => {
       operatorRetryEveryMs: 300,
       recoveryEveryMs: 3000,
       foreignEveryMs: 400,
+      cancelShare: 0.1,
+      refundShare: 0.4,
       drainTimeoutMs: 180_000,
       seed: 7,
       ...(process.env.TEST_VERBOSE ? { progress: (l: string) => console.log(`[soak] ${l}`) } : {}),
@@ -34,6 +36,12 @@ describe('money promise under every provider fault at once', () => {
       orphansUnsettled: 0,
       notFinal: 0,
       replayMismatches: 0,
+      cancelReplayMismatches: 0,
+      refundReplayMismatches: 0,
+      overRefunded: 0,
+      refundLedgerMismatch: 0,
+      refundedFieldMismatch: 0,
+      refundsPending: 0,
       lost: 0,
     });
     expect(report.accepted).toBe(100);
@@ -44,5 +52,11 @@ describe('money promise under every provider fault at once', () => {
     expect(report.byStatus.success).toBeGreaterThan(70);
     expect(report.foreignCaptures).toBeGreaterThan(0);
     expect(report.orphansRefunded).toBeGreaterThan(0);
+    // Tenants cancelled and refunded: refunds were accepted, some refused as exceeding, and ended.
+    expect(report.cancels.asked).toBeGreaterThan(0);
+    expect(report.cancels.canceled + report.cancels.refused).toBe(report.cancels.asked);
+    expect(report.tenantRefunds.accepted).toBeGreaterThan(10);
+    expect(report.tenantRefunds.exceeding).toBeGreaterThan(0);
+    expect(report.tenantRefunds.succeeded).toBeGreaterThan(0);
   }, 420_000);
 });
