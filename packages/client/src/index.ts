@@ -15,6 +15,7 @@ import { isRetryable, retryDelayMs, type Idempotency, type Outcome, type RetryOp
 
 export type { components, paths } from './api-types.js';
 export { isRetryable, retryDelayMs, type Idempotency, type Outcome, type RetryOptions } from './retry-policy.js';
+export { verifyWebhook, WEBHOOK_SIGNATURE_HEADER, type WebhookVerdict } from './verify-webhook.js';
 
 export type Payment = components['schemas']['Payment'];
 export type PaymentStatus = components['schemas']['PaymentStatus'];
