@@ -63,6 +63,7 @@ export const METRIC_NAMES = [
    * or why one was ignored (not_ours, unknown_type, unknown_object, final, no_reference), or bad_signature.
    */
   'ProviderEvents',
+  'WebhookEventsCreated',
 ] as const;
 export type MetricName = (typeof METRIC_NAMES)[number];
 
