@@ -64,6 +64,8 @@ export const METRIC_NAMES = [
    */
   'ProviderEvents',
   'WebhookEventsCreated',
+  /** One per delivery attempt step, dimension `outcome`: delivered, retry_scheduled, waiting, given_up, dropped. */
+  'WebhookDeliveries',
 ] as const;
 export type MetricName = (typeof METRIC_NAMES)[number];
 

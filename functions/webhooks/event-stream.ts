@@ -17,7 +17,11 @@ import type { Refund } from '../core/refund';
 import { paymentEvent, refundEvent, type WebhookEvent } from '../core/webhooks/events';
 import type { WebhookEventSink } from '../core/webhooks/ports';
 import { noMetrics, type Logger, type Metrics } from '../core/ports';
+import { eventSink } from '../core/webhooks/event-feed';
+import { instrumented } from '../shared/instrument';
 import { serviceLogger as defaultLogger } from '../shared/logger';
+import { serviceMetrics } from '../shared/metrics';
+import { wiring } from '../wiring';
 
 export interface WebhookEventStreamDeps {
   readonly sink: WebhookEventSink;
@@ -61,3 +65,10 @@ export function createWebhookEventStreamHandler(deps: WebhookEventStreamDeps) {
       throwOnFullBatchFailure: false,
     });
 }
+
+/** The Lambda entry: the stream consumer over the production store and queue, built on first use. */
+let built: ReturnType<typeof createWebhookEventStreamHandler> | undefined;
+export const handler = instrumented(async (event: DynamoDBStreamEvent, context?: Context) => {
+  built ??= createWebhookEventStreamHandler({ sink: eventSink(wiring().eventFeed()), metrics: serviceMetrics });
+  return built(event, context);
+});
