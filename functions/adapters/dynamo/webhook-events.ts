@@ -59,22 +59,36 @@ export class WebhookEventRepository implements WebhookEventStore {
     await this.doc.send(new UpdateCommand({ TableName: this.tables.events, Key: { id: eventId }, UpdateExpression: 'SET fannedOut = :t', ExpressionAttributeValues: { ':t': true } }));
   }
 
+  /**
+   * One more item than asked is read, so the last page says so (nextCursor null) instead of handing out a
+   * cursor to an empty page, which a bare LastEvaluatedKey would.
+   */
   async listByTenant(tenantId: string, opts: { readonly limit: number; readonly cursor?: string }): Promise<WebhookEventPage> {
     const start = opts.cursor === undefined ? undefined : decodeCursor(opts.cursor, tenantId);
-    const page = await this.doc.send(
-      new QueryCommand({
-        TableName: this.tables.events,
-        IndexName: this.tables.byTenantIndex,
-        KeyConditionExpression: 'tenantId = :t',
-        ExpressionAttributeValues: { ':t': tenantId },
-        ScanIndexForward: false,
-        Limit: opts.limit,
-        ...(start ? { ExclusiveStartKey: start } : {}),
-      }),
-    );
-    const items = ((page.Items ?? []) as EventItem[]).map((i) => JSON.parse(i.event) as WebhookEvent);
-    const last = page.LastEvaluatedKey as { id: string; tenantId: string; createdSort: string } | undefined;
-    return { items, nextCursor: last ? Buffer.from(JSON.stringify([last.createdSort, last.id]), 'utf8').toString('base64url') : null };
+    const rows: EventItem[] = [];
+    let from: Record<string, unknown> | undefined = start;
+    do {
+      const page = await this.doc.send(
+        new QueryCommand({
+          TableName: this.tables.events,
+          IndexName: this.tables.byTenantIndex,
+          KeyConditionExpression: 'tenantId = :t',
+          ExpressionAttributeValues: { ':t': tenantId },
+          ScanIndexForward: false,
+          Limit: opts.limit + 1 - rows.length,
+          ...(from ? { ExclusiveStartKey: from } : {}),
+        }),
+      );
+      rows.push(...((page.Items ?? []) as EventItem[]));
+      from = page.LastEvaluatedKey;
+    } while (from && rows.length <= opts.limit);
+    const items = rows.slice(0, opts.limit);
+    const last = items[items.length - 1];
+    const more = rows.length > opts.limit;
+    return {
+      items: items.map((i) => JSON.parse(i.event) as WebhookEvent),
+      nextCursor: more && last ? Buffer.from(JSON.stringify([last.createdSort, last.id]), 'utf8').toString('base64url') : null,
+    };
   }
 }
 

@@ -38,18 +38,16 @@ export const endpointWithSecretView = (e: WebhookEndpoint) => ({ ...endpointView
 export const newWebhookSecret = (): string => `whsec_${randomBytes(32).toString('base64url')}`;
 export const newEndpointId = (): string => `we_${randomBytes(16).toString('hex')}`;
 
-const KNOWN_FIELDS = new Set(['url', 'events']);
-
 export interface EndpointRequest {
   readonly url: URL;
   readonly events: readonly WebhookEventType[];
 }
 
-/** Checks a create body's shape (no DNS yet): url, and events if given (non-empty, known types). */
+/**
+ * Checks a create body's shape (no DNS yet): url, and events if given (non-empty, known types). Other
+ * fields are ignored, as on every create: a `secret` sent along never becomes the endpoint's secret.
+ */
 export function parseEndpointRequest(body: Record<string, unknown>, policy: UrlPolicy): EndpointRequest {
-  for (const name of Object.keys(body)) {
-    if (!KNOWN_FIELDS.has(name)) throw new ValidationError([{ field: name, code: 'UNKNOWN_FIELD', message: `Unknown field ${name}; send url and events` }]);
-  }
   const url = parseWebhookUrl(body.url, policy);
   if (body.events === undefined) return { url, events: [...WEBHOOK_EVENT_TYPES] };
   const invalid = (message: string) => new ValidationError([{ field: 'events', code: 'INVALID_EVENT_TYPE', message }]);
