@@ -612,7 +612,6 @@ export interface components {
         WebhookEventType: "payment.succeeded" | "payment.failed" | "payment.expired" | "payment.canceled" | "refund.succeeded" | "refund.failed";
         CreateWebhookEndpointRequest: {
             /**
-             * Format: uri
              * @description https, resolving to public addresses only; no credentials or fragment
              * @example https://example.com/hooks/payments
              */
