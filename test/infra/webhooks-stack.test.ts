@@ -70,6 +70,8 @@ describe('tenant webhooks in the stack', () => {
       EventSourceArn: { 'Fn::GetAtt': [queue, 'Arn'] },
       FunctionResponseTypes: ['ReportBatchItemFailures'],
     });
+    // The payments queue and DLQ, the audit failures queue, and the webhook delivery queue, its DLQ and the event failures queue.
+    t.resourceCountIs('AWS::SQS::Queue', 6);
     const q = t.findResources('AWS::SQS::Queue')[queue]!.Properties;
     expect(q.RedrivePolicy).toEqual({ deadLetterTargetArn: { 'Fn::GetAtt': [dlq, 'Arn'] }, maxReceiveCount: 5 });
     // Visibility well over the function's timeout, which is over one attempt's 10 s.
