@@ -334,7 +334,9 @@ export class PaymentsStack extends Stack {
       .bindTable(webhookEndpointsTable, 'WEBHOOK_ENDPOINTS_TABLE', ['Query'])
       .bindQueue(webhookQueue, 'WEBHOOK_DELIVERY_QUEUE_URL', 'send')
       .bindSecret(cursorKey, 'CURSOR_SECRET_ID', 'read');
-    // Payments and Refunds streams → events (stored idempotently) → first deliveries.
+    // Payments and Refunds streams → events (stored idempotently) → first deliveries. With the audit writer
+    // this is the Payments stream's second reader, the most DynamoDB advises per shard: a third consumer
+    // would need a fan-out (Kinesis Data Streams for DynamoDB, or EventBridge Pipes) instead.
     const webhookEventStream = fn('WebhookEventStreamFunction', 'webhookEventStream', 'functions/webhooks/event-stream.ts', 'Turns committed payment and refund changes into tenant events')
       .bindTable(webhookEventsTable, 'WEBHOOK_EVENTS_TABLE', ['PutItem', 'GetItem', 'UpdateItem'])
       .bindTable(webhookEndpointsTable, 'WEBHOOK_ENDPOINTS_TABLE', ['Query'])
