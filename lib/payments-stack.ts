@@ -174,7 +174,7 @@ export class PaymentsStack extends Stack {
     // Tenant webhooks. Endpoints: pk tenantId, sk id (a tenant's endpoints are one Query, read by every
     // event's fan-out); they hold the signing secrets, hence the data key. Events: pk the derived event id
     // (the stream consumer's conditional put), kept WEBHOOK_EVENT_RETENTION_SECONDS by TTL, listed per
-    // tenant newest first from the index.
+    // tenant newest first from the sharded index.
     const webhookEndpointsTable = new dynamodb.Table(this, 'WebhookEndpointsTable', {
       ...tableDefaults,
       ...cmk,
@@ -189,9 +189,12 @@ export class PaymentsStack extends Stack {
     });
     webhookEventsTable.addGlobalSecondaryIndex({
       indexName: WEBHOOK_EVENTS_BY_TENANT_INDEX,
-      partitionKey: { name: 'tenantId', type: dynamodb.AttributeType.STRING },
+      // <tenantId>#<n>, 4 shards per tenant (adapters/dynamo/webhook-events.ts): one tenant's events never heat one partition.
+      partitionKey: { name: 'tenantShard', type: dynamodb.AttributeType.STRING },
       sortKey: { name: 'createdSort', type: dynamodb.AttributeType.STRING },
-      projectionType: dynamodb.ProjectionType.ALL,
+      // The listing reads the stored event text only; the fan-out mark never rewrites the index.
+      projectionType: dynamodb.ProjectionType.INCLUDE,
+      nonKeyAttributes: ['event'],
     });
 
     // ---- Queues -------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ export const AUDIT_BY_TENANT_INDEX = 'audit-by-tenant-shard';
 export const PAYMENTS_BY_TENANT_INDEX = 'payments-by-tenant';
 /** Sparse index of the Refunds table: pending refunds only, by shard and due time. */
 export const OPEN_REFUNDS_INDEX = 'open-refunds';
-/** WebhookEvents index by tenant and creation (GET /api/events, newest first). */
+/** WebhookEvents index by tenant shard (`${tenantId}#${n}`, 4 per tenant) and creation (GET /api/events, newest first). */
 export const WEBHOOK_EVENTS_BY_TENANT_INDEX = 'events-by-tenant';
 
 /** The `service` this deployment writes on every provider intent and refund (with its stage). */

@@ -102,10 +102,17 @@ describe('tenant webhooks in the stack', () => {
     expect(actionsOn('WebhookDeliveryFunction', endpoints)).toEqual(dd('GetItem'));
     expect(actionsOn('WebhookDeliveryFunction', events)).toEqual(dd('GetItem'));
     expect(rolesWithAnyActionOn(endpoints)).toEqual(['WebhookDeliveryFunction', 'WebhookEndpointsApiFunction', 'WebhookEventStreamFunction', 'WebhookEventsApiFunction'].sort());
-    // Events expire by TTL and are listed per tenant, newest first, from the index.
+    // Events expire by TTL and are listed per tenant, newest first, from the index sharded per tenant.
     t.hasResourceProperties('AWS::DynamoDB::Table', {
       TimeToLiveSpecification: { AttributeName: 'expiresAt', Enabled: true },
-      GlobalSecondaryIndexes: [Match.objectLike({ IndexName: 'events-by-tenant', KeySchema: [{ AttributeName: 'tenantId', KeyType: 'HASH' }, { AttributeName: 'createdSort', KeyType: 'RANGE' }] })],
+      GlobalSecondaryIndexes: [Match.objectLike({
+          IndexName: 'events-by-tenant',
+          KeySchema: [
+            { AttributeName: 'tenantShard', KeyType: 'HASH' },
+            { AttributeName: 'createdSort', KeyType: 'RANGE' },
+          ],
+          Projection: { ProjectionType: 'INCLUDE', NonKeyAttributes: ['event'] },
+        })],
     });
   });
 

@@ -175,6 +175,12 @@ describe('events: stored once, fanned out at least once, listed newest first, re
     expect(events.items.has(e2.id)).toBe(true);
     expect(await sink.record(e2)).toEqual({ created: false });
     expect(queue.sent.filter((s) => s.m.eventId === e2.id)).toHaveLength(1);
+
+    // A tenant without endpoints: stored, nothing enqueued, and no second write to mark it.
+    const lone = succeeded('pay_3', 'tenant-without-hooks');
+    expect(await sink.record(lone)).toEqual({ created: true });
+    expect(events.items.get(lone.id)).toMatchObject({ fannedOut: false });
+    expect(queue.sent.filter((s) => s.m.eventId === lone.id)).toEqual([]);
   });
 
   it("lists the tenant's events newest first with a signed cursor; another tenant's event is 404 on resend", async () => {

@@ -2,21 +2,28 @@
  * Webhook events in the WebhookEvents table: pk `id` (the derived event id, so the conditional put is
  * the idempotency of the stream consumer), the event itself as its JSON text (every delivery sends the
  * same bytes: a DynamoDB map would not keep the key order), `expiresAt` for the TTL, and the tenant
- * listing index (tenantId, createdSort = `<created>#<id>`), newest first.
+ * listing index (tenantShard = `<tenantId>#<n>`, createdSort = `<created>#<id>`), newest first.
  *
- * Capacity: the index partition is the tenant. One tenant's events are a fraction of its payments'
- * writes (final states only), but a tenant notifying over ~1,000 events/s would need the index sharded
- * as the payments listing is (docs/capacity.md).
+ * Capacity: a tenant's events spread over EVENT_TENANT_SHARDS index partitions (n from a hash of the
+ * event id), so one tenant at 10× peak writes a quarter of its events per partition (docs/capacity.md).
+ * A page queries every shard for one more than it needs and merges: createdSort is unique, so the
+ * newest `limit` of the merge are the newest of the tenant, and the cursor is the last one's createdSort.
  */
+import { createHash } from 'node:crypto';
 import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
 import { GetCommand, PutCommand, QueryCommand, UpdateCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { InvalidCursorError } from '../../core/errors';
 import type { WebhookEvent } from '../../core/webhooks/events';
 import type { WebhookEventPage, WebhookEventStore } from '../../core/webhooks/ports';
 
+export const EVENT_TENANT_SHARDS = 4;
+
+const shardOf = (tenantId: string, eventId: string): string => `${tenantId}#${createHash('sha256').update(eventId).digest()[0]! % EVENT_TENANT_SHARDS}`;
+
 interface EventItem {
   readonly id: string;
   readonly tenantId: string;
+  readonly tenantShard: string;
   readonly createdSort: string;
   readonly type: string;
   readonly event: string;
@@ -33,7 +40,7 @@ export class WebhookEventRepository implements WebhookEventStore {
   async put(event: WebhookEvent): Promise<boolean> {
     // Kept from the change it reports, so a redelivered record writes the same expiry.
     const expiresAt = Math.floor(Date.parse(event.created) / 1000) + this.tables.retentionSeconds;
-    const item: EventItem = { id: event.id, tenantId: event.tenantId, createdSort: `${event.created}#${event.id}`, type: event.type, event: JSON.stringify(event), expiresAt };
+    const item: EventItem = { id: event.id, tenantId: event.tenantId, tenantShard: shardOf(event.tenantId, event.id), createdSort: `${event.created}#${event.id}`, type: event.type, event: JSON.stringify(event), expiresAt };
     try {
       await this.doc.send(new PutCommand({ TableName: this.tables.events, Item: item, ConditionExpression: 'attribute_not_exists(id)' }));
       return true;
@@ -59,45 +66,46 @@ export class WebhookEventRepository implements WebhookEventStore {
     await this.doc.send(new UpdateCommand({ TableName: this.tables.events, Key: { id: eventId }, UpdateExpression: 'SET fannedOut = :t', ExpressionAttributeValues: { ':t': true } }));
   }
 
-  /**
-   * One more item than asked is read, so the last page says so (nextCursor null) instead of handing out a
-   * cursor to an empty page, which a bare LastEvaluatedKey would.
-   */
   async listByTenant(tenantId: string, opts: { readonly limit: number; readonly cursor?: string }): Promise<WebhookEventPage> {
-    const start = opts.cursor === undefined ? undefined : decodeCursor(opts.cursor, tenantId);
+    const before = opts.cursor === undefined ? undefined : decodeCursor(opts.cursor);
+    const shards = Array.from({ length: EVENT_TENANT_SHARDS }, (_, n) => `${tenantId}#${n}`);
+    // limit + 1 per shard: when the merge holds more than `limit`, there is a next page.
+    const pages = await Promise.all(shards.map((shard) => this.queryShard(shard, before, opts.limit + 1)));
+    const merged = pages.flat().sort((a, b) => (a.createdSort < b.createdSort ? 1 : -1));
+    const items = merged.slice(0, opts.limit);
+    const more = merged.length > opts.limit;
+    return {
+      items: items.map((i) => JSON.parse(i.event) as WebhookEvent),
+      nextCursor: more ? Buffer.from(items[items.length - 1]!.createdSort, 'utf8').toString('base64url') : null,
+    };
+  }
+
+  /** Up to `limit` of one shard's events older than `before`, newest first. */
+  private async queryShard(shard: string, before: string | undefined, limit: number): Promise<EventItem[]> {
     const rows: EventItem[] = [];
-    let from: Record<string, unknown> | undefined = start;
+    let from: Record<string, unknown> | undefined;
     do {
       const page = await this.doc.send(
         new QueryCommand({
           TableName: this.tables.events,
           IndexName: this.tables.byTenantIndex,
-          KeyConditionExpression: 'tenantId = :t',
-          ExpressionAttributeValues: { ':t': tenantId },
+          KeyConditionExpression: before === undefined ? 'tenantShard = :s' : 'tenantShard = :s AND createdSort < :b',
+          ExpressionAttributeValues: { ':s': shard, ...(before === undefined ? {} : { ':b': before }) },
           ScanIndexForward: false,
-          Limit: opts.limit + 1 - rows.length,
+          Limit: limit - rows.length,
           ...(from ? { ExclusiveStartKey: from } : {}),
         }),
       );
       rows.push(...((page.Items ?? []) as EventItem[]));
       from = page.LastEvaluatedKey;
-    } while (from && rows.length <= opts.limit);
-    const items = rows.slice(0, opts.limit);
-    const last = items[items.length - 1];
-    const more = rows.length > opts.limit;
-    return {
-      items: items.map((i) => JSON.parse(i.event) as WebhookEvent),
-      nextCursor: more && last ? Buffer.from(JSON.stringify([last.createdSort, last.id]), 'utf8').toString('base64url') : null,
-    };
+    } while (from && rows.length < limit);
+    return rows;
   }
 }
 
-function decodeCursor(cursor: string, tenantId: string): Record<string, string> {
-  try {
-    const [createdSort, id] = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as unknown[];
-    if (typeof createdSort === 'string' && typeof id === 'string') return { id, tenantId, createdSort };
-  } catch {
-    // fall through
-  }
-  throw new InvalidCursorError();
+function decodeCursor(cursor: string): string {
+  const createdSort = Buffer.from(cursor, 'base64url').toString('utf8');
+  // `<ISO instant>#evt_…`: anything else was not handed out by this listing.
+  if (!/^\d{4}-\d{2}-\d{2}T[0-9:.]+Z#evt_[a-z0-9]+$/.test(createdSort)) throw new InvalidCursorError();
+  return createdSort;
 }

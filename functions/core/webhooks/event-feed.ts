@@ -48,8 +48,9 @@ export function eventSink(deps: EventFeedDeps): WebhookEventSink {
     async record(event) {
       const created = await deps.events.put(event);
       if (!created && (await deps.events.fannedOut(event.id))) return { created: false };
-      await fanOut(deps, event, (endpointId) => deliveryIdFor(event.id, endpointId));
-      await deps.events.markFannedOut(event.id);
+      const enqueued = await fanOut(deps, event, (endpointId) => deliveryIdFor(event.id, endpointId));
+      // Nothing enqueued, nothing to protect: a tenant without endpoints pays no second write.
+      if (enqueued > 0) await deps.events.markFannedOut(event.id);
       return { created };
     },
   };
