@@ -22,7 +22,7 @@ import * as path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { checkJava, JavaRequirementError, shortId, startLocalStack, type LocalStack } from '@idempotent-payments/local-stack';
-import { localProviderEnv, wireProviderWebhooks } from '../scripts/drill-env';
+import { LOCAL_WEBHOOK_ENV, localProviderEnv, wireProviderWebhooks } from '../scripts/drill-env';
 
 const projectRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
@@ -161,7 +161,7 @@ async function main(): Promise<LocalStack | undefined> {
     simulator = await startSimulator();
     providerUrl = simulator?.url;
   }
-  const extraEnv: Record<string, string> = providerUrl ? localProviderEnv(providerUrl) : {};
+  const extraEnv: Record<string, string> = { ...LOCAL_WEBHOOK_ENV, ...(providerUrl ? localProviderEnv(providerUrl) : {}) };
   const scheduleScale = args['schedule-scale'] !== undefined ? Number(args['schedule-scale']) : undefined;
   const dynamodbEndpoint = args['dynamodb-endpoint'] ?? process.env.AWS_ENDPOINT_URL_DYNAMODB;
   const sqsEndpoint = args['sqs-endpoint'] ?? process.env.AWS_ENDPOINT_URL_SQS;

@@ -22,6 +22,14 @@ import { createStripeProvider } from './adapters/provider/stripe-provider';
 import { withRateBudget } from './adapters/provider/rate-limited-provider';
 import { withTracing } from './adapters/provider/traced-provider';
 import { SqsPaymentQueue } from './adapters/sqs/payment-queue';
+import { SqsDeliveryQueue } from './adapters/sqs/webhook-delivery-queue';
+import { WebhookEndpointRepository } from './adapters/dynamo/webhook-endpoints';
+import { WebhookEventRepository } from './adapters/dynamo/webhook-events';
+import { dnsResolver } from './adapters/dns-resolver';
+import { nodeWebhookPoster } from './adapters/webhook-poster';
+import { DEFAULT_DELIVERY_POLICY, type DeliveryDeps } from './core/webhooks/delivery';
+import { WebhookEndpoints } from './core/webhooks/endpoints';
+import type { EventFeedDeps } from './core/webhooks/event-feed';
 import { CircuitBreaker, logStateChange, type BreakerStateChange } from './core/circuit-breaker';
 import { hmacCursorSeal } from './core/cursor-seal';
 import { PaymentsService } from './core/payments-service';
@@ -228,8 +236,44 @@ function build() {
     config().operatorIdempotencyTable ? makeOperatorIdempotency(new DynamoDBClient({ maxAttempts: 3 }), config().operatorIdempotencyTable) : undefined,
   );
 
+  // Tenant webhooks: endpoints, stored events, the delivery queue. Loopback http only where the local
+  // stack sets WEBHOOK_ALLOW_LOOPBACK_HTTP (never deployed).
+  const webhookEndpointStore = once(() => new WebhookEndpointRepository(documentClient(), config().webhookEndpointsTable));
+  const webhookEventStore = once(
+    () =>
+      new WebhookEventRepository(documentClient(), {
+        events: config().webhookEventsTable,
+        byTenantIndex: config().webhookEventsByTenantIndex,
+        retentionSeconds: config().webhookEventRetentionSeconds,
+      }),
+  );
+  const deliveryQueue = once(() => new SqsDeliveryQueue(sqsClient(), { queue: config().webhookDeliveryQueueUrl, deadLetter: config().webhookDeadLetterQueueUrl }));
+  const urlPolicy = () => ({ allowLoopbackHttp: config().webhookAllowLoopbackHttp });
+  const webhookEndpoints = once(() => new WebhookEndpoints({ store: webhookEndpointStore(), resolve: dnsResolver, urlPolicy: urlPolicy(), now: () => new Date() }));
+  const eventFeed = once((): EventFeedDeps => ({ events: webhookEventStore(), endpoints: webhookEndpointStore(), queue: deliveryQueue() }));
+  const webhookDelivery = once(
+    (): DeliveryDeps => ({
+      events: webhookEventStore(),
+      endpoints: webhookEndpointStore(),
+      post: nodeWebhookPoster,
+      resolve: dnsResolver,
+      requeue: (m, delaySeconds) => deliveryQueue().send(m, delaySeconds),
+      deadLetter: (m, reason) => deliveryQueue().deadLetter(m, reason),
+      now: () => new Date(),
+      policy: {
+        ...DEFAULT_DELIVERY_POLICY,
+        backoff: { baseSeconds: config().webhookRetryBaseSeconds, capSeconds: config().webhookRetryCapSeconds },
+        maxAgeMs: config().webhookMaxAgeSeconds * 1000,
+        url: urlPolicy(),
+      },
+    }),
+  );
+
   return {
     config,
+    webhookEndpoints,
+    eventFeed,
+    webhookDelivery,
     /** What the provider can take (Stripe's amount table and metadata limits), checked at create. */
     chargeRules: stripeChargeRules,
     logger,

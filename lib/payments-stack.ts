@@ -19,6 +19,7 @@ import {
   PAYMENTS_BY_TENANT_INDEX,
   REFUNDS_BY_PAYMENT_INDEX,
   SETTLED_INDEX,
+  WEBHOOK_EVENTS_BY_TENANT_INDEX,
   defaultOf,
   settingRelationProblems,
   type FunctionName,
@@ -46,6 +47,8 @@ export interface PaymentsStackProps extends StackProps {
 }
 
 const WORKER_TIMEOUT = Duration.seconds(30);
+/** A batch of deliveries runs in parallel, each attempt bounded by 10 s. */
+const WEBHOOK_DELIVERY_TIMEOUT = Duration.seconds(30);
 
 export class PaymentsStack extends Stack {
   constructor(scope: Construct, id: string, props: PaymentsStackProps) {
@@ -145,6 +148,8 @@ export class PaymentsStack extends Stack {
       ...tableDefaults,
       ...cmk,
       partitionKey: { name: 'id', type: dynamodb.AttributeType.STRING },
+      // Refund events for tenants' webhooks are derived from it, as payment events from the Payments stream.
+      stream: dynamodb.StreamViewType.NEW_AND_OLD_IMAGES,
     });
     refundsTable.addGlobalSecondaryIndex({
       indexName: OPEN_REFUNDS_INDEX,
@@ -176,6 +181,32 @@ export class PaymentsStack extends Stack {
       timeToLiveAttribute: 'expiresAt',
     });
 
+    // Tenant webhooks. Endpoints: pk tenantId, sk id (a tenant's endpoints are one Query, read by every
+    // event's fan-out); they hold the signing secrets, hence the data key. Events: pk the derived event id
+    // (the stream consumer's conditional put), kept WEBHOOK_EVENT_RETENTION_SECONDS by TTL, listed per
+    // tenant newest first from the sharded index.
+    const webhookEndpointsTable = new dynamodb.Table(this, 'WebhookEndpointsTable', {
+      ...tableDefaults,
+      ...cmk,
+      partitionKey: { name: 'tenantId', type: dynamodb.AttributeType.STRING },
+      sortKey: { name: 'id', type: dynamodb.AttributeType.STRING },
+    });
+    const webhookEventsTable = new dynamodb.Table(this, 'WebhookEventsTable', {
+      ...tableDefaults,
+      ...cmk,
+      partitionKey: { name: 'id', type: dynamodb.AttributeType.STRING },
+      timeToLiveAttribute: 'expiresAt',
+    });
+    webhookEventsTable.addGlobalSecondaryIndex({
+      indexName: WEBHOOK_EVENTS_BY_TENANT_INDEX,
+      // <tenantId>#<n>, 4 shards per tenant (adapters/dynamo/webhook-events.ts): one tenant's events never heat one partition.
+      partitionKey: { name: 'tenantShard', type: dynamodb.AttributeType.STRING },
+      sortKey: { name: 'createdSort', type: dynamodb.AttributeType.STRING },
+      // The listing reads the stored event text only; the fan-out mark never rewrites the index.
+      projectionType: dynamodb.ProjectionType.INCLUDE,
+      nonKeyAttributes: ['event'],
+    });
+
     // ---- Queues -------------------------------------------------------------------------------
     const queueEncryption = { encryption: sqs.QueueEncryption.KMS, encryptionMasterKey: dataKey, enforceSSL: true };
     const paymentsDlq = new sqs.Queue(this, 'PaymentsDlq', {
@@ -194,6 +225,19 @@ export class PaymentsStack extends Stack {
       retentionPeriod: Duration.days(14),
       ...queueEncryption,
     });
+
+    // Webhook deliveries: one message per attempt, delayed by the backoff (longer waits chained past 900 s).
+    // The delivery function sends a delivery it gives up on (3 days) to the DLQ itself; a message it
+    // cannot handle at all lands there after maxReceiveCount. Either way the DLQ alarm pages.
+    const webhookDlq = new sqs.Queue(this, 'WebhookDeliveryDlq', { retentionPeriod: Duration.days(14), ...queueEncryption });
+    const webhookQueue = new sqs.Queue(this, 'WebhookDeliveryQueue', {
+      visibilityTimeout: Duration.seconds(WEBHOOK_DELIVERY_TIMEOUT.toSeconds() * 6),
+      retentionPeriod: Duration.days(4),
+      ...queueEncryption,
+      deadLetterQueue: { queue: webhookDlq, maxReceiveCount: 5 },
+    });
+    // Stream records the event function could not turn into events after its retries.
+    const webhookEventFailures = new sqs.Queue(this, 'WebhookEventFailuresDlq', { retentionPeriod: Duration.days(14), ...queueEncryption });
 
     // ---- Provider secret ----------------------------------------------------------------------
     // Created with a random placeholder and a name CloudFormation makes unique (a copy of the stage, or a
@@ -309,6 +353,43 @@ export class PaymentsStack extends Stack {
       .bindTable(refundsTable, 'REFUNDS_TABLE', ['GetItem'])
       .bindQueue(paymentsQueue, 'PAYMENTS_QUEUE_URL', 'send');
 
+    // ---- Tenant webhooks -----------------------------------------------------------------------
+    const webhookEndpointsApi = fn('WebhookEndpointsApiFunction', 'webhookEndpointsApi', 'functions/api/webhook-endpoints.ts', 'Tenant webhook endpoints: create, list, delete, rotate the secret')
+      .bindTable(webhookEndpointsTable, 'WEBHOOK_ENDPOINTS_TABLE', ['PutItem', 'GetItem', 'Query', 'DeleteItem', 'UpdateItem']);
+    const webhookEventsApi = fn('WebhookEventsApiFunction', 'webhookEventsApi', 'functions/api/webhook-events.ts', 'GET /api/events, POST /api/events/{eventID}/resend')
+      .bindTable(webhookEventsTable, 'WEBHOOK_EVENTS_TABLE', ['GetItem', 'Query'], [WEBHOOK_EVENTS_BY_TENANT_INDEX])
+      .bindTable(webhookEndpointsTable, 'WEBHOOK_ENDPOINTS_TABLE', ['Query'])
+      .bindQueue(webhookQueue, 'WEBHOOK_DELIVERY_QUEUE_URL', 'send')
+      .bindSecret(cursorKey, 'CURSOR_SECRET_ID', 'read');
+    // Payments and Refunds streams → events (stored idempotently) → first deliveries. With the audit writer
+    // this is the Payments stream's second reader, the most DynamoDB advises per shard: a third consumer
+    // would need a fan-out (Kinesis Data Streams for DynamoDB, or EventBridge Pipes) instead.
+    const webhookEventStream = fn('WebhookEventStreamFunction', 'webhookEventStream', 'functions/webhooks/event-stream.ts', 'Turns committed payment and refund changes into tenant events')
+      .bindTable(webhookEventsTable, 'WEBHOOK_EVENTS_TABLE', ['PutItem', 'GetItem', 'UpdateItem'])
+      .bindTable(webhookEndpointsTable, 'WEBHOOK_ENDPOINTS_TABLE', ['Query'])
+      .bindQueue(webhookQueue, 'WEBHOOK_DELIVERY_QUEUE_URL', 'send');
+    for (const table of [payments, refundsTable]) {
+      webhookEventStream.addEventSource(
+        new sources.DynamoEventSource(table, {
+          startingPosition: lambda.StartingPosition.TRIM_HORIZON,
+          batchSize: 100,
+          bisectBatchOnError: true,
+          retryAttempts: 10,
+          maxRecordAge: Duration.days(1),
+          reportBatchItemFailures: true,
+          onFailure: new sources.SqsDlq(webhookEventFailures),
+        }),
+      );
+    }
+    const webhookDelivery = fn('WebhookDeliveryFunction', 'webhookDelivery', 'functions/webhooks/delivery-worker.ts', 'Delivers signed tenant webhooks, one attempt per message', {
+      timeout: WEBHOOK_DELIVERY_TIMEOUT,
+    })
+      .bindTable(webhookEventsTable, 'WEBHOOK_EVENTS_TABLE', ['GetItem'])
+      .bindTable(webhookEndpointsTable, 'WEBHOOK_ENDPOINTS_TABLE', ['GetItem'])
+      .bindQueue(webhookQueue, 'WEBHOOK_DELIVERY_QUEUE_URL', 'send')
+      .bindQueue(webhookDlq, 'WEBHOOK_DEAD_LETTER_QUEUE_URL', 'send');
+    webhookDelivery.addEventSource(new sources.SqsEventSource(webhookQueue, { batchSize: 10, maxBatchingWindow: Duration.seconds(1), reportBatchItemFailures: true }));
+
     // RecoveryRuns: the run lock is taken with a conditional PutItem and released with a conditional
     // DeleteItem when the run finishes; runs are recorded with PutItem/UpdateItem and listed by Query.
     const runsAccess = ['PutItem', 'UpdateItem', 'DeleteItem', 'Query'] as const;
@@ -408,6 +489,15 @@ export class PaymentsStack extends Stack {
     refundsRes.addMethod('GET', integration(refundsApi));
     onePayment.addResource('cancel').addMethod('POST', integration(cancelPayment));
     apiRoot.addResource('audit').addResource('payments').addMethod('GET', integration(auditApi));
+    const endpointsRes = apiRoot.addResource('webhook-endpoints');
+    endpointsRes.addMethod('POST', integration(webhookEndpointsApi));
+    endpointsRes.addMethod('GET', integration(webhookEndpointsApi));
+    const oneEndpoint = endpointsRes.addResource('{endpointID}');
+    oneEndpoint.addMethod('DELETE', integration(webhookEndpointsApi));
+    oneEndpoint.addResource('rotate-secret').addMethod('POST', integration(webhookEndpointsApi));
+    const eventsRes = apiRoot.addResource('events');
+    eventsRes.addMethod('GET', integration(webhookEventsApi));
+    eventsRes.addResource('{eventID}').addResource('resend').addMethod('POST', integration(webhookEventsApi));
     const recoveryRes = apiRoot.addResource('recovery');
     recoveryRes.addResource('process').addMethod('POST', integration(recoveryApi));
     recoveryRes.addResource('status').addMethod('GET', integration(recoveryApi));
@@ -443,7 +533,7 @@ export class PaymentsStack extends Stack {
     });
     // For the local stack (packages/local-stack): it gives its LOCAL_API_KEYS ids and principals here.
     (principals.node.defaultChild as CfnResource).addMetadata(API_KEY_PRINCIPALS_METADATA, { KeyIdAttribute: 'apiKeyId', PrincipalAttribute: 'principal', StatusAttribute: 'status' });
-    for (const f of [createPayment, paymentQueries, retryPayment, refundsApi, cancelPayment, auditApi, recoveryApi]) f.bindTable(principals, 'PRINCIPALS_TABLE', ['GetItem']);
+    for (const f of [createPayment, paymentQueries, retryPayment, refundsApi, cancelPayment, auditApi, recoveryApi, webhookEndpointsApi, webhookEventsApi]) f.bindTable(principals, 'PRINCIPALS_TABLE', ['GetItem']);
 
     const operatorIdempotency = new dynamodb.Table(this, 'OperatorIdempotencyTable', {
       ...tableDefaults,
@@ -464,13 +554,16 @@ export class PaymentsStack extends Stack {
       new ApiFirewall(this, 'ApiFirewall', { stage: api.deploymentStage, limits: config.waf, maxBodyBytes: MAX_BODY_BYTES, metricPrefix: this.stackName });
     }
     const acknowledge = (scope: Construct, rule: string, reason: string) => Validations.of(scope).acknowledge({ id: `AwsSolutions::AwsSolutions-${rule}`, reason });
-    for (const f of [createPayment, paymentQueries, retryPayment, refundsApi, cancelPayment, auditApi, worker, auditWriter, reconciler, recoveryApi, providerWebhook]) {
+    for (const f of [createPayment, paymentQueries, retryPayment, refundsApi, cancelPayment, auditApi, worker, auditWriter, reconciler, recoveryApi, providerWebhook, webhookEndpointsApi, webhookEventsApi, webhookEventStream, webhookDelivery]) {
       acknowledge(f.role!, 'IAM5[Resource::*]', 'X-Ray PutTraceSegments/PutTelemetryRecords and DynamoDB ListStreams have no resource-level permissions');
       acknowledge(f, 'L1', 'Node.js 22 is the runtime the bundles are built and tested for (target node20 locally); moving to 24 is a tested change');
     }
     for (const rule of ['IAM5[Action::kms:ReEncrypt*]', 'IAM5[Action::kms:GenerateDataKey*]']) {
       acknowledge(auditWriter.role!, rule, "CDK's grant for the stream source's on-failure queue, on that queue's one key");
+      acknowledge(webhookEventStream.role!, rule, "CDK's grant for the stream sources' on-failure queue, on that queue's one key");
     }
+    acknowledge(webhookDlq, 'SQS3', 'it is itself the dead-letter queue of the webhook delivery queue');
+    acknowledge(webhookEventFailures, 'SQS3', 'it is itself a dead-letter queue: the on-failure destination of the webhook event stream sources');
     acknowledge(auditFailures, 'SQS3', 'it is itself a dead-letter queue: the on-failure destination of the audit stream source');
     if (!props.providerSecretArn) acknowledge(providerSecret, 'SMG4', "a third-party provider API key: rotated at the provider by the operator, who stores the new value");
     acknowledge(providerWebhookSecret, 'SMG4', "the provider's webhook signing secret: rolled at the provider (which signs with old and new for a while), then stored here by the operator");
@@ -486,7 +579,7 @@ export class PaymentsStack extends Stack {
       namePrefix: this.stackName,
       metricsStage,
       recipients: props.alarmRecipients ?? { emails: [] },
-      tables: { Payments: payments, IdempotencyKeys: idempotencyKeys, AuditLog: auditLog, RecoveryRuns: recoveryRuns, OperatorIdempotency: operatorIdempotency, ProviderBudget: providerBudget, Principals: principals },
+      tables: { Payments: payments, IdempotencyKeys: idempotencyKeys, AuditLog: auditLog, RecoveryRuns: recoveryRuns, OperatorIdempotency: operatorIdempotency, ProviderBudget: providerBudget, Principals: principals, WebhookEndpoints: webhookEndpointsTable, WebhookEvents: webhookEventsTable },
       reconcilerSchedule,
       functions: {
         CreatePayment: createPayment,
@@ -497,10 +590,14 @@ export class PaymentsStack extends Stack {
         AuditStream: auditWriter,
         Reconciler: reconciler,
         RecoveryApi: recoveryApi,
+        WebhookEndpointsApi: webhookEndpointsApi,
+        WebhookEventsApi: webhookEventsApi,
+        WebhookEventStream: webhookEventStream,
+        WebhookDelivery: webhookDelivery,
       },
       api,
       paymentsQueue,
-      deadLetterQueues: { PaymentsDlq: paymentsDlq, AuditFailuresDlq: auditFailures },
+      deadLetterQueues: { PaymentsDlq: paymentsDlq, AuditFailuresDlq: auditFailures, WebhookDeliveryDlq: webhookDlq, WebhookEventFailuresDlq: webhookEventFailures },
       streamConsumer: auditWriter,
     });
 

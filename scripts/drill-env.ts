@@ -23,6 +23,12 @@ export function localProviderEnv(providerUrl: string): Record<string, string> {
   };
 }
 
+/**
+ * Local runs may register http webhook endpoints on loopback (a receiver on 127.0.0.1): the setting is
+ * local-only and never deployed, so staging and prod take https to public addresses only.
+ */
+export const LOCAL_WEBHOOK_ENV: Readonly<Record<string, string>> = { WEBHOOK_ALLOW_LOOPBACK_HTTP: 'true' };
+
 /** The signing secret shared by the simulator and the local provider webhook function (local only). */
 export const LOCAL_WEBHOOK_SECRET = 'whsec_local_provider_webhooks_0123456789';
 
@@ -53,7 +59,7 @@ export async function startLocalRun(options: { extraEnv?: Record<string, string>
   const provider = await startProviderSimulator({ port: 0 });
   try {
     const { extraEnv, providerWebhooks, ...rest } = options;
-    const stack = await startLocalStack({ apiPort: 0, ...rest, extraEnv: { ...localProviderEnv(provider.url), ...extraEnv } });
+    const stack = await startLocalStack({ apiPort: 0, ...rest, extraEnv: { ...localProviderEnv(provider.url), ...LOCAL_WEBHOOK_ENV, ...extraEnv } });
     // The provider's events reach the local API, as Stripe's reach the deployed one (off when asked, to
     // compare a run with and without them).
     if (providerWebhooks !== false) wireProviderWebhooks(provider, stack.apiUrl);

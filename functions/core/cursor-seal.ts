@@ -22,8 +22,8 @@ export interface CursorSeal {
 const MAC_CHARS = 22;
 const DOMAIN = 'idempotent-payments/list-cursor/v1';
 
-/** Scopes of the two listings: what a cursor is valid for. */
-export const cursorScope = (listing: 'payments' | 'audit', ...parts: ReadonlyArray<string | undefined>): string =>
+/** Scopes of the listings: what a cursor is valid for. */
+export const cursorScope = (listing: 'payments' | 'audit' | 'events', ...parts: ReadonlyArray<string | undefined>): string =>
   [DOMAIN, listing, ...parts.map((p) => p ?? '')].join('\u0000');
 
 /** Signs with the key `key()` gives (read once, e.g. from Secrets Manager, and kept). */

@@ -35,3 +35,12 @@ export const requestId = (): string => randomUUID();
  * key record, never by recomputing the id, so an expired key reused makes a new refund with a new id.
  */
 export const newRefundId = (): string => `rf_${base32(randomBytes(16), 26)}`;
+
+/**
+ * An id derived from its parts alone (`<prefix>_<26 base32 chars of SHA-256>`): whoever derives it again
+ * from the same parts gets the same id, so a redelivered input cannot mint a second object.
+ */
+export function derivedId(prefix: string, ...parts: readonly (string | number)[]): string {
+  const digest = createHash('sha256').update(parts.map(String).join('\u0000')).digest();
+  return `${prefix}_${base32(digest, 26)}`;
+}

@@ -72,6 +72,9 @@ export const METRIC_NAMES = [
    * or why one was ignored (not_ours, unknown_type, unknown_object, final, no_reference), or bad_signature.
    */
   'ProviderEvents',
+  'WebhookEventsCreated',
+  /** One per delivery attempt step, dimension `outcome`: delivered, retry_scheduled, waiting, given_up, dropped. */
+  'WebhookDeliveries',
 ] as const;
 export type MetricName = (typeof METRIC_NAMES)[number];
 

@@ -24,6 +24,8 @@ export const PAYMENTS_BY_TENANT_INDEX = 'payments-by-tenant';
 export const OPEN_REFUNDS_INDEX = 'open-refunds';
 /** Sparse index of the Refunds table: tenant refunds only, by payment and creation time. */
 export const REFUNDS_BY_PAYMENT_INDEX = 'refunds-by-payment';
+/** WebhookEvents index by tenant shard (`${tenantId}#${n}`, 4 per tenant) and creation (GET /api/events, newest first). */
+export const WEBHOOK_EVENTS_BY_TENANT_INDEX = 'events-by-tenant';
 
 /** The `service` this deployment writes on every provider intent and refund (with its stage). */
 export const SERVICE_TAG = 'idempotent-payments';
@@ -280,6 +282,57 @@ export const SETTINGS = {
     doc: 'Provider circuit breaker: the sliding window its failure rate is computed over.',
   },
   BREAKER_OPEN_SECONDS: { field: 'breakerOpenSeconds', type: 'number', kind: 'value', setBy: 'stack', default: 30, doc: 'Provider circuit breaker: stays open this long before a probe.' },
+  WEBHOOK_ENDPOINTS_TABLE: table('webhookEndpointsTable', "Tenants' webhook endpoints with their signing secrets (encrypted with the data key)."),
+  WEBHOOK_EVENTS_TABLE: table('webhookEventsTable', 'Tenant notification events derived from the Payments and Refunds streams, kept for WEBHOOK_EVENT_RETENTION_SECONDS.'),
+  WEBHOOK_EVENTS_BY_TENANT_INDEX: {
+    field: 'webhookEventsByTenantIndex',
+    type: 'string',
+    kind: 'value',
+    setBy: 'stack',
+    default: WEBHOOK_EVENTS_BY_TENANT_INDEX,
+    doc: "WebhookEvents index by tenant and creation time (GET /api/events lists a tenant's events from it).",
+  },
+  WEBHOOK_DELIVERY_QUEUE_URL: { field: 'webhookDeliveryQueueUrl', type: 'string', kind: 'queue', setBy: 'stack', doc: 'URL of the webhook delivery queue: one message per (event, endpoint) attempt.' },
+  WEBHOOK_DEAD_LETTER_QUEUE_URL: {
+    field: 'webhookDeadLetterQueueUrl',
+    type: 'string',
+    kind: 'queue',
+    setBy: 'stack',
+    doc: 'URL of the webhook dead-letter queue: deliveries given up after WEBHOOK_MAX_AGE_SECONDS (alarmed).',
+  },
+  WEBHOOK_RETRY_BASE_SECONDS: {
+    field: 'webhookRetryBaseSeconds',
+    type: 'number',
+    kind: 'value',
+    setBy: 'stack',
+    default: 5,
+    doc: 'Webhook backoff base: the first retry comes within this many seconds (full jitter over base * 2^attempt).',
+  },
+  WEBHOOK_RETRY_CAP_SECONDS: { field: 'webhookRetryCapSeconds', type: 'number', kind: 'value', setBy: 'stack', default: 21_600, doc: 'Longest wait between two webhook attempts (6 h).' },
+  WEBHOOK_MAX_AGE_SECONDS: {
+    field: 'webhookMaxAgeSeconds',
+    type: 'number',
+    kind: 'value',
+    setBy: 'stack',
+    default: 259_200,
+    doc: 'A delivery not accepted this long after its first attempt (3 days) goes to the webhook dead-letter queue.',
+  },
+  WEBHOOK_EVENT_RETENTION_SECONDS: {
+    field: 'webhookEventRetentionSeconds',
+    type: 'number',
+    kind: 'value',
+    setBy: 'stack',
+    default: 2_592_000,
+    doc: 'How long an event stays listed and resendable (30 days; DynamoDB TTL removes it after).',
+  },
+  WEBHOOK_ALLOW_LOOPBACK_HTTP: {
+    field: 'webhookAllowLoopbackHttp',
+    type: 'boolean',
+    kind: 'value',
+    setBy: 'local',
+    default: false,
+    doc: 'Local only: admits http:// webhook URLs on loopback (127.0.0.1, ::1). Never deployed: staging and prod (and a deployed dev) take https to public addresses only.',
+  },
   PROVIDER_URL: {
     field: 'providerUrlOverride',
     type: 'string',
@@ -380,6 +433,23 @@ export const FUNCTION_SETTINGS = {
   worker: PROCESSING,
   /** POST /webhooks/provider: verifies the event, reads the payment or refund it names, queues a resolve. */
   providerWebhook: ['PROVIDER_WEBHOOK_SECRET_ID', 'PROVIDER_WEBHOOK_SECRET', 'PAYMENTS_TABLE', 'REFUNDS_TABLE', 'PAYMENTS_QUEUE_URL'],
+  /** Tenant webhook endpoints: create (the URL checked), list, delete, rotate the secret. */
+  webhookEndpointsApi: ['PRINCIPALS_TABLE', 'PRINCIPAL_CACHE_SECONDS', 'WEBHOOK_ENDPOINTS_TABLE', 'WEBHOOK_ALLOW_LOOPBACK_HTTP'],
+  /** GET /api/events and POST /api/events/{id}/resend. */
+  webhookEventsApi: ['PRINCIPALS_TABLE', 'PRINCIPAL_CACHE_SECONDS', 'WEBHOOK_EVENTS_TABLE', 'WEBHOOK_EVENTS_BY_TENANT_INDEX', 'WEBHOOK_ENDPOINTS_TABLE', 'WEBHOOK_DELIVERY_QUEUE_URL', 'CURSOR_SECRET_ID'],
+  /** Payments and Refunds streams → stored events → first deliveries. */
+  webhookEventStream: ['WEBHOOK_EVENTS_TABLE', 'WEBHOOK_ENDPOINTS_TABLE', 'WEBHOOK_DELIVERY_QUEUE_URL', 'WEBHOOK_EVENT_RETENTION_SECONDS'],
+  /** One attempt per message: signed POST, then done, a delayed re-send, or the dead-letter queue. */
+  webhookDelivery: [
+    'WEBHOOK_EVENTS_TABLE',
+    'WEBHOOK_ENDPOINTS_TABLE',
+    'WEBHOOK_DELIVERY_QUEUE_URL',
+    'WEBHOOK_DEAD_LETTER_QUEUE_URL',
+    'WEBHOOK_RETRY_BASE_SECONDS',
+    'WEBHOOK_RETRY_CAP_SECONDS',
+    'WEBHOOK_MAX_AGE_SECONDS',
+    'WEBHOOK_ALLOW_LOOPBACK_HTTP',
+  ],
   reconciler: [...PROCESSING, 'OPEN_PAYMENTS_INDEX', 'OPEN_REFUNDS_INDEX', 'RECOVERY_TABLE', 'RECOVERY_RUN_LEASE_SECONDS', 'STUCK_AFTER_SECONDS'],
 } as const satisfies Record<string, readonly SettingName[]>;
 

@@ -58,7 +58,8 @@ function render(res: ApiResponse, requestId: string): APIGatewayProxyResult {
   return {
     statusCode: res.statusCode,
     headers: { 'content-type': 'application/json', 'x-request-id': requestId, ...res.headers },
-    body: JSON.stringify(res.body),
+    // A 204 has no body.
+    body: res.body === undefined ? '' : JSON.stringify(res.body),
   };
 }
 

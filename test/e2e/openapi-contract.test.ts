@@ -38,7 +38,8 @@ async function call(
   if (opts.key !== null) headers['x-api-key'] = opts.key ?? 'local-key-1';
   const text = opts.body === undefined ? undefined : typeof opts.body === 'string' ? opts.body : JSON.stringify(opts.body);
   const res = await fetch(`${stack!.apiUrl}${url}`, { method, headers, body: text === undefined ? undefined : new TextEncoder().encode(text) });
-  const body: any = await res.json();
+  const raw = await res.text();
+  const body: any = raw === '' ? undefined : JSON.parse(raw);
   expect(responseProblems(method, resource, { status: res.status, header: (n) => res.headers.get(n), body })).toEqual([]);
   checked.push(`${method} ${resource} ${res.status}`);
   return { status: res.status, headers: res.headers, body };
@@ -68,7 +69,7 @@ describe('docs/openapi.yaml', () => {
     const routes = stack!.routes.map((r) => `${r.method} ${r.path}`);
     const documented = Object.entries(doc.paths).flatMap(([p, ops]) => Object.keys(ops).filter((m) => METHODS.includes(m)).map((m) => `${m.toUpperCase()} ${p}`));
     expect(documented.sort()).toEqual(routes.sort());
-    expect(routes.length).toBe(14);
+    expect(routes.length).toBe(20);
   });
 
   it('real responses of every route validate against it', async () => {
@@ -232,5 +233,46 @@ describe('docs/openapi.yaml', () => {
     expect(bad.body.error.code).toBe('INVALID_SIGNATURE');
     const missing = await call('POST', '/webhooks/provider', '/webhooks/provider', { body: payload, key: null });
     expect(missing.status).toBe(400);
+  });
+
+  it('the tenant webhook routes: endpoints (secret only on create and rotate), events with a signed cursor, resend, 404 across tenants', async () => {
+    // Locally a loopback http URL is admitted (nothing listens on port 9: deliveries just retry).
+    const created = await call('POST', '/api/webhook-endpoints', '/api/webhook-endpoints', { body: { url: 'http://127.0.0.1:9/hooks' } });
+    expect(created.status).toBe(201);
+    // No list: every event type (the newest event below may be a refund's or a cancel's).
+    expect(created.body.events).toEqual(['payment.succeeded', 'payment.failed', 'payment.expired', 'payment.canceled', 'refund.succeeded', 'refund.failed']);
+    expect(created.headers.get('location')).toBe(`/api/webhook-endpoints/${created.body.id}`);
+    const bad = await call('POST', '/api/webhook-endpoints', '/api/webhook-endpoints', { body: { url: 'ftp://127.0.0.1/hooks' } });
+    expect(bad.body.error).toMatchObject({ code: 'INVALID_WEBHOOK_URL', details: [{ field: 'url' }] });
+    const badType = await call('POST', '/api/webhook-endpoints', '/api/webhook-endpoints', { body: { url: 'http://127.0.0.1:9/hooks', events: ['payment.created'] } });
+    expect(badType.body.error.code).toBe('INVALID_EVENT_TYPE');
+    const listed = await call('GET', '/api/webhook-endpoints', '/api/webhook-endpoints');
+    expect(JSON.stringify(listed.body)).not.toContain(created.body.secret);
+    const rotated = await call('POST', '/api/webhook-endpoints/{endpointID}/rotate-secret', `/api/webhook-endpoints/${created.body.id}/rotate-secret`);
+    expect(rotated.body.secret).not.toBe(created.body.secret);
+    const foreign = await call('POST', '/api/webhook-endpoints/{endpointID}/rotate-secret', `/api/webhook-endpoints/${created.body.id}/rotate-secret`, { key: 'local-key-2' });
+    expect(foreign.body.error.code).toBe('WEBHOOK_ENDPOINT_NOT_FOUND');
+
+    // The earlier tests' payments succeeded: their events are listed, newest first.
+    const deadline = Date.now() + 20_000;
+    let page = await call('GET', '/api/events', '/api/events?limit=1');
+    while (page.body.items.length === 0 || page.body.nextCursor === null) {
+      if (Date.now() > deadline) throw new Error('no events listed');
+      await new Promise((r) => setTimeout(r, 250));
+      page = await call('GET', '/api/events', '/api/events?limit=1');
+    }
+    const next = await call('GET', '/api/events', `/api/events?limit=1&cursor=${page.body.nextCursor}`);
+    expect(next.body.items[0].created <= page.body.items[0].created).toBe(true);
+    const cross = await call('GET', '/api/events', `/api/events?limit=1&cursor=${page.body.nextCursor}`, { key: 'local-key-2' });
+    expect(cross.body.error.code).toBe('INVALID_CURSOR');
+    await call('GET', '/api/events', '/api/events?limit=0');
+    const eventId = page.body.items[0].id as string;
+    const resent = await call('POST', '/api/events/{eventID}/resend', `/api/events/${eventId}/resend`);
+    expect(resent.body).toEqual({ eventId, deliveries: 1 });
+    const notMine = await call('POST', '/api/events/{eventID}/resend', `/api/events/${eventId}/resend`, { key: 'local-key-2' });
+    expect(notMine.body.error.code).toBe('EVENT_NOT_FOUND');
+
+    expect((await call('DELETE', '/api/webhook-endpoints/{endpointID}', `/api/webhook-endpoints/${created.body.id}`)).status).toBe(204);
+    expect((await call('DELETE', '/api/webhook-endpoints/{endpointID}', `/api/webhook-endpoints/${created.body.id}`)).status).toBe(404);
   });
 });

@@ -60,7 +60,7 @@ describe.each(STAGES)('cdk-nag AwsSolutions on %s', (stage) => {
     const cmkTables = Object.entries(template.findResources('AWS::DynamoDB::Table')).filter(
       ([, t]) => t.Properties.SSESpecification?.KMSMasterKeyId?.['Fn::GetAtt']?.[0] === keyId,
     );
-    expect(cmkTables.map(([id]) => id.replace(/[0-9A-F]{8}$/, '')).sort()).toEqual(['AuditLogTable', 'IdempotencyKeysTable', 'PaymentsTable', 'RefundsTable']);
+    expect(cmkTables.map(([id]) => id.replace(/[0-9A-F]{8}$/, '')).sort()).toEqual(['AuditLogTable', 'IdempotencyKeysTable', 'PaymentsTable', 'RefundsTable', 'WebhookEndpointsTable', 'WebhookEventsTable']);
     for (const q of Object.values(template.findResources('AWS::SQS::Queue'))) {
       expect(q.Properties.KmsMasterKeyId).toEqual({ 'Fn::GetAtt': [keyId, 'Arn'] });
     }

@@ -92,8 +92,8 @@ describe.each(STAGES)('stage %s', (stage) => {
 
   it('alarms on errors and throttles per function, API 5xx rate and p99, queue age, DLQs, stream lag and the business signals', () => {
     const names = Object.values(t.findResources('AWS::CloudWatch::Alarm')).map((a) => String(a.Properties.AlarmName).replace(`IdempotentPayments-${stage}-`, ''));
-    const functions = ['CreatePayment', 'PaymentQueries', 'RetryPayment', 'AuditApi', 'Worker', 'AuditStream', 'Reconciler', 'RecoveryApi'];
-    const tables = ['Payments', 'IdempotencyKeys', 'AuditLog', 'RecoveryRuns', 'OperatorIdempotency', 'ProviderBudget', 'Principals'];
+    const functions = ['CreatePayment', 'PaymentQueries', 'RetryPayment', 'AuditApi', 'Worker', 'AuditStream', 'Reconciler', 'RecoveryApi', 'WebhookEndpointsApi', 'WebhookEventsApi', 'WebhookEventStream', 'WebhookDelivery'];
+    const tables = ['Payments', 'IdempotencyKeys', 'AuditLog', 'RecoveryRuns', 'OperatorIdempotency', 'ProviderBudget', 'Principals', 'WebhookEndpoints', 'WebhookEvents'];
     expect(names.sort()).toEqual(
       [
         ...functions.flatMap((f) => [`${f}Errors`, `${f}Throttles`, `${f}DurationNearTimeout`]),
@@ -107,6 +107,8 @@ describe.each(STAGES)('stage %s', (stage) => {
         'PaymentsQueueOldestMessageAge',
         'PaymentsDlqNotEmpty',
         'AuditFailuresDlqNotEmpty',
+        'WebhookDeliveryDlqNotEmpty',
+        'WebhookEventFailuresDlqNotEmpty',
         'StreamIteratorAge',
         'ReconcilerFailures',
         'UnknownOutcomeBacklog',

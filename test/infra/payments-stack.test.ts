@@ -93,7 +93,7 @@ describe('PaymentsStack', () => {
         { AttributeName: 'sk', KeyType: 'RANGE' },
       ],
     });
-    t.resourceCountIs('AWS::DynamoDB::Table', 8); // + operator idempotency records, refunds, provider rate budget, principals
+    t.resourceCountIs('AWS::DynamoDB::Table', 10); // + operator idempotency records, refunds, provider rate budget, principals, webhook endpoints and events
   });
 
   it('Refunds table: one item per refund owed, a sparse open-refunds index the reconciler sweeps; worker and reconciler hold only what they call', () => {
@@ -229,7 +229,7 @@ describe('PaymentsStack', () => {
 
   it('functions: Node.js 22 on ARM64, tracing, explicit log groups, each its contract as environment', () => {
     const fns = t.findResources('AWS::Lambda::Function');
-    expect(Object.keys(fns)).toHaveLength(11); // + the provider webhook, refunds and cancel functions
+    expect(Object.keys(fns)).toHaveLength(15); // + the provider webhook, refunds and cancel functions, the two webhook APIs, the event stream and delivery functions
     for (const fn of Object.values(fns)) {
       expect(fn.Properties).toMatchObject({
         Runtime: 'nodejs22.x',
@@ -241,12 +241,12 @@ describe('PaymentsStack', () => {
       expect(Object.keys(env)).toEqual(expect.arrayContaining(['NODE_OPTIONS', 'POWERTOOLS_SERVICE_NAME', FUNCTION_CONTRACT_VARIABLE]));
     }
     // One per function, and the API's access logs.
-    t.resourceCountIs('AWS::Logs::LogGroup', 12);
+    t.resourceCountIs('AWS::Logs::LogGroup', 16);
   });
 
-  it('REST API: fourteen routes, each requiring an API key but the provider webhook; keys come from the tenants command, not the template', () => {
+  it('REST API: twenty routes, each requiring an API key but the provider webhook; keys come from the tenants command, not the template', () => {
     const methods = Object.values(t.findResources('AWS::ApiGateway::Method'));
-    expect(methods).toHaveLength(14);
+    expect(methods).toHaveLength(20);
     const webhookResource = Object.entries(t.findResources('AWS::ApiGateway::Resource')).find(([, r]) => r.Properties.PathPart === 'provider')![0];
     for (const m of methods) {
       // The provider holds no key of ours: its events are authenticated by their signature instead.
@@ -257,7 +257,7 @@ describe('PaymentsStack', () => {
     const resources = t.findResources('AWS::ApiGateway::Resource');
     const parts = Object.values(resources).map((r) => r.Properties.PathPart);
     expect(parts).toEqual(
-      expect.arrayContaining(['api', 'payments', 'process', 'validate-key', 'key', '{idempotencyKey}', '{paymentID}', 'status', 'retry', 'refunds', 'cancel', 'audit', 'recovery']),
+      expect.arrayContaining(['api', 'payments', 'process', 'validate-key', 'key', '{idempotencyKey}', '{paymentID}', 'status', 'retry', 'refunds', 'cancel', 'audit', 'recovery', 'webhook-endpoints', '{endpointID}', 'rotate-secret', 'events', '{eventID}', 'resend']),
     );
     t.resourceCountIs('AWS::ApiGateway::ApiKey', 0);
     t.resourceCountIs('AWS::ApiGateway::UsagePlan', 2); // the tenant plan and the operators'
@@ -385,17 +385,19 @@ describe('PaymentsStack', () => {
     }
   });
 
-  it('a generated cursor signing key, its ARN in CURSOR_SECRET_ID, readable only by the two listing functions', () => {
+  it('a generated cursor signing key, its ARN in CURSOR_SECRET_ID, readable only by the three listing functions', () => {
     const secret = logicalId('AWS::SecretsManager::Secret', 'CursorSigningKey');
     const props = t.findResources('AWS::SecretsManager::Secret')[secret]!.Properties;
     // No fixed name: CloudFormation's is unique per stack (copies of a stage, a redeploy after a destroy).
     expect(props.Name).toBeUndefined();
     expect(props.GenerateSecretString).toMatchObject({ PasswordLength: 64, ExcludePunctuation: true });
-    expect(readersOf(secret)).toEqual([logicalId('AWS::IAM::Role', 'AuditApiFunctionServiceRole'), logicalId('AWS::IAM::Role', 'PaymentQueriesFunctionServiceRole')].sort());
+    expect(readersOf(secret)).toEqual(
+      [logicalId('AWS::IAM::Role', 'AuditApiFunctionServiceRole'), logicalId('AWS::IAM::Role', 'PaymentQueriesFunctionServiceRole'), logicalId('AWS::IAM::Role', 'WebhookEventsApiFunctionServiceRole')].sort(),
+    );
     // No secret is readable through a wildcard.
     const statements = Object.values(t.findResources('AWS::IAM::Policy')).flatMap((p) => p.Properties.PolicyDocument.Statement as { Action: string | string[]; Resource: unknown }[]);
     for (const st of statements.filter((x) => [x.Action].flat().some((a) => a.startsWith('secretsmanager:')))) expect(JSON.stringify(st.Resource)).not.toContain('*');
-    for (const fn of ['AuditApiFunction', 'PaymentQueriesFunction']) {
+    for (const fn of ['AuditApiFunction', 'PaymentQueriesFunction', 'WebhookEventsApiFunction']) {
       const env = t.findResources('AWS::Lambda::Function')[logicalId('AWS::Lambda::Function', fn)]!.Properties.Environment.Variables;
       expect(env.CURSOR_SECRET_ID).toEqual({ Ref: secret });
     }
@@ -412,7 +414,7 @@ describe('PaymentsStack', () => {
 
   it('alarms when a dead-letter queue holds messages', () => {
     const names = Object.values(t.findResources('AWS::CloudWatch::Alarm')).map((a) => a.Properties.AlarmName as string);
-    expect(names.filter((n) => n.endsWith('DlqNotEmpty'))).toHaveLength(2);
+    expect(names.filter((n) => n.endsWith('DlqNotEmpty'))).toHaveLength(4);
   });
 
   it('prod retains data tables; dev deletes them', () => {

@@ -16,7 +16,7 @@ beforeAll(() => {
   t = synth();
 });
 
-const API_FUNCTIONS = ['POST /api/payments/process', 'Payment lookups, listing and key validation', 'POST /api/payments/{paymentID}/retry', 'POST and GET /api/payments/{paymentID}/refunds', 'POST /api/payments/{paymentID}/cancel', 'GET /api/audit/payments', 'Recovery runs: start and status'];
+const API_FUNCTIONS = ['POST /api/payments/process', 'Payment lookups, listing and key validation', 'POST /api/payments/{paymentID}/retry', 'POST and GET /api/payments/{paymentID}/refunds', 'POST /api/payments/{paymentID}/cancel', 'GET /api/audit/payments', 'Recovery runs: start and status', 'Tenant webhook endpoints: create, list, delete, rotate the secret', 'GET /api/events, POST /api/events/{eventID}/resend'];
 
 describe('tenancy in the stack', () => {
   it('tenants need no deploy: no API key in the template, a principals table every API function reads (GetItem only), and nothing else does', () => {

@@ -27,7 +27,11 @@ import { CancelService } from '../../functions/core/cancel-service';
 import type { Payment } from '../../functions/core/payment';
 import { RefundsService } from '../../functions/core/refunds-service';
 import { PaymentsService } from '../../functions/core/payments-service';
+import { webhookEndpointsRoute } from '../../functions/api/webhook-endpoints';
+import { webhookEventsRoute } from '../../functions/api/webhook-events';
+import { WebhookEndpoints } from '../../functions/core/webhooks/endpoints';
 import { apiHandler, type ApiHandlerOptions, type ApiRequest, type ApiResponse } from '../../functions/shared/http';
+import { FakeDeliveryQueue, FakeEndpointStore, FakeEventStore } from '../helpers/fake-webhooks';
 import { FakeClock, FakeQueue, FakeTenantRefundStore, KeyedStore, paymentFixture, testCursorSeal } from '../helpers/fakes';
 import { ajv, declaredCodes, documentAllows, openapi, responseProblems, type DocRequest } from '../helpers/openapi';
 
@@ -103,6 +107,11 @@ const ROUTES: Record<string, () => (req: ApiRequest) => Promise<ApiResponse>> = 
     };
     return cancelPaymentRoute({ cancels: new CancelService({ store: store.payments, processor }) });
   },
+  'POST /api/webhook-endpoints': () =>
+    webhookEndpointsRoute({
+      endpoints: new WebhookEndpoints({ store: new FakeEndpointStore(), resolve: async () => ['93.184.216.34'], urlPolicy: { allowLoopbackHttp: false }, now: new FakeClock().now }),
+    }),
+  'GET /api/events': () => webhookEventsRoute({ feed: { events: new FakeEventStore(), endpoints: new FakeEndpointStore(), queue: new FakeDeliveryQueue() }, cursors: testCursorSeal() }),
   'GET /api/audit/payments': () => auditApiRoute({ audit: emptyAudit, cursors: testCursorSeal(), payments: { get: async () => paymentFixture({ id: 'pay_a', tenantId: TENANT }) } }),
 };
 
@@ -140,7 +149,8 @@ function operationRule(method: string, route: string, req: DocRequest): string |
     if (bodyKey !== undefined && header !== undefined && bodyKey !== header) return 'body and header keys differ';
   }
   if (method === 'GET' && req.query) {
-    const known = route === '/api/payments' ? ['status', 'limit', 'cursor'] : ['paymentID', 'from', 'to', 'limit', 'cursor', 'order', 'verify'];
+    const known =
+      route === '/api/payments' ? ['status', 'limit', 'cursor'] : route === '/api/events' ? ['limit', 'cursor'] : ['paymentID', 'from', 'to', 'limit', 'cursor', 'order', 'verify'];
     const unknown = Object.keys(req.query).find((k) => !known.includes(k));
     if (unknown) return `unknown query parameter ${unknown}`;
   }
@@ -382,6 +392,35 @@ const auditCases: Case[] = (
   ] as Array<Record<string, string>>
 ).map((query) => ({ name: `query ${JSON.stringify(query).slice(0, 40)}`, query }));
 
+const endpointCases: Case[] = [
+  ...[
+    'https://hooks.example.com/in',
+    'https://hooks.example.com:8443/in?x=1',
+    'https://hooks.example.com/a b',
+    'http://hooks.example.com/in',
+    'ftp://hooks.example.com/in',
+    'https://user:pw@hooks.example.com/in',
+    'https://hooks.example.com/in#frag',
+    `https://hooks.example.com/${'p'.repeat(2030)}`,
+    `https://hooks.example.com/${'p'.repeat(2040)}`,
+    'hooks.example.com/in',
+    '',
+    42,
+    null,
+    DROP,
+  ].map((url) => json(`url = ${url === DROP ? '(absent)' : JSON.stringify(url)?.slice(0, 40)}`, url === DROP ? { events: ['payment.succeeded'] } : { url })),
+  ...[['payment.succeeded'], ['payment.succeeded', 'payment.succeeded'], ['refund.failed', 'payment.canceled'], [], ['payment.created'], 'payment.succeeded', [1], null].map((events) =>
+    json(`events = ${JSON.stringify(events)}`, { url: 'https://hooks.example.com/in', events }),
+  ),
+  json('a secret sent along', { url: 'https://hooks.example.com/in', secret: 'whsec_mine' }),
+  { name: 'as text/plain', body: JSON.stringify({ url: 'https://hooks.example.com/in' }), headers: { 'content-type': 'text/plain' } },
+  ...['', '[]', 'null', '{'].map((b): Case => ({ name: `body ${JSON.stringify(b)}`, body: b, headers: JSON_CT })),
+];
+
+const eventListCases: Case[] = ([{}, { limit: '1' }, { limit: '100' }, { limit: '0' }, { limit: '101' }, { limit: 'x' }, { cursor: '' }, { cursor: 'c'.repeat(2049) }, { cursor: 'forged.AAAAAAAAAAAAAAAAAAAAAA' }, { type: 'payment.succeeded' }] as Array<Record<string, string>>).map(
+  (query) => ({ name: `query ${JSON.stringify(query).slice(0, 40)}`, query }),
+);
+
 describe('the handlers accept exactly what docs/openapi.yaml allows, and answer as it declares', () => {
   it('every component schema compiles (JSON Schema 2020-12, Ajv strict)', () => {
     for (const name of Object.keys(openapi.components.schemas)) expect(ajv.getSchema(`openapi#/components/schemas/${name}`), name).toBeTypeOf('function');
@@ -396,6 +435,8 @@ describe('the handlers accept exactly what docs/openapi.yaml allows, and answer 
     ['POST', '/api/payments/{paymentID}/refunds', refundCases],
     ['GET', '/api/payments/{paymentID}/refunds', refundListCases],
     ['POST', '/api/payments/{paymentID}/cancel', cancelCases],
+    ['POST', '/api/webhook-endpoints', endpointCases],
+    ['GET', '/api/events', eventListCases],
   ] as const)('%s %s', async (method, route, cases) => {
     const out: string[] = [];
     for (const c of cases) out.push(...(await disagreements(method, route, c)));

@@ -297,6 +297,117 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/webhook-endpoints": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The calling tenant's endpoints (never their secrets)
+         * @description Every endpoint of the tenant, oldest first. Secrets are shown on create and rotate-secret only.
+         */
+        get: operations["listWebhookEndpoints"];
+        put?: never;
+        /**
+         * Register an endpoint for the calling tenant's events
+         * @description The answer carries the endpoint's signing `secret`: it is shown here and on rotate-secret only.
+         *     The URL must be https and its host must resolve to public addresses only (no private, loopback
+         *     or link-local address), checked now and again at every delivery; a local stack admits http on
+         *     loopback. Without `events`, every event type is delivered. At most 16 endpoints per tenant
+         *     (409 `TOO_MANY_WEBHOOK_ENDPOINTS`). Other body fields are ignored.
+         */
+        post: operations["createWebhookEndpoint"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/webhook-endpoints/{endpointID}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /**
+         * Delete an endpoint; its pending deliveries end quietly
+         * @description Another tenant's endpoint is 404, as if absent. Deliveries already queued for it are dropped when due.
+         */
+        delete: operations["deleteWebhookEndpoint"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/webhook-endpoints/{endpointID}/rotate-secret": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Replace the endpoint's secret; the old one keeps signing for 24 hours
+         * @description For 24 hours every delivery carries two `v1` signatures, one per secret, so a receiver can switch
+         *     at its own pace. A second rotation within that window retires the oldest secret at once.
+         */
+        post: operations["rotateWebhookSecret"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/events": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The calling tenant's events, newest first
+         * @description Events are kept 30 days. Cursor pagination as for payments: a signed cursor, valid only for the
+         *     tenant it was made for; unknown query parameters are 400 `INVALID_QUERY_PARAMETER`.
+         */
+        get: operations["listEvents"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/events/{eventID}/resend": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Deliver a stored event again to every endpoint that takes its type
+         * @description The same event (same id and body) goes out again under new delivery ids, retried like any
+         *     delivery. Receivers that dedupe by event id process it once.
+         */
+        post: operations["resendEvent"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/webhooks/provider": {
         parameters: {
             query?: never;
@@ -593,6 +704,71 @@ export interface components {
             /** @description What the event led to, per object it names */
             outcomes: ("resolve_payment" | "resolve_refund" | "not_ours" | "unknown_type" | "unknown_object" | "final" | "no_reference")[];
         };
+        /** @enum {string} */
+        WebhookEventType: "payment.succeeded" | "payment.failed" | "payment.expired" | "payment.canceled" | "refund.succeeded" | "refund.failed";
+        CreateWebhookEndpointRequest: {
+            /**
+             * @description https, resolving to public addresses only; no credentials or fragment
+             * @example https://example.com/hooks/payments
+             */
+            url: string;
+            /** @description The event types to deliver; all of them when absent */
+            events?: components["schemas"]["WebhookEventType"][];
+        };
+        WebhookEndpoint: {
+            id: string;
+            url: string;
+            events: components["schemas"]["WebhookEventType"][];
+            /** Format: date-time */
+            createdAt: string;
+        };
+        WebhookEndpointWithSecret: {
+            id: string;
+            url: string;
+            events: components["schemas"]["WebhookEventType"][];
+            /** Format: date-time */
+            createdAt: string;
+            /** @description Signs deliveries (Payments-Signature); shown on create and rotate-secret only */
+            secret: string;
+        };
+        WebhookEndpointList: {
+            items: components["schemas"]["WebhookEndpoint"][];
+            count: number;
+        };
+        /**
+         * @description What a receiver gets as the POST body, byte for byte as listed here. Sent with
+         *     `Payments-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<raw body>")>` (one v1 per
+         *     valid secret) and `Payments-Delivery-Id`. Dedupe by `id`; drop an object whose `version` is lower
+         *     than one already seen.
+         */
+        WebhookEvent: {
+            /** @description Derived from the object id and version: the same change is always the same event */
+            id: string;
+            type: components["schemas"]["WebhookEventType"];
+            /**
+             * Format: date-time
+             * @description When the change was committed
+             */
+            created: string;
+            tenantId: string;
+            data: {
+                /** @description The payment or refund as the API shows it, with its version */
+                object: {
+                    id: string;
+                    version: number;
+                };
+            };
+        };
+        WebhookEventList: {
+            items: components["schemas"]["WebhookEvent"][];
+            nextCursor: string | null;
+            count: number;
+        };
+        EventResend: {
+            eventId: string;
+            /** @description Endpoints the event was queued for */
+            deliveries: number;
+        };
         ErrorDetail: {
             code: string;
             message: string;
@@ -662,7 +838,7 @@ export interface components {
             };
         };
         /**
-         * @description INVALID_STATE_TRANSITION, REOPEN_LIMIT_REACHED or REFUND_EXCEEDS_CAPTURED (not retryable);
+         * @description INVALID_STATE_TRANSITION, REOPEN_LIMIT_REACHED, REFUND_EXCEEDS_CAPTURED or TOO_MANY_WEBHOOK_ENDPOINTS (not retryable);
          *     CONCURRENT_UPDATE, IDEMPOTENCY_IN_PROGRESS or PAYMENT_PROCESSING (retryable, with Retry-After)
          */
         Conflict: {
@@ -760,6 +936,8 @@ export interface components {
     parameters: {
         /** @description A payment id; one that cannot be ours (over 128 characters, or outside A-Z a-z 0-9 _ -) is 404 */
         PaymentID: string;
+        EndpointID: string;
+        EventID: string;
         /** @description The idempotency key, instead of (or equal to) the body's idempotencyKey. Send it once. */
         IdempotencyKeyHeader: components["schemas"]["IdempotencyKey"];
         /** @description Required. One refund per payment and key (48 hours); a repeat with the same body gets the first refund. Send it once. */
@@ -1248,6 +1426,182 @@ export interface operations {
                 };
             };
             403: components["responses"]["Forbidden"];
+            429: components["responses"]["RateLimited"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["ServiceUnavailable"];
+            504: components["responses"]["GatewayTimeout"];
+        };
+    };
+    listWebhookEndpoints: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Every endpoint of the tenant, oldest first */
+            200: {
+                headers: {
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookEndpointList"];
+                };
+            };
+            403: components["responses"]["Forbidden"];
+            429: components["responses"]["RateLimited"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["ServiceUnavailable"];
+            504: components["responses"]["GatewayTimeout"];
+        };
+    };
+    createWebhookEndpoint: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CreateWebhookEndpointRequest"];
+            };
+        };
+        responses: {
+            /** @description The endpoint, with its secret */
+            201: {
+                headers: {
+                    Location: components["headers"]["Location"];
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookEndpointWithSecret"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            403: components["responses"]["Forbidden"];
+            409: components["responses"]["Conflict"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            429: components["responses"]["RateLimited"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["ServiceUnavailable"];
+            504: components["responses"]["GatewayTimeout"];
+        };
+    };
+    deleteWebhookEndpoint: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                endpointID: components["parameters"]["EndpointID"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Deleted */
+            204: {
+                headers: {
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            429: components["responses"]["RateLimited"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["ServiceUnavailable"];
+            504: components["responses"]["GatewayTimeout"];
+        };
+    };
+    rotateWebhookSecret: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                endpointID: components["parameters"]["EndpointID"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The endpoint, with its new secret */
+            200: {
+                headers: {
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookEndpointWithSecret"];
+                };
+            };
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            429: components["responses"]["RateLimited"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["ServiceUnavailable"];
+            504: components["responses"]["GatewayTimeout"];
+        };
+    };
+    listEvents: {
+        parameters: {
+            query?: {
+                limit?: number;
+                cursor?: components["schemas"]["Cursor"];
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description One page of events */
+            200: {
+                headers: {
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookEventList"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            403: components["responses"]["Forbidden"];
+            429: components["responses"]["RateLimited"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["ServiceUnavailable"];
+            504: components["responses"]["GatewayTimeout"];
+        };
+    };
+    resendEvent: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                eventID: components["parameters"]["EventID"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The deliveries are queued */
+            202: {
+                headers: {
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["EventResend"];
+                };
+            };
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
             429: components["responses"]["RateLimited"];
             500: components["responses"]["InternalError"];
             503: components["responses"]["ServiceUnavailable"];

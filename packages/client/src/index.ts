@@ -15,6 +15,7 @@ import { isRetryable, retryDelayMs, type Idempotency, type Outcome, type RetryOp
 
 export type { components, paths } from './api-types.js';
 export { isRetryable, retryDelayMs, type Idempotency, type Outcome, type RetryOptions } from './retry-policy.js';
+export { verifyWebhook, WEBHOOK_SIGNATURE_HEADER, type WebhookVerdict } from './verify-webhook.js';
 
 export type Payment = components['schemas']['Payment'];
 export type PaymentStatus = components['schemas']['PaymentStatus'];
@@ -31,6 +32,13 @@ export type Refund = components['schemas']['Refund'];
 export type RefundList = components['schemas']['RefundList'];
 export type CreateRefundRequest = components['schemas']['CreateRefundRequest'];
 export type ErrorDetail = components['schemas']['ErrorDetail'];
+export type WebhookEventType = components['schemas']['WebhookEventType'];
+export type WebhookEndpoint = components['schemas']['WebhookEndpoint'];
+export type WebhookEndpointWithSecret = components['schemas']['WebhookEndpointWithSecret'];
+export type WebhookEndpointList = components['schemas']['WebhookEndpointList'];
+export type WebhookEvent = components['schemas']['WebhookEvent'];
+export type WebhookEventList = components['schemas']['WebhookEventList'];
+export type EventResend = components['schemas']['EventResend'];
 export type AuditQuery = NonNullable<paths['/api/audit/payments']['get']['parameters']['query']>;
 type ErrorBody = components['schemas']['ErrorResponse']['error'];
 
@@ -270,6 +278,37 @@ export function createPaymentsClient(options: PaymentsClientOptions) {
 
     async getRecoveryStatus(opts: CallOptions = {}): Promise<RecoveryStatus> {
       return (await send('safe', opts, (signal) => http.GET('/api/recovery/status', { signal }))).data;
+    },
+
+    /**
+     * Registers a webhook endpoint; the answer holds its secret, shown only here and by rotateWebhookSecret.
+     * Not retried after a lost answer (a second call would register a second endpoint): list, then decide.
+     */
+    async createWebhookEndpoint(body: { url: string; events?: WebhookEventType[] }, opts: CallOptions = {}): Promise<WebhookEndpointWithSecret> {
+      return (await send('unsafe', opts, (signal) => http.POST('/api/webhook-endpoints', { body, signal }))).data;
+    },
+
+    async listWebhookEndpoints(opts: CallOptions = {}): Promise<WebhookEndpointList> {
+      return (await send('safe', opts, (signal) => http.GET('/api/webhook-endpoints', { signal }))).data;
+    },
+
+    async deleteWebhookEndpoint(endpointID: string, opts: CallOptions = {}): Promise<void> {
+      await send('safe', opts, (signal) => http.DELETE('/api/webhook-endpoints/{endpointID}', { params: { path: { endpointID } }, signal }));
+    },
+
+    /** A new secret; the old one keeps signing for 24 h (deliveries carry a v1 per secret meanwhile). Not retried blind: a repeat rotates again. */
+    async rotateWebhookSecret(endpointID: string, opts: CallOptions = {}): Promise<WebhookEndpointWithSecret> {
+      return (await send('unsafe', opts, (signal) => http.POST('/api/webhook-endpoints/{endpointID}/rotate-secret', { params: { path: { endpointID } }, signal }))).data;
+    },
+
+    /** One page of the tenant's events, newest first; pass `nextCursor` back as `cursor`. */
+    async listEvents(query: { limit?: number; cursor?: string } = {}, opts: CallOptions = {}): Promise<WebhookEventList> {
+      return (await send('safe', opts, (signal) => http.GET('/api/events', { params: { query }, signal }))).data;
+    },
+
+    /** Queues the event again for the tenant's endpoints (receivers dedupe by event id, so a repeat is harmless). */
+    async resendEvent(eventID: string, opts: CallOptions = {}): Promise<EventResend> {
+      return (await send('safe', opts, (signal) => http.POST('/api/events/{eventID}/resend', { params: { path: { eventID } }, signal }))).data;
     },
   };
   return client;

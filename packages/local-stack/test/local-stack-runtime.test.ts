@@ -271,7 +271,8 @@ describe('event sources', () => {
     const table = stack.resources.tables[ids.table]!;
     const attempts: boolean[] = [];
     const off = stack.onInvocation((r) => {
-      if (r.source === 'stream' && (r.event as any).Records.some((x: any) => x.dynamodb.Keys.id.S === poison)) attempts.push(r.outcome.ok);
+      // The table's stream has two consumers (audit and webhook events): count the audit function's attempts.
+      if (r.source === 'stream' && r.functionId === ids.audit && (r.event as any).Records.some((x: any) => x.dynamodb.Keys.id.S === poison)) attempts.push(r.outcome.ok);
     });
     await stack.clients.dynamodb.send(new PutItemCommand({ TableName: table.name, Item: { id: { S: poison }, poison: { BOOL: true } } }));
     const failures = stack.resources.queues[ids.auditDlq]!;

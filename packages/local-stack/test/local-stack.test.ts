@@ -338,7 +338,8 @@ describe('the real bundles on the local stack', () => {
   it('delivers a write to the payments table to the audit stream function', async () => {
     const table = stack!.resources.tables[idOf(template, 'PaymentsTable')]!;
     const id = `probe-${Date.now()}`;
-    const wait = stack!.waitForInvocation((r) => r.source === 'stream' && (r.event as any).Records.some((x: any) => x.dynamodb.Keys.id?.S === id));
+    // Both consumers of the table's stream get it (the webhook event function too); this waits for the audit one.
+    const wait = stack!.waitForInvocation((r) => r.source === 'stream' && r.functionId === fn('AuditStreamFunction') && (r.event as any).Records.some((x: any) => x.dynamodb.Keys.id?.S === id));
     await stack!.clients.dynamodb.send(new PutItemCommand({ TableName: table.name, Item: { id: { S: id }, note: { S: 'probe' } } }));
     const r = await wait;
     expect(r.functionId).toBe(fn('AuditStreamFunction'));
