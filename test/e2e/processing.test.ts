@@ -10,6 +10,7 @@ import { fastRecoveryEnv } from '../../scripts/drill-env';
 import { startLocalStack } from '@idempotent-payments/local-stack';
 import { startProviderSimulator } from '@idempotent-payments/provider-simulator';
 import { testLog } from '../helpers/test-log';
+import { until } from '../helpers/until';
 
 const output = testLog();
 
@@ -59,15 +60,6 @@ async function pay(token: string) {
   return res.json.id as string;
 }
 
-async function until<T>(fn: () => Promise<T>, ok: (v: T) => boolean, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (ok(v)) return v;
-    if (Date.now() > deadline) throw new Error(`timed out; last value ${JSON.stringify(v)}`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
-}
 
 const settled = (id: string) =>
   until(

@@ -8,6 +8,7 @@ import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fastRecoveryEnv, startLocalRun } from '../../scripts/drill-env';
 import { testLog } from '../helpers/test-log';
+import { until } from '../helpers/until';
 
 const output = testLog();
 let run: Awaited<ReturnType<typeof startLocalRun>> | undefined;
@@ -59,15 +60,6 @@ async function pay(token: string, amount = 12.34) {
   return res.json.id as string;
 }
 
-async function until<T>(fn: () => Promise<T>, ok: (v: T) => boolean, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (ok(v)) return v;
-    if (Date.now() > deadline) throw new Error(`timed out; last value ${JSON.stringify(v)}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 const final = (id: string, timeoutMs?: number) =>
   until(() => call('GET', `/api/payments/${id}`), (r) => ['success', 'failed', 'expired', 'canceled'].includes(r.json.status), timeoutMs).then((r) => r.json);

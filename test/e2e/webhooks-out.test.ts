@@ -15,6 +15,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { verifyWebhook } from '../../packages/client/src/verify-webhook';
 import { startLocalRun } from '../../scripts/drill-env';
 import { testLog } from '../helpers/test-log';
+import { until as waitUntil } from '../helpers/until';
 
 const output = testLog();
 let run: Awaited<ReturnType<typeof startLocalRun>> | undefined;
@@ -82,15 +83,8 @@ async function call(method: string, path: string, body?: unknown, key = 'local-k
   return { status: res.status, json: (text ? JSON.parse(text) : undefined) as any };
 }
 
-async function until<T>(fn: () => T | Promise<T>, ok: (v: T) => boolean, timeoutMs = 45_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (ok(v)) return v;
-    if (Date.now() > deadline) throw new Error(`timed out; last value ${JSON.stringify(v)}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
+
+const until = <T>(fn: () => T | Promise<T>, ok: (v: T) => boolean, timeoutMs = 45_000) => waitUntil(fn, ok, timeoutMs);
 
 const receiverUrl = () => `http://127.0.0.1:${(server!.address() as AddressInfo).port}/hooks`;
 const nowSeconds = () => Math.floor(Date.now() / 1000);
@@ -158,6 +152,30 @@ describe('webhooks out, on the local stack', () => {
     expect(verifyWebhook(signed!.raw, signed!.signature, rotated.json.secret, 300, nowSeconds()).ok).toBe(true);
     // The body is the stored event, byte for byte, whichever round carried it.
     expect(signed!.raw).toBe(first!.raw);
+  });
+
+  it('a refund of the payment notifies refund.succeeded (the refunds API view, signed); the payment version it writes is no second payment event', async () => {
+    const hooked = await call('POST', '/api/webhook-endpoints', { url: receiverUrl(), events: ['refund.succeeded', 'refund.failed'] });
+    expect(hooked.status).toBe(201);
+    const res = await fetch(`${run!.stack.apiUrl}/api/payments/${paymentId}/refunds`, {
+      method: 'POST',
+      headers: { 'x-api-key': 'local-key-1', 'content-type': 'application/json', 'idempotency-key': `wo-refund-${randomUUID()}` },
+      body: JSON.stringify({ amount: 2.34, reason: 'webhook test' }),
+    });
+    expect(res.status).toBe(201);
+    const refund = (await res.json()) as { id: string };
+    const [got] = await until(() => deliveries.filter((d) => d.objectId === refund.id), (d) => d.length >= 1);
+    expect(got!.type).toBe('refund.succeeded');
+    expect(verifyWebhook(got!.raw, got!.signature, hooked.json.secret, 300, nowSeconds()).ok).toBe(true);
+    const viaApi = await call('GET', `/api/payments/${paymentId}/refunds`);
+    const event = JSON.parse(got!.raw);
+    expect(event.data.object).toEqual(viaApi.json.items.find((r: { id: string }) => r.id === refund.id));
+    expect(event.data.object).toMatchObject({ paymentID: paymentId, amountMinor: 234, currency: 'EUR', status: 'succeeded' });
+    // The refund moved the payment to new versions (amountRefunded), still success: no new payment event.
+    expect((await call('GET', `/api/payments/${paymentId}`)).json.amountRefundedMinor).toBe(234);
+    const paymentEvents = new Set(deliveries.filter((d) => d.objectId === paymentId).map((d) => d.eventId));
+    expect(paymentEvents.size).toBe(1);
+    expect((await call('DELETE', `/api/webhook-endpoints/${hooked.json.id}`)).status).toBe(204);
   });
 
   it("another tenant's endpoint and event ids are 404", async () => {
