@@ -61,13 +61,14 @@ export class NotFoundError extends AppError {
 }
 
 export class IdempotencyKeyMismatchError extends AppError {
-  constructor(paymentId: string) {
+  /** `what` the key made (a payment, a refund) and the `field` that carried the key (body or header). */
+  constructor(paymentId: string, what: 'payment' | 'refund' = 'payment', field: 'idempotencyKey' | 'Idempotency-Key' = 'idempotencyKey') {
     super(
       'IDEMPOTENCY_KEY_MISMATCH',
-      'This idempotency key was already used with a different request; use a new key for a new payment',
+      `This idempotency key was already used with a different request; use a new key for a new ${what}`,
       422,
       false,
-      [{ field: 'idempotencyKey', code: 'IDEMPOTENCY_KEY_MISMATCH', message: 'The key holds another request', paymentID: paymentId }],
+      [{ field, code: 'IDEMPOTENCY_KEY_MISMATCH', message: 'The key holds another request', paymentID: paymentId }],
     );
   }
 }

@@ -147,7 +147,7 @@ export class RefundsService {
   private async fromKey(key: RefundKeyRecord, requestHash: string): Promise<{ refund: Refund; replayed: boolean }> {
     if (key.requestHash !== requestHash) {
       this.metrics.count('IdempotencyKeyMismatches');
-      throw new IdempotencyKeyMismatchError(key.paymentId);
+      throw new IdempotencyKeyMismatchError(key.paymentId, 'refund', 'Idempotency-Key');
     }
     const refund = await this.deps.refunds.get(key.refundId);
     if (!refund) throw new AppError('INTERNAL_ERROR', 'Refund key without its refund', 500, true);
