@@ -71,7 +71,7 @@ describe('webhook events from the streams', () => {
     expect(e).toMatchObject({ type: 'refund.succeeded', tenantId: 'tenant-ev', created: at(9_000) });
     expect(e!.data.object).toEqual({
       id: 'rf_ev1', paymentID: 'pay_ev1', amount: 5, amountMinor: 500, currency: 'EUR', status: 'succeeded',
-      reason: 'requested_by_customer', createdAt: at(0), updatedAt: at(9_000), version: 3,
+      reason: 'requested_by_customer', failureReason: null, createdAt: at(0), updatedAt: at(9_000), version: 3,
     });
     expect(eventFromRecord(rec(pending, { ...done, status: 'failed' }))?.type).toBe('refund.failed');
     expect(eventFromRecord(rec({ ...pending, kind: 'unaccounted_capture', tenantId: undefined }, { ...done, kind: 'unaccounted_capture', tenantId: undefined }))).toBeUndefined();

@@ -212,7 +212,7 @@ describe('event sources', () => {
     const id = `chain-${Date.now()}`;
     const body = JSON.stringify({ id });
     const viaSqs = stack.waitForInvocation((r) => r.source === 'sqs' && (r.event as any).Records.some((x: any) => x.body === body));
-    const viaStream = stack.waitForInvocation((r) => r.source === 'stream' && (r.event as any).Records.some((x: any) => x.dynamodb.Keys.id.S === id));
+    const viaStream = stack.waitForInvocation((r) => r.source === 'stream' && r.functionId === ids.audit && (r.event as any).Records.some((x: any) => x.dynamodb.Keys.id.S === id));
     const res = await call('POST', '/api/payments/process?mode=write', { body, key: 'local-key-1' });
     expect(res.status).toBe(201);
 
@@ -287,7 +287,7 @@ describe('event sources', () => {
     expect(info.DDBStreamBatchInfo).toMatchObject({ batchSize: 1, streamArn: table.streamArn });
 
     const next = `after-${Date.now()}`;
-    const wait = stack.waitForInvocation((r) => r.source === 'stream' && (r.event as any).Records.some((x: any) => x.dynamodb.Keys.id.S === next));
+    const wait = stack.waitForInvocation((r) => r.source === 'stream' && r.functionId === ids.audit && (r.event as any).Records.some((x: any) => x.dynamodb.Keys.id.S === next));
     await stack.clients.dynamodb.send(new PutItemCommand({ TableName: table.name, Item: { id: { S: next } } }));
     expect((await wait).outcome.ok).toBe(true);
   });
