@@ -18,7 +18,6 @@ import {
   OPEN_REFUNDS_INDEX,
   PAYMENTS_BY_TENANT_INDEX,
   REFUNDS_BY_PAYMENT_INDEX,
-  SETTLED_INDEX,
   WEBHOOK_EVENTS_BY_TENANT_INDEX,
   defaultOf,
   settingRelationProblems,
@@ -96,16 +95,6 @@ export class PaymentsStack extends Stack {
       sortKey: { name: 'dueAt', type: dynamodb.AttributeType.NUMBER },
       projectionType: dynamodb.ProjectionType.INCLUDE,
       nonKeyAttributes: ['status'],
-    });
-
-    // Sparse: only successful payments, bucketed by (hour, shard), so provider reconciliation reads the
-    // successes of a window without scanning the table.
-    payments.addGlobalSecondaryIndex({
-      indexName: SETTLED_INDEX,
-      partitionKey: { name: 'settledBucket', type: dynamodb.AttributeType.STRING },
-      sortKey: { name: 'settledAt', type: dynamodb.AttributeType.NUMBER },
-      projectionType: dynamodb.ProjectionType.INCLUDE,
-      nonKeyAttributes: ['status', 'providerChargeId', 'amountMinor', 'currency'],
     });
 
     // GET /api/payments: a tenant's payments newest first. The partition is sharded per tenant
@@ -398,7 +387,7 @@ export class PaymentsStack extends Stack {
       ...(config.reconcilerReservedConcurrency !== undefined ? { reservedConcurrentExecutions: config.reconcilerReservedConcurrency } : {}),
     })
       // BatchGetItem: the provider comparison reads the payments of a page of intents at once.
-      .bindTable(payments, 'PAYMENTS_TABLE', ['GetItem', 'BatchGetItem', 'UpdateItem'], [OPEN_PAYMENTS_INDEX, SETTLED_INDEX])
+      .bindTable(payments, 'PAYMENTS_TABLE', ['GetItem', 'BatchGetItem', 'UpdateItem'], [OPEN_PAYMENTS_INDEX])
       // GetItem: the saved cursor the next run resumes from.
       .bindTable(recoveryRuns, 'RECOVERY_TABLE', [...runsAccess, 'GetItem'])
       // PutItem: a refund owed is written before it is sent; UpdateItem moves it on; the open index is swept.

@@ -16,7 +16,6 @@
 
 /** DynamoDB index names: the stack creates them under these names and the code queries them. */
 export const OPEN_PAYMENTS_INDEX = 'open-payments';
-export const SETTLED_INDEX = 'settled-by-hour';
 /** Keyed by tenantShard (`${tenantId}#${nn}`), so one busy tenant's audit writes spread over 16 partitions. */
 export const AUDIT_BY_TENANT_INDEX = 'audit-by-tenant-shard';
 export const PAYMENTS_BY_TENANT_INDEX = 'payments-by-tenant';

@@ -47,7 +47,8 @@ describe('PaymentsStack', () => {
       StreamSpecification: { StreamViewType: 'NEW_AND_OLD_IMAGES' },
       PointInTimeRecoverySpecification: { PointInTimeRecoveryEnabled: true },
       BillingMode: 'PAY_PER_REQUEST',
-      GlobalSecondaryIndexes: Match.arrayWith([
+      // Two indexes, no more (issue 20): each one is written on the payment's way through its states.
+      GlobalSecondaryIndexes: [
         {
           IndexName: 'open-payments',
           KeySchema: [
@@ -57,8 +58,8 @@ describe('PaymentsStack', () => {
           // Keys and status: a version that moves neither writes nothing to the index (issue 20).
           Projection: { ProjectionType: 'INCLUDE', NonKeyAttributes: ['status'] },
         },
-        Match.objectLike({ IndexName: 'settled-by-hour' }),
-      ]),
+        Match.objectLike({ IndexName: 'payments-by-tenant' }),
+      ],
     });
   });
 

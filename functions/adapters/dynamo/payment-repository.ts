@@ -35,10 +35,8 @@ import type {
   TransitionRequest,
 } from '../../core/ports';
 import { assertTransition } from '../../core/state-machine';
-import { SETTLED_INDEX } from '../../shared/config-contract';
 
 export type { IdempotencyRecord, InsertResult, TransitionRequest } from '../../core/ports';
-export { SETTLED_INDEX };
 
 /** Open payments are spread over this many index partitions so no single partition gets hot. */
 export const OPEN_SHARDS = 16;
@@ -46,11 +44,6 @@ export const OPEN_SHARDS = 16;
 export function openShardFor(paymentId: string): string {
   const n = createHash('sha256').update(paymentId).digest().readUInt16BE(0) % OPEN_SHARDS;
   return `open#${String(n).padStart(2, '0')}`;
-}
-
-/** Successful payments carry a sparse (hour, shard) bucket so provider reconciliation can list a window. */
-export function settledBucketFor(paymentId: string, at: Date): string {
-  return `${at.toISOString().slice(0, 13)}#${openShardFor(paymentId).slice(5)}`;
 }
 
 /** The IdempotencyKeys table's partition key: keys are scoped to their tenant. */
@@ -284,11 +277,6 @@ export class PaymentRepository implements PaymentStore, PaymentLister {
     } else {
       removes.push('openShard', 'dueAt', 'leaseUntil');
     }
-    if (req.to === 'success') {
-      values[':bucket'] = settledBucketFor(current.id, req.now);
-      values[':settledAt'] = req.now.getTime();
-      sets.push('settledBucket = :bucket', 'settledAt = :settledAt');
-    }
     return this.conditionalUpdate(current.id, {
       UpdateExpression: `SET ${sets.join(', ')}${removes.length ? ` REMOVE ${removes.join(', ')}` : ''}`,
       ConditionExpression: '#version = :v AND #status = :from',
@@ -379,20 +367,6 @@ export class PaymentRepository implements PaymentStore, PaymentLister {
       ExpressionAttributeNames: { '#version': 'version', '#status': 'status' },
       ExpressionAttributeValues: { ':v': current.version, ':s': current.status, ':i': intentId },
     });
-  }
-
-  /** Successful payments settled in one (hour, shard) bucket. */
-  async settledIn(bucket: string, startKey?: Record<string, unknown>) {
-    const res = await this.doc.send(
-      new QueryCommand({
-        TableName: this.tables.payments,
-        IndexName: SETTLED_INDEX,
-        KeyConditionExpression: 'settledBucket = :b',
-        ExpressionAttributeValues: { ':b': bucket },
-        ExclusiveStartKey: startKey,
-      }),
-    );
-    return { items: (res.Items ?? []) as Array<Pick<Payment, 'id' | 'status' | 'providerChargeId' | 'amountMinor' | 'currency'>>, next: res.LastEvaluatedKey };
   }
 
   /**
