@@ -12,12 +12,10 @@ import {
 } from '@aws-sdk/client-dynamodb';
 import { unmarshall } from '@aws-sdk/util-dynamodb';
 import {
-  BatchGetCommand,
   GetCommand,
   QueryCommand,
   TransactWriteCommand,
   UpdateCommand,
-  type BatchGetCommandOutput,
   type DynamoDBDocumentClient,
   type UpdateCommandInput,
 } from '@aws-sdk/lib-dynamodb';
@@ -35,6 +33,7 @@ import type {
   TransitionRequest,
 } from '../../core/ports';
 import { assertTransition } from '../../core/state-machine';
+import { batchGetByIds } from './batch-get';
 
 export type { IdempotencyRecord, InsertResult, TransitionRequest } from '../../core/ports';
 
@@ -144,19 +143,10 @@ export class PaymentRepository implements PaymentStore, PaymentLister {
     return Item as Payment | undefined;
   }
 
-  /** Up to 100 ids per BatchGetItem; unprocessed keys are asked again until none are left. */
+  /** Up to 100 ids per BatchGetItem, read consistently; unprocessed keys are asked again until none are left. */
   async getMany(ids: readonly string[]): Promise<Map<string, Payment>> {
-    const out = new Map<string, Payment>();
-    for (let i = 0; i < ids.length; i += 100) {
-      let keys: Array<Record<string, unknown>> | undefined = ids.slice(i, i + 100).map((id) => ({ id }));
-      for (let round = 0; keys && keys.length > 0; round++) {
-        const res: BatchGetCommandOutput = await this.doc.send(new BatchGetCommand({ RequestItems: { [this.tables.payments]: { Keys: keys, ConsistentRead: true } } }));
-        for (const item of res.Responses?.[this.tables.payments] ?? []) out.set(String(item.id), item as Payment);
-        keys = res.UnprocessedKeys?.[this.tables.payments]?.Keys;
-        if (keys?.length) await sleep(Math.min(1000, 20 * 2 ** round));
-      }
-    }
-    return out;
+    const items = await batchGetByIds(this.doc, this.tables.payments, ids, { consistent: true });
+    return new Map(items.map((item) => [String(item.id), item as unknown as Payment]));
   }
 
   openPartitions(): readonly string[] {
@@ -436,7 +426,7 @@ export class PaymentRepository implements PaymentStore, PaymentLister {
         Limit: limit,
       }),
     );
-    // The index projects keys and status only: the payments are read whole, as they are now. One that
+    // The index holds keys only: the payments are read whole, as they are now. One that
     // has closed, or whose due time moved past the bound, since the index was read is not due any more.
     const current = await this.getMany((res.Items ?? []).map((k) => String(k.id)));
     const items = [...current.values()].filter((p) => p.openShard === shard && p.dueAt !== undefined && p.dueAt <= dueBefore);
