@@ -237,9 +237,10 @@ export class Reconciler {
     const deadlineMs = this.deps.config.openDeadlineSeconds * 1000;
     const pastDeadline = now.getTime() - Date.parse(p.createdAt) >= deadlineMs;
     if (p.status === 'processing') {
-      // Its claimer may still be at work: not ours to touch. A claim leaves the due time at or after the
-      // lease end (claimDueAt), so this is rare (hosts' clocks apart, an item claimed before that rule); the lease end
-      // is when it can be acted on. Conditional on the version read: a claimer that moves it wins.
+      // Its claimer may still be at work: not ours to touch. A claim leaves the due time at or after its
+      // lease end (claimDueAt), so this takes hosts whose clocks disagree; the lease end is when the
+      // payment can be acted on, and it is due again then. Conditional on the version read: a claimer
+      // that moved it on wins, and a postpone never makes a payment due earlier.
       const leaseUntil = p.leaseUntil ?? 0;
       if (leaseUntil > now.getTime()) return (await this.deps.store.postpone(p, leaseUntil)) ? 'postponed_leased' : 'skipped_leased';
       // The worker's own rule: settle from the intent; it never confirms here. Past the deadline the
