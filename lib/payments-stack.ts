@@ -18,7 +18,6 @@ import {
   OPEN_REFUNDS_INDEX,
   PAYMENTS_BY_TENANT_INDEX,
   REFUNDS_BY_PAYMENT_INDEX,
-  SETTLED_INDEX,
   WEBHOOK_EVENTS_BY_TENANT_INDEX,
   defaultOf,
   settingRelationProblems,
@@ -86,26 +85,15 @@ export class PaymentsStack extends Stack {
       stream: dynamodb.StreamViewType.NEW_AND_OLD_IMAGES,
     });
     // Sparse: only open payments (pending, processing, retrying) carry openShard/dueAt, so the
-    // reconciler reads the open set, never the whole table. It projects the keys and the status only
-    // (the status call counts by it): a version that moves neither the due time nor the status (the
-    // stored intent id, say) writes nothing here, and the reconciler reads the payments themselves.
+    // reconciler reads the open set, never the whole table. Keys only: a version that does not move the
+    // due time (a claim that keeps it, the stored intent id) writes nothing here; the reconciler and the
+    // status call read the payments themselves by id.
     // A projection cannot change in place: on a deployed table, a new projection is a new index name.
     payments.addGlobalSecondaryIndex({
       indexName: OPEN_PAYMENTS_INDEX,
       partitionKey: { name: 'openShard', type: dynamodb.AttributeType.STRING },
       sortKey: { name: 'dueAt', type: dynamodb.AttributeType.NUMBER },
-      projectionType: dynamodb.ProjectionType.INCLUDE,
-      nonKeyAttributes: ['status'],
-    });
-
-    // Sparse: only successful payments, bucketed by (hour, shard), so provider reconciliation reads the
-    // successes of a window without scanning the table.
-    payments.addGlobalSecondaryIndex({
-      indexName: SETTLED_INDEX,
-      partitionKey: { name: 'settledBucket', type: dynamodb.AttributeType.STRING },
-      sortKey: { name: 'settledAt', type: dynamodb.AttributeType.NUMBER },
-      projectionType: dynamodb.ProjectionType.INCLUDE,
-      nonKeyAttributes: ['status', 'providerChargeId', 'amountMinor', 'currency'],
+      projectionType: dynamodb.ProjectionType.KEYS_ONLY,
     });
 
     // GET /api/payments: a tenant's payments newest first. The partition is sharded per tenant
@@ -398,7 +386,7 @@ export class PaymentsStack extends Stack {
       ...(config.reconcilerReservedConcurrency !== undefined ? { reservedConcurrentExecutions: config.reconcilerReservedConcurrency } : {}),
     })
       // BatchGetItem: the provider comparison reads the payments of a page of intents at once.
-      .bindTable(payments, 'PAYMENTS_TABLE', ['GetItem', 'BatchGetItem', 'UpdateItem'], [OPEN_PAYMENTS_INDEX, SETTLED_INDEX])
+      .bindTable(payments, 'PAYMENTS_TABLE', ['GetItem', 'BatchGetItem', 'UpdateItem'], [OPEN_PAYMENTS_INDEX])
       // GetItem: the saved cursor the next run resumes from.
       .bindTable(recoveryRuns, 'RECOVERY_TABLE', [...runsAccess, 'GetItem'])
       // PutItem: a refund owed is written before it is sent; UpdateItem moves it on; the open index is swept.
@@ -415,7 +403,8 @@ export class PaymentsStack extends Stack {
     // Starts runs, and finishes (releasing the lock) one whose reconciler could not be started.
     const recoveryApi = fn('RecoveryApiFunction', 'recoveryApi', 'functions/api/recovery-api.ts', 'Recovery runs: start and status')
       .bindTable(recoveryRuns, 'RECOVERY_TABLE', runsAccess)
-      .bindTable(payments, 'PAYMENTS_TABLE', [], [OPEN_PAYMENTS_INDEX])
+      // BatchGetItem: the status call reads the statuses of the open payments the index names.
+      .bindTable(payments, 'PAYMENTS_TABLE', ['BatchGetItem'], [OPEN_PAYMENTS_INDEX])
       .bindFunction(reconciler, 'RECONCILER_FUNCTION_NAME', 'invoke');
 
     // ---- API ----------------------------------------------------------------------------------

@@ -93,9 +93,6 @@ export interface Payment {
    * writers (RefundRepository).
    */
   readonly amountRefundedMinor?: number;
-  /** Present only on successful payments: sparse index for provider reconciliation by hour. */
-  readonly settledBucket?: string;
-  readonly settledAt?: number;
   /** Why this version exists (audited). */
   readonly lastChange: ChangeInfo;
 }

@@ -129,8 +129,8 @@ export type InsertResult =
   /** `key` is the live record when it blocked the insert; `payment` is the stored item at the attempted id. */
   | { readonly kind: 'conflict'; readonly key?: IdempotencyRecord; readonly payment?: Payment };
 
-/** Fields of a payment the core sets; the store adds its own bookkeeping (index shards, buckets). */
-export type StoredFields = 'id' | 'status' | 'version' | 'lastChange' | 'openShard' | 'dueAt' | 'settledBucket' | 'settledAt';
+/** Fields of a payment the core sets; the store adds its own bookkeeping (index shards, due time). */
+export type StoredFields = 'id' | 'status' | 'version' | 'lastChange' | 'openShard' | 'dueAt';
 
 export interface TransitionRequest {
   readonly to: PaymentStatus;

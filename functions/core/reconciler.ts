@@ -6,6 +6,8 @@
  * cost and memory grow with the open set, not the table. Every action is a conditional transition:
  * racing a worker, one of the two wins and the other backs off.
  *   - processing with a lapsed lease → settled from its intent (the worker's own rule; never confirms);
+ *   - processing with a live lease → left to its claimer, due again when the lease ends (postponed, no
+ *     new version), so the runs in between do not read it again;
  *   - past its deadline, in any open status (processing included, once its lease lapsed) → expired, after
  *     its intent is cancelled (a success if the intent had succeeded; still waiting if the provider is
  *     processing it and will not let it be cancelled yet);
@@ -44,7 +46,7 @@ import { newRefund, unaccountedRefundId, type Refund } from './refund';
 import { RefundProcessor } from './refund-processor';
 
 export interface ReconcilerDeps {
-  readonly store: Pick<PaymentStore, 'openPartitions' | 'openDue' | 'touch' | 'getMany'>;
+  readonly store: Pick<PaymentStore, 'openPartitions' | 'openDue' | 'touch' | 'getMany' | 'postpone'>;
   readonly queue: PaymentQueue;
   /** The worker's processor: settles lapsed leases and expires payments (cancelling their intent first). */
   readonly processor: {
@@ -235,7 +237,12 @@ export class Reconciler {
     const deadlineMs = this.deps.config.openDeadlineSeconds * 1000;
     const pastDeadline = now.getTime() - Date.parse(p.createdAt) >= deadlineMs;
     if (p.status === 'processing') {
-      if ((p.leaseUntil ?? 0) > now.getTime()) return 'skipped_leased';
+      // Its claimer may still be at work: not ours to touch. A claim leaves the due time at or after its
+      // lease end (claimDueAt), so this takes hosts whose clocks disagree; the lease end is when the
+      // payment can be acted on, and it is due again then. Conditional on the version read: a claimer
+      // that moved it on wins, and a postpone never makes a payment due earlier.
+      const leaseUntil = p.leaseUntil ?? 0;
+      if (leaseUntil > now.getTime()) return (await this.deps.store.postpone(p, leaseUntil)) ? 'postponed_leased' : 'skipped_leased';
       // The worker's own rule: settle from the intent; it never confirms here. Past the deadline the
       // payment is expired instead (after its intent is cancelled; a success found then wins).
       if (!pastDeadline) {

@@ -16,7 +16,6 @@
 
 /** DynamoDB index names: the stack creates them under these names and the code queries them. */
 export const OPEN_PAYMENTS_INDEX = 'open-payments';
-export const SETTLED_INDEX = 'settled-by-hour';
 /** Keyed by tenantShard (`${tenantId}#${nn}`), so one busy tenant's audit writes spread over 16 partitions. */
 export const AUDIT_BY_TENANT_INDEX = 'audit-by-tenant-shard';
 export const PAYMENTS_BY_TENANT_INDEX = 'payments-by-tenant';
@@ -204,7 +203,7 @@ export const SETTINGS = {
     // A pending payment's message is provably lost only after the queue's expected latency (60 s) plus
     // one visibility timeout (180 s: a worker that took the message and died hides it that long).
     default: 240,
-    doc: "An open payment with no progress for this long is due for the reconciler; at least the queue's visibility timeout plus its expected latency.",
+    doc: "An open payment with no progress for this long is due for the reconciler; at least the queue's visibility timeout plus its expected latency. A claim keeps a due time at most this long past its lease end.",
   },
   RECOVERY_RUN_LEASE_SECONDS: {
     field: 'recoveryRunLeaseSeconds',
@@ -396,6 +395,7 @@ const PROCESSING: readonly SettingName[] = [
   'RETRY_BASE_SECONDS',
   'RETRY_CAP_SECONDS',
   'LEASE_SECONDS',
+  'STUCK_AFTER_SECONDS',
   'OPEN_DEADLINE_SECONDS',
   'PROVIDER_KEY_RETENTION_SECONDS',
   ...PROVIDER_CALLS,
@@ -423,6 +423,7 @@ export const FUNCTION_SETTINGS = {
     'RETRY_BASE_SECONDS',
     'RETRY_CAP_SECONDS',
     'LEASE_SECONDS',
+    'STUCK_AFTER_SECONDS',
     'OPEN_DEADLINE_SECONDS',
     'PROVIDER_KEY_RETENTION_SECONDS',
     ...PROVIDER_CALLS,
@@ -450,7 +451,7 @@ export const FUNCTION_SETTINGS = {
     'WEBHOOK_MAX_AGE_SECONDS',
     'WEBHOOK_ALLOW_LOOPBACK_HTTP',
   ],
-  reconciler: [...PROCESSING, 'OPEN_PAYMENTS_INDEX', 'OPEN_REFUNDS_INDEX', 'RECOVERY_TABLE', 'RECOVERY_RUN_LEASE_SECONDS', 'STUCK_AFTER_SECONDS'],
+  reconciler: [...PROCESSING, 'OPEN_PAYMENTS_INDEX', 'OPEN_REFUNDS_INDEX', 'RECOVERY_TABLE', 'RECOVERY_RUN_LEASE_SECONDS'],
 } as const satisfies Record<string, readonly SettingName[]>;
 
 export type FunctionName = keyof typeof FUNCTION_SETTINGS;

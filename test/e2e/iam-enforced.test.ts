@@ -5,7 +5,7 @@
  * in a row to completion with the roles enforced.
  */
 import { randomUUID } from 'node:crypto';
-import { DeleteItemCommand, DynamoDBClient, GetItemCommand, QueryCommand } from '@aws-sdk/client-dynamodb';
+import { DeleteItemCommand, DynamoDBClient, GetItemCommand, PutItemCommand, QueryCommand } from '@aws-sdk/client-dynamodb';
 import { InvokeCommand, LambdaClient } from '@aws-sdk/client-lambda';
 import { SendMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -100,6 +100,28 @@ describe('IAM enforced by the local stack', () => {
         new QueryCommand({ TableName: table('AuditLogTable'), KeyConditionExpression: 'paymentId = :p', ExpressionAttributeValues: { ':p': { S: 'x' } } }),
       ),
     ).rejects.toMatchObject({ name: 'AccessDeniedException' });
+  });
+
+  it('the recovery status counts an open payment under the real grants: the index names it, BatchGetItem reads its status', async () => {
+    const key = s().apiKeys.has('local-operator-key') ? 'local-operator-key' : [...s().apiKeys.keys()][0]!;
+    // An open payment written straight to the table (not through the API, so no worker moves it), due
+    // far ahead, so no recovery run of this file acts on it.
+    const admin = new DynamoDBClient({ endpoint: s().endpoints.dynamodb, region, credentials: { accessKeyId: 'local', secretAccessKey: 'local' } });
+    clients.push(admin);
+    const id = `pay_iam_${randomUUID()}`;
+    const Item = { id: { S: id }, status: { S: 'retrying' }, version: { N: '3' }, openShard: { S: 'open#00' }, dueAt: { N: String(Date.now() + 86_400_000) } };
+    await admin.send(new PutItemCommand({ TableName: table('PaymentsTable'), Item }));
+    try {
+      const deniedBefore = s().iam!.denials().length;
+      const res = await fetch(`${s().apiUrl}/api/recovery/status`, { headers: { 'x-api-key': key } });
+      const body = (await res.json()) as { openPayments: Record<string, number | boolean> };
+      expect(res.status, JSON.stringify(body)).toBe(200);
+      expect(body.openPayments).toMatchObject({ retrying: expect.any(Number), total: expect.any(Number), complete: true });
+      expect(body.openPayments.retrying).toBeGreaterThanOrEqual(1);
+      expect(s().iam!.denials().slice(deniedBefore)).toEqual([]);
+    } finally {
+      await admin.send(new DeleteItemCommand({ TableName: table('PaymentsTable'), Key: { id: { S: id } } }));
+    }
   });
 
   it('two recovery runs in a row both complete: the run lock is released under the real grants', async () => {

@@ -131,13 +131,14 @@ async function onePayment(failures: number) {
   const queue = new FakeQueue();
   const provider = new FakeIntentProvider();
   provider.confirmBehaviour = (_req, n) => (n < failures ? 'error' : 'succeed'); // n counts from 0
-  const service = new PaymentsService({ store, queue, idempotencyTtlSeconds: 86_400, maxRetries: 3, stuckAfterSeconds: 240 });
+  const stuckAfterSeconds = 240; // the contract's default: the create's due time, which a prompt claim keeps
+  const service = new PaymentsService({ store, queue, idempotencyTtlSeconds: 86_400, maxRetries: 3, stuckAfterSeconds });
   const processor = new PaymentProcessor({
     store,
     provider,
     queue,
     breaker: new CircuitBreaker('p', { failureRateThreshold: 0 }),
-    config: { retryBaseSeconds: 1, retryCapSeconds: 60, leaseSeconds: 30, providerTimeoutMs: 5000 },
+    config: { retryBaseSeconds: 1, retryCapSeconds: 60, leaseSeconds: 30, providerTimeoutMs: 5000, stuckAfterSeconds },
     logger: silentLogger,
     random: () => 0,
   });

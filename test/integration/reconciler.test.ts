@@ -1,6 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { DeleteMessageBatchCommand, ReceiveMessageCommand } from '@aws-sdk/client-sqs';
+import { BatchGetCommand } from '@aws-sdk/lib-dynamodb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { countOpenByStatus } from '../../functions/adapters/dynamo/open-payments';
 import { PaymentRepository } from '../../functions/adapters/dynamo/payment-repository';
 import { RecoveryRunsRepository } from '../../functions/adapters/dynamo/recovery-runs';
 import { RefundRepository } from '../../functions/adapters/dynamo/refund-repository';
@@ -229,5 +231,34 @@ describe('recovery runs', () => {
     expect(status.openPayments).toEqual({ pending: 1, processing: 0, retrying: 0, total: 1 });
     const next = await api(ev('POST', '/api/recovery/process'));
     expect(JSON.parse(next.body).runId).not.toBe(runId);
+  });
+
+  it("GET status counts open payments by status: the keys-only index names them, the payments' own statuses are counted; one that closed meanwhile is not", async () => {
+    const env = b.envOf('RecoveryApiFunction');
+    const count = (doc: Pick<typeof b.doc, 'send'>) => countOpenByStatus(doc, env.PAYMENTS_TABLE!, env.OPEN_PAYMENTS_INDEX!);
+    // What the other tests left open; nothing moves those while this test runs.
+    const before = await count(b.doc);
+    expect(before.complete).toBe(true);
+    // Due an hour from now: no reconciler run of this file touches them.
+    const later = new Date(Date.now() + HOUR);
+    const [pending, processing, closing] = await Promise.all([createAt(later), createAt(later), createAt(later)]);
+    await drain();
+    await repo.transition(processing, { to: 'processing', now: later, change: { action: 'attempt_started', actor: 'worker' }, set: { attempt: 1, leaseUntil: later.getTime() + 60_000 }, dueAt: processing.dueAt });
+    // `closing` ends between the index query that names it and the read of its status.
+    let closed = false;
+    const doc = {
+      send: async (cmd: Parameters<typeof b.doc.send>[0]) => {
+        const keys = cmd instanceof BatchGetCommand ? Object.values(cmd.input.RequestItems ?? {})[0]?.Keys ?? [] : [];
+        if (!closed && keys.some((k) => k.id === closing.id)) {
+          closed = true;
+          await repo.transition((await repo.get(closing.id))!, { to: 'expired', now: later, change: { action: 'expired', actor: 'test' } });
+        }
+        return b.doc.send(cmd as never);
+      },
+    };
+    const counts = await count(doc);
+    expect(closed).toBe(true);
+    expect(counts).toEqual({ ...before, pending: before.pending + 1, processing: before.processing + 1, total: before.total + 2 });
+    expect((await repo.get(pending.id))!.status).toBe('pending');
   });
 });

@@ -96,7 +96,7 @@ describe('PaymentProcessor: first attempt', () => {
     expect(provider.netCaptured('pay_1')).toBe(1250);
   });
 
-  it('claims with attempt+1, a lease of leaseSeconds and dueAt = leaseUntil', async () => {
+  it('claims with attempt+1, a lease of leaseSeconds and, without stuckAfterSeconds, dueAt = leaseUntil', async () => {
     const { processor, repo } = setup();
     let claim: TransitionRequest | undefined;
     repo.beforeTransition = (_p, req) => {
@@ -108,6 +108,49 @@ describe('PaymentProcessor: first attempt', () => {
       change: { action: 'attempt_started', actor: 'worker' },
       set: { attempt: 1, leaseUntil: T0 + 30_000 },
       dueAt: T0 + 30_000,
+    });
+  });
+
+  describe('the claim keeps the due time when it falls in [lease end, lease end + stuckAfter] (claimDueAt)', () => {
+    const STUCK_AFTER_MS = 240_000;
+    /** Processes `message` with stuckAfterSeconds set; returns the due time the claim wrote and the payment after it. */
+    async function claimOf(payment: Partial<Payment>, message: WorkerMessage, at: number) {
+      const s = setup({ payment, deps: { config: { ...CONFIG, stuckAfterSeconds: STUCK_AFTER_MS / 1000 } } });
+      s.clock.t = at;
+      let claimed: Payment | undefined;
+      s.repo.beforeTransition = (p) => {
+        if (p.status === 'processing' && !claimed) claimed = structuredClone(s.stored());
+      };
+      await s.processor.process(message);
+      return { claimed: claimed!, stored: s.stored() };
+    }
+
+    it("a prompt claim keeps the create's due time: the index entry is not rewritten; a dead claimer is found then", async () => {
+      // Created at T0, due at T0 + 240 s (STUCK_AFTER_SECONDS); claimed 1 s later with a 30 s lease.
+      const { claimed, stored } = await claimOf({ dueAt: T0 + STUCK_AFTER_MS }, created, T0 + 1000);
+      expect(claimed).toMatchObject({ status: 'processing', leaseUntil: T0 + 31_000, dueAt: T0 + STUCK_AFTER_MS });
+      expect(stored.status).toBe('success');
+    });
+
+    it('keeps a due time exactly at the lease end and exactly stuckAfter past it', async () => {
+      expect((await claimOf({ dueAt: T0 + 30_000 }, created, T0)).claimed.dueAt).toBe(T0 + 30_000);
+      expect((await claimOf({ dueAt: T0 + 30_000 + STUCK_AFTER_MS }, created, T0)).claimed.dueAt).toBe(T0 + 30_000 + STUCK_AFTER_MS);
+    });
+
+    it('moves it to the lease end when it passed (a late claim), falls inside the lease, or lies further than stuckAfter past it', async () => {
+      // Claimed 5 min after the create: the create's due time has passed.
+      expect((await claimOf({ dueAt: T0 + STUCK_AFTER_MS }, created, T0 + 300_000)).claimed.dueAt).toBe(T0 + 330_000);
+      // Due before the lease ends: the reconciler would find a payment it may not touch.
+      expect((await claimOf({ dueAt: T0 + 29_999 }, created, T0)).claimed.dueAt).toBe(T0 + 30_000);
+      // Due further than stuckAfter past the lease end (a deferral pushed it): a dead claimer would wait too long.
+      expect((await claimOf({ dueAt: T0 + 30_001 + STUCK_AFTER_MS }, created, T0)).claimed.dueAt).toBe(T0 + 30_000);
+    });
+
+    it("a retry's claim moves it: its due time (nextAttemptAt + grace) falls inside the new lease", async () => {
+      const retrying = { status: 'retrying' as const, attempt: 1, retryCount: 1, version: 3, nextAttemptAt: T0 + 2000, dueAt: T0 + 2000 + 30_000 };
+      const { claimed, stored } = await claimOf(retrying, { paymentId: 'pay_1', reason: 'retry', notBefore: T0 + 2000, forAttempt: 2 }, T0 + 2100);
+      expect(claimed).toMatchObject({ status: 'processing', attempt: 2, leaseUntil: T0 + 32_100, dueAt: T0 + 32_100 });
+      expect(stored).toMatchObject({ status: 'success', attempt: 2 });
     });
   });
 

@@ -163,6 +163,32 @@ describe('Reconciler: open payments', () => {
   });
 });
 
+describe('Reconciler: a due payment whose lease is live', () => {
+  it('is left to its claimer and postponed to its lease end (no version, no provider call), then settled once the lease lapsed', async () => {
+    const s = setup();
+    const id = await s.capturedIntent('pay_leased');
+    // Due now, claimed with a lease that ends 2 min from now (hosts' clocks apart, or an item from before claimDueAt).
+    const leaseUntil = T0 + 7 * 60_000;
+    s.repo.put(payment('pay_leased', { status: 'processing', attempt: 1, version: 2, intentId: id, leaseUntil, dueAt: T0 + 60_000 }));
+    s.provider.calls.length = 0;
+    s.clock.advance(5 * 60_000);
+    const r = await s.reconciler().run();
+    expect(r.counts).toMatchObject({ postponed_leased: 1 });
+    expect(s.repo.items.get('pay_leased')).toMatchObject({ status: 'processing', version: 2, dueAt: leaseUntil });
+    expect(s.provider.calls.filter((c) => c.op !== 'list')).toEqual([]);
+    // Not due again before the lease ends: the next run does not read it.
+    s.clock.advance(60_000);
+    const again = await s.reconciler().run();
+    expect(again.itemsRead).toBe(0);
+    expect(again.counts.postponed_leased ?? 0).toBe(0);
+    // Lease lapsed: settled from its intent, never confirmed.
+    s.clock.advance(2 * 60_000);
+    const after = await s.reconciler().run();
+    expect(after.counts.lease_resolved_success).toBe(1);
+    expect(s.provider.count('confirm')).toBe(0);
+  });
+});
+
 describe('Reconciler: within its budget, resuming across runs', () => {
   /** A budget of `pages` page reads per run (the check before each page). */
   const budget = (pages: number) => {

@@ -12,12 +12,10 @@ import {
 } from '@aws-sdk/client-dynamodb';
 import { unmarshall } from '@aws-sdk/util-dynamodb';
 import {
-  BatchGetCommand,
   GetCommand,
   QueryCommand,
   TransactWriteCommand,
   UpdateCommand,
-  type BatchGetCommandOutput,
   type DynamoDBDocumentClient,
   type UpdateCommandInput,
 } from '@aws-sdk/lib-dynamodb';
@@ -35,10 +33,9 @@ import type {
   TransitionRequest,
 } from '../../core/ports';
 import { assertTransition } from '../../core/state-machine';
-import { SETTLED_INDEX } from '../../shared/config-contract';
+import { batchGetByIds } from './batch-get';
 
 export type { IdempotencyRecord, InsertResult, TransitionRequest } from '../../core/ports';
-export { SETTLED_INDEX };
 
 /** Open payments are spread over this many index partitions so no single partition gets hot. */
 export const OPEN_SHARDS = 16;
@@ -46,11 +43,6 @@ export const OPEN_SHARDS = 16;
 export function openShardFor(paymentId: string): string {
   const n = createHash('sha256').update(paymentId).digest().readUInt16BE(0) % OPEN_SHARDS;
   return `open#${String(n).padStart(2, '0')}`;
-}
-
-/** Successful payments carry a sparse (hour, shard) bucket so provider reconciliation can list a window. */
-export function settledBucketFor(paymentId: string, at: Date): string {
-  return `${at.toISOString().slice(0, 13)}#${openShardFor(paymentId).slice(5)}`;
 }
 
 /** The IdempotencyKeys table's partition key: keys are scoped to their tenant. */
@@ -151,19 +143,10 @@ export class PaymentRepository implements PaymentStore, PaymentLister {
     return Item as Payment | undefined;
   }
 
-  /** Up to 100 ids per BatchGetItem; unprocessed keys are asked again until none are left. */
+  /** Up to 100 ids per BatchGetItem, read consistently; unprocessed keys are asked again until none are left. */
   async getMany(ids: readonly string[]): Promise<Map<string, Payment>> {
-    const out = new Map<string, Payment>();
-    for (let i = 0; i < ids.length; i += 100) {
-      let keys: Array<Record<string, unknown>> | undefined = ids.slice(i, i + 100).map((id) => ({ id }));
-      for (let round = 0; keys && keys.length > 0; round++) {
-        const res: BatchGetCommandOutput = await this.doc.send(new BatchGetCommand({ RequestItems: { [this.tables.payments]: { Keys: keys, ConsistentRead: true } } }));
-        for (const item of res.Responses?.[this.tables.payments] ?? []) out.set(String(item.id), item as Payment);
-        keys = res.UnprocessedKeys?.[this.tables.payments]?.Keys;
-        if (keys?.length) await sleep(Math.min(1000, 20 * 2 ** round));
-      }
-    }
-    return out;
+    const items = await batchGetByIds(this.doc, this.tables.payments, ids, { consistent: true });
+    return new Map(items.map((item) => [String(item.id), item as unknown as Payment]));
   }
 
   openPartitions(): readonly string[] {
@@ -284,11 +267,6 @@ export class PaymentRepository implements PaymentStore, PaymentLister {
     } else {
       removes.push('openShard', 'dueAt', 'leaseUntil');
     }
-    if (req.to === 'success') {
-      values[':bucket'] = settledBucketFor(current.id, req.now);
-      values[':settledAt'] = req.now.getTime();
-      sets.push('settledBucket = :bucket', 'settledAt = :settledAt');
-    }
     return this.conditionalUpdate(current.id, {
       UpdateExpression: `SET ${sets.join(', ')}${removes.length ? ` REMOVE ${removes.join(', ')}` : ''}`,
       ConditionExpression: '#version = :v AND #status = :from',
@@ -381,20 +359,6 @@ export class PaymentRepository implements PaymentStore, PaymentLister {
     });
   }
 
-  /** Successful payments settled in one (hour, shard) bucket. */
-  async settledIn(bucket: string, startKey?: Record<string, unknown>) {
-    const res = await this.doc.send(
-      new QueryCommand({
-        TableName: this.tables.payments,
-        IndexName: SETTLED_INDEX,
-        KeyConditionExpression: 'settledBucket = :b',
-        ExpressionAttributeValues: { ':b': bucket },
-        ExclusiveStartKey: startKey,
-      }),
-    );
-    return { items: (res.Items ?? []) as Array<Pick<Payment, 'id' | 'status' | 'providerChargeId' | 'amountMinor' | 'currency'>>, next: res.LastEvaluatedKey };
-  }
-
   /**
    * A tenant's payments, newest first, merged from its index shards. Each round queries every shard not
    * yet exhausted for the items sorted before the cursor's position; an item is returned only when no
@@ -462,7 +426,7 @@ export class PaymentRepository implements PaymentStore, PaymentLister {
         Limit: limit,
       }),
     );
-    // The index projects keys and status only: the payments are read whole, as they are now. One that
+    // The index holds keys only: the payments are read whole, as they are now. One that
     // has closed, or whose due time moved past the bound, since the index was read is not due any more.
     const current = await this.getMany((res.Items ?? []).map((k) => String(k.id)));
     const items = [...current.values()].filter((p) => p.openShard === shard && p.dueAt !== undefined && p.dueAt <= dueBefore);

@@ -24,7 +24,7 @@ export async function claim(ctx: Ctx, p: Payment, why: { action: string; reason:
       change: { action: why.action, actor: WORKER, reason: why.reason },
       set: { attempt, leaseUntil },
       remove: ['nextAttemptAt'],
-      dueAt: leaseUntil,
+      dueAt: claimDueAt(p.dueAt, leaseUntil, ctx.stuckAfterMs),
     });
     return { claimed };
   } catch (err) {
@@ -34,6 +34,25 @@ export async function claim(ctx: Ctx, p: Payment, why: { action: string; reason:
     }
     throw err;
   }
+}
+
+/**
+ * The due time a claim leaves on the payment: when the reconciler looks at it if the claimer dies.
+ *
+ * Kept when leaseUntil <= dueAt <= leaseUntil + stuckAfter, moved to leaseUntil otherwise.
+ *   - Not before the lease end: the reconciler must not find a payment whose claimer may still be at
+ *     work (it would only postpone it, a write of its own). A retry's due time (nextAttemptAt + grace,
+ *     the grace being the lease) falls inside the lease of the claim it schedules, so a retry moves it,
+ *     as does a claim made late, after its due time passed.
+ *   - At most stuckAfter past the lease end: a claimer that dies is then found at most stuckAfter after
+ *     its lease lapsed, the bound already accepted for a message a worker took and died with (a pending
+ *     payment is due stuckAfter after its create). With the defaults (stuckAfter 240 s, lease 60 s) a
+ *     payment claimed within 180 s of its create or re-queue keeps that due time.
+ * Why keep it at all: the open-payments index is keyed on the due time, so moving it is a delete and a
+ * put in the index (2 WCU); keeping it, the claim of a happy payment writes no index entry.
+ */
+export function claimDueAt(dueAt: number | undefined, leaseUntil: number, stuckAfterMs: number): number {
+  return dueAt !== undefined && dueAt >= leaseUntil && dueAt <= leaseUntil + stuckAfterMs ? dueAt : leaseUntil;
 }
 
 export function lostRace(ctx: Ctx, p: Payment, step: string): void {

@@ -25,6 +25,11 @@ export interface ProcessorConfig {
   /** A retrying payment is due for the reconciler this long after nextAttemptAt. Default: the lease. */
   readonly retryGraceMs?: number;
   /**
+   * STUCK_AFTER_SECONDS: a claim keeps a due time at most this long after its lease end (claimDueAt in
+   * claim.ts). Default 0: every claim moves the due time to the lease end.
+   */
+  readonly stuckAfterSeconds?: number;
+  /**
    * Spread of re-sends deferred by an open breaker, added after the breaker's retry time, so they do not
    * all come back at once. Default 10 s (wiring: half the open period).
    */
@@ -115,6 +120,7 @@ export interface Ctx {
   readonly metrics: Metrics;
   readonly leaseMs: number;
   readonly graceMs: number;
+  readonly stuckAfterMs: number;
   readonly deferJitterMs: number;
   readonly outageDelayMs: number;
   readonly openDeadlineMs: number;

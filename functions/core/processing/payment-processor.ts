@@ -44,6 +44,7 @@ export class PaymentProcessor {
       metrics: deps.metrics ?? noMetrics,
       leaseMs,
       graceMs: c.retryGraceMs ?? leaseMs,
+      stuckAfterMs: (c.stuckAfterSeconds ?? 0) * 1000,
       deferJitterMs: c.deferJitterMs ?? 10_000,
       outageDelayMs: c.outageDelayMs ?? 60_000,
       openDeadlineMs: (c.openDeadlineSeconds ?? 86_400) * 1000,
@@ -77,7 +78,8 @@ export class PaymentProcessor {
 
     if (p.status === 'processing') {
       if (p.leaseUntil !== undefined && p.leaseUntil > now) {
-        // The owner settles the attempt; if it dies, the reconciler finds the lapsed lease (dueAt = leaseUntil).
+        // The owner settles the attempt; if it dies, the reconciler finds the lapsed lease (at its due time,
+        // at most stuckAfter after the lease end: claimDueAt).
         ctx.log.info('attempt leased by another worker; message dropped', { ...where, attempt: p.attempt, leaseUntil: p.leaseUntil });
         return { kind: 'ignored', reason: 'leased', status: p.status };
       }

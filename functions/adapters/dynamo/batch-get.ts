@@ -1,0 +1,31 @@
+import { BatchGetCommand, type BatchGetCommandOutput, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+
+/** BatchGetItem takes at most this many keys per request. */
+export const BATCH_GET_MAX_KEYS = 100;
+
+/**
+ * Items of one table by id, in requests of up to 100 keys; keys DynamoDB leaves unprocessed (throttling,
+ * the 16 MB response limit) are asked again, with a growing pause, until none are left. Missing ids are
+ * absent from the result. `projection` names the attributes to return (the read still costs by item size).
+ */
+export async function batchGetByIds(
+  doc: Pick<DynamoDBDocumentClient, 'send'>,
+  table: string,
+  ids: readonly string[],
+  opts: { readonly consistent: boolean; readonly projection?: readonly string[] },
+): Promise<Array<Record<string, unknown>>> {
+  const out: Array<Record<string, unknown>> = [];
+  const projection = opts.projection
+    ? { ProjectionExpression: opts.projection.map((_, i) => `#p${i}`).join(', '), ExpressionAttributeNames: Object.fromEntries(opts.projection.map((a, i) => [`#p${i}`, a])) }
+    : {};
+  for (let i = 0; i < ids.length; i += BATCH_GET_MAX_KEYS) {
+    let keys: Array<Record<string, unknown>> | undefined = ids.slice(i, i + BATCH_GET_MAX_KEYS).map((id) => ({ id }));
+    for (let round = 0; keys && keys.length > 0; round++) {
+      const res: BatchGetCommandOutput = await doc.send(new BatchGetCommand({ RequestItems: { [table]: { Keys: keys, ConsistentRead: opts.consistent, ...projection } } }));
+      out.push(...(res.Responses?.[table] ?? []));
+      keys = res.UnprocessedKeys?.[table]?.Keys;
+      if (keys?.length) await new Promise((r) => setTimeout(r, Math.min(1000, 20 * 2 ** round)));
+    }
+  }
+  return out;
+}
