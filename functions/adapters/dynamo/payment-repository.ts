@@ -49,6 +49,18 @@ export function openShardFor(paymentId: string): string {
 }
 
 /** Successful payments carry a sparse (hour, shard) bucket so provider reconciliation can list a window. */
+/**
+ * Every versioned write appends the new version's updatedAt (epoch ms) to `versionAt`, which the audit
+ * log's keys are made of (Payment.versionAt). `if_not_exists` keeps a payment written before the list
+ * existed writable; its list is then shorter than its version and its older entries are not keyed.
+ */
+export const APPEND_VERSION_TIME = 'versionAt = list_append(if_not_exists(versionAt, :noVersionTimes), :versionTime)';
+
+export const versionTimeValues = (at: Date | string): { ':noVersionTimes': number[]; ':versionTime': number[] } => ({
+  ':noVersionTimes': [],
+  ':versionTime': [typeof at === 'string' ? Date.parse(at) : at.getTime()],
+});
+
 export function settledBucketFor(paymentId: string, at: Date): string {
   return `${at.toISOString().slice(0, 13)}#${openShardFor(paymentId).slice(5)}`;
 }
@@ -268,8 +280,9 @@ export class PaymentRepository implements PaymentStore, PaymentLister {
       ':next': current.version + 1,
       ':now': req.now.toISOString(),
       ':change': req.change,
+      ...versionTimeValues(req.now),
     };
-    const sets = ['#status = :to', '#version = :next', 'updatedAt = :now', 'lastChange = :change'];
+    const sets = ['#status = :to', '#version = :next', 'updatedAt = :now', 'lastChange = :change', APPEND_VERSION_TIME];
     const removes: string[] = [];
     let i = setAttributes(req.set, names, values, sets);
     for (const k of req.remove ?? []) {
@@ -333,8 +346,9 @@ export class PaymentRepository implements PaymentStore, PaymentLister {
       ':s': current.status,
       ':now': req.now.toISOString(),
       ':change': req.change,
+      ...versionTimeValues(req.now),
     };
-    const sets = ['#version = :next', 'updatedAt = :now', 'lastChange = :change'];
+    const sets = ['#version = :next', 'updatedAt = :now', 'lastChange = :change', APPEND_VERSION_TIME];
     let condition = '#version = :v AND #status = :s';
     if (req.dueAt !== undefined) {
       values[':due'] = req.dueAt;
