@@ -109,7 +109,7 @@ function build() {
         stuckAfterSeconds: config().stuckAfterSeconds,
       }),
   );
-  const audit = once(() => new AuditRepository(documentClient(), { audit: config().auditTable, byTenantIndex: config().auditByTenantIndex }));
+  const audit = once(() => new AuditRepository(documentClient(), { audit: config().auditTable }));
   const runs = once(() => new RecoveryRunsRepository(documentClient(), config().recoveryTable));
   // Listing cursors are signed with the stage's key, read once per instance (cursor-seal.ts).
   const cursors = once(() =>

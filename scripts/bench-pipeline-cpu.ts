@@ -14,6 +14,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 import { cliOrExit, reporter } from './cli-args';
+import type { Payment } from '../functions/core/payment';
 
 interface DriverInit {
   readonly phase: 'init';
@@ -83,7 +84,9 @@ function childJavaPid(): number {
 // ---------------------------------------------------------------------------------------------------
 async function driver(): Promise<void> {
   const { startProviderSimulator } = await import('@idempotent-payments/provider-simulator');
-  const { DynamoDBClient, BatchGetItemCommand, QueryCommand } = await import('@aws-sdk/client-dynamodb');
+  const { DynamoDBClient, BatchGetItemCommand, GetItemCommand } = await import('@aws-sdk/client-dynamodb');
+  const { marshall, unmarshall } = await import('@aws-sdk/util-dynamodb');
+  const { entryKeyOf } = await import('../functions/core/audit');
   const provider = await startProviderSimulator({ port: 0 });
   const port = parentPort!;
   const send = (m: FromDriver) => port.postMessage(m);
@@ -135,8 +138,11 @@ async function driver(): Promise<void> {
         await new Promise((r) => setTimeout(r, 500));
         const still: string[] = [];
         for (const id of unaudited) {
-          const res = await ddb.send(new QueryCommand({ TableName: m.auditTable, KeyConditionExpression: 'paymentId = :p', ExpressionAttributeValues: { ':p': { S: id } }, Select: 'COUNT' }));
-          if ((res.Count ?? 0) < 3) still.push(id);
+          // The entry of version 3 (success), found by the key the payment's update times give.
+          const pay = await ddb.send(new GetItemCommand({ TableName: m.paymentsTable, Key: { id: { S: id } }, ConsistentRead: true }));
+          const key = pay.Item ? entryKeyOf(unmarshall(pay.Item) as Payment, 3) : undefined;
+          const entry = key ? await ddb.send(new GetItemCommand({ TableName: m.auditTable, Key: marshall(key) })) : undefined;
+          if (!entry?.Item) still.push(id);
         }
         unaudited = still;
       }

@@ -5,16 +5,16 @@
  *   npx tsx scripts/verify-audit.ts --tenant <tenantId> [--from <ISO 8601>] [--to <ISO 8601>]
  *
  * With --tenant, every payment that has an entry in the range is verified over its whole chain.
- * Environment: AUDIT_TABLE (required), AUDIT_BY_TENANT_INDEX (default audit-by-tenant),
- * AWS_ENDPOINT_URL_DYNAMODB (optional, e.g. DynamoDB Local), AWS_REGION (default us-east-1).
+ * A payment's entries are keyed by the update times the payment keeps, so the payment is read too.
+ * Environment: AUDIT_TABLE and PAYMENTS_TABLE (required), AWS_ENDPOINT_URL_DYNAMODB (optional, e.g.
+ * DynamoDB Local), AWS_REGION (default us-east-1).
  * Prints a JSON report; exits 0 when every chain verifies, 1 when one is broken, 2 on bad usage.
  */
 import { parseArgs } from 'node:util';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { DynamoDBDocumentClient, GetCommand } from '@aws-sdk/lib-dynamodb';
 import { AuditRepository, MAX_PAGE_SIZE, verifyPaymentAudit } from '../functions/adapters/dynamo/audit-repository';
-import { AUDIT_BY_TENANT_INDEX } from '../functions/shared/config-contract';
-import { parseIsoInstant, type ChainVerification } from '../functions/core/audit';
+import { parseIsoInstant, type ChainVerification, type PaymentAuditRef } from '../functions/core/audit';
 
 const USAGE = 'usage: verify-audit --payment <id> | --tenant <tenantId> [--from <ISO>] [--to <ISO>]';
 
@@ -42,14 +42,22 @@ async function main(): Promise<number> {
 
   const table = process.env.AUDIT_TABLE;
   if (!table) fail('AUDIT_TABLE is not set');
+  const paymentsTable = process.env.PAYMENTS_TABLE;
+  if (!paymentsTable) fail('PAYMENTS_TABLE is not set');
   const endpoint = process.env.AWS_ENDPOINT_URL_DYNAMODB || undefined;
   const client = new DynamoDBClient({ region: process.env.AWS_REGION || 'us-east-1', ...(endpoint ? { endpoint } : {}) });
   const doc = DynamoDBDocumentClient.from(client, { marshallOptions: { removeUndefinedValues: true } });
-  const repo = new AuditRepository(doc, { audit: table, byTenantIndex: process.env.AUDIT_BY_TENANT_INDEX || AUDIT_BY_TENANT_INDEX });
+  const repo = new AuditRepository(doc, { audit: table });
+  /** The payment whose chain is checked; a payment the table does not hold has nothing to verify. */
+  const paymentOf = async (id: string): Promise<PaymentAuditRef> => {
+    const { Item } = await doc.send(new GetCommand({ TableName: paymentsTable, Key: { id }, ConsistentRead: true }));
+    if (!Item) throw new Error(`payment ${id} is not in ${paymentsTable}`);
+    return Item as PaymentAuditRef;
+  };
 
   try {
     if (values.payment !== undefined) {
-      const result = await verifyPaymentAudit(repo, values.payment);
+      const result = await verifyPaymentAudit(repo, await paymentOf(values.payment));
       process.stdout.write(`${JSON.stringify({ paymentId: values.payment, ...result }, null, 2)}\n`);
       return result.ok ? 0 : 1;
     }
@@ -68,7 +76,7 @@ async function main(): Promise<number> {
     const failures: Array<ChainVerification & { ok: false }> = [];
     let verifiedEntries = 0;
     for (const id of paymentIds) {
-      const result = await verifyPaymentAudit(repo, id);
+      const result = await verifyPaymentAudit(repo, await paymentOf(id));
       if (result.ok) verifiedEntries += result.count;
       else failures.push(result);
     }

@@ -127,14 +127,14 @@ export function auditApiRoute(deps: AuditApiDeps) {
     if (q.paymentId !== undefined) {
       const payment = await deps.payments.get(q.paymentId);
       if (!payment || payment.tenantId !== req.tenantId) throw new NotFoundError('payment');
-      const page = await deps.audit.listForPayment(q.paymentId, { limit: q.limit, cursor, order });
+      const page = await deps.audit.listForPayment(payment, { limit: q.limit, cursor, order });
       const body: Record<string, unknown> = {
         entries: page.entries.map(auditEntryView),
         nextCursor: await signed(page.nextCursor),
         count: page.entries.length,
       };
       if (q.verify) {
-        const result = await verifyPaymentAudit(deps.audit, q.paymentId);
+        const result = await verifyPaymentAudit(deps.audit, payment);
         body.verification = {
           ...result,
           paymentVersion: payment.version,

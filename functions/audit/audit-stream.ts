@@ -26,7 +26,7 @@ import type { AttributeValue } from '@aws-sdk/client-dynamodb';
 import { unmarshall } from '@aws-sdk/util-dynamodb';
 import type { Context, DynamoDBBatchResponse, DynamoDBRecord, DynamoDBStreamEvent } from 'aws-lambda';
 import type { AuditWriter } from '../adapters/dynamo/audit-repository';
-import { entryFromImages, GENESIS_HASH, repairedEntry } from '../core/audit';
+import { entryFromImages, entryKeyOf, GENESIS_HASH, repairedEntry } from '../core/audit';
 import type { Payment } from '../core/payment';
 import { noMetrics, type Logger, type Metrics } from '../core/ports';
 import { instrumented } from '../shared/instrument';
@@ -99,9 +99,18 @@ export function createAuditStreamHandler(deps: AuditStreamDeps) {
         .map((p) => cacheKey(p.id, p.version)),
     );
 
+    /**
+     * The stored entry of `p`'s version before `version`, found by key: that version's time is in the
+     * payment's `versionAt` (every image carries the times of the versions before it).
+     */
+    const storedEntry = async (p: Payment, version: number) => {
+      const key = entryKeyOf(p, version);
+      return key ? repo.get(key) : undefined;
+    };
+
     /** Writes the lost predecessor from the old image; its hash, or '' when it cannot be repaired. */
     const repair = async (lost: Payment): Promise<string> => {
-      const before = lost.version > 1 ? await repo.get(lost.id, lost.version - 1) : undefined;
+      const before = lost.version > 1 ? await storedEntry(lost, lost.version - 1) : undefined;
       if (lost.version > 1 && !before) return '';
       const entry = repairedEntry(lost, before);
       const result = await repo.append(entry);
@@ -132,7 +141,7 @@ export function createAuditStreamHandler(deps: AuditStreamDeps) {
       let prevHash = GENESIS_HASH;
       if (next.version > 1) {
         prevHash =
-          written.get(cacheKey(next.id, next.version - 1)) ?? (await repo.get(next.id, next.version - 1))?.hash ?? '';
+          written.get(cacheKey(next.id, next.version - 1)) ?? (await storedEntry(next, next.version - 1))?.hash ?? '';
         if (!prevHash && prev && prev.version === next.version - 1 && !inBatch.has(cacheKey(prev.id, prev.version))) {
           checkPayment(prev);
           prevHash = await repair(prev);

@@ -59,9 +59,9 @@ export interface AuditEntry {
   readonly prevHash: string;
   /** SHA-256 of the canonical JSON of every other field. */
   readonly hash: string;
-  /** Sort key of the audit-by-tenant index: `${timestamp}#${paymentId}#${version padded}`. */
+  /** Sort key of the AuditLog table: `${timestamp}#${paymentId}#${version padded}` (tenantSortKey). */
   readonly tenantSort: string;
-  /** Partition key of the audit-by-tenant index: `${tenantId}#${shard of the payment}` (tenantShardKey). */
+  /** Partition key of the AuditLog table: `${tenantId}#${shard of the payment}` (tenantShardKey). */
   readonly tenantShard: string;
   /**
    * Set on an entry rebuilt after its own stream record was lost: built from the next version's old
@@ -87,8 +87,8 @@ export type ChainVerification =
     };
 
 /**
- * Partitions of one tenant in the audit-by-tenant index. 10× peak is ~3,500 audit writes/s for one
- * tenant; over 16 partitions that is ~220 writes/s each, under the ~1,000 WCU/s a partition takes.
+ * Partitions of one tenant in the AuditLog table. 10× peak is ~3,500 audit writes/s for one tenant;
+ * over 16 partitions that is ~220 writes/s each, under the ~1,000 WCU/s a partition takes.
  */
 export const AUDIT_TENANT_SHARDS = 16;
 
@@ -101,6 +101,36 @@ export const tenantShardsOf = (tenantId: string): string[] =>
 
 export const tenantSortKey = (timestamp: string, paymentId: string, version: number): string =>
   `${timestamp}#${paymentId}#${String(version).padStart(VERSION_PAD, '0')}`;
+
+/**
+ * Where one entry is stored. The AuditLog table is keyed for the tenant's time-ordered listing
+ * (tenantShard, tenantSort), so it needs no index: an entry's key is computed from its payment's tenant,
+ * id, version and that version's updatedAt. A payment keeps the updatedAt of every version it had
+ * (`versionAt`), so its own entries are found by key too, never by searching.
+ */
+export interface AuditKey {
+  readonly tenantShard: string;
+  readonly tenantSort: string;
+}
+
+export const auditKeyOf = (tenantId: string, paymentId: string, version: number, timestamp: string): AuditKey => ({
+  tenantShard: tenantShardKey(tenantId, paymentId),
+  tenantSort: tenantSortKey(timestamp, paymentId, version),
+});
+
+/** What locates a payment's entries: the fields of the payment the keys are made of. */
+export type PaymentAuditRef = Pick<Payment, 'id' | 'tenantId' | 'version' | 'versionAt'>;
+
+/**
+ * The key of version `version`'s entry, or undefined when the payment holds no time for it (a payment
+ * written before versions kept their times). `versionAt[v - 1]` is version v's updatedAt in epoch ms,
+ * and updatedAt is always an ISO instant in milliseconds (Date#toISOString), so the text is exact.
+ */
+export function entryKeyOf(p: PaymentAuditRef, version: number): AuditKey | undefined {
+  const at = p.versionAt?.[version - 1];
+  if (version < 1 || version > p.version || typeof at !== 'number' || !Number.isFinite(at)) return undefined;
+  return auditKeyOf(p.tenantId, p.id, version, new Date(at).toISOString());
+}
 
 /** SHA-256 over the canonical JSON of every field except `hash` (undefined fields are absent). */
 export function hashEntry(entry: Omit<AuditEntry, 'hash'> | AuditEntry): string {

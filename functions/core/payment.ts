@@ -65,6 +65,11 @@ export interface Payment {
   readonly lastError?: PaymentError;
   readonly createdAt: string;
   readonly updatedAt: string;
+  /**
+   * updatedAt of every version in epoch ms (version v at index v - 1), appended by each versioned write:
+   * the audit log's keys are made of it (see entryKeyOf in audit.ts). About 9 bytes a version.
+   */
+  readonly versionAt?: readonly number[];
   readonly processedAt?: string;
   /** Epoch ms until which the current processing attempt owns the payment. */
   readonly leaseUntil?: number;

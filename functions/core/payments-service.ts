@@ -168,6 +168,7 @@ export class PaymentsService {
       maxRetries: this.deps.maxRetries,
       createdAt: iso,
       updatedAt: iso,
+      versionAt: [now.getTime()],
       dueAt: now.getTime() + this.deps.stuckAfterSeconds * 1000,
       lastChange: { action: 'created', actor: `api:${tenantId}` },
     };

@@ -17,7 +17,6 @@
 /** DynamoDB index names: the stack creates them under these names and the code queries them. */
 export const OPEN_PAYMENTS_INDEX = 'open-payments';
 /** Keyed by tenantShard (`${tenantId}#${nn}`), so one busy tenant's audit writes spread over 16 partitions. */
-export const AUDIT_BY_TENANT_INDEX = 'audit-by-tenant-shard';
 export const PAYMENTS_BY_TENANT_INDEX = 'payments-by-tenant';
 /** Sparse index of the Refunds table: pending refunds only, by shard and due time. */
 export const OPEN_REFUNDS_INDEX = 'open-refunds';
@@ -133,14 +132,6 @@ export const SETTINGS = {
     setBy: 'stack',
     default: PAYMENTS_BY_TENANT_INDEX,
     doc: "Payments index by tenant shard and creation time (GET /api/payments lists a tenant's payments from it).",
-  },
-  AUDIT_BY_TENANT_INDEX: {
-    field: 'auditByTenantIndex',
-    type: 'string',
-    kind: 'value',
-    setBy: 'stack',
-    default: AUDIT_BY_TENANT_INDEX,
-    doc: 'AuditLog index by tenant and time.',
   },
   IDEMPOTENCY_TTL_SECONDS: {
     field: 'idempotencyTtlSeconds',
@@ -428,7 +419,7 @@ export const FUNCTION_SETTINGS = {
     'PROVIDER_KEY_RETENTION_SECONDS',
     ...PROVIDER_CALLS,
   ],
-  auditApi: ['PRINCIPALS_TABLE', 'PRINCIPAL_CACHE_SECONDS', 'AUDIT_TABLE', 'AUDIT_BY_TENANT_INDEX', 'PAYMENTS_TABLE', 'CURSOR_SECRET_ID'],
+  auditApi: ['PRINCIPALS_TABLE', 'PRINCIPAL_CACHE_SECONDS', 'AUDIT_TABLE', 'PAYMENTS_TABLE', 'CURSOR_SECRET_ID'],
   auditStream: ['AUDIT_TABLE'],
   recoveryApi: ['PRINCIPALS_TABLE', 'PRINCIPAL_CACHE_SECONDS', 'OPERATOR_IDEMPOTENCY_TABLE', 'RECOVERY_TABLE', 'RECOVERY_RUN_LEASE_SECONDS', 'PAYMENTS_TABLE', 'OPEN_PAYMENTS_INDEX', 'RECONCILER_FUNCTION_NAME'],
   worker: PROCESSING,

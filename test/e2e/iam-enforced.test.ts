@@ -97,7 +97,7 @@ describe('IAM enforced by the local stack', () => {
     // A role's Query on the table does not cover another table.
     await expect(
       as('ReconcilerFunction').dynamodb.send(
-        new QueryCommand({ TableName: table('AuditLogTable'), KeyConditionExpression: 'paymentId = :p', ExpressionAttributeValues: { ':p': { S: 'x' } } }),
+        new QueryCommand({ TableName: table('AuditLogTable'), KeyConditionExpression: 'tenantShard = :p', ExpressionAttributeValues: { ':p': { S: 'x' } } }),
       ),
     ).rejects.toMatchObject({ name: 'AccessDeniedException' });
   });

@@ -16,7 +16,7 @@ import {
   type AttributeValue,
 } from '@aws-sdk/client-dynamodb';
 import { BatchWriteCommand, DynamoDBDocumentClient, type BatchWriteCommandOutput } from '@aws-sdk/lib-dynamodb';
-import { unmarshall } from '@aws-sdk/util-dynamodb';
+import { marshall, unmarshall } from '@aws-sdk/util-dynamodb';
 import type { APIGatewayProxyEvent, DynamoDBRecord, DynamoDBStreamEvent } from 'aws-lambda';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadSynthesizedStack, resourcesOfType, type RunningEmulator, startDynamoDbLocal, tableInput } from '@idempotent-payments/local-stack';
@@ -24,7 +24,7 @@ import { AuditRepository, verifyPaymentAudit } from '../../functions/adapters/dy
 import { PaymentRepository, openShardFor } from '../../functions/adapters/dynamo/payment-repository';
 import { auditApiRoute } from '../../functions/api/audit-api';
 import { createAuditStreamHandler } from '../../functions/audit/audit-stream';
-import { entryFromImages, GENESIS_HASH, type AuditEntry } from '../../functions/core/audit';
+import { entryFromImages, entryKeyOf, GENESIS_HASH, type AuditEntry, type PaymentAuditRef } from '../../functions/core/audit';
 import type { Payment, PaymentStatus } from '../../functions/core/payment';
 import { apiHandler } from '../../functions/shared/http';
 import { DAY_MS, HOUR_MS, isoAt, TEST_EPOCH } from '../helpers/clock';
@@ -40,7 +40,6 @@ let endpoint: string;
 let client: DynamoDBClient;
 let doc: DynamoDBDocumentClient;
 let tables: { payments: string; idempotency: string; audit: string };
-let auditIndex: string;
 let audit: AuditRepository;
 let paymentsRepo: PaymentRepository;
 let handler: ReturnType<typeof createAuditStreamHandler>;
@@ -63,8 +62,8 @@ beforeAll(async () => {
     };
     const [p, i, a] = await Promise.all([create('PaymentsTable'), create('IdempotencyKeysTable'), create('AuditLogTable')]);
     tables = { payments: p.name, idempotency: i.name, audit: a.name };
-    auditIndex = a.props.GlobalSecondaryIndexes[0].IndexName;
-    audit = new AuditRepository(doc, { audit: tables.audit, byTenantIndex: auditIndex });
+    expect(a.props.GlobalSecondaryIndexes).toBeUndefined(); // keyed for the tenant listing: no index to write
+    audit = new AuditRepository(doc, { audit: tables.audit });
     paymentsRepo = new PaymentRepository(doc, { payments: tables.payments, idempotency: tables.idempotency, openPaymentsIndex: 'open-payments' });
     handler = createAuditStreamHandler({ repository: audit });
   } catch (err) {
@@ -112,6 +111,7 @@ async function drivePayment(tenantId: string, t0: number, ending: 'success' | 'f
     maxRetries: 3,
     createdAt: at(0).toISOString(),
     updatedAt: at(0).toISOString(),
+    versionAt: [t0],
     openShard: openShardFor(id),
     dueAt: t0 + 120_000,
     lastChange: { action: 'created', actor: `api:${tenantId}` },
@@ -215,8 +215,15 @@ async function scanAudit(): Promise<Raw[]> {
   return items.sort((a, b) => `${a.paymentId!.S}#${a.version!.N!.padStart(10, '0')}`.localeCompare(`${b.paymentId!.S}#${b.version!.N!.padStart(10, '0')}`));
 }
 
+/** The payment as stored now: its update times locate its entries. */
+async function stored(id: string): Promise<Payment> {
+  const p = await paymentsRepo.get(id);
+  if (!p) throw new Error(`payment ${id} not stored`);
+  return p;
+}
+
 async function allForPayment(id: string): Promise<AuditEntry[]> {
-  return (await audit.listForPayment(id, { limit: 1000 })).entries;
+  return (await audit.listForPayment(await stored(id), { limit: 1000 })).entries;
 }
 
 function apiEvent(query: Record<string, string>, tenant: string): APIGatewayProxyEvent {
@@ -245,7 +252,7 @@ async function runCli(args: string[]): Promise<{ code: number; out: any }> {
   const env = {
     ...process.env,
     AUDIT_TABLE: tables.audit,
-    AUDIT_BY_TENANT_INDEX: auditIndex,
+    PAYMENTS_TABLE: tables.payments,
     AWS_ENDPOINT_URL_DYNAMODB: endpoint,
     AWS_REGION: region,
     AWS_ACCESS_KEY_ID: credentials.accessKeyId,
@@ -284,7 +291,7 @@ describe('audit trail on DynamoDB Local', () => {
     expect(entries[0]!.prevHash).toBe(GENESIS_HASH);
     expect(entries[2]).toMatchObject({ action: 'attempt_failed', actor: 'worker', reason: 'provider timeout' });
     expect(entries[2]!.details).toMatchObject({ retryCount: 1, lastErrorCode: 'PROVIDER_TIMEOUT', amountMinor: 4999, currency: 'USD' });
-    expect(await verifyPaymentAudit(audit, id)).toEqual({ ok: true, count: 5 });
+    expect(await verifyPaymentAudit(audit, await stored(id))).toEqual({ ok: true, count: 5 });
     // The stored entries are what the pure builder gives for the stored images.
     const expected: AuditEntry[] = [];
     images.forEach((img, i) =>
@@ -311,7 +318,7 @@ describe('audit trail on DynamoDB Local', () => {
     const entries = await allForPayment(id);
     expect(entries.map((e) => e.version)).toEqual(transitions.map((_, i) => i + 1));
     expect(entries.map((e) => `${e.fromStatus}>${e.toStatus}`)).toEqual(transitions);
-    expect(await verifyPaymentAudit(audit, id)).toEqual({ ok: true, count: transitions.length });
+    expect(await verifyPaymentAudit(audit, await stored(id))).toEqual({ ok: true, count: transitions.length });
   });
 
   it('fails a version delivered before its predecessor and succeeds on redelivery in order', async () => {
@@ -326,7 +333,7 @@ describe('audit trail on DynamoDB Local', () => {
     expect((await handler(batch([r2!, r3!, r4!, r5!]))).batchItemFailures).toEqual([]);
     const entries = await allForPayment(id);
     expect(entries.map((e) => e.version)).toEqual([1, 2, 3, 4, 5]);
-    expect(await verifyPaymentAudit(audit, id)).toEqual({ ok: true, count: 5 });
+    expect(await verifyPaymentAudit(audit, await stored(id))).toEqual({ ok: true, count: 5 });
   });
 
   it('names a tampered entry (API verify, library and CLI)', async () => {
@@ -337,13 +344,13 @@ describe('audit trail on DynamoDB Local', () => {
     await client.send(
       new UpdateItemCommand({
         TableName: tables.audit,
-        Key: { paymentId: { S: id }, version: { N: '3' } },
+        Key: marshall(entryKeyOf(await stored(id), 3)!),
         UpdateExpression: 'SET details.amountMinor = :a',
         ExpressionAttributeValues: { ':a': { N: '1' } },
       }),
     );
-    expect(await verifyPaymentAudit(audit, id)).toMatchObject({ ok: false, paymentId: id, version: 3, problem: 'HASH_MISMATCH' });
-    expect(await verifyPaymentAudit(audit, cleanId)).toEqual({ ok: true, count: 5 });
+    expect(await verifyPaymentAudit(audit, await stored(id))).toMatchObject({ ok: false, paymentId: id, version: 3, problem: 'HASH_MISMATCH' });
+    expect(await verifyPaymentAudit(audit, await stored(cleanId))).toEqual({ ok: true, count: 5 });
 
     const api = await callApi({ paymentID: id, verify: 'true' }, 'tenant-t');
     expect(api.status).toBe(200);
@@ -429,15 +436,17 @@ describe('audit trail on DynamoDB Local', () => {
     const ascending = Array.from({ length: 1000 }, (_, i) => i + 1);
     const descending = [...ascending].reverse();
 
-    const pa = await collect((cursor) => audit.listForPayment(id, { limit: 100, cursor, order: 'asc' }));
+    // The payment as it would be stored after its 1,000 versions: its update times key the entries.
+    const ref: PaymentAuditRef = { id, tenantId, version: 1000, versionAt: ascending.map((v) => start + v * 1000) };
+    const pa = await collect((cursor) => audit.listForPayment(ref, { limit: 100, cursor, order: 'asc' }));
     expect(pa).toEqual({ versions: ascending, pages: 10 });
-    const pd = await collect((cursor) => audit.listForPayment(id, { limit: 100, cursor, order: 'desc' }));
+    const pd = await collect((cursor) => audit.listForPayment(ref, { limit: 100, cursor, order: 'desc' }));
     expect(pd).toEqual({ versions: descending, pages: 10 });
     const ta = await collect((cursor) => audit.listForTenant(tenantId, { limit: 100, cursor, order: 'asc' }));
     expect(ta).toEqual({ versions: ascending, pages: 10 });
     const td = await collect((cursor) => audit.listForTenant(tenantId, { limit: 100, cursor, order: 'desc' }));
     expect(td).toEqual({ versions: descending, pages: 10 });
-    expect(await verifyPaymentAudit(audit, id)).toEqual({ ok: true, count: 1000 });
+    expect(await verifyPaymentAudit(audit, ref)).toEqual({ ok: true, count: 1000 });
 
     // Through the API: cursors chain pages; a forged or foreign cursor is a 400.
     const first = await callApi({ from: isoAt(DAY_MS + 5 * 60_000), to: isoAt(DAY_MS + 10 * 60_000), limit: '100', order: 'asc' }, tenantId);
@@ -525,6 +534,6 @@ describe('audit trail on DynamoDB Local', () => {
     const chain = await allForPayment(id);
     expect(chain.map((e) => e.version)).toEqual([1, 2, 3, 4, 5]);
     expect(chain[2]).toMatchObject({ repairedFrom: 'next_version_old_image', fromStatus: 'processing', toStatus: 'retrying' });
-    expect(await verifyPaymentAudit(audit, id)).toEqual({ ok: true, count: 5 });
+    expect(await verifyPaymentAudit(audit, await stored(id))).toEqual({ ok: true, count: 5 });
   });
 });

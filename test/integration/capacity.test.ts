@@ -23,7 +23,7 @@ import type { Payment } from '../../functions/core/payment';
 import { PaymentsService } from '../../functions/core/payments-service';
 import { silentLogger } from '../../functions/core/ports';
 import { PaymentProcessor } from '../../functions/core/processing/payment-processor';
-import { AUDIT_BY_TENANT_INDEX, OPEN_PAYMENTS_INDEX } from '../../functions/shared/config-contract';
+import { OPEN_PAYMENTS_INDEX } from '../../functions/shared/config-contract';
 import { FakeIntentProvider } from '../helpers/fake-intent-provider';
 import { FakeQueue } from '../helpers/fakes';
 import { projectRoot } from '../helpers/project-root';
@@ -142,7 +142,7 @@ async function onePayment(failures: number) {
     logger: silentLogger,
     random: () => 0,
   });
-  const audit = createAuditStreamHandler({ repository: new AuditRepository(doc, { audit: tables.audit, byTenantIndex: AUDIT_BY_TENANT_INDEX }), logger: silentLogger });
+  const audit = createAuditStreamHandler({ repository: new AuditRepository(doc, { audit: tables.audit }), logger: silentLogger });
 
   meter.reset();
   const { payment } = await service.create('tenant-1', {

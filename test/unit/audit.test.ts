@@ -20,6 +20,8 @@ import {
   parseIsoInstant,
   verifyChain,
   type AuditEntry,
+  type AuditKey,
+  type PaymentAuditRef,
 } from '../../functions/core/audit';
 import { canonicalJson } from '../../functions/core/fingerprint';
 import type { Payment } from '../../functions/core/payment';
@@ -99,7 +101,12 @@ function lifecycle(id = 'pay_0000000000000000000000000a', tenantId = 'tenant-a')
     updatedAt: at(6),
     lastChange: { action: 'attempt_succeeded', actor: 'worker' },
   };
-  return [v1, v2, v3, v4, v5];
+  // Each version carries the update times of every version so far, as the repository appends them.
+  return withVersionTimes([v1, v2, v3, v4, v5]);
+}
+
+function withVersionTimes(images: Payment[]): Payment[] {
+  return images.map((p, i) => ({ ...p, versionAt: images.slice(0, i + 1).map((q) => Date.parse(q.updatedAt)) }));
 }
 
 function chainOf(images: Payment[]): AuditEntry[] {
@@ -326,9 +333,10 @@ class MemoryAudit implements AuditWriter {
   readonly items = new Map<string, AuditEntry>();
   appends = 0;
   gets = 0;
-  async get(paymentId: string, version: number) {
+  // Kept by payment#version for the tests to read; found by the table's key, as DynamoDB would.
+  async get(key: AuditKey) {
     this.gets++;
-    return this.items.get(`${paymentId}#${version}`);
+    return [...this.items.values()].find((e) => e.tenantShard === key.tenantShard && e.tenantSort === key.tenantSort);
   }
   async append(entry: AuditEntry): Promise<AppendResult> {
     this.appends++;
@@ -513,12 +521,12 @@ describe('audit stream handler', () => {
 class FakeReader implements AuditReader {
   calls: Array<{ kind: 'payment' | 'tenant'; key: string; opts: PaymentListOptions | TenantListOptions }> = [];
   constructor(private readonly entries: AuditEntry[]) {}
-  async get(paymentId: string, version: number) {
-    return this.entries.find((e) => e.paymentId === paymentId && e.version === version);
+  async get(key: AuditKey) {
+    return this.entries.find((e) => e.tenantShard === key.tenantShard && e.tenantSort === key.tenantSort);
   }
-  async listForPayment(paymentId: string, opts: PaymentListOptions = {}): Promise<AuditPage> {
-    this.calls.push({ kind: 'payment', key: paymentId, opts });
-    return { entries: this.entries.filter((e) => e.paymentId === paymentId), nextCursor: null };
+  async listForPayment(payment: PaymentAuditRef, opts: PaymentListOptions = {}): Promise<AuditPage> {
+    this.calls.push({ kind: 'payment', key: payment.id, opts });
+    return { entries: this.entries.filter((e) => e.paymentId === payment.id), nextCursor: null };
   }
   async listForTenant(tenantId: string, opts: TenantListOptions = {}): Promise<AuditPage> {
     this.calls.push({ kind: 'tenant', key: tenantId, opts });

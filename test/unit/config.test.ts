@@ -12,7 +12,7 @@ function envFor(fn: keyof typeof FUNCTION_SETTINGS): Record<string, string> {
 describe('loadConfig', () => {
   it('gives every setting its contract default when the environment is empty', () => {
     const config = loadConfig({});
-    expect(config).toMatchObject({ idempotencyTtlSeconds: 172_800, openDeadlineSeconds: 86_400, providerKeyRetentionSeconds: 86_400, maxRetries: 3, leaseSeconds: 60, openPaymentsIndex: 'open-payments', auditByTenantIndex: 'audit-by-tenant-shard' });
+    expect(config).toMatchObject({ idempotencyTtlSeconds: 172_800, openDeadlineSeconds: 86_400, providerKeyRetentionSeconds: 86_400, maxRetries: 3, leaseSeconds: 60, openPaymentsIndex: 'open-payments' });
     expect(config.providerUrl).toBe('https://api.stripe.com');
     expect(config.providerSecretId).toBeUndefined();
   });

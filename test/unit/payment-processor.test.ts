@@ -154,6 +154,78 @@ describe('PaymentProcessor: first attempt', () => {
     });
   });
 
+  it('makes the intent before the claim, and the claim stores it: no second write for the intent id', async () => {
+    const { processor, repo, provider, stored } = setup();
+    let claim: TransitionRequest | undefined;
+    let callsAtClaim = -1;
+    repo.beforeTransition = (_p, req) => {
+      if (req.to !== 'processing') return;
+      claim = req;
+      callsAtClaim = provider.calls.length;
+    };
+    let intentWrites = 0;
+    const record = repo.recordIntent.bind(repo);
+    repo.recordIntent = async (p, id) => {
+      intentWrites++;
+      return record(p, id);
+    };
+    await expect(processor.process(created)).resolves.toMatchObject({ kind: 'settled', status: 'success' });
+    expect(claim?.set).toMatchObject({ attempt: 1, intentId: 'pi_1' });
+    expect(callsAtClaim).toBe(1); // the create only: nothing is confirmed before the claim
+    expect(intentWrites).toBe(0);
+    expect(stored()).toMatchObject({ status: 'success', intentId: 'pi_1' });
+    expect(provider.netCaptured('pay_1')).toBe(1250);
+  });
+
+  it('a claim lost after making the intent confirms nothing; the winner confirms that same intent once', async () => {
+    const { processor, repo, provider, stored } = setup();
+    const winner = structuredClone(stored());
+    repo.beforeTransition = (current, req) => {
+      // Another worker claims first (it made the same intent under the same key).
+      if (req.to === 'processing' && current.version === 1 && repo.beforeTransition) {
+        repo.beforeTransition = undefined;
+        repo.put({ ...winner, status: 'processing', version: 2, attempt: 1, intentId: 'pi_1', leaseUntil: T0 + 30_000 });
+      }
+    };
+    await expect(processor.process(created)).resolves.toEqual({ kind: 'ignored', reason: 'concurrent_update' });
+    expect(provider.calls.filter((c) => c.op === 'confirm')).toEqual([]);
+    expect(provider.calls).toEqual([{ op: 'create', key: 'intent-pay_1' }]);
+  });
+
+  it('our own failure before the claim claims nothing: the payment stays pending and the message is retried', async () => {
+    const { processor, provider, stored } = setup();
+    provider.failCreates = new Error('rate budget table unavailable') as never;
+    await expect(processor.process(created)).rejects.toThrow('rate budget table unavailable');
+    expect(stored()).toMatchObject({ status: 'pending', version: 1, attempt: 0 });
+    expect(stored().intentId).toBeUndefined();
+  });
+
+  it('an unclear answer to the create before the claim: the claimed attempt makes it again and confirms that intent once', async () => {
+    const { processor, provider, stored } = setup();
+    let creates = 0;
+    provider.failCreates = undefined;
+    const create = provider.createIntent.bind(provider);
+    provider.createIntent = async (req) => {
+      if (creates++ === 0) {
+        provider.calls.push({ op: 'create', key: 'intent-pay_1' });
+        throw new ProviderError('unknown', 'idempotency_key_in_use', 'another request with this key is in flight', { httpStatus: 409 });
+      }
+      return create(req);
+    };
+    await expect(processor.process(created)).resolves.toMatchObject({ kind: 'settled', status: 'success', attempt: 1 });
+    expect(provider.calls.map((c) => c.op)).toEqual(['create', 'create', 'confirm']);
+    expect(stored()).toMatchObject({ status: 'success', retryCount: 0, intentId: 'pi_1' });
+    expect(provider.netCaptured('pay_1')).toBe(1250);
+  });
+
+  it('a clear refusal of the create before the claim is settled by the claimed attempt without asking again', async () => {
+    const { processor, provider, stored } = setup();
+    provider.failCreates = new ProviderError('outage', 'authentication_error', 'invalid API key', { httpStatus: 401 });
+    await processor.process(created);
+    expect(provider.calls).toEqual([{ op: 'create', key: 'intent-pay_1' }]);
+    expect(stored()).toMatchObject({ status: 'retrying', attempt: 1, retryCount: 0, lastError: { code: 'PROVIDER_AUTH_ERROR', details: { outcome: 'outage' } } });
+  });
+
   it('passes amount, currency and metadata to the intent and the token to the confirmation', async () => {
     const { processor, provider } = setup();
     let confirm: unknown;

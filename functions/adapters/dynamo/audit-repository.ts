@@ -1,9 +1,11 @@
 /**
- * The AuditLog table (pk paymentId, sk version) and its audit-by-tenant index (tenantShard, tenantSort),
- * where tenantShard is the tenant plus one of AUDIT_TENANT_SHARDS shards (see tenantShardKey).
+ * The AuditLog table, keyed (tenantShard, tenantSort): a tenant's entries in time order over
+ * AUDIT_TENANT_SHARDS partitions (tenantShardKey), with no index. One entry's key is computed from its
+ * payment (auditKeyOf / entryKeyOf in core/audit.ts): a payment's own entries are read by key from the
+ * update times it keeps (`versionAt`), so neither listing searches.
  *
- * Append policy: an entry is written once, with `attribute_not_exists(paymentId)` on its
- * (paymentId, version) key, and is never overwritten or deleted by this code.
+ * Append policy: an entry is written once, with `attribute_not_exists(tenantShard)` on its key, and is
+ * never overwritten or deleted by this code.
  * - No entry yet → written.
  * - The same entry already there (stream redelivery, retried batch) → 'duplicate', a success.
  * - A DIFFERENT entry already there → 'conflict': the stored entry is kept (append-only; it is the one
@@ -14,13 +16,13 @@
  *   entry or its predecessor, or entry building that changed between two deliveries; verification of
  *   the chain then tells which.
  *
- * Listing pages are opaque cursors: base64url of the JSON of the last returned item's key. Each page
- * reads one item more than it returns, so a cursor is given only when another item exists.
+ * Listing pages are opaque cursors: base64url of the JSON of the last returned item's position. Each
+ * page reads one item more than it returns, so a cursor is given only when another item exists.
  */
 import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
-import { GetCommand, PutCommand, QueryCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { BatchGetCommand, GetCommand, PutCommand, QueryCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { unmarshall } from '@aws-sdk/util-dynamodb';
-import { tenantShardsOf, verifyChain, type AuditEntry, type ChainVerification } from '../../core/audit';
+import { entryKeyOf, tenantShardsOf, verifyChain, type AuditEntry, type AuditKey, type ChainVerification, type PaymentAuditRef } from '../../core/audit';
 import { AppError, InvalidCursorError } from '../../core/errors';
 import { canonicalJson } from '../../core/fingerprint';
 import { logger } from '../../shared/logger';
@@ -53,20 +55,24 @@ export type AppendResult =
 /** What the stream handler needs. */
 export interface AuditWriter {
   append(entry: AuditEntry): Promise<AppendResult>;
-  get(paymentId: string, version: number): Promise<AuditEntry | undefined>;
+  get(key: AuditKey): Promise<AuditEntry | undefined>;
 }
 
 /** What the API and the verifier need. */
 export interface AuditReader {
-  get(paymentId: string, version: number): Promise<AuditEntry | undefined>;
-  listForPayment(paymentId: string, opts?: PaymentListOptions): Promise<AuditPage>;
+  get(key: AuditKey): Promise<AuditEntry | undefined>;
+  listForPayment(payment: PaymentAuditRef, opts?: PaymentListOptions): Promise<AuditPage>;
   listForTenant(tenantId: string, opts?: TenantListOptions): Promise<AuditPage>;
 }
 
 export interface AuditTables {
   readonly audit: string;
-  readonly byTenantIndex: string;
 }
+
+/** Keys per BatchGetItem request (DynamoDB's limit). */
+const BATCH_KEYS = 100;
+/** Rounds of a BatchGetItem that left keys unprocessed (throttling) before giving up. */
+const BATCH_ROUNDS = 8;
 
 export const DEFAULT_PAGE_SIZE = 100;
 export const MAX_PAGE_SIZE = 1000;
@@ -133,14 +139,14 @@ export class AuditRepository implements AuditReader, AuditWriter {
         new PutCommand({
           TableName: this.tables.audit,
           Item: entry,
-          ConditionExpression: 'attribute_not_exists(paymentId)',
+          ConditionExpression: 'attribute_not_exists(tenantShard)',
           ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
         }),
       );
       return { status: 'written' };
     } catch (err) {
       if (!(err instanceof ConditionalCheckFailedException)) throw err;
-      const existing = err.Item ? (unmarshall(err.Item) as AuditEntry) : await this.get(entry.paymentId, entry.version);
+      const existing = err.Item ? (unmarshall(err.Item) as AuditEntry) : await this.get(entry);
       if (!existing) throw err; // the condition failed, so an item exists; never expected
       if (canonicalJson(existing) === canonicalJson(entry)) return { status: 'duplicate' };
       logger.error('audit entry conflict', {
@@ -156,32 +162,54 @@ export class AuditRepository implements AuditReader, AuditWriter {
     }
   }
 
-  async get(paymentId: string, version: number): Promise<AuditEntry | undefined> {
+  async get(key: AuditKey): Promise<AuditEntry | undefined> {
     const { Item } = await this.doc.send(
-      new GetCommand({ TableName: this.tables.audit, Key: { paymentId, version }, ConsistentRead: true }),
+      new GetCommand({ TableName: this.tables.audit, Key: { tenantShard: key.tenantShard, tenantSort: key.tenantSort }, ConsistentRead: true }),
     );
     return Item as AuditEntry | undefined;
   }
 
-  async listForPayment(paymentId: string, opts: PaymentListOptions = {}): Promise<AuditPage> {
+  /**
+   * A payment's entries by version, read by key (consistent BatchGetItem) from the update times the
+   * payment keeps. A version whose entry is not written yet (the stream trails the table) is skipped;
+   * the page is then shorter, never wrong. The cursor is the last returned version.
+   */
+  async listForPayment(payment: PaymentAuditRef, opts: PaymentListOptions = {}): Promise<AuditPage> {
     const limit = pageSize(opts.limit);
-    const start = opts.cursor ? decodeCursor(opts.cursor, { paymentId: 'string', version: 'number' }, { paymentId }) : undefined;
-    const res = await this.doc.send(
-      new QueryCommand({
-        TableName: this.tables.audit,
-        KeyConditionExpression: 'paymentId = :p',
-        ExpressionAttributeValues: { ':p': paymentId },
-        ScanIndexForward: (opts.order ?? 'asc') === 'asc',
-        ExclusiveStartKey: start,
-        Limit: limit + 1,
-        ConsistentRead: true,
-      }),
-    );
-    return this.page((res.Items ?? []) as AuditEntry[], limit, (e) => ({ paymentId: e.paymentId, version: e.version }));
+    const asc = (opts.order ?? 'asc') === 'asc';
+    const start = opts.cursor ? (decodeCursor(opts.cursor, { paymentId: 'string', version: 'number' }, { paymentId: payment.id }).version as number) : undefined;
+    const versions: number[] = [];
+    if (asc) for (let v = (start ?? 0) + 1; v <= payment.version; v++) versions.push(v);
+    else for (let v = Math.min(start === undefined ? payment.version : start - 1, payment.version); v >= 1; v--) versions.push(v);
+    const found: AuditEntry[] = [];
+    for (let i = 0; i < versions.length && found.length <= limit; i += BATCH_KEYS) {
+      const chunk = versions.slice(i, i + BATCH_KEYS);
+      const keys = chunk.map((v) => entryKeyOf(payment, v)).filter((k): k is AuditKey => k !== undefined);
+      const got = await this.getMany(keys);
+      for (const v of chunk) {
+        const e = got.get(v);
+        if (e) found.push(e);
+      }
+    }
+    return this.page(found.slice(0, limit + 1), limit, (e) => ({ paymentId: e.paymentId, version: e.version }));
+  }
+
+  /** Entries by key, consistently, by version (all belong to one payment). */
+  private async getMany(keys: readonly AuditKey[]): Promise<Map<number, AuditEntry>> {
+    const out = new Map<number, AuditEntry>();
+    let pending: Record<string, unknown>[] = keys.map((k) => ({ tenantShard: k.tenantShard, tenantSort: k.tenantSort }));
+    for (let round = 0; pending.length > 0; round++) {
+      if (round >= BATCH_ROUNDS) throw new Error(`audit BatchGetItem left ${pending.length} keys unprocessed after ${BATCH_ROUNDS} rounds`);
+      const res = await this.doc.send(new BatchGetCommand({ RequestItems: { [this.tables.audit]: { Keys: pending, ConsistentRead: true } } }));
+      for (const e of (res.Responses?.[this.tables.audit] ?? []) as AuditEntry[]) out.set(e.version, e);
+      pending = (res.UnprocessedKeys?.[this.tables.audit]?.Keys ?? []) as Record<string, unknown>[];
+      if (pending.length > 0) await new Promise((r) => setTimeout(r, Math.min(1000, 25 * 2 ** round)));
+    }
+    return out;
   }
 
   /**
-   * A tenant's entries in a time range, newest first by default. The index partitions a tenant into
+   * A tenant's entries in a time range, newest first by default. The table partitions a tenant into
    * AUDIT_TENANT_SHARDS shards, so this is a scatter-gather: each shard is asked for up to limit + 1
    * entries past the cursor, and the merge by tenantSort (unique: time, payment, version) returns the
    * first `limit`. The cursor is the last returned entry's tenantSort, valid for every shard alike.
@@ -205,7 +233,7 @@ export class AuditRepository implements AuditReader, AuditWriter {
     return this.page(merged.slice(0, limit + 1), limit, (e) => ({ tenantId, tenantSort: e.tenantSort }));
   }
 
-  /** Up to `want` entries of one index shard in [from, to] (either open), in order, skipping the cursor's own entry. */
+  /** Up to `want` entries of one shard in [from, to] (either open), in order, skipping the cursor's own entry. */
   private async shardPage(shard: string, from: string | undefined, to: string | undefined, asc: boolean, want: number, keep: (sort: string) => boolean): Promise<AuditEntry[]> {
     const values: Record<string, string> = { ':t': shard };
     let range = '';
@@ -227,7 +255,6 @@ export class AuditRepository implements AuditReader, AuditWriter {
       const res = await this.doc.send(
         new QueryCommand({
           TableName: this.tables.audit,
-          IndexName: this.tables.byTenantIndex,
           KeyConditionExpression: `tenantShard = :t${range}`,
           ExpressionAttributeValues: values,
           ScanIndexForward: asc,
@@ -250,11 +277,11 @@ export class AuditRepository implements AuditReader, AuditWriter {
 }
 
 /** Every entry of a payment, in version order. */
-export async function allEntriesForPayment(repo: Pick<AuditReader, 'listForPayment'>, paymentId: string): Promise<AuditEntry[]> {
+export async function allEntriesForPayment(repo: Pick<AuditReader, 'listForPayment'>, payment: PaymentAuditRef): Promise<AuditEntry[]> {
   const out: AuditEntry[] = [];
   let cursor: string | undefined;
   do {
-    const page = await repo.listForPayment(paymentId, { limit: MAX_PAGE_SIZE, cursor, order: 'asc' });
+    const page = await repo.listForPayment(payment, { limit: MAX_PAGE_SIZE, cursor, order: 'asc' });
     out.push(...page.entries);
     cursor = page.nextCursor ?? undefined;
   } while (cursor);
@@ -262,6 +289,6 @@ export async function allEntriesForPayment(repo: Pick<AuditReader, 'listForPayme
 }
 
 /** Reads a payment's whole audit chain and verifies it (see verifyChain). */
-export async function verifyPaymentAudit(repo: Pick<AuditReader, 'listForPayment'>, paymentId: string): Promise<ChainVerification> {
-  return verifyChain(await allEntriesForPayment(repo, paymentId));
+export async function verifyPaymentAudit(repo: Pick<AuditReader, 'listForPayment'>, payment: PaymentAuditRef): Promise<ChainVerification> {
+  return verifyChain(await allEntriesForPayment(repo, payment));
 }

@@ -45,6 +45,18 @@ export function openShardFor(paymentId: string): string {
   return `open#${String(n).padStart(2, '0')}`;
 }
 
+/**
+ * Every versioned write appends the new version's updatedAt (epoch ms) to `versionAt`, which the audit
+ * log's keys are made of (Payment.versionAt). `if_not_exists` keeps a payment written before the list
+ * existed writable; its list is then shorter than its version and its older entries are not keyed.
+ */
+export const APPEND_VERSION_TIME = 'versionAt = list_append(if_not_exists(versionAt, :noVersionTimes), :versionTime)';
+
+export const versionTimeValues = (at: Date | string): { ':noVersionTimes': number[]; ':versionTime': number[] } => ({
+  ':noVersionTimes': [],
+  ':versionTime': [typeof at === 'string' ? Date.parse(at) : at.getTime()],
+});
+
 /** The IdempotencyKeys table's partition key: keys are scoped to their tenant. */
 export const keyPk = (tenantId: string, key: string): string => `${tenantId}#${key}`;
 
@@ -251,8 +263,9 @@ export class PaymentRepository implements PaymentStore, PaymentLister {
       ':next': current.version + 1,
       ':now': req.now.toISOString(),
       ':change': req.change,
+      ...versionTimeValues(req.now),
     };
-    const sets = ['#status = :to', '#version = :next', 'updatedAt = :now', 'lastChange = :change'];
+    const sets = ['#status = :to', '#version = :next', 'updatedAt = :now', 'lastChange = :change', APPEND_VERSION_TIME];
     const removes: string[] = [];
     let i = setAttributes(req.set, names, values, sets);
     for (const k of req.remove ?? []) {
@@ -261,9 +274,18 @@ export class PaymentRepository implements PaymentStore, PaymentLister {
       i++;
     }
     if (isOpen(req.to)) {
-      values[':shard'] = current.openShard ?? openShardFor(current.id);
-      values[':due'] = req.dueAt ?? Date.parse(req.now.toISOString());
-      sets.push('openShard = :shard', 'dueAt = :due');
+      // Only what changes is written: the open-payments index is keyed on these, and an update that
+      // leaves them out cannot touch the index whatever DynamoDB does with an unchanged value (the
+      // version condition makes `current` the stored item).
+      const due = req.dueAt ?? Date.parse(req.now.toISOString());
+      if (current.openShard === undefined) {
+        values[':shard'] = openShardFor(current.id);
+        sets.push('openShard = :shard');
+      }
+      if (current.dueAt !== due) {
+        values[':due'] = due;
+        sets.push('dueAt = :due');
+      }
     } else {
       removes.push('openShard', 'dueAt', 'leaseUntil');
     }
@@ -311,8 +333,9 @@ export class PaymentRepository implements PaymentStore, PaymentLister {
       ':s': current.status,
       ':now': req.now.toISOString(),
       ':change': req.change,
+      ...versionTimeValues(req.now),
     };
-    const sets = ['#version = :next', 'updatedAt = :now', 'lastChange = :change'];
+    const sets = ['#version = :next', 'updatedAt = :now', 'lastChange = :change', APPEND_VERSION_TIME];
     let condition = '#version = :v AND #status = :s';
     if (req.dueAt !== undefined) {
       values[':due'] = req.dueAt;

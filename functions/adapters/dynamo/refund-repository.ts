@@ -26,7 +26,7 @@ import { ConcurrentUpdateError, InvalidCursorError, ServiceUnavailableError } fr
 import type { ChangeInfo, Payment } from '../../core/payment';
 import type { OpenRefundsPage, RefundInsertResult, RefundKeyRecord, RefundPage, RefundStore, TenantRefundStore } from '../../core/ports';
 import type { Refund, RefundChange } from '../../core/refund';
-import { keyPk, openPartitions, openShardFor } from './payment-repository';
+import { APPEND_VERSION_TIME, keyPk, openPartitions, openShardFor, versionTimeValues } from './payment-repository';
 
 export interface RefundTables {
   readonly refunds: string;
@@ -47,9 +47,9 @@ export const refundKeyPk = (tenantId: string, paymentId: string, key: string): s
 const REFUND_ACTOR = 'refund-processor';
 
 /** The payment's new version that tells a refund change (see the header): its values are paymentVersionValues'. */
-const NEW_PAYMENT_VERSION = '#version = #version + :one, lastChange = :change, updatedAt = :changedAt';
+const NEW_PAYMENT_VERSION = `#version = #version + :one, lastChange = :change, updatedAt = :changedAt, ${APPEND_VERSION_TIME}`;
 
-const paymentVersionValues = (change: ChangeInfo, at: string) => ({ ':one': 1, ':change': change, ':changedAt': at });
+const paymentVersionValues = (change: ChangeInfo, at: string) => ({ ':one': 1, ':change': change, ':changedAt': at, ...versionTimeValues(at) });
 
 /** Why the payment has a new version: the refund, its amount and (for a tenant's request) its reason. */
 function refundChangeInfo(r: Refund, action: string, actor: string, outcome?: string): ChangeInfo {

@@ -18,22 +18,28 @@ import { confirmOutcome, errorOutcome, intentState, isFleetThrottle, isProviderF
 import { publicMessage } from './public-messages';
 import { awaitProvider, expiredError, holdForBudget, holdForOutage, retryOrFail, succeed } from './settle';
 
-/** `report(failed)` tells the circuit breaker whether the provider looked unhealthy. */
-export async function runAttempt(ctx: Ctx, claimed: Payment, report: (providerFailed: boolean) => void): Promise<ProcessResult> {
+/**
+ * `report(failed)` tells the circuit breaker whether the provider looked unhealthy. `madeOutcome` is the
+ * provider's answer to making the intent before the claim, when that answer was not an intent.
+ */
+export async function runAttempt(ctx: Ctx, claimed: Payment, report: (providerFailed: boolean) => void, madeOutcome?: Outcome): Promise<ProcessResult> {
   let p = claimed;
   let intentId = p.intentId;
   let outcome: Outcome;
-  try {
-    if (intentId === undefined) {
-      const got = await obtainIntent(ctx, p);
-      if ('lost' in got) return { kind: 'ignored', reason: 'concurrent_update' };
-      p = got.payment;
-      intentId = got.intent.id;
+  if (madeOutcome) outcome = madeOutcome;
+  else {
+    try {
+      if (intentId === undefined) {
+        const got = await obtainIntent(ctx, p);
+        if ('lost' in got) return { kind: 'ignored', reason: 'concurrent_update' };
+        p = got.payment;
+        intentId = got.intent.id;
+      }
+      if (pastDeadline(ctx, p)) return expireNow(ctx, p, `attempt ${p.attempt} found the payment past its open deadline; not confirmed`);
+      outcome = await confirm(ctx, p, intentId);
+    } catch (err) {
+      outcome = errorOutcome(err);
     }
-    if (pastDeadline(ctx, p)) return expireNow(ctx, p, `attempt ${p.attempt} found the payment past its open deadline; not confirmed`);
-    outcome = await confirm(ctx, p, intentId);
-  } catch (err) {
-    outcome = errorOutcome(err);
   }
   if (outcome.kind === 'unknown' && intentId) outcome = await checkOnce(ctx, intentId, outcome);
   report(isProviderFailure(outcome));

@@ -13,7 +13,11 @@ export type Claim = { readonly claimed: Payment } | { readonly lost: true };
  * Claims the payment for a new attempt (attempt + 1), or, with `attempt: 'same'`, only to settle what
  * the provider already shows (retrying → success must pass through processing).
  */
-export async function claim(ctx: Ctx, p: Payment, why: { action: string; reason: string; attempt: 'next' | 'same' }): Promise<Claim> {
+export async function claim(
+  ctx: Ctx,
+  p: Payment,
+  why: { action: string; reason: string; attempt: 'next' | 'same'; intentId?: string },
+): Promise<Claim> {
   const now = ctx.clock();
   const leaseUntil = now.getTime() + ctx.leaseMs;
   const attempt = why.attempt === 'next' ? p.attempt + 1 : p.attempt;
@@ -22,7 +26,8 @@ export async function claim(ctx: Ctx, p: Payment, why: { action: string; reason:
       to: 'processing',
       now,
       change: { action: why.action, actor: WORKER, reason: why.reason },
-      set: { attempt, leaseUntil },
+      // An intent made before the claim is stored by it (conditional on the version read, which had none).
+      set: { attempt, leaseUntil, ...(why.intentId !== undefined && p.intentId === undefined ? { intentId: why.intentId } : {}) },
       remove: ['nextAttemptAt'],
       dueAt: claimDueAt(p.dueAt, leaseUntil, ctx.stuckAfterMs),
     });

@@ -35,6 +35,24 @@ export type Obtained = { readonly payment: Payment; readonly intent: ProviderInt
  * changed under us: nothing may be confirmed then. Throws ProviderError when the provider cannot say.
  */
 export async function obtainIntent(ctx: Ctx, p: Payment): Promise<Obtained> {
+  const intent = await makeIntent(ctx, p);
+  if (p.intentId === intent.id) return { payment: p, intent };
+  try {
+    return { payment: await ctx.deps.store.recordIntent(p, intent.id), intent };
+  } catch (err) {
+    if (!(err instanceof ConcurrentUpdateError)) throw err;
+    lostRace(ctx, p, 'record_intent');
+    return { lost: true };
+  }
+}
+
+/**
+ * The payment's intent, found or made at the provider, not stored. Making it moves no money, and the
+ * same key answers the same intent, so it may run before the attempt is claimed: the claim then stores
+ * it (one write instead of two), and only the claimer confirms it. Throws ProviderError when the
+ * provider cannot say.
+ */
+export async function makeIntent(ctx: Ctx, p: Payment): Promise<ProviderIntent> {
   let intent: ProviderIntent | undefined;
   if (pastKeyRetention(ctx, p)) intent = await lookupIntent(ctx, p);
   for (let gen = 0; !intent; gen++) {
@@ -46,14 +64,7 @@ export async function obtainIntent(ctx: Ctx, p: Payment): Promise<Obtained> {
       intent = await lookupIntent(ctx, p);
     }
   }
-  if (p.intentId === intent.id) return { payment: p, intent };
-  try {
-    return { payment: await ctx.deps.store.recordIntent(p, intent.id), intent };
-  } catch (err) {
-    if (!(err instanceof ConcurrentUpdateError)) throw err;
-    lostRace(ctx, p, 'record_intent');
-    return { lost: true };
-  }
+  return intent;
 }
 
 /**
@@ -87,7 +98,12 @@ export async function intentsToCancel(ctx: Ctx, p: Payment): Promise<string[]> {
   return found.filter((i) => i.status !== 'canceled').map((i) => i.id);
 }
 
-/** An intent can exist only once an attempt was claimed: the create happens inside an attempt. */
+/**
+ * Whether the payment may have an intent that was or can be confirmed. An intent is confirmed only by the
+ * claimer of an attempt that stored it, so before the first claim there is none: one made for a claim
+ * that never happened (its worker died in between, or lost the claim) was never confirmed and never will
+ * be (the next attempt's create answers that same intent, within the key's retention, and stores it).
+ */
 export const mayHaveIntent = (p: Payment): boolean => p.intentId !== undefined || p.attempt >= 1;
 
 /** Whether the provider may have forgotten the payment's create key. */

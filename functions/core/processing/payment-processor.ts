@@ -11,7 +11,9 @@
  *      only by retrieving the intent (resolve.ts), never by confirming blind.
  *   3. A payment ends failed or expired only after its intent is cancelled (finish.ts); a cancelled
  *      intent can never succeed, and a cancel refused because the intent succeeded makes it a success.
- *   4. Only the claimer of an attempt (conditional write + lease, claim.ts) talks to the provider.
+ *   4. Only the claimer of an attempt (conditional write + lease, claim.ts) confirms, cancels or settles
+ *      anything. Making the intent, which moves no money and answers the same intent for the same key,
+ *      comes just before the claim, so the claim stores it in the same write.
  *   5. Nothing is confirmed past the payment's open deadline (holds and deferrals move its due time, not
  *      its deadline): it is expired instead, its intent cancelled first.
  */
@@ -22,6 +24,8 @@ import { expireNow, runAttempt } from './attempt';
 import { claim } from './claim';
 import { NOT_BEFORE_TOLERANCE_MS, OutcomeUnresolvedError, pastDeadline, type Ctx, type PaymentProcessorDeps, type ProcessResult, type WorkerMessage } from './context';
 import { finishNotPaid } from './finish';
+import { makeIntent } from './intent';
+import { errorOutcome, type Outcome } from './provider-outcome';
 import { hasUnresolvedOutcome, recoverLapsedLease, resolveBeforeAttempt, resolveOnEvent } from './resolve';
 
 export class PaymentProcessor {
@@ -99,10 +103,25 @@ export class PaymentProcessor {
         intentId = resolved.proceed ?? intentId;
       }
       if (pastDeadline(ctx, p)) return expireNow(ctx, intentId && !p.intentId ? { ...p, intentId } : p, `open past its deadline in status ${p.status}; not confirmed`);
+      // The intent is made before the claim so the claim stores it: one write, not a claim and then a
+      // second same-version write of the intent id. Making it moves no money and answers the same intent
+      // however often it runs. A clear refusal (a decline, an outage, our rate budget) is settled after the
+      // claim as if the attempt had met it; an unclear answer (a timeout, a 5xx, another worker's create of
+      // the same key in flight) leaves the claimed attempt to make the intent again, as it did before the
+      // claim stored it. Anything but a provider answer (our own storage failing) claims nothing.
+      let madeOutcome: Outcome | undefined;
+      if (intentId === undefined) {
+        try {
+          intentId = (await makeIntent(ctx, p)).id;
+        } catch (err) {
+          const o = errorOutcome(err);
+          if (o.kind !== 'unknown') madeOutcome = o;
+        }
+      }
       const attempt = p.attempt + 1;
-      const c = await claim(ctx, p, { action: 'attempt_started', reason: `attempt ${attempt} (${message.reason})`, attempt: 'next' });
+      const c = await claim(ctx, p, { action: 'attempt_started', reason: `attempt ${attempt} (${message.reason})`, attempt: 'next', ...(intentId ? { intentId } : {}) });
       if ('lost' in c) return { kind: 'ignored', reason: 'concurrent_update' };
-      return runAttempt(ctx, intentId && !c.claimed.intentId ? { ...c.claimed, intentId } : c.claimed, report);
+      return runAttempt(ctx, intentId && !c.claimed.intentId ? { ...c.claimed, intentId } : c.claimed, report, madeOutcome);
     });
   }
 
