@@ -117,8 +117,7 @@ export class PaymentsStack extends Stack {
     // entry): tenantId#<shard of the payment> spreads a tenant's audit writes over AUDIT_TENANT_SHARDS
     // partitions (docs/capacity.md), a listing merges the shards, and a payment's own entries are read by
     // key from the update times the payment keeps (Payment.versionAt). A table's key cannot change in
-    // place: a stage deployed with the old key gets this table as a replacement (CloudFormation makes a new
-    // one; with retainData the old one is kept, holding the history written before).
+    // place: see the README's note on upgrading a stage deployed before issue 20.
     const auditLog = new dynamodb.Table(this, 'AuditLogTable', {
       ...tableDefaults,
       ...cmk,
