@@ -1,11 +1,14 @@
 /**
  * Idempotency path benchmark, one run, one emulator (always a fresh one: started by this run, in
- * memory), four contenders:
+ * memory), five contenders:
  *   ours        PaymentsService.create: one consistent GetItem that answers a replay; for a new key one
  *               TransactWriteItems (key + payment), then SendMessage
  *   ours (tx)   the same service with the read turned off: every call is the transaction (the variant
  *               before the read; its replay is the transaction's failed conditions)
- *   powertools  makeIdempotent around an equivalent create (PutItem payment + SendMessage)
+ *   powertools  makeIdempotent around an equivalent create (PutItem payment + SendMessage) into a table
+ *               with no index (the baseline issue 20 was measured against)
+ *   powertools, same table  the same, writing the payment as ours stores it (index attributes included)
+ *               into a table declared like our Payments table (its two indexes): the same write work
  *   bare put    a single conditional PutItem of the payment (the floor for any durable create)
  * Prints p50/p99 latency of creates and replays, throughput under concurrency, and DynamoDB calls
  * per operation. Absolute numbers on a shared machine are noisy; compare the ratios.
@@ -18,11 +21,11 @@ import { DynamoDBDocumentClient, PutCommand } from '@aws-sdk/lib-dynamodb';
 import { SendMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { IdempotencyConfig, makeIdempotent } from '@aws-lambda-powertools/idempotency';
 import { DynamoDBPersistenceLayer } from '@aws-lambda-powertools/idempotency/dynamodb';
-import { PaymentRepository } from '../functions/adapters/dynamo/payment-repository';
+import { createdSortFor, openShardFor, PaymentRepository, tenantShardFor } from '../functions/adapters/dynamo/payment-repository';
 import { SqsPaymentQueue } from '../functions/adapters/sqs/payment-queue';
 import type { CreatePaymentRequest } from '../functions/core/create-request';
 import { PaymentsService } from '../functions/core/payments-service';
-import { createLocalResources, functionEnvironment, loadSynthesizedStack, startDynamoDbLocal, startSqsEmulator } from '@idempotent-payments/local-stack';
+import { createLocalResources, functionEnvironment, loadSynthesizedStack, resourcesOfType, startDynamoDbLocal, startSqsEmulator, tableInput } from '@idempotent-payments/local-stack';
 import { cliOrExit, reporter } from './cli-args';
 
 const args = cliOrExit('bench', {
@@ -94,7 +97,7 @@ async function main() {
     const local = await createLocalResources(template, { dynamodb: admin, sqs });
     const fnId = Object.keys(template.Resources).find((k) => k.startsWith('CreatePaymentFunction') && template.Resources[k]!.Type === 'AWS::Lambda::Function')!;
     const env = functionEnvironment(template, fnId, local);
-    for (const name of ['bench-powertools-idempotency', 'bench-powertools-payments', 'bench-bare-payments']) {
+    for (const name of ['bench-powertools-idempotency', 'bench-powertools-idempotency-2', 'bench-powertools-payments', 'bench-bare-payments']) {
       await admin.send(
         new CreateTableCommand({
           TableName: name,
@@ -120,27 +123,41 @@ async function main() {
     const ours = oursContender('ours (read, then tx)', true);
     const oursTx = oursContender('ours (tx only)', false);
 
-    const ptDb = counted(ddb.endpoint);
-    const ptConfig = new IdempotencyConfig({ eventKeyJmesPath: '[tenantId, idempotencyKey]', payloadValidationJmesPath: 'request', expiresAfterSeconds: 86_400 });
-    const ptCreate = makeIdempotent(
-      async (req: { tenantId: string; idempotencyKey: string; request: CreatePaymentRequest }) => {
-        const payment = { id: randomUUID(), tenantId: req.tenantId, ...req.request, status: 'pending', version: 1, createdAt: new Date().toISOString() };
-        await ptDb.doc.send(new PutCommand({ TableName: 'bench-powertools-payments', Item: payment, ConditionExpression: 'attribute_not_exists(id)' }));
-        await sqs.send(new SendMessageCommand({ QueueUrl: env.PAYMENTS_QUEUE_URL!, MessageBody: JSON.stringify({ paymentId: payment.id }) }));
-        return payment;
-      },
-      {
-        persistenceStore: new DynamoDBPersistenceLayer({ tableName: 'bench-powertools-idempotency', awsSdkV3Client: ptDb.client }),
-        config: ptConfig,
-      },
-    );
-    // Outside Lambda, Powertools needs a context to size its in-progress lease.
-    ptConfig.registerLambdaContext({ getRemainingTimeInMillis: () => 30_000 } as never);
-    const powertools: Contender = {
-      name: 'powertools makeIdempotent',
-      calls: ptDb.calls,
-      create: (key) => ptCreate({ tenantId: 'bench', idempotencyKey: key, request: requestFor(key) }),
+    // A table declared like our Payments table (key and both indexes), for the same-shape contender.
+    const [paymentsId, paymentsRes] = resourcesOfType(template, 'AWS::DynamoDB::Table').find(([id]) => id.startsWith('PaymentsTable'))!;
+    await admin.send(new CreateTableCommand({ ...tableInput(paymentsId, paymentsRes.Properties ?? {}), TableName: 'bench-powertools-payments-shaped' }));
+
+    /** makeIdempotent around an equivalent create, writing `shape(payment)` into `table`. */
+    const powertoolsContender = (name: string, table: string, idempotencyTable: string, shape: (p: Record<string, unknown>) => Record<string, unknown>): Contender => {
+      const db = counted(ddb.endpoint);
+      const config = new IdempotencyConfig({ eventKeyJmesPath: '[tenantId, idempotencyKey]', payloadValidationJmesPath: 'request', expiresAfterSeconds: 86_400 });
+      const create = makeIdempotent(
+        async (req: { tenantId: string; idempotencyKey: string; request: CreatePaymentRequest }) => {
+          const now = new Date();
+          const payment = shape({ id: randomUUID(), tenantId: req.tenantId, ...req.request, status: 'pending', version: 1, createdAt: now.toISOString(), updatedAt: now.toISOString() });
+          await db.doc.send(new PutCommand({ TableName: table, Item: payment, ConditionExpression: 'attribute_not_exists(id)' }));
+          await sqs.send(new SendMessageCommand({ QueueUrl: env.PAYMENTS_QUEUE_URL!, MessageBody: JSON.stringify({ paymentId: payment.id }) }));
+          return payment;
+        },
+        { persistenceStore: new DynamoDBPersistenceLayer({ tableName: idempotencyTable, awsSdkV3Client: db.client }), config },
+      );
+      // Outside Lambda, Powertools needs a context to size its in-progress lease.
+      config.registerLambdaContext({ getRemainingTimeInMillis: () => 30_000 } as never);
+      return { name, calls: db.calls, create: (key) => create({ tenantId: 'bench', idempotencyKey: key, request: requestFor(key) }) };
     };
+    const powertools = powertoolsContender('powertools makeIdempotent', 'bench-powertools-payments', 'bench-powertools-idempotency', (p) => p);
+    const powertoolsShaped = powertoolsContender('powertools, same table', 'bench-powertools-payments-shaped', 'bench-powertools-idempotency-2', (p) => {
+      const id = String(p.id);
+      const createdAt = String(p.createdAt);
+      return {
+        ...p,
+        versionAt: [Date.parse(createdAt)],
+        dueAt: Date.parse(createdAt) + 120_000,
+        openShard: openShardFor(id),
+        tenantShard: tenantShardFor(String(p.tenantId), id),
+        createdSort: createdSortFor({ id, createdAt }),
+      };
+    });
 
     const bareDb = counted(ddb.endpoint);
     const bare: Contender = {
@@ -154,7 +171,7 @@ async function main() {
           }),
     };
 
-    const contenders = [ours, oursTx, powertools, bare];
+    const contenders = [ours, oursTx, powertools, powertoolsShaped, bare];
     // Warm up JITs, connections and the emulator.
     for (const c of contenders) await timeEach(c, Array.from({ length: 50 }, () => `warm-${randomUUID()}`));
 
@@ -216,6 +233,7 @@ async function main() {
       replayP50VsBarePut: o.replayP50! / b.replayP50!,
       replayP50VsPowertools: o.replayP50! / p.replayP50!,
       createP50VsPowertools: o.createP50! / p.createP50!,
+      createP50VsPowertoolsSameTable: o.createP50! / results.get(powertoolsShaped.name)!.createP50!,
       txOnlyReplayP50VsBarePut: results.get(oursTx.name)!.replayP50! / b.replayP50!,
     };
     out.report({ n: N, concurrency: CONCURRENCY, throughputN: THROUGHPUT_N, emulatorFresh: true, contenders: Object.fromEntries(results), ratios });
@@ -226,6 +244,7 @@ async function main() {
       `ours / powertools: create p50 ${(o.createP50! / p.createP50!).toFixed(2)}x, replay p50 ${(o.replayP50! / p.replayP50!).toFixed(2)}x, ` +
         `throughput ${(o.createsPerSec! / p.createsPerSec!).toFixed(2)}x, DynamoDB calls per create ${o.callsPerCreate} vs ${p.callsPerCreate}`,
     );
+    out.line(`ours / powertools writing to a table shaped like ours: create p50 ${ratios.createP50VsPowertoolsSameTable.toFixed(2)}x`);
     admin.destroy();
     sqs.destroy();
   } finally {
