@@ -208,7 +208,8 @@ describe('PaymentProcessor: first attempt', () => {
     provider.createIntent = async (req) => {
       if (creates++ === 0) {
         provider.calls.push({ op: 'create', key: 'intent-pay_1' });
-        throw new ProviderError('unknown', 'idempotency_key_in_use', 'another request with this key is in flight', { httpStatus: 409 });
+        // As the Stripe adapter maps a 409 idempotency_key_in_use: a throttle, not a refusal of this payment.
+        throw new ProviderError('throttled', 'idempotency_key_in_use', 'another request with this key is in flight', { httpStatus: 409 });
       }
       return create(req);
     };
@@ -224,6 +225,14 @@ describe('PaymentProcessor: first attempt', () => {
     await processor.process(created);
     expect(provider.calls).toEqual([{ op: 'create', key: 'intent-pay_1' }]);
     expect(stored()).toMatchObject({ status: 'retrying', attempt: 1, retryCount: 0, lastError: { code: 'PROVIDER_AUTH_ERROR', details: { outcome: 'outage' } } });
+  });
+
+  it('our fleet rate budget keeping the create back before the claim: the claimed attempt waits its turn without asking again or spending a retry', async () => {
+    const { processor, provider, stored } = setup();
+    provider.failCreates = new ProviderError('throttled', 'RATE_BUDGET', 'fleet provider budget spent', { retryAfterMs: 1000 });
+    await processor.process(created);
+    expect(provider.calls).toEqual([{ op: 'create', key: 'intent-pay_1' }]);
+    expect(stored()).toMatchObject({ status: 'retrying', attempt: 1, retryCount: 0 });
   });
 
   it('passes amount, currency and metadata to the intent and the token to the confirmation', async () => {

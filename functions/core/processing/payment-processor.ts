@@ -25,7 +25,7 @@ import { claim } from './claim';
 import { NOT_BEFORE_TOLERANCE_MS, OutcomeUnresolvedError, pastDeadline, type Ctx, type PaymentProcessorDeps, type ProcessResult, type WorkerMessage } from './context';
 import { finishNotPaid } from './finish';
 import { makeIntent } from './intent';
-import { errorOutcome, type Outcome } from './provider-outcome';
+import { errorOutcome, isClearRefusal, type Outcome } from './provider-outcome';
 import { hasUnresolvedOutcome, recoverLapsedLease, resolveBeforeAttempt, resolveOnEvent } from './resolve';
 
 export class PaymentProcessor {
@@ -105,17 +105,18 @@ export class PaymentProcessor {
       if (pastDeadline(ctx, p)) return expireNow(ctx, intentId && !p.intentId ? { ...p, intentId } : p, `open past its deadline in status ${p.status}; not confirmed`);
       // The intent is made before the claim so the claim stores it: one write, not a claim and then a
       // second same-version write of the intent id. Making it moves no money and answers the same intent
-      // however often it runs. A clear refusal (a decline, an outage, our rate budget) is settled after the
-      // claim as if the attempt had met it; an unclear answer (a timeout, a 5xx, another worker's create of
-      // the same key in flight) leaves the claimed attempt to make the intent again, as it did before the
-      // claim stored it. Anything but a provider answer (our own storage failing) claims nothing.
+      // however often it runs. A clear refusal (isClearRefusal: a decline, an outage, our rate budget) is
+      // settled after the claim as if the attempt had met it; any other answer (a timeout, a 5xx, a provider
+      // 429, another worker's create of the same key in flight) leaves the claimed attempt to make the intent
+      // again, as it did before the claim stored it, so it spends no retry. Anything but a provider answer
+      // (our own storage failing) claims nothing.
       let madeOutcome: Outcome | undefined;
       if (intentId === undefined) {
         try {
           intentId = (await makeIntent(ctx, p)).id;
         } catch (err) {
           const o = errorOutcome(err);
-          if (o.kind !== 'unknown') madeOutcome = o;
+          if (isClearRefusal(o)) madeOutcome = o;
         }
       }
       const attempt = p.attempt + 1;

@@ -152,3 +152,10 @@ function unknownCode(code: string): string {
   if (code === 'NETWORK_ERROR' || code === 'INVALID_RESPONSE') return code;
   return 'PROVIDER_UNAVAILABLE';
 }
+
+/**
+ * A refusal that holds for this payment however soon it is asked again: a decline, an outage of our
+ * credentials, or our own rate budget. Anything else (a timeout, a 5xx, a provider 429, another request
+ * with the same idempotency key still in flight) says nothing settled about the payment.
+ */
+export const isClearRefusal = (o: Outcome): boolean => o.kind === 'declined' || o.kind === 'outage' || isFleetThrottle(o);
