@@ -122,12 +122,15 @@ export const auditKeyOf = (tenantId: string, paymentId: string, version: number,
 export type PaymentAuditRef = Pick<Payment, 'id' | 'tenantId' | 'version' | 'versionAt'>;
 
 /**
- * The key of version `version`'s entry, or undefined when the payment holds no time for it (a payment
- * written before versions kept their times). `versionAt[v - 1]` is version v's updatedAt in epoch ms,
- * and updatedAt is always an ISO instant in milliseconds (Date#toISOString), so the text is exact.
+ * The key of version `version`'s entry, or undefined when the payment holds no time for it. `versionAt`
+ * ends with the current version's updatedAt in epoch ms and runs back one version per element, so it is
+ * read from its end: a payment written before versions kept their times holds only its later versions'
+ * times, and its earlier versions have no key. updatedAt is always an ISO instant in milliseconds
+ * (Date#toISOString), so the text is exact.
  */
 export function entryKeyOf(p: PaymentAuditRef, version: number): AuditKey | undefined {
-  const at = p.versionAt?.[version - 1];
+  const times = p.versionAt ?? [];
+  const at = times[times.length - 1 - (p.version - version)];
   if (version < 1 || version > p.version || typeof at !== 'number' || !Number.isFinite(at)) return undefined;
   return auditKeyOf(p.tenantId, p.id, version, new Date(at).toISOString());
 }

@@ -14,7 +14,9 @@ import {
 import { auditApiRoute, parseAuditQuery } from '../../functions/api/audit-api';
 import { createAuditStreamHandler } from '../../functions/audit/audit-stream';
 import {
+  auditKeyOf,
   entryFromImages,
+  entryKeyOf,
   GENESIS_HASH,
   hashEntry,
   parseIsoInstant,
@@ -185,6 +187,28 @@ describe('entryFromImages', () => {
 
   it('is deterministic', () => {
     expect(chainOf(lifecycle())).toEqual(chain);
+  });
+});
+
+describe('entryKeyOf', () => {
+  const t = (s: number) => Date.parse('2026-01-01T00:00:00.000Z') + s * 1000;
+  const iso = (ms: number) => new Date(ms).toISOString();
+
+  it('keys every version of a payment that kept all its times', () => {
+    const p = { id: 'pay_1', tenantId: 'ten_1', version: 3, versionAt: [t(1), t(2), t(3)] };
+    expect(entryKeyOf(p, 1)).toEqual(auditKeyOf('ten_1', 'pay_1', 1, iso(t(1))));
+    expect(entryKeyOf(p, 3)).toEqual(auditKeyOf('ten_1', 'pay_1', 3, iso(t(3))));
+    expect(entryKeyOf(p, 0)).toBeUndefined();
+    expect(entryKeyOf(p, 4)).toBeUndefined();
+  });
+
+  it('a payment that began keeping times at a later version: its list ends with the current version, and older versions have no key', () => {
+    const p = { id: 'pay_1', tenantId: 'ten_1', version: 5, versionAt: [t(4), t(5)] };
+    expect(entryKeyOf(p, 5)).toEqual(auditKeyOf('ten_1', 'pay_1', 5, iso(t(5))));
+    expect(entryKeyOf(p, 4)).toEqual(auditKeyOf('ten_1', 'pay_1', 4, iso(t(4))));
+    expect(entryKeyOf(p, 3)).toBeUndefined();
+    expect(entryKeyOf(p, 1)).toBeUndefined();
+    expect(entryKeyOf({ id: 'pay_1', tenantId: 'ten_1', version: 2 }, 2)).toBeUndefined();
   });
 });
 
@@ -396,7 +420,8 @@ describe('audit stream handler', () => {
     expect(store.chain('pay_0000000000000000000000000a')).toEqual(chainOf(lifecycle()));
     // Another instance (a cold start) knows nothing yet: it reads the predecessor once.
     const other = createAuditStreamHandler({ repository: store });
-    const next = { ...lifecycle()[4]!, version: 6, updatedAt: lifecycle()[4]!.updatedAt };
+    const v5 = lifecycle()[4]!;
+    const next = { ...v5, version: 6, versionAt: [...v5.versionAt!, Date.parse(v5.updatedAt)] };
     await other(eventOf(record(next, lifecycle()[4]!)));
     expect(store.gets).toBe(1);
     expect(verifyChain(store.chain('pay_0000000000000000000000000a'))).toEqual({ ok: true, count: 6 });

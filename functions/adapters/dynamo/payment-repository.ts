@@ -48,7 +48,8 @@ export function openShardFor(paymentId: string): string {
 /**
  * Every versioned write appends the new version's updatedAt (epoch ms) to `versionAt`, which the audit
  * log's keys are made of (Payment.versionAt). `if_not_exists` keeps a payment written before the list
- * existed writable; its list is then shorter than its version and its older entries are not keyed.
+ * existed writable; its list then starts at its first version written since, is read from its end
+ * (entryKeyOf), and its older entries are not keyed.
  */
 export const APPEND_VERSION_TIME = 'versionAt = list_append(if_not_exists(versionAt, :noVersionTimes), :versionTime)';
 
