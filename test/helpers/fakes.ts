@@ -61,7 +61,8 @@ export class FakeRepository implements PaymentStore {
     assertTransition(current, req.to, { operator: req.operator });
     this.beforeTransition?.(current, req);
     const stored = this.items.get(current.id);
-    if (!stored || stored.version !== current.version || stored.status !== current.status) {
+    const otherIntent = req.set?.intentId !== undefined && stored?.intentId !== undefined && stored.intentId !== req.set.intentId;
+    if (!stored || stored.version !== current.version || stored.status !== current.status || otherIntent) {
       throw new ConcurrentUpdateError(stored ? structuredClone(stored) : undefined);
     }
     const next: Record<string, unknown> = { ...stored };

@@ -1,10 +1,12 @@
 /**
  * Listing a tenant's payments from the sharded by-tenant index on DynamoDB Local: exact newest-first
- * order across shards and pages, status filter, tenant-bound cursors, and only index queries.
+ * order across shards and pages, status filter, tenant-bound cursors, and only index queries. Also the
+ * repository's transition guards that only DynamoDB's condition language can show.
  */
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PaymentRepository, TENANT_SHARDS, tenantShardFor } from '../../functions/adapters/dynamo/payment-repository';
+import { ConcurrentUpdateError } from '../../functions/core/errors';
 import type { Payment, PaymentStatus } from '../../functions/core/payment';
 import { startBackends, type Backends } from '../helpers/backends';
 import { isoAt } from '../helpers/clock';
@@ -139,5 +141,19 @@ describe("GET /api/payments: a tenant's payments from the by-tenant index", () =
     const forged = Buffer.from(JSON.stringify({ ...JSON.parse(Buffer.from(first.nextCursor!, 'base64url').toString()), d: -1 })).toString('base64url');
     expect(await code(repo.listByTenant({ tenantId: mine.tenantId, limit: 1, cursor: forged }))).toBe('INVALID_CURSOR');
     expect(await code(repo.listByTenant({ tenantId: mine.tenantId, limit: 1, cursor: first.nextCursor! }))).toBe('ok');
+  });
+});
+
+describe('transition: the intent id a payment holds', () => {
+  it('is never replaced by a transition read before a same-version recordIntent stored another', async () => {
+    const { newestFirst } = await seed(1);
+    const p = newestFirst[0]!;
+    // recordIntent keeps the version, so the claim below still matches the version and status it read.
+    await repo.recordIntent(p, 'pi_found');
+    const claim = (intentId: string) =>
+      repo.transition(p, { to: 'processing', now: new Date(), change: { action: 'attempt_started', actor: 'test' }, set: { attempt: 1, leaseUntil: Date.now() + 60_000, intentId } });
+    await expect(claim('pi_made')).rejects.toBeInstanceOf(ConcurrentUpdateError);
+    expect(await repo.get(p.id)).toMatchObject({ status: 'pending', version: 1, intentId: 'pi_found' });
+    await expect(claim('pi_found')).resolves.toMatchObject({ status: 'processing', version: 2, intentId: 'pi_found' });
   });
 });

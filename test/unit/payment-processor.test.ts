@@ -192,6 +192,18 @@ describe('PaymentProcessor: first attempt', () => {
     expect(provider.calls).toEqual([{ op: 'create', key: 'intent-pay_1' }]);
   });
 
+  it('an intent recorded at the same version after the read (a lookup elsewhere) makes the claim lose: nothing is confirmed, nothing overwritten', async () => {
+    const { processor, repo, provider, stored } = setup();
+    repo.beforeTransition = (current, req) => {
+      if (req.to !== 'processing' || !repo.beforeTransition) return;
+      repo.beforeTransition = undefined;
+      repo.put({ ...structuredClone(current), intentId: 'pi_found_elsewhere' });
+    };
+    await expect(processor.process(created)).resolves.toEqual({ kind: 'ignored', reason: 'concurrent_update' });
+    expect(provider.calls.filter((c) => c.op === 'confirm')).toEqual([]);
+    expect(stored()).toMatchObject({ status: 'pending', version: 1, intentId: 'pi_found_elsewhere' });
+  });
+
   it('our own failure before the claim claims nothing: the payment stays pending and the message is retried', async () => {
     const { processor, provider, stored } = setup();
     provider.failCreates = new Error('rate budget table unavailable') as never;

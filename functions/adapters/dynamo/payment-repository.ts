@@ -290,9 +290,16 @@ export class PaymentRepository implements PaymentStore, PaymentLister {
     } else {
       removes.push('openShard', 'dueAt', 'leaseUntil');
     }
+    let condition = '#version = :v AND #status = :from';
+    if (req.set?.intentId !== undefined) {
+      // recordIntent stores an intent id without a new version, so the version read does not prove the
+      // stored item holds no other intent: a transition may store one only where none, or this one, is.
+      values[':keepIntent'] = req.set.intentId;
+      condition += ' AND (attribute_not_exists(intentId) OR intentId = :keepIntent)';
+    }
     return this.conditionalUpdate(current.id, {
       UpdateExpression: `SET ${sets.join(', ')}${removes.length ? ` REMOVE ${removes.join(', ')}` : ''}`,
-      ConditionExpression: '#version = :v AND #status = :from',
+      ConditionExpression: condition,
       ExpressionAttributeNames: names,
       ExpressionAttributeValues: values,
     });
