@@ -103,6 +103,10 @@ export async function intentsToCancel(ctx: Ctx, p: Payment): Promise<string[]> {
  * claimer of an attempt that stored it, so before the first claim there is none: one made for a claim
  * that never happened (its worker died in between, or lost the claim) was never confirmed and never will
  * be (the next attempt's create answers that same intent, within the key's retention, and stores it).
+ * Such an intent is left as the provider made it when the payment ends before any claim (cancelled or
+ * expired while pending): nothing looks for it, and it stays unconfirmed at the provider, holding no
+ * money, rather than cancelled. A listing of the provider's intents may therefore show an open intent
+ * for a payment that ended pending.
  */
 export const mayHaveIntent = (p: Payment): boolean => p.intentId !== undefined || p.attempt >= 1;
 
