@@ -26,6 +26,7 @@ import { entryKeyOf, tenantShardsOf, verifyChain, type AuditEntry, type AuditKey
 import { AppError, InvalidCursorError } from '../../core/errors';
 import { canonicalJson } from '../../core/fingerprint';
 import { logger } from '../../shared/logger';
+import { BATCH_GET_MAX_KEYS as BATCH_KEYS, BATCH_GET_MAX_ROUNDS as BATCH_ROUNDS } from './batch-get';
 
 export type SortOrder = 'asc' | 'desc';
 
@@ -68,11 +69,6 @@ export interface AuditReader {
 export interface AuditTables {
   readonly audit: string;
 }
-
-/** Keys per BatchGetItem request (DynamoDB's limit). */
-const BATCH_KEYS = 100;
-/** Rounds of a BatchGetItem that left keys unprocessed (throttling) before giving up. */
-const BATCH_ROUNDS = 8;
 
 export const DEFAULT_PAGE_SIZE = 100;
 export const MAX_PAGE_SIZE = 1000;
@@ -182,8 +178,11 @@ export class AuditRepository implements AuditReader, AuditWriter {
     if (asc) for (let v = (start ?? 0) + 1; v <= payment.version; v++) versions.push(v);
     else for (let v = Math.min(start === undefined ? payment.version : start - 1, payment.version); v >= 1; v--) versions.push(v);
     const found: AuditEntry[] = [];
-    for (let i = 0; i < versions.length && found.length <= limit; i += BATCH_KEYS) {
-      const chunk = versions.slice(i, i + BATCH_KEYS);
+    // Each read asks only for the versions the page still needs (one more than the limit, to know if a
+    // next page exists): a read costs per key, and entries are rarely missing.
+    for (let i = 0; i < versions.length && found.length <= limit; ) {
+      const chunk = versions.slice(i, i + Math.min(BATCH_KEYS, limit + 1 - found.length));
+      i += chunk.length;
       const keys = chunk.map((v) => entryKeyOf(payment, v)).filter((k): k is AuditKey => k !== undefined);
       const got = await this.getMany(keys);
       for (const v of chunk) {

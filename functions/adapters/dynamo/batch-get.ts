@@ -2,10 +2,13 @@ import { BatchGetCommand, type BatchGetCommandOutput, type DynamoDBDocumentClien
 
 /** BatchGetItem takes at most this many keys per request. */
 export const BATCH_GET_MAX_KEYS = 100;
+/** Requests per chunk before keys DynamoDB keeps leaving unprocessed are an error (about 5 s of pauses). */
+export const BATCH_GET_MAX_ROUNDS = 8;
 
 /**
  * Items of one table by id, in requests of up to 100 keys; keys DynamoDB leaves unprocessed (throttling,
- * the 16 MB response limit) are asked again, with a growing pause, until none are left. Missing ids are
+ * the 16 MB response limit) are asked again, with a growing pause, for up to BATCH_GET_MAX_ROUNDS requests;
+ * keys still left then make it throw rather than answer without them. Missing ids are
  * absent from the result. `projection` names the attributes to return (the read still costs by item size).
  */
 export async function batchGetByIds(
@@ -21,6 +24,7 @@ export async function batchGetByIds(
   for (let i = 0; i < ids.length; i += BATCH_GET_MAX_KEYS) {
     let keys: Array<Record<string, unknown>> | undefined = ids.slice(i, i + BATCH_GET_MAX_KEYS).map((id) => ({ id }));
     for (let round = 0; keys && keys.length > 0; round++) {
+      if (round >= BATCH_GET_MAX_ROUNDS) throw new Error(`BatchGetItem on ${table} left ${keys.length} keys unprocessed after ${BATCH_GET_MAX_ROUNDS} requests`);
       const res: BatchGetCommandOutput = await doc.send(new BatchGetCommand({ RequestItems: { [table]: { Keys: keys, ConsistentRead: opts.consistent, ...projection } } }));
       out.push(...(res.Responses?.[table] ?? []));
       keys = res.UnprocessedKeys?.[table]?.Keys;
