@@ -276,8 +276,11 @@ export class PaymentRepository implements PaymentStore, PaymentLister {
     }
     if (isOpen(req.to)) {
       // Only what changes is written: the open-payments index is keyed on these, and an update that
-      // leaves them out cannot touch the index whatever DynamoDB does with an unchanged value (the
-      // version condition makes `current` the stored item).
+      // leaves them out cannot touch the index whatever DynamoDB does with an unchanged value. The
+      // version condition makes `current` the stored item except for dueAt, which postpone() moves at
+      // the same version and only ever later: when the read dueAt equals the wanted one and is left
+      // out, the stored dueAt is that or later, so the payment is looked at no sooner than the
+      // reconciler last decided, never skipped.
       const due = req.dueAt ?? Date.parse(req.now.toISOString());
       if (current.openShard === undefined) {
         values[':shard'] = openShardFor(current.id);
