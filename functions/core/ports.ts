@@ -129,6 +129,11 @@ export type InsertResult =
   /** `key` is the live record when it blocked the insert; `payment` is the stored item at the attempted id. */
   | { readonly kind: 'conflict'; readonly key?: IdempotencyRecord; readonly payment?: Payment };
 
+export type FirstInsertResult =
+  | { readonly kind: 'created' }
+  /** The id was taken: `payment` is the stored item (the key's first payment). */
+  | { readonly kind: 'exists'; readonly payment: Payment };
+
 /** Fields of a payment the core sets; the store adds its own bookkeeping (index shards, due time). */
 export type StoredFields = 'id' | 'status' | 'version' | 'lastChange' | 'openShard' | 'dueAt';
 
@@ -164,6 +169,11 @@ export interface PaymentStore {
   /** Up to 100 payments by id in one round trip; missing ids are absent from the result. */
   getMany(ids: readonly string[]): Promise<Map<string, Payment>>;
   getKey(tenantId: string, key: string): Promise<IdempotencyRecord | undefined>;
+  /**
+   * The first payment of a key (generation 0), which carries its key (keyExpiresAt, requestHash), in one
+   * conditional write; when the id is taken, the stored payment. `writeId` names this one create call.
+   */
+  insertFirst(payment: Payment, writeId: string): Promise<FirstInsertResult>;
   /**
    * Key record and payment in one transaction. `writeId` names this one create call: resending the same
    * write with the same id (after a lost response) is recognised as that write.

@@ -4,6 +4,7 @@ import { ConcurrentUpdateError } from '../../functions/core/errors';
 import { isOpen, type Payment } from '../../functions/core/payment';
 import type {
   IdempotencyRecord,
+  FirstInsertResult,
   InsertResult,
   OpenDuePage,
   OpenRefundsPage,
@@ -152,6 +153,14 @@ export class FakeRepository implements PaymentStore {
     throw new Error('not used by these tests');
   }
 
+  async insertFirst(payment: Payment): Promise<FirstInsertResult> {
+    await Promise.resolve();
+    const stored = this.items.get(payment.id);
+    if (stored) return { kind: 'exists', payment: structuredClone(stored) };
+    this.put(payment);
+    return { kind: 'created' };
+  }
+
   async insertWithKey(_payment: Payment, _key: IdempotencyRecord, _now: number, _writeId?: string): Promise<InsertResult> {
     throw new Error('not used by these tests');
   }
@@ -179,6 +188,7 @@ export class KeyedStore {
   get = (id: string) => this.payments.get(id);
   transition = () => Promise.reject(new Error('not used'));
   getKey = async (): Promise<IdempotencyRecord | undefined> => undefined;
+  insertFirst = (payment: Payment): Promise<FirstInsertResult> => this.payments.insertFirst(payment);
   async insertWithKey(payment: Payment, key: IdempotencyRecord): Promise<InsertResult> {
     const held = this.keys.get(key.idempotencyKey);
     if (held) return { kind: 'conflict', key: held, payment: await this.payments.get(held.paymentId) };

@@ -65,6 +65,7 @@ describe('PaymentsService.create when the key turns out to be held', () => {
       transition: async () => payment,
       // The key is held by the request that created pay_k0; its transaction landed between our two reads.
       getKey: async () => key,
+      insertFirst: () => Promise.reject(new Error('not used: the read found the payment')),
       insertWithKey: async (p: { generation: number }) => {
         inserted.push(p.generation);
         return p.generation === 0 ? { kind: 'conflict' as const, payment } : { kind: 'created' as const };

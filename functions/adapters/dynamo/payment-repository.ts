@@ -8,11 +8,13 @@ import {
   ConditionalCheckFailedException,
   IdempotentParameterMismatchException,
   TransactionCanceledException,
+  TransactionConflictException,
   TransactionInProgressException,
 } from '@aws-sdk/client-dynamodb';
 import { unmarshall } from '@aws-sdk/util-dynamodb';
 import {
   GetCommand,
+  PutCommand,
   QueryCommand,
   TransactWriteCommand,
   UpdateCommand,
@@ -23,6 +25,7 @@ import { ConcurrentUpdateError, InvalidCursorError, ServiceUnavailableError } fr
 import { isOpen, type Payment, type PaymentStatus } from '../../core/payment';
 import type {
   IdempotencyRecord,
+  FirstInsertResult,
   InsertResult,
   OpenDuePage,
   PaymentListPage,
@@ -174,18 +177,52 @@ export class PaymentRepository implements PaymentStore, PaymentLister {
   }
 
   /**
+   * Creates the first payment of a key in one conditional PutItem: the item is the key's record too
+   * (keyExpiresAt, requestHash), so key and payment cannot exist one without the other. When the id is
+   * taken, the stored item comes back with the failed condition (one round trip). The item keeps this
+   * call's writeId: a put whose answer was lost and which the SDK sent again finds its own item, which
+   * is this call's create, not a replay of it. A transaction in flight on the item (another writer's)
+   * is waited out like the transaction's conflicts.
+   */
+  async insertFirst(newPayment: Payment, writeId: string): Promise<FirstInsertResult> {
+    const item = { ...this.storedForm(newPayment), writeId };
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await this.doc.send(
+          new PutCommand({
+            TableName: this.tables.payments,
+            Item: item,
+            ConditionExpression: 'attribute_not_exists(id)',
+            ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
+          }),
+        );
+        return { kind: 'created' };
+      } catch (err) {
+        if (err instanceof ConditionalCheckFailedException) {
+          const stored = (err.Item ? unmarshall(err.Item) : await this.get(newPayment.id)) as (Payment & { writeId?: string }) | undefined;
+          if (!stored) throw new ServiceUnavailableError();
+          if (stored.writeId === writeId) return { kind: 'created' };
+          return { kind: 'exists', payment: stored };
+        }
+        if (!(err instanceof TransactionConflictException) || attempt >= TRANSACTION_RETRIES) throw err;
+        await sleep(Math.random() * Math.min(200, 10 * 2 ** attempt));
+      }
+    }
+  }
+
+  /** The payment as stored: with the attributes its indexes are keyed on. */
+  private storedForm(p: Payment): Payment & Record<string, unknown> {
+    return { ...p, openShard: openShardFor(p.id), tenantShard: tenantShardFor(p.tenantId, p.id), createdSort: createdSortFor(p) };
+  }
+
+  /**
    * Writes the key record and the new payment atomically. The key may be taken only if absent or
    * expired; the payment id must be unused. Transaction conflicts with concurrent identical requests
    * are retried with jitter; the loser then sees the winner's records.
    */
   async insertWithKey(newPayment: Payment, key: IdempotencyRecord, nowEpochSeconds: number, writeId: string = randomUUID()): Promise<InsertResult> {
     const keyItem = { ...key, pk: keyPk(key.tenantId, key.idempotencyKey) };
-    const payment = {
-      ...newPayment,
-      openShard: openShardFor(newPayment.id),
-      tenantShard: tenantShardFor(newPayment.tenantId, newPayment.id),
-      createdSort: createdSortFor(newPayment),
-    };
+    const payment = this.storedForm(newPayment);
     const token = createRequestToken(key, writeId);
     for (let attempt = 0; ; attempt++) {
       try {
