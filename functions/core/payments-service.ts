@@ -10,7 +10,17 @@ import { actorOf, ForbiddenError, type Principal } from './principal';
 import { noMetrics, silentLogger, type IdempotencyRecord, type Logger, type Metrics, type PaymentQueue, type PaymentStore as Store } from './ports';
 import { canReopen } from './state-machine';
 
-export type PaymentStore = Pick<Store, 'get' | 'getKey' | 'insertWithKey' | 'transition'>;
+export type PaymentStore = Pick<Store, 'get' | 'getKey' | 'insertFirst' | 'insertWithKey' | 'transition'>;
+
+/**
+ * How a create reaches its answer. 'read-put' (the default): one consistent GetItem of the key's first
+ * payment, which carries the key (keyExpiresAt, requestHash), answers a replay; a new key is created by one
+ * conditional PutItem of that payment, which, should a concurrent create have won, returns the winner's to
+ * answer from. Only a key reused after it expired takes the transaction (key record + payment). The others
+ * are kept for the benchmark: 'put' skips the read (a replay is the put's failed condition), 'read-tx'
+ * creates a new key by the transaction, and 'transaction' answers everything from the transaction.
+ */
+export type CreatePath = 'read-put' | 'put' | 'read-tx' | 'transaction';
 
 export interface PaymentsServiceDeps {
   readonly store: PaymentStore;
@@ -24,12 +34,8 @@ export interface PaymentsServiceDeps {
   readonly maxRetries: number;
   /** A pending payment not picked up by then is re-queued by the reconciler. */
   readonly stuckAfterSeconds: number;
-  /**
-   * Default true: a create first reads the payment its key would have created (one consistent GetItem
-   * of one item) and answers a replay from it; only a key never seen (or expired) goes on to the
-   * transaction. False: every create goes straight to the transaction (the benchmark's other variant).
-   */
-  readonly replayByRead?: boolean;
+  /** Default 'read-put' (CreatePath). */
+  readonly createPath?: CreatePath;
 }
 
 export type KeyState =
@@ -41,6 +47,10 @@ const isLive = (r: IdempotencyRecord | undefined, now: Date): r is IdempotencyRe
   r !== undefined && r.expiresAt > Math.floor(now.getTime() / 1000);
 
 const MAX_GENERATION_STEPS = 5;
+
+/** Whether a stored payment is the one this tenant's key made and records when the key expires. */
+const carriesKey = (p: Payment, tenantId: string, key: string): p is Payment & { keyExpiresAt: number } =>
+  p.tenantId === tenantId && p.idempotencyKey === key && p.keyExpiresAt !== undefined;
 
 /** How often an operator may re-open one failed payment; each re-open is a new provider intent. */
 export const MAX_REOPENS = 3;
@@ -64,21 +74,39 @@ export class PaymentsService {
   }
 
   /**
-   * Creates the payment for (tenant, key) or returns the one the key already holds. One transaction
-   * writes key and payment; a replay is answered from that transaction's failed conditions.
+   * Creates the payment for (tenant, key) or returns the one the key already holds. A key's first payment
+   * is its own key record (keyExpiresAt, requestHash) and is created by one conditional write, which also
+   * answers a replay (CreatePath); a later generation, after the key expired, is written together with a
+   * key record in one transaction.
    */
   async create(tenantId: string, req: CreatePaymentRequest): Promise<{ payment: Payment; replayed: boolean }> {
     const now = this.clock();
     const nowSeconds = Math.floor(now.getTime() / 1000);
     const requestHash = requestFingerprint(req);
-    // One id per create call: the store derives the write's ClientRequestToken from it and the request.
+    // One id per create call: the store recognises a write of this call sent again after a lost answer.
     const writeId = newWriteId();
     const keyExpiresAt = nowSeconds + this.deps.idempotencyTtlSeconds;
-    if (this.deps.replayByRead !== false) {
-      const replay = await this.replayFromPayment(tenantId, req.idempotencyKey, requestHash, nowSeconds);
-      if (replay) return replay;
-    }
+    const path = this.deps.createPath ?? 'read-put';
     let generation = 0;
+    if (path !== 'transaction') {
+      let stored: Payment | undefined;
+      if (path === 'read-put' || path === 'read-tx') {
+        stored = await this.deps.store.get(paymentIdFor(tenantId, req.idempotencyKey, 0));
+        const answer = stored && this.answerFromFirst(stored, tenantId, req.idempotencyKey, requestHash, nowSeconds);
+        if (answer) return answer;
+      }
+      if (!stored && path !== 'read-tx') {
+        const first = this.newPayment(tenantId, req, requestHash, 0, now, keyExpiresAt);
+        const put = await this.deps.store.insertFirst(first, writeId);
+        if (put.kind === 'created') return this.created(first);
+        stored = put.payment;
+        const answer = this.answerFromFirst(stored, tenantId, req.idempotencyKey, requestHash, nowSeconds);
+        if (answer) return answer;
+      }
+      // The first payment's key has expired: the key is reused, and the new payment is a later
+      // generation (a payment from before keys were kept on it goes the whole way from generation 0).
+      if (stored && carriesKey(stored, tenantId, req.idempotencyKey)) generation = 1;
+    }
     for (let step = 0; step < MAX_GENERATION_STEPS; step++) {
       const payment = this.newPayment(tenantId, req, requestHash, generation, now, keyExpiresAt);
       const key: IdempotencyRecord = {
@@ -91,11 +119,7 @@ export class PaymentsService {
         expiresAt: keyExpiresAt,
       };
       const result = await this.deps.store.insertWithKey(payment, key, nowSeconds, writeId);
-      if (result.kind === 'created') {
-        await this.enqueue(payment);
-        this.metrics.count('PaymentsCreated');
-        return { payment, replayed: false };
-      }
+      if (result.kind === 'created') return this.created(payment);
       if (result.key) return this.answerFromKey(result.key, requestHash, result.payment);
       // The key was free (or expired) but this generation's payment exists: the key is being reused
       // after expiry, so the new payment takes the generation after the expired record's (which may be
@@ -103,6 +127,10 @@ export class PaymentsService {
       // when read again: a concurrent create holds it (its transaction landed between our two reads),
       // and this request is a replay of that one, never a second payment for the key.
       if (!result.payment) throw new AppError('INTERNAL_ERROR', 'Create conflict without a reason', 500, true);
+      // A first payment whose key is live holds the key without a key record (a concurrent create put it
+      // after this one's read): this request is its replay.
+      const firstAnswer = this.answerFromFirst(result.payment, tenantId, req.idempotencyKey, requestHash, nowSeconds);
+      if (firstAnswer) return firstAnswer;
       const current = await this.deps.store.getKey(tenantId, req.idempotencyKey);
       if (current && current.expiresAt > nowSeconds) return this.answerFromKey(current, requestHash, result.payment);
       generation = Math.max(result.payment.generation, current?.generation ?? 0) + 1;
@@ -110,23 +138,26 @@ export class PaymentsService {
     throw new ServiceUnavailableError();
   }
 
+  private async created(payment: Payment): Promise<{ payment: Payment; replayed: boolean }> {
+    await this.enqueue(payment);
+    this.metrics.count('PaymentsCreated');
+    return { payment, replayed: false };
+  }
+
   /**
-   * The common replay in one single-item read: the payment of the key's first generation. Its
-   * `keyExpiresAt` says whether the key record it was written with is still live; while it is, that
-   * record cannot have been replaced (a key is taken over only once expired), so the payment alone
-   * settles the answer: replay, or 422 for another request. Anything else (no such payment, a key past
-   * its expiry and perhaps reused, a payment from before `keyExpiresAt` was kept) returns undefined and
-   * the create goes on to the transaction, which decides it as before.
+   * A replay answered by the key's first payment alone: while its `keyExpiresAt` is live, the key cannot
+   * have been taken by a later generation (a key is taken over only once expired), so the payment settles
+   * the answer: replay, or 422 for another request. Anything else (a key past its expiry and perhaps
+   * reused, a payment from before keys were kept on it) is undefined, and the transaction decides.
    */
-  private async replayFromPayment(
+  private answerFromFirst(
+    first: Payment,
     tenantId: string,
     key: string,
     requestHash: string,
     nowSeconds: number,
-  ): Promise<{ payment: Payment; replayed: boolean } | undefined> {
-    const first = await this.deps.store.get(paymentIdFor(tenantId, key, 0));
-    if (!first || first.tenantId !== tenantId || first.idempotencyKey !== key) return undefined;
-    if (first.keyExpiresAt === undefined || first.keyExpiresAt <= nowSeconds) return undefined;
+  ): { payment: Payment; replayed: boolean } | undefined {
+    if (!carriesKey(first, tenantId, key) || first.keyExpiresAt <= nowSeconds) return undefined;
     if (first.requestHash !== requestHash) {
       this.metrics.count('IdempotencyKeyMismatches');
       throw new IdempotencyKeyMismatchError(first.id);
@@ -192,17 +223,42 @@ export class PaymentsService {
   }
 
   async keyRecord(tenantId: string, key: string): Promise<{ record: IdempotencyRecord; payment: Payment }> {
-    const record = await this.deps.store.getKey(tenantId, key);
-    if (!isLive(record, this.clock())) throw new NotFoundError('idempotency_key');
-    const payment = await this.get(tenantId, record.paymentId);
-    return { record, payment };
+    const live = await this.liveKey(tenantId, key);
+    if (!live) throw new NotFoundError('idempotency_key');
+    const payment = live.first ?? (await this.get(tenantId, live.record.paymentId));
+    return { record: live.record, payment };
   }
 
   /** Whether a key is free, or in use with this request (matches) or another; creates nothing. */
   async keyState(tenantId: string, key: string, request?: Omit<CreatePaymentRequest, 'idempotencyKey'>): Promise<KeyState> {
-    const record = await this.deps.store.getKey(tenantId, key);
-    if (!isLive(record, this.clock())) return { state: 'available' };
-    return { state: 'in_use', matches: request ? requestFingerprint(request) === record.requestHash : null, record };
+    const live = await this.liveKey(tenantId, key);
+    if (!live) return { state: 'available' };
+    return { state: 'in_use', matches: request ? requestFingerprint(request) === live.record.requestHash : null, record: live.record };
+  }
+
+  /**
+   * The live record of a key: a key record (written with every payment after the first, and with a
+   * first payment made by the transaction), else the key's first payment while its key is live, seen as
+   * the record it stands for. At most one of them is live: a later generation takes the key only after
+   * the first payment's key expired.
+   */
+  private async liveKey(tenantId: string, key: string): Promise<{ record: IdempotencyRecord; first?: Payment } | undefined> {
+    const now = this.clock();
+    const [record, first] = await Promise.all([this.deps.store.getKey(tenantId, key), this.deps.store.get(paymentIdFor(tenantId, key, 0))]);
+    if (isLive(record, now)) return { record, ...(first?.id === record.paymentId ? { first } : {}) };
+    if (!first || !carriesKey(first, tenantId, key) || first.keyExpiresAt <= Math.floor(now.getTime() / 1000)) return undefined;
+    return {
+      record: {
+        tenantId,
+        idempotencyKey: key,
+        paymentId: first.id,
+        generation: 0,
+        requestHash: first.requestHash,
+        createdAt: first.createdAt,
+        expiresAt: first.keyExpiresAt,
+      },
+      first,
+    };
   }
 
   /**

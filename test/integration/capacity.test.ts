@@ -118,6 +118,11 @@ async function onePayment(failures: number) {
   // Every stored version, as the stream's NewImage would carry it.
   const versions: Payment[] = [];
   const store: typeof repo = Object.create(repo);
+  store.insertFirst = async (p, w) => {
+    const r = await repo.insertFirst(p, w);
+    if (r.kind === 'created') versions.push(p);
+    return r;
+  };
   store.insertWithKey = async (p, k, n) => {
     const r = await repo.insertWithKey(p, k, n);
     if (r.kind === 'created') versions.push(p);

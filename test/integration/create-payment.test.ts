@@ -3,7 +3,7 @@ import { DeleteMessageBatchCommand, ReceiveMessageCommand } from '@aws-sdk/clien
 import { GetCommand, PutCommand, ScanCommand } from '@aws-sdk/lib-dynamodb';
 import type { APIGatewayProxyEvent } from 'aws-lambda';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { PaymentRepository } from '../../functions/adapters/dynamo/payment-repository';
+import { keyPk, PaymentRepository } from '../../functions/adapters/dynamo/payment-repository';
 import { SqsPaymentQueue } from '../../functions/adapters/sqs/payment-queue';
 import { createPaymentRoute } from '../../functions/api/create-payment';
 import { paymentQueriesRoute } from '../../functions/api/payment-queries';
@@ -120,12 +120,13 @@ afterAll(async () => {
 });
 
 describe('POST /api/payments/process against DynamoDB Local', () => {
-  it('creates a pending payment, its key record and one queue message in one transaction', async () => {
+  it('creates a pending payment that carries its key, and one queue message, with one read and one conditional put', async () => {
     const key = `k-${randomUUID()}`;
     dynamoCommands = [];
     const res = await post(request(key, '25.50'));
-    // One read (is there a payment for this key already?) and one transaction that writes both.
-    expect(dynamoCommands).toEqual(['GetItemCommand', 'TransactWriteItemsCommand']);
+    // One read (is there a payment for this key already?) and one conditional put of the payment, which is
+    // the key's record too: no key item, no transaction.
+    expect(dynamoCommands).toEqual(['GetItemCommand', 'PutItemCommand']);
     expect(res.statusCode).toBe(201);
     expect(res.headers?.['Idempotent-Replayed']).toBeUndefined();
     const body = JSON.parse(res.body);
@@ -135,6 +136,10 @@ describe('POST /api/payments/process against DynamoDB Local', () => {
     const [stored] = await paymentsWithKey(key);
     expect(stored).toMatchObject({ id: body.id, status: 'pending', version: 1, amountMinor: 2550, tenantId: 'tenant-1' });
     expect(stored!.openShard).toMatch(/^open#\d\d$/);
+    expect(stored!.requestHash).toMatch(/^[0-9a-f]{64}$/);
+    expect(stored!.keyExpiresAt).toBe(Math.floor(Date.parse(stored!.createdAt) / 1000) + 86_400);
+    const keyItem = await b.doc.send(new GetCommand({ TableName: tables.idempotency, Key: { pk: keyPk('tenant-1', key) }, ConsistentRead: true }));
+    expect(keyItem.Item).toBeUndefined();
     expect(await drainQueue()).toEqual([{ paymentId: body.id, reason: 'created' }]);
   });
 

@@ -1,22 +1,28 @@
 /**
- * The replay fast path: a create first reads the payment its key's first generation would be, and a
- * live `keyExpiresAt` on it settles the answer (replay or 422) with that one read. Everything else
- * goes to the transaction as before. The store here honours key expiry like the DynamoDB condition
- * (`attribute_not_exists(pk) OR expiresAt <= :now`), and counts what the service asked of it.
+ * How a create reaches its answer (CreatePath). By default one read of the key's first payment answers a
+ * replay, and a new key is one conditional put of that payment, which carries the key; only a key reused
+ * after expiry takes the transaction. The store honours key expiry like the DynamoDB conditions
+ * (`attribute_not_exists(pk) OR expiresAt <= :now`, `attribute_not_exists(id)`), recognises a put of the
+ * same call sent again, lets a test land another create between the service's steps, and counts what the
+ * service asked of it.
  */
 import { describe, expect, it } from 'vitest';
 import type { CreatePaymentRequest } from '../../functions/core/create-request';
-import { IdempotencyKeyMismatchError } from '../../functions/core/errors';
+import { IdempotencyKeyMismatchError, NotFoundError } from '../../functions/core/errors';
+import { paymentIdFor } from '../../functions/core/ids';
 import type { Payment } from '../../functions/core/payment';
-import { PaymentsService } from '../../functions/core/payments-service';
-import type { IdempotencyRecord, InsertResult } from '../../functions/core/ports';
+import { PaymentsService, type CreatePath } from '../../functions/core/payments-service';
+import type { FirstInsertResult, IdempotencyRecord, InsertResult } from '../../functions/core/ports';
 import { TEST_EPOCH } from '../helpers/clock';
 import { FakeQueue } from '../helpers/fakes';
 
 class ExpiringKeyStore {
   readonly keys = new Map<string, IdempotencyRecord>();
   readonly payments = new Map<string, Payment>();
-  readonly calls = { get: 0, getKey: 0, insertWithKey: 0 };
+  readonly writeIds = new Map<string, string>();
+  readonly calls = { get: 0, getKey: 0, insertFirst: 0, insertWithKey: 0 };
+  /** Runs before the next write (put or transaction) is judged: another create landing first. */
+  beforeWrite?: () => void;
   async get(id: string) {
     this.calls.get++;
     return this.payments.get(id);
@@ -26,8 +32,23 @@ class ExpiringKeyStore {
     return this.keys.get(`${tenantId}#${key}`);
   }
   transition = () => Promise.reject(new Error('not used'));
+  private landOther() {
+    const other = this.beforeWrite;
+    this.beforeWrite = undefined;
+    other?.();
+  }
+  async insertFirst(payment: Payment, writeId: string): Promise<FirstInsertResult> {
+    this.calls.insertFirst++;
+    this.landOther();
+    const stored = this.payments.get(payment.id);
+    if (stored) return this.writeIds.get(payment.id) === writeId ? { kind: 'created' } : { kind: 'exists', payment: stored };
+    this.payments.set(payment.id, payment);
+    this.writeIds.set(payment.id, writeId);
+    return { kind: 'created' };
+  }
   async insertWithKey(payment: Payment, key: IdempotencyRecord, now: number): Promise<InsertResult> {
     this.calls.insertWithKey++;
+    this.landOther();
     const pk = `${key.tenantId}#${key.idempotencyKey}`;
     const held = this.keys.get(pk);
     const keyFree = !held || held.expiresAt <= now;
@@ -38,7 +59,7 @@ class ExpiringKeyStore {
     return { kind: 'created' };
   }
   reset() {
-    this.calls.get = this.calls.getKey = this.calls.insertWithKey = 0;
+    this.calls.get = this.calls.getKey = this.calls.insertFirst = this.calls.insertWithKey = 0;
   }
 }
 
@@ -53,28 +74,33 @@ const request = (over: Partial<CreatePaymentRequest> = {}): CreatePaymentRequest
 
 function setup() {
   const store = new ExpiringKeyStore();
+  const queue = new FakeQueue();
   let now = TEST_EPOCH;
-  const service = (replayByRead?: boolean) =>
-    new PaymentsService({ store, queue: new FakeQueue(), clock: () => new Date(now), idempotencyTtlSeconds: 3600, maxRetries: 3, stuckAfterSeconds: 120, ...(replayByRead === undefined ? {} : { replayByRead }) });
-  return { store, service, advance: (ms: number) => (now += ms) };
+  const service = (createPath?: CreatePath) =>
+    new PaymentsService({ store, queue, clock: () => new Date(now), idempotencyTtlSeconds: 3600, maxRetries: 3, stuckAfterSeconds: 120, ...(createPath ? { createPath } : {}) });
+  return { store, queue, service, advance: (ms: number) => (now += ms) };
 }
 
-describe('replay answered from one read of the payment', () => {
-  it('the payment carries the expiry of the key it was created with', async () => {
-    const { store, service } = setup();
-    const { payment } = await service().create('t1', request());
-    const key = await store.getKey('t1', 'order-7');
-    expect(payment.keyExpiresAt).toBe(key!.expiresAt);
-    expect(payment.keyExpiresAt).toBe(Math.floor(TEST_EPOCH / 1000) + 3600);
+describe('create: one read answers a replay, one put makes a new key', () => {
+  it('a new key is one read and one put: no key record, no transaction; the payment carries its key', async () => {
+    const { store, queue, service } = setup();
+    const { payment, replayed } = await service().create('t1', request());
+    expect(replayed).toBe(false);
+    expect(store.calls).toEqual({ get: 1, getKey: 0, insertFirst: 1, insertWithKey: 0 });
+    expect(store.keys.size).toBe(0);
+    expect(payment).toMatchObject({ id: paymentIdFor('t1', 'order-7', 0), generation: 0, keyExpiresAt: Math.floor(TEST_EPOCH / 1000) + 3600 });
+    expect(queue.sent.map((s) => s.message)).toEqual([{ paymentId: payment.id, reason: 'created' }]);
   });
 
-  it('a replay is one get and no transaction', async () => {
-    const { store, service } = setup();
+  it('a replay is one get, nothing written and nothing sent', async () => {
+    const { store, queue, service } = setup();
     const first = await service().create('t1', request());
     store.reset();
+    queue.sent.length = 0;
     const again = await service().create('t1', request());
     expect(again).toEqual({ payment: first.payment, replayed: true });
-    expect(store.calls).toEqual({ get: 1, getKey: 0, insertWithKey: 0 });
+    expect(store.calls).toEqual({ get: 1, getKey: 0, insertFirst: 0, insertWithKey: 0 });
+    expect(queue.sent).toEqual([]);
   });
 
   it('the same key with another request is 422 from that one read, and nothing is written', async () => {
@@ -82,7 +108,7 @@ describe('replay answered from one read of the payment', () => {
     const first = await service().create('t1', request());
     store.reset();
     await expect(service().create('t1', request({ amountMinor: 999 }))).rejects.toBeInstanceOf(IdempotencyKeyMismatchError);
-    expect(store.calls).toEqual({ get: 1, getKey: 0, insertWithKey: 0 });
+    expect(store.calls).toEqual({ get: 1, getKey: 0, insertFirst: 0, insertWithKey: 0 });
     expect([...store.payments.values()]).toEqual([first.payment]);
   });
 
@@ -94,7 +120,37 @@ describe('replay answered from one read of the payment', () => {
     expect(b.payment.id).not.toBe(a.payment.id);
   });
 
-  it('once the key has expired the read does not answer: the transaction takes the key for a new generation', async () => {
+  it('a create that lands between the read and the put makes this request its replay (or 422), never a second payment', async () => {
+    const { store, queue, service } = setup();
+    // The other create, made as the service makes it, lands after our read and before our put.
+    const { service: other } = setup();
+    const made = (await other().create('t1', request())).payment;
+    store.beforeWrite = () => store.payments.set(made.id, made);
+    const res = await service().create('t1', request());
+    expect(res).toEqual({ payment: made, replayed: true });
+    expect([...store.payments.keys()]).toEqual([made.id]);
+    expect(queue.sent).toEqual([]);
+
+    store.payments.clear();
+    store.beforeWrite = () => store.payments.set(made.id, made);
+    await expect(service().create('t1', request({ amountMinor: 999 }))).rejects.toBeInstanceOf(IdempotencyKeyMismatchError);
+    expect(store.calls.insertWithKey).toBe(0);
+    expect([...store.payments.keys()]).toEqual([made.id]);
+  });
+
+  it('a put of this very call sent again (its answer lost) is this call\'s create, and its message is sent', async () => {
+    const { store, queue, service } = setup();
+    const orig = store.insertFirst.bind(store);
+    store.insertFirst = async (p, w) => {
+      await orig(p, w); // lands, but the answer is lost; the SDK sends it again
+      return orig(p, w);
+    };
+    const res = await service().create('t1', request());
+    expect(res.replayed).toBe(false);
+    expect(queue.sent.map((s) => s.message.paymentId)).toEqual([res.payment.id]);
+  });
+
+  it('once the key has expired, the transaction takes it for generation 1 (no put that could only fail)', async () => {
     const { store, service, advance } = setup();
     const first = await service().create('t1', request());
     advance(3600_000);
@@ -103,29 +159,78 @@ describe('replay answered from one read of the payment', () => {
     expect(reused.replayed).toBe(false);
     expect(reused.payment.generation).toBe(1);
     expect(reused.payment.id).not.toBe(first.payment.id);
-    expect(store.calls.insertWithKey).toBeGreaterThan(0);
-    // And the reused key's replays are answered by the transaction path (its first generation is stale).
+    expect(store.calls).toEqual({ get: 1, getKey: 0, insertFirst: 0, insertWithKey: 1 });
+    // The reused key's replays are answered by the transaction path (its first generation is stale).
     const again = await service().create('t1', request({ amountMinor: 5 }));
     expect(again).toMatchObject({ replayed: true, payment: { id: reused.payment.id } });
   });
 
   it('a payment written before keyExpiresAt was kept is answered by the transaction, not by the read', async () => {
     const { store, service } = setup();
-    const { payment } = await service().create('t1', request());
+    const { payment } = await service('transaction').create('t1', request());
     const { keyExpiresAt: _dropped, ...legacy } = payment;
     store.payments.set(payment.id, legacy as Payment);
     store.reset();
     const again = await service().create('t1', request());
     expect(again).toMatchObject({ replayed: true, payment: { id: payment.id } });
-    expect(store.calls.insertWithKey).toBe(1);
+    expect(store.calls).toMatchObject({ insertFirst: 0, insertWithKey: 1 });
   });
 
-  it('with the read turned off every create is a transaction (the benchmark variant)', async () => {
+  it('the transaction path finds a live first payment with no key record (put by a concurrent create): a replay', async () => {
     const { store, service } = setup();
-    await service(false).create('t1', request());
+    const { service: other } = setup();
+    const made = (await other().create('t1', request())).payment;
+    store.beforeWrite = () => store.payments.set(made.id, made);
+    const res = await service('read-tx').create('t1', request());
+    expect(res).toEqual({ payment: made, replayed: true });
+    expect([...store.payments.keys()]).toEqual([made.id]);
+  });
+});
+
+describe('create paths kept for the benchmark', () => {
+  it("'put': no read; a replay is the put's failed condition", async () => {
+    const { store, service } = setup();
+    await service('put').create('t1', request());
     store.reset();
-    const again = await service(false).create('t1', request());
+    const again = await service('put').create('t1', request());
     expect(again.replayed).toBe(true);
-    expect(store.calls).toMatchObject({ get: 0, insertWithKey: 1 });
+    expect(store.calls).toEqual({ get: 0, getKey: 0, insertFirst: 1, insertWithKey: 0 });
+  });
+
+  it("'read-tx' creates with the transaction; 'transaction' answers everything from it", async () => {
+    const { store, service } = setup();
+    await service('read-tx').create('t1', request());
+    expect(store.calls).toEqual({ get: 1, getKey: 0, insertFirst: 0, insertWithKey: 1 });
+    expect(store.keys.size).toBe(1);
+    store.reset();
+    const again = await service('transaction').create('t1', request());
+    expect(again.replayed).toBe(true);
+    expect(store.calls).toMatchObject({ get: 0, insertFirst: 0, insertWithKey: 1 });
+  });
+});
+
+describe('key lookups', () => {
+  it('a key made by the put is found through its first payment, until it expires', async () => {
+    const { service, advance } = setup();
+    const { payment } = await service().create('t1', request());
+    const found = await service().keyRecord('t1', 'order-7');
+    expect(found.payment).toEqual(payment);
+    expect(found.record).toMatchObject({ paymentId: payment.id, generation: 0, requestHash: payment.requestHash, expiresAt: payment.keyExpiresAt });
+    expect(await service().keyState('t1', 'order-7', request())).toMatchObject({ state: 'in_use', matches: true });
+    expect(await service().keyState('t1', 'order-7', request({ amountMinor: 1 }))).toMatchObject({ state: 'in_use', matches: false });
+    await expect(service().keyRecord('t2', 'order-7')).rejects.toBeInstanceOf(NotFoundError);
+    advance(3600_000);
+    await expect(service().keyRecord('t1', 'order-7')).rejects.toBeInstanceOf(NotFoundError);
+    expect(await service().keyState('t1', 'order-7')).toEqual({ state: 'available' });
+  });
+
+  it('a reused key is found through its key record, not the expired first payment', async () => {
+    const { service, advance } = setup();
+    await service().create('t1', request());
+    advance(3600_000);
+    const reused = await service().create('t1', request({ amountMinor: 5 }));
+    const found = await service().keyRecord('t1', 'order-7');
+    expect(found.record).toMatchObject({ paymentId: reused.payment.id, generation: 1 });
+    expect(found.payment.id).toBe(reused.payment.id);
   });
 });
