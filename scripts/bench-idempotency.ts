@@ -1,15 +1,18 @@
 /**
  * Idempotency path benchmark, one run, one emulator (always a fresh one: started by this run, in
- * memory), five contenders:
- *   ours        PaymentsService.create: one consistent GetItem that answers a replay; for a new key one
- *               TransactWriteItems (key + payment), then SendMessage
- *   ours (tx)   the same service with the read turned off: every call is the transaction (the variant
- *               before the read; its replay is the transaction's failed conditions)
+ * memory), seven contenders:
+ *   ours        PaymentsService.create as deployed ('read-put'): one consistent GetItem of the key's
+ *               first payment (which carries the key) answers a replay; a new key is one conditional
+ *               PutItem of that payment, then SendMessage
+ *   ours (put)  no read: the conditional PutItem creates, or fails and returns the stored payment
+ *   ours (read, then tx)  the path before: the read, then one TransactWriteItems (key record + payment)
+ *   ours (tx)   every call is the transaction (its replay is the transaction's failed conditions)
  *   powertools  makeIdempotent around an equivalent create (PutItem payment + SendMessage) into a table
  *               with no index (the baseline issue 20 was measured against)
  *   powertools, same table  the same, writing the payment as ours stores it (index attributes included)
  *               into a table declared like our Payments table (its two indexes): the same write work
- *   bare put    a single conditional PutItem of the payment (the floor for any durable create)
+ *   bare put    a single conditional PutItem of a small item into a table with no index (the floor for
+ *               any durable create)
  * Prints p50/p99 latency of creates and replays, throughput under concurrency, and DynamoDB calls
  * per operation. Absolute numbers on a shared machine are noisy; compare the ratios.
  *
@@ -24,7 +27,7 @@ import { DynamoDBPersistenceLayer } from '@aws-lambda-powertools/idempotency/dyn
 import { createdSortFor, openShardFor, PaymentRepository, tenantShardFor } from '../functions/adapters/dynamo/payment-repository';
 import { SqsPaymentQueue } from '../functions/adapters/sqs/payment-queue';
 import type { CreatePaymentRequest } from '../functions/core/create-request';
-import { PaymentsService } from '../functions/core/payments-service';
+import { PaymentsService, type CreatePath } from '../functions/core/payments-service';
 import { createLocalResources, functionEnvironment, loadSynthesizedStack, resourcesOfType, startDynamoDbLocal, startSqsEmulator, tableInput } from '@idempotent-payments/local-stack';
 import { cliOrExit, reporter } from './cli-args';
 
@@ -108,7 +111,7 @@ async function main() {
       );
     }
 
-    const oursContender = (name: string, replayByRead: boolean): Contender => {
+    const oursContender = (name: string, createPath: CreatePath): Contender => {
       const db = counted(ddb.endpoint);
       const service = new PaymentsService({
         store: new PaymentRepository(db.doc, { payments: env.PAYMENTS_TABLE!, idempotency: env.IDEMPOTENCY_TABLE!, openPaymentsIndex: env.OPEN_PAYMENTS_INDEX! }),
@@ -116,12 +119,14 @@ async function main() {
         idempotencyTtlSeconds: 86_400,
         maxRetries: 3,
         stuckAfterSeconds: 120,
-        replayByRead,
+        createPath,
       });
       return { name, calls: db.calls, create: (key) => service.create('bench', requestFor(key)) };
     };
-    const ours = oursContender('ours (read, then tx)', true);
-    const oursTx = oursContender('ours (tx only)', false);
+    const ours = oursContender('ours (read, then put)', 'read-put');
+    const oursPut = oursContender('ours (put only)', 'put');
+    const oursRead = oursContender('ours (read, then tx)', 'read-tx');
+    const oursTx = oursContender('ours (tx only)', 'transaction');
 
     // A table declared like our Payments table (key and both indexes), for the same-shape contender.
     const [paymentsId, paymentsRes] = resourcesOfType(template, 'AWS::DynamoDB::Table').find(([id]) => id.startsWith('PaymentsTable'))!;
@@ -171,7 +176,7 @@ async function main() {
           }),
     };
 
-    const contenders = [ours, oursTx, powertools, powertoolsShaped, bare];
+    const contenders = [ours, oursPut, oursRead, oursTx, powertools, powertoolsShaped, bare];
     // Warm up JITs, connections and the emulator.
     for (const c of contenders) await timeEach(c, Array.from({ length: 50 }, () => `warm-${randomUUID()}`));
 
@@ -235,16 +240,20 @@ async function main() {
       createP50VsPowertools: o.createP50! / p.createP50!,
       createP50VsPowertoolsSameTable: o.createP50! / results.get(powertoolsShaped.name)!.createP50!,
       txOnlyReplayP50VsBarePut: results.get(oursTx.name)!.replayP50! / b.replayP50!,
+      putOnlyReplayP50VsBarePut: results.get(oursPut.name)!.replayP50! / b.replayP50!,
+      readTxReplayP50VsBarePut: results.get(oursRead.name)!.replayP50! / b.replayP50!,
+      readTxCreateP50VsPowertools: results.get(oursRead.name)!.createP50! / p.createP50!,
     };
     out.report({ n: N, concurrency: CONCURRENCY, throughputN: THROUGHPUT_N, emulatorFresh: true, contenders: Object.fromEntries(results), ratios });
     out.line(
-      `\nreplay p50: ours ${ratios.replayP50VsBarePut.toFixed(2)}x the bare conditional PutItem (tx only: ${ratios.txOnlyReplayP50VsBarePut.toFixed(2)}x)`,
+      `\nreplay p50: ours ${ratios.replayP50VsBarePut.toFixed(2)}x the bare conditional PutItem (put only: ${ratios.putOnlyReplayP50VsBarePut.toFixed(2)}x, read then tx: ${ratios.readTxReplayP50VsBarePut.toFixed(2)}x, tx only: ${ratios.txOnlyReplayP50VsBarePut.toFixed(2)}x)`,
     );
     out.line(
       `ours / powertools: create p50 ${(o.createP50! / p.createP50!).toFixed(2)}x, replay p50 ${(o.replayP50! / p.replayP50!).toFixed(2)}x, ` +
         `throughput ${(o.createsPerSec! / p.createsPerSec!).toFixed(2)}x, DynamoDB calls per create ${o.callsPerCreate} vs ${p.callsPerCreate}`,
     );
     out.line(`ours / powertools writing to a table shaped like ours: create p50 ${ratios.createP50VsPowertoolsSameTable.toFixed(2)}x`);
+    out.line(`the path before (read, then tx) / powertools: create p50 ${ratios.readTxCreateP50VsPowertools.toFixed(2)}x`);
     admin.destroy();
     sqs.destroy();
   } finally {
