@@ -77,7 +77,9 @@ export class PaymentsService {
    * Creates the payment for (tenant, key) or returns the one the key already holds. A key's first payment
    * is its own key record (keyExpiresAt, requestHash) and is created by one conditional write, which also
    * answers a replay (CreatePath); a later generation, after the key expired, is written together with a
-   * key record in one transaction.
+   * key record in one transaction. This rests on payments never being deleted (the Payments table has no
+   * TTL): a first payment that vanished while a later generation held the key would let a put make
+   * another payment under a live key.
    */
   async create(tenantId: string, req: CreatePaymentRequest): Promise<{ payment: Payment; replayed: boolean }> {
     const now = this.clock();

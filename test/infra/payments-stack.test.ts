@@ -63,6 +63,12 @@ describe('PaymentsStack', () => {
     });
   });
 
+  it('Payments table keeps every payment: no TTL (a key\'s first payment is its key record while a later generation may hold the key)', () => {
+    const payments = t.findResources('AWS::DynamoDB::Table')[logicalId('AWS::DynamoDB::Table', 'PaymentsTable')];
+    expect(payments?.Properties.KeySchema).toEqual([{ AttributeName: 'id', KeyType: 'HASH' }]);
+    expect(payments?.Properties.TimeToLiveSpecification).toBeUndefined();
+  });
+
   it('IdempotencyKeys table expires records by TTL on expiresAt', () => {
     t.hasResourceProperties('AWS::DynamoDB::Table', {
       KeySchema: [{ AttributeName: 'pk', KeyType: 'HASH' }],
