@@ -46,10 +46,12 @@ export interface Payment {
   readonly generation: number;
   readonly requestHash: string;
   /**
-   * Epoch seconds at which the idempotency key that created this payment expires (written with the key,
-   * in the same transaction, and never changed). While it is in the future the key record is this
-   * payment's and no other's, so the payment alone answers a replay. Absent on payments created before
-   * it was kept: those replays take the transaction path.
+   * Epoch seconds at which the idempotency key that created this payment expires (written with the
+   * payment, never changed). On a key's first payment it is the key record itself (the create is one
+   * conditional put, PaymentsService.create); on a later generation it equals the key record's expiry,
+   * written in the same transaction. While it is in the future the key is this payment's and no other's,
+   * so the payment alone answers a replay. Absent on payments created before it was kept: those replays
+   * take the transaction path.
    */
   readonly keyExpiresAt?: number;
   readonly amountMinor: number;

@@ -4,12 +4,13 @@
  * this generation's payment exists" and created the next generation: a second payment for one key
  * (seen in the 200-concurrent-creates integration test on a loaded machine).
  */
-import { TransactionCanceledException } from '@aws-sdk/client-dynamodb';
+import { TransactionCanceledException, TransactionConflictException } from '@aws-sdk/client-dynamodb';
 import type { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { marshall } from '@aws-sdk/util-dynamodb';
 import { describe, expect, it } from 'vitest';
 import { keyPk, PaymentRepository } from '../../functions/adapters/dynamo/payment-repository';
 import { requestFingerprint } from '../../functions/core/create-request';
+import { ServiceUnavailableError } from '../../functions/core/errors';
 import { PaymentsService } from '../../functions/core/payments-service';
 import type { IdempotencyRecord } from '../../functions/core/ports';
 import { FakeQueue, paymentFixture } from '../helpers/fakes';
@@ -75,5 +76,21 @@ describe('PaymentsService.create when the key turns out to be held', () => {
     const res = await service.create('tenant-1', { idempotencyKey: 'k', amountMinor: payment.amountMinor, currency: payment.currency, paymentMethod: payment.paymentMethod, metadata: payment.metadata });
     expect(inserted).toEqual([0]);
     expect(res).toMatchObject({ replayed: true, payment: { id: 'pay_k0' } });
+  });
+});
+
+describe('PaymentRepository.insertFirst under contention', () => {
+  const conflict = () => new TransactionConflictException({ message: 'Transaction is ongoing for the item', $metadata: {} });
+
+  it('waits out a transaction in flight on the item, then creates', async () => {
+    const { repo, sends } = repoAnswering([conflict(), conflict()]);
+    expect(await repo.insertFirst(payment, 'w1')).toEqual({ kind: 'created' });
+    expect(sends()).toBe(3);
+  });
+
+  it('a conflict that outlasts the retries is a 503 to retry, not a 500', async () => {
+    const { repo, sends } = repoAnswering(Array.from({ length: 20 }, conflict));
+    await expect(repo.insertFirst(payment, 'w1')).rejects.toBeInstanceOf(ServiceUnavailableError);
+    expect(sends()).toBe(9);
   });
 });

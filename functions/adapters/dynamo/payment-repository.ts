@@ -1,6 +1,7 @@
 /**
- * Payments and idempotency keys in DynamoDB. Creation writes the key record and the payment in one
- * transaction; every later change is a conditional update on (version, status). Failed conditions
+ * Payments and idempotency keys in DynamoDB. A key's first payment carries its key and is created by one
+ * conditional put (insertFirst); a later generation, after the key expired, is written with a key record
+ * in one transaction (insertWithKey). Every later change is a conditional update on (version, status). Failed conditions
  * return the stored item (ReturnValuesOnConditionCheckFailure), so no second read is needed.
  */
 import { createHash, randomUUID } from 'node:crypto';
@@ -204,7 +205,8 @@ export class PaymentRepository implements PaymentStore, PaymentLister {
           if (stored.writeId === writeId) return { kind: 'created' };
           return { kind: 'exists', payment: stored };
         }
-        if (!(err instanceof TransactionConflictException) || attempt >= TRANSACTION_RETRIES) throw err;
+        if (!(err instanceof TransactionConflictException)) throw err;
+        if (attempt >= TRANSACTION_RETRIES) throw new ServiceUnavailableError();
         await sleep(Math.random() * Math.min(200, 10 * 2 ** attempt));
       }
     }
