@@ -32,7 +32,7 @@ import { WebhookEndpoints } from './core/webhooks/endpoints';
 import type { EventFeedDeps } from './core/webhooks/event-feed';
 import { CircuitBreaker, logStateChange, type BreakerStateChange } from './core/circuit-breaker';
 import { hmacCursorSeal } from './core/cursor-seal';
-import { PaymentsService } from './core/payments-service';
+import { deployedCreatePath, PaymentsService } from './core/payments-service';
 import { providerEventHandler } from './core/provider-events';
 import type { PaymentProvider } from './core/ports/payment-provider';
 import { unlimitedBudget, type RateBudget } from './core/ports/rate-budget';
@@ -83,6 +83,9 @@ function build() {
         idempotencyTtlSeconds: config().idempotencyTtlSeconds,
         maxRetries: config().maxRetries,
         stuckAfterSeconds: config().stuckAfterSeconds,
+        // A key made by an earlier version's transaction and one made by the put are both read by this
+        // version; the setting only chooses how a new key is written (README: upgrading).
+        createPath: deployedCreatePath(config().createByTransaction),
       }),
   );
   // The payments table is optional per function: the refunds API, worker and reconciler have it (a tenant

@@ -22,6 +22,12 @@ export type PaymentStore = Pick<Store, 'get' | 'getKey' | 'insertFirst' | 'inser
  */
 export type CreatePath = 'read-put' | 'put' | 'read-tx' | 'transaction';
 
+/**
+ * The deployed path (CREATE_BY_TRANSACTION): both read keys made either way, and differ only in how a new
+ * key is written, so a stage moves from a version that knew only key records in two deploys (README).
+ */
+export const deployedCreatePath = (createByTransaction: boolean): CreatePath => (createByTransaction ? 'read-tx' : 'read-put');
+
 export interface PaymentsServiceDeps {
   readonly store: PaymentStore;
   readonly queue: PaymentQueue;

@@ -142,6 +142,16 @@ export const SETTINGS = {
     default: 172_800,
     doc: 'How long an idempotency key holds its payment before it may be reused; at least OPEN_DEADLINE_SECONDS + 1 h.',
   },
+  CREATE_BY_TRANSACTION: {
+    field: 'createByTransaction',
+    type: 'boolean',
+    kind: 'value',
+    setBy: 'stack',
+    default: false,
+    doc:
+      "Create a new key's first payment with the transaction (key record + payment) instead of one conditional put. " +
+      'For the first deploy over a stage that runs a version from before the put, so that this version and a rollback both meet only key records; the next deploy turns it off.',
+  },
   MAX_AMOUNT: { field: 'maxAmount', type: 'number', kind: 'value', setBy: 'stack', default: 1_000_000, doc: 'Largest accepted amount, in major units of the currency.' },
   MAX_RETRIES: { field: 'maxRetries', type: 'number', kind: 'value', setBy: 'stack', default: 3, doc: 'Retry budget of a new payment (and of an operator re-open).' },
   RETRY_BASE_SECONDS: { field: 'retryBaseSeconds', type: 'number', kind: 'value', setBy: 'stack', default: 2, doc: 'Backoff base: full jitter over base * 2^attempt.' },
@@ -398,7 +408,7 @@ const PROCESSING: readonly SettingName[] = [
  */
 export const FUNCTION_SETTINGS = {
   /** OPEN_DEADLINE_SECONDS: the key's TTL is checked against it (settingRelationProblems). */
-  createPayment: ['PRINCIPALS_TABLE', 'PRINCIPAL_CACHE_SECONDS', 'PAYMENTS_TABLE', 'IDEMPOTENCY_TABLE', 'PAYMENTS_QUEUE_URL', 'IDEMPOTENCY_TTL_SECONDS', 'OPEN_DEADLINE_SECONDS', 'MAX_AMOUNT', 'MAX_RETRIES', 'STUCK_AFTER_SECONDS'],
+  createPayment: ['PRINCIPALS_TABLE', 'PRINCIPAL_CACHE_SECONDS', 'PAYMENTS_TABLE', 'IDEMPOTENCY_TABLE', 'PAYMENTS_QUEUE_URL', 'IDEMPOTENCY_TTL_SECONDS', 'OPEN_DEADLINE_SECONDS', 'MAX_AMOUNT', 'MAX_RETRIES', 'STUCK_AFTER_SECONDS', 'CREATE_BY_TRANSACTION'],
   /** GET payment, status and key record; POST validate-key; GET the tenant's payments. */
   paymentQueries: ['PRINCIPALS_TABLE', 'PRINCIPAL_CACHE_SECONDS', 'PAYMENTS_TABLE', 'IDEMPOTENCY_TABLE', 'MAX_AMOUNT', 'PAYMENTS_BY_TENANT_INDEX', 'CURSOR_SECRET_ID'],
   retryPayment: ['PRINCIPALS_TABLE', 'PRINCIPAL_CACHE_SECONDS', 'OPERATOR_IDEMPOTENCY_TABLE', 'PAYMENTS_TABLE', 'PAYMENTS_QUEUE_URL', 'MAX_RETRIES', 'STUCK_AFTER_SECONDS'],

@@ -37,6 +37,12 @@ describe('loadConfig', () => {
     expect(() => loadConfig({ PAYMENTS_FUNCTION: 'nope' })).toThrow(/names no function/);
   });
 
+  it('parses booleans as the stack writes them, and refuses anything else', () => {
+    expect(loadConfig({}).createByTransaction).toBe(false);
+    expect(loadConfig({ CREATE_BY_TRANSACTION: 'true' }).createByTransaction).toBe(true);
+    expect(() => loadConfig({ CREATE_BY_TRANSACTION: 'yes' })).toThrow(/CREATE_BY_TRANSACTION is not true or false/);
+  });
+
   it('builds the provider URL from protocol, host and port; PROVIDER_URL (local) overrides it', () => {
     expect(loadConfig({ PROVIDER_API_PROTOCOL: 'http', PROVIDER_API_HOST: '127.0.0.1', PROVIDER_API_PORT: '4010' }).providerUrl).toBe('http://127.0.0.1:4010');
     expect(loadConfig({ PROVIDER_API_HOST: 'api.example.com', PROVIDER_URL: 'http://127.0.0.1:9/p' }).providerUrl).toBe('http://127.0.0.1:9/p');

@@ -11,7 +11,7 @@ import type { CreatePaymentRequest } from '../../functions/core/create-request';
 import { IdempotencyKeyMismatchError, NotFoundError } from '../../functions/core/errors';
 import { paymentIdFor } from '../../functions/core/ids';
 import type { Payment } from '../../functions/core/payment';
-import { PaymentsService, type CreatePath } from '../../functions/core/payments-service';
+import { deployedCreatePath, PaymentsService, type CreatePath } from '../../functions/core/payments-service';
 import type { FirstInsertResult, IdempotencyRecord, InsertResult } from '../../functions/core/ports';
 import { TEST_EPOCH } from '../helpers/clock';
 import { FakeQueue } from '../helpers/fakes';
@@ -206,6 +206,21 @@ describe('create paths kept for the benchmark', () => {
     const again = await service('transaction').create('t1', request());
     expect(again.replayed).toBe(true);
     expect(store.calls).toMatchObject({ get: 0, insertFirst: 0, insertWithKey: 1 });
+  });
+});
+
+describe('the deployed path (CREATE_BY_TRANSACTION)', () => {
+  it('true writes new keys with a key record, as versions before the put did, and still reads put-made keys', async () => {
+    expect(deployedCreatePath(false)).toBe('read-put');
+    expect(deployedCreatePath(true)).toBe('read-tx');
+    const { store, service } = setup();
+    const byTx = await service(deployedCreatePath(true)).create('t1', request({ idempotencyKey: 'tx-made' }));
+    expect(store.keys.get('t1#tx-made')).toMatchObject({ paymentId: byTx.payment.id });
+    // A key the put made (the version after, or before a rollback) is replayed and looked up, not taken again.
+    const byPut = await service(deployedCreatePath(false)).create('t1', request({ idempotencyKey: 'put-made' }));
+    expect(store.keys.has('t1#put-made')).toBe(false);
+    expect(await service(deployedCreatePath(true)).create('t1', request({ idempotencyKey: 'put-made' }))).toEqual({ payment: byPut.payment, replayed: true });
+    expect((await service(deployedCreatePath(true)).keyRecord('t1', 'put-made')).payment.id).toBe(byPut.payment.id);
   });
 });
 
