@@ -53,6 +53,8 @@ const isLive = (r: IdempotencyRecord | undefined, now: Date): r is IdempotencyRe
   r !== undefined && r.expiresAt > Math.floor(now.getTime() / 1000);
 
 const MAX_GENERATION_STEPS = 5;
+/** Bounds firstFreeGeneration's doubling steps (2^20 reuses of one key). */
+const MAX_GENERATION_PROBE = 2 ** 20;
 
 /** Whether a stored payment is the one this tenant's key made and records when the key expires. */
 const carriesKey = (p: Payment, tenantId: string, key: string): p is Payment & { keyExpiresAt: number } =>
@@ -141,9 +143,34 @@ export class PaymentsService {
       if (firstAnswer) return firstAnswer;
       const current = await this.deps.store.getKey(tenantId, req.idempotencyKey);
       if (current && current.expiresAt > nowSeconds) return this.answerFromKey(current, requestHash, result.payment);
-      generation = Math.max(result.payment.generation, current?.generation ?? 0) + 1;
+      // The expired record names the latest generation; once TTL has deleted it, the payments tell.
+      generation = current
+        ? Math.max(result.payment.generation, current.generation) + 1
+        : await this.firstFreeGeneration(tenantId, req.idempotencyKey, result.payment.generation);
     }
     throw new ServiceUnavailableError();
+  }
+
+  /**
+   * The first generation of a key with no payment, above one known to exist. A key's generations are made
+   * in order (each one after the latest), so the existing ones are 0..n: steps that double find a free
+   * one, and halving between it and the last one found narrows to the first (about 2 log n reads).
+   */
+  private async firstFreeGeneration(tenantId: string, key: string, existing: number): Promise<number> {
+    const exists = async (g: number) => (await this.deps.store.get(paymentIdFor(tenantId, key, g))) !== undefined;
+    let found = existing;
+    let free = existing + 1;
+    for (let step = 1; await exists(free); step *= 2) {
+      if (step > MAX_GENERATION_PROBE) throw new ServiceUnavailableError();
+      found = free;
+      free = found + step * 2;
+    }
+    while (free - found > 1) {
+      const mid = Math.floor((found + free) / 2);
+      if (await exists(mid)) found = mid;
+      else free = mid;
+    }
+    return free;
   }
 
   private async created(payment: Payment): Promise<{ payment: Payment; replayed: boolean }> {

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { DeleteMessageBatchCommand, ReceiveMessageCommand } from '@aws-sdk/client-sqs';
-import { GetCommand, PutCommand, ScanCommand } from '@aws-sdk/lib-dynamodb';
+import { DeleteCommand, GetCommand, PutCommand, ScanCommand } from '@aws-sdk/lib-dynamodb';
 import type { APIGatewayProxyEvent } from 'aws-lambda';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { keyPk, PaymentRepository } from '../../functions/adapters/dynamo/payment-repository';
@@ -256,6 +256,23 @@ describe('POST /api/payments/process against DynamoDB Local', () => {
       }
       expect(new Set(ids).size).toBe(8);
       expect((await paymentsWithKey(key)).map((p) => p.generation).sort((a, b) => a - b)).toEqual([0, 1, 2, 3, 4, 5, 6, 7]);
+    } finally {
+      now = saved;
+    }
+  });
+
+  it('keeps reusing an expired key after TTL deleted its record: the next generation comes from the payments', async () => {
+    const key = `k-${randomUUID()}`;
+    const saved = now;
+    try {
+      for (let i = 0; i < 9; i++) {
+        now = new Date(saved.getTime() + i * (86_400_000 + 1000));
+        // DynamoDB deletes an expired record some time after it expired (here: at once).
+        await b.doc.send(new DeleteCommand({ TableName: tables.idempotency, Key: { pk: keyPk('tenant-1', key) } }));
+        const res = await post(request(key, 10 + i));
+        expect(res.statusCode, res.body).toBe(201);
+        expect(JSON.parse(res.body).id).toBe(paymentIdFor('tenant-1', key, i));
+      }
     } finally {
       now = saved;
     }

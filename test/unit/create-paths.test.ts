@@ -165,6 +165,23 @@ describe('create: one read answers a replay, one put makes a new key', () => {
     expect(again).toMatchObject({ replayed: true, payment: { id: reused.payment.id } });
   });
 
+  it('a key reused again and again after TTL deleted its record: the next generation is found from the payments, never a 503', async () => {
+    const { store, service, advance } = setup();
+    await service().create('t1', request());
+    for (let use = 1; use <= 40; use++) {
+      advance(3600_000);
+      store.keys.clear(); // DynamoDB's TTL deleted the expired record
+      store.reset();
+      const reused = await service().create('t1', request({ amountMinor: 100 + use }));
+      expect(reused).toMatchObject({ replayed: false, payment: { generation: use } });
+      // At most two transactions (the first tries generation 1), and a handful of reads to find the
+      // generation (about 2 log of the reuses).
+      expect(store.calls.insertWithKey).toBeLessThanOrEqual(2);
+      expect(store.calls.get).toBeLessThanOrEqual(2 + 2 * Math.ceil(Math.log2(use + 1)));
+    }
+    expect(store.payments.size).toBe(41);
+  });
+
   it('a payment written before keyExpiresAt was kept is answered by the transaction, not by the read', async () => {
     const { store, service } = setup();
     const { payment } = await service('transaction').create('t1', request());
