@@ -202,6 +202,33 @@ describe('POST /api/payments/process against DynamoDB Local', () => {
     expect(await drainQueue()).toHaveLength(1);
   });
 
+  it('100 concurrent reuses of an expired key with two amounts (the transaction path): one new payment, the losers get 422', async () => {
+    const key = `k-${randomUUID()}`;
+    const saved = now;
+    try {
+      expect((await post(request(key, 5))).statusCode).toBe(201);
+      await drainQueue();
+      now = new Date(saved.getTime() + 86_400_000 + 1000);
+      const responses = await Promise.all(Array.from({ length: 100 }, (_, i) => post(request(key, i % 2 ? 10 : 20))));
+      const reused = (await paymentsWithKey(key)).filter((p) => p.generation > 0);
+      expect(reused).toHaveLength(1);
+      expect(reused[0]!.generation).toBe(1);
+      const winnerAmount = reused[0]!.amountMinor / 100;
+      for (const [i, r] of responses.entries()) {
+        if ((i % 2 ? 10 : 20) === winnerAmount) {
+          expect(r.statusCode, r.body).toBe(201);
+          expect(JSON.parse(r.body).id).toBe(reused[0]!.id);
+        } else {
+          expect(r.statusCode, r.body).toBe(422);
+          expect(JSON.parse(r.body).error.code).toBe('IDEMPOTENCY_KEY_MISMATCH');
+        }
+      }
+      expect(await drainQueue()).toHaveLength(1);
+    } finally {
+      now = saved;
+    }
+  });
+
   it('scopes keys to the tenant: same key, two tenants, two payments, no cross-tenant reads', async () => {
     const key = `k-${randomUUID()}`;
     const a = JSON.parse((await post(request(key), 'tenant-1')).body);
