@@ -92,7 +92,7 @@ beforeAll(async () => {
     dlqUrl = Object.entries(b.resources.queues).find(([id]) => id.startsWith('PaymentsDlq'))![1].url;
     const real = new PaymentRepository(b.doc, {
       payments: config.paymentsTable,
-      // Payments are seeded through PaymentsService, which writes the key record too.
+      // Payments are seeded through PaymentsService (its create: the first payment carries its key).
       idempotency: b.envOf('CreatePaymentFunction').IDEMPOTENCY_TABLE!,
       openPaymentsIndex: config.openPaymentsIndex,
     });
@@ -329,7 +329,9 @@ describe('worker with DynamoDB Local, fauxqs and the provider simulator', () => 
       attempt: 4,
       retryCount: 3,
       maxRetries: 3,
-      lastError: { code: 'PROVIDER_UNAVAILABLE', retryable: true },
+      // The card's last answer is a 503; on a loaded machine the 1 s client timeout may end that attempt
+      // first, which is as retryable and fails the payment the same way.
+      lastError: { code: expect.stringMatching(/^PROVIDER_(UNAVAILABLE|TIMEOUT)$/), retryable: true },
     });
     const retries = transitions.get(p!.id)!.filter((t) => t.to === 'retrying');
     const caps = retries.map((t) => t.set!.lastError!.details!.backoffCapMs as number);
