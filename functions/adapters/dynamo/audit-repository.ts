@@ -20,13 +20,13 @@
  * page reads one item more than it returns, so a cursor is given only when another item exists.
  */
 import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
-import { BatchGetCommand, GetCommand, PutCommand, QueryCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { GetCommand, PutCommand, QueryCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { unmarshall } from '@aws-sdk/util-dynamodb';
 import { entryKeyOf, tenantShardsOf, verifyChain, type AuditEntry, type AuditKey, type ChainVerification, type PaymentAuditRef } from '../../core/audit';
 import { AppError, InvalidCursorError } from '../../core/errors';
 import { canonicalJson } from '../../core/fingerprint';
 import { logger } from '../../shared/logger';
-import { BATCH_GET_MAX_KEYS as BATCH_KEYS, BATCH_GET_MAX_ROUNDS as BATCH_ROUNDS } from './batch-get';
+import { BATCH_GET_MAX_KEYS as BATCH_KEYS, batchGetByKeys } from './batch-get';
 
 export type SortOrder = 'asc' | 'desc';
 
@@ -195,16 +195,13 @@ export class AuditRepository implements AuditReader, AuditWriter {
 
   /** Entries by key, consistently, by version (all belong to one payment). */
   private async getMany(keys: readonly AuditKey[]): Promise<Map<number, AuditEntry>> {
-    const out = new Map<number, AuditEntry>();
-    let pending: Record<string, unknown>[] = keys.map((k) => ({ tenantShard: k.tenantShard, tenantSort: k.tenantSort }));
-    for (let round = 0; pending.length > 0; round++) {
-      if (round >= BATCH_ROUNDS) throw new Error(`audit BatchGetItem left ${pending.length} keys unprocessed after ${BATCH_ROUNDS} rounds`);
-      const res = await this.doc.send(new BatchGetCommand({ RequestItems: { [this.tables.audit]: { Keys: pending, ConsistentRead: true } } }));
-      for (const e of (res.Responses?.[this.tables.audit] ?? []) as AuditEntry[]) out.set(e.version, e);
-      pending = (res.UnprocessedKeys?.[this.tables.audit]?.Keys ?? []) as Record<string, unknown>[];
-      if (pending.length > 0) await new Promise((r) => setTimeout(r, Math.min(1000, 25 * 2 ** round)));
-    }
-    return out;
+    const items = await batchGetByKeys(
+      this.doc,
+      this.tables.audit,
+      keys.map((k) => ({ tenantShard: k.tenantShard, tenantSort: k.tenantSort })),
+      { consistent: true },
+    );
+    return new Map((items as unknown as AuditEntry[]).map((e) => [e.version, e]));
   }
 
   /**

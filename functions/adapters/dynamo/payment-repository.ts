@@ -207,7 +207,7 @@ export class PaymentRepository implements PaymentStore, PaymentLister {
         }
         if (!(err instanceof TransactionConflictException)) throw err;
         if (attempt >= TRANSACTION_RETRIES) throw new ServiceUnavailableError();
-        await sleep(Math.random() * Math.min(200, 10 * 2 ** attempt));
+        await conflictPause(attempt);
       }
     }
   }
@@ -284,7 +284,7 @@ export class PaymentRepository implements PaymentStore, PaymentLister {
           if (transient) throw new ServiceUnavailableError();
           throw err;
         }
-        await sleep(Math.random() * Math.min(200, 10 * 2 ** attempt));
+        await conflictPause(attempt);
       }
     }
   }
@@ -523,3 +523,5 @@ function setAttributes(set: object | undefined, names: Record<string, string>, v
 const sortOf = (p: Payment): string => (p as Payment & { createdSort?: string }).createdSort ?? createdSortFor(p);
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** A jittered pause, growing to 200 ms, before a write that met another writer's transaction tries again. */
+const conflictPause = (attempt: number) => sleep(Math.random() * Math.min(200, 10 * 2 ** attempt));
